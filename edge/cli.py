@@ -1,0 +1,57 @@
+"""`thermal-edge` command line. Subcommands live in edge/commands/<name>.py.
+
+User errors (bad config, missing or corrupt files) print one line, `error: ...`, and exit 2 --
+no traceback. Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import edge.commands
+
+
+class UserError(Exception):
+    """Raised for a problem the user can fix; the message is printed as is."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    from edge.assets import AssetError
+    from edge.recording import RecordingError
+
+    types: list[type[BaseException]] = [UserError, AssetError, RecordingError, FileNotFoundError]
+    try:  # config errors, once edge/config.py defines them
+        from edge.config import ConfigError
+
+        types.append(ConfigError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thermal-edge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in sorted(pkgutil.iter_modules(edge.commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"edge.commands.{mod.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except user_error_types() as e:
+        msg = str(e) if not isinstance(e, FileNotFoundError) else f"{e.filename}: {e.strerror}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Pairing: match each thermal frame with the RGB frame nearest in time.
+
+Frames arrive from two cameras in capture order per camera, interleaved arbitrarily. A thermal
+frame can be paired once we have seen an RGB frame at or after its time (or know no better one
+can come). RGB frames that no thermal frame claims are dropped without detection -- detection
+only runs on paired frames, which is most of the pipeline's saving at 30 fps vs 8.7 Hz.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from edge.configbase import StrictModel
+from edge.types import Frame, FramePair
+
+
+class PairingConfig(StrictModel):
+    tolerance_ms: float = Field(20.0, gt=0, le=200, description="Max |t_rgb - t_thermal| for a pair, ms")
+    max_buffer: int = Field(64, ge=2, le=4096, description="RGB frames held while waiting for thermal")
+
+
+@dataclass
+class PairingStats:
+    pairs: int = 0
+    unpaired_thermal: int = 0  # thermal frames with no RGB frame within tolerance
+    rgb_unused: int = 0  # RGB frames no thermal frame chose (normal: RGB runs faster)
+    out_of_order: int = 0  # frames whose t_ns went backwards within their camera; dropped
+
+
+class Pairer:
+    """Streaming nearest-neighbour pairing on one clock.
+
+    push(frame) -> the pairs that became final; flush() at end of stream -> the rest.
+    """
+
+    def __init__(self, cfg: PairingConfig | None = None):
+        self.cfg = cfg or PairingConfig()
+        self._tol_ns = int(self.cfg.tolerance_ms * 1e6)
+        self._rgb: deque[Frame] = deque()
+        self._thermal: deque[Frame] = deque()
+        self._last_t = {"rgb": -(1 << 62), "thermal": -(1 << 62)}
+        self.stats = PairingStats()
+
+    def push(self, frame: Frame) -> list[FramePair]:
+        if frame.t_ns < self._last_t[frame.camera]:
+            # a clock that jumps backwards would pair the wrong frames; drop and count
+            self.stats.out_of_order += 1
+            return []
+        self._last_t[frame.camera] = frame.t_ns
+        (self._rgb if frame.camera == "rgb" else self._thermal).append(frame)
+        while len(self._rgb) > self.cfg.max_buffer:
+            self._rgb.popleft()
+            self.stats.rgb_unused += 1
+        return self._resolve(final=False)
+
+    def flush(self) -> list[FramePair]:
+        return self._resolve(final=True)
+
+    def _resolve(self, final: bool) -> list[FramePair]:
+        out: list[FramePair] = []
+        while self._thermal:
+            th = self._thermal[0]
+            # Undecided until an RGB frame at/after th has arrived: later RGB frames can only be
+            # farther away. A stalled RGB camera must not hold thermal frames forever, though.
+            if not final and self._last_t["rgb"] < th.t_ns and len(self._thermal) <= self.cfg.max_buffer:
+                break
+            self._thermal.popleft()
+            # drop RGB frames that are too old for this (and so for any later) thermal frame
+            while self._rgb and self._rgb[0].t_ns < th.t_ns - self._tol_ns:
+                self._rgb.popleft()
+                self.stats.rgb_unused += 1
+            best = None
+            for i, rgb in enumerate(self._rgb):
+                d = abs(rgb.t_ns - th.t_ns)
+                if d <= self._tol_ns and (best is None or d < best[0]):
+                    best = (d, i)
+                if rgb.t_ns > th.t_ns + self._tol_ns:
+                    break
+            if best is None:
+                self.stats.unpaired_thermal += 1
+                continue
+            for _ in range(best[1]):
+                self._rgb.popleft()
+                self.stats.rgb_unused += 1
+            out.append(FramePair(self._rgb.popleft(), th))
+            self.stats.pairs += 1
+        if final:
+            self.stats.rgb_unused += len(self._rgb)
+            self._rgb.clear()
+        return out

@@ -1,0 +1,278 @@
+"""Recording format v1 (see sample_streams/FORMAT.md): reader and writer.
+
+A recording is a folder with stream.json, an RGB video, a lossless 16-bit thermal video
+(FFV1 gray16le in Matroska) and timestamps.csv holding every frame of both cameras on one
+monotonic clock. The reader yields ``Frame`` objects per camera through the same ``read()``
+interface a live camera source has, so the pipeline cannot tell a replay from a station.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.types import FFC_STATES, Frame
+
+FORMAT_NAME = "thermal-edge-recording"
+FORMAT_VERSION = 1
+THERMAL_UNITS = {"centikelvin": 0.01, "decikelvin": 0.1}
+TIMESTAMP_COLUMNS = ("camera", "index", "t_ns", "ffc_state")
+
+
+class RecordingError(ValueError):
+    """A recording is missing, malformed or inconsistent. The message is one line and names
+    the file (and where possible the line or key) at fault."""
+
+
+@dataclass
+class CameraMeta:
+    id: str
+    width: int
+    height: int
+    fps: float
+    pixel_format: str  # 'bgr24' for rgb, 'gray16le' for thermal
+    file: str
+    units: str | None = None  # thermal only: a key of THERMAL_UNITS
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if v is not None}
+        return d
+
+
+@dataclass
+class StreamMeta:
+    station_id: str
+    start_utc: str  # ISO 8601 UTC wall time of t_ns == t0_ns
+    t0_ns: int
+    rgb: CameraMeta
+    thermal: CameraMeta
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. 'scenario', 'generator'
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "station_id": self.station_id,
+            "start_utc": self.start_utc,
+            "t0_ns": self.t0_ns,
+            "cameras": {"rgb": self.rgb.to_json(), "thermal": self.thermal.to_json()},
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+def _load_meta(path: Path) -> StreamMeta:
+    meta_file = path / "stream.json"
+    if not path.is_dir():
+        raise RecordingError(f"{path}: recording folder not found")
+    if not meta_file.is_file():
+        raise RecordingError(f"{meta_file}: missing (not a recording folder?)")
+    try:
+        raw = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise RecordingError(f"{meta_file}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    try:
+        if raw.get("format") != FORMAT_NAME:
+            raise RecordingError(f"{meta_file}: 'format' is {raw.get('format')!r}, expected {FORMAT_NAME!r}")
+        if raw.get("version") != FORMAT_VERSION:
+            raise RecordingError(f"{meta_file}: 'version' is {raw.get('version')!r}; this reader supports {FORMAT_VERSION}")
+        cams = {}
+        for name in ("rgb", "thermal"):
+            c = raw["cameras"][name]
+            cams[name] = CameraMeta(
+                id=str(c["id"]), width=int(c["width"]), height=int(c["height"]), fps=float(c["fps"]),
+                pixel_format=str(c["pixel_format"]), file=str(c["file"]), units=c.get("units"),
+            )
+        if cams["thermal"].units not in THERMAL_UNITS:
+            raise RecordingError(
+                f"{meta_file}: cameras.thermal.units is {cams['thermal'].units!r}; allowed: {sorted(THERMAL_UNITS)}")
+        return StreamMeta(
+            station_id=str(raw["station_id"]), start_utc=str(raw["start_utc"]), t0_ns=int(raw.get("t0_ns", 0)),
+            rgb=cams["rgb"], thermal=cams["thermal"], extra=dict(raw.get("extra", {})),
+        )
+    except KeyError as e:
+        raise RecordingError(f"{meta_file}: missing key {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        if isinstance(e, RecordingError):
+            raise
+        raise RecordingError(f"{meta_file}: bad value: {e}") from None
+
+
+def _load_timestamps(path: Path) -> dict[str, list[tuple[int, int, str]]]:
+    """Return {'rgb': [(index, t_ns, ffc_state)...], 'thermal': [...]}, each sorted by index."""
+    ts_file = path / "timestamps.csv"
+    if not ts_file.is_file():
+        raise RecordingError(f"{ts_file}: missing")
+    rows: dict[str, list[tuple[int, int, str]]] = {"rgb": [], "thermal": []}
+    with open(ts_file, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or tuple(header[:4]) != TIMESTAMP_COLUMNS:
+            raise RecordingError(f"{ts_file}: header must start with {','.join(TIMESTAMP_COLUMNS)}")
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                cam, idx, t_ns, ffc = row[0], int(row[1]), int(row[2]), (row[3] or "none")
+            except (IndexError, ValueError):
+                raise RecordingError(f"{ts_file}:{lineno}: malformed row {row!r}") from None
+            if cam not in rows:
+                raise RecordingError(f"{ts_file}:{lineno}: unknown camera {cam!r} (allowed: rgb, thermal)")
+            if ffc not in FFC_STATES:
+                raise RecordingError(f"{ts_file}:{lineno}: ffc_state {ffc!r} not in {FFC_STATES}")
+            rows[cam].append((idx, t_ns, ffc))
+    for cam, lst in rows.items():
+        lst.sort()
+        for expect, (idx, _, _) in enumerate(lst):
+            if idx != expect:
+                raise RecordingError(f"{ts_file}: {cam} frame indices not contiguous at {idx} (expected {expect})")
+    return rows
+
+
+class RecordingSource:
+    """One camera of a recording, read frame by frame (``read()`` -> Frame, None at the end).
+
+    Raises RecordingError if the video ends before the timestamp table does, or a frame has the
+    wrong shape/dtype -- a truncated recording must not pass silently.
+    """
+
+    def __init__(self, path: Path, camera: str, meta: CameraMeta, rows: list[tuple[int, int, str]]):
+        self.name = camera
+        self.path = path
+        self.meta = meta
+        self._rows = rows
+        self._next = 0
+        video = path / meta.file
+        if not video.is_file():
+            raise RecordingError(f"{video}: missing ({camera} video named in stream.json)")
+        params = [cv2.CAP_PROP_CONVERT_RGB, 0] if camera == "thermal" else []
+        self._cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG, params)
+        if not self._cap.isOpened():
+            raise RecordingError(f"{video}: OpenCV cannot open it")
+        self._video = video
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def read(self) -> Frame | None:
+        if self._next >= len(self._rows):
+            return None
+        ok, img = self._cap.read()
+        idx, t_ns, ffc = self._rows[self._next]
+        if not ok or img is None:
+            raise RecordingError(
+                f"{self._video}: ends after {self._next} frames but timestamps.csv lists {len(self._rows)}")
+        m = self.meta
+        if self.name == "thermal":
+            if img.ndim == 3:  # some backends hand back (h,w,1)
+                img = img[:, :, 0]
+            if img.dtype != np.uint16 or img.shape != (m.height, m.width):
+                raise RecordingError(
+                    f"{self._video}: frame {idx} is {img.dtype} {img.shape}, expected uint16 ({m.height}, {m.width})")
+        elif img.shape[:2] != (m.height, m.width):
+            raise RecordingError(f"{self._video}: frame {idx} is {img.shape}, expected ({m.height}, {m.width}, 3)")
+        self._next += 1
+        return Frame(self.name, idx, t_ns, img, ffc if self.name == "thermal" else "none")
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class Recording:
+    """An opened recording folder: ``meta``, and ``source('rgb' | 'thermal')``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.meta = _load_meta(self.path)
+        self.rows = _load_timestamps(self.path)
+
+    def source(self, camera: str) -> RecordingSource:
+        cam_meta = self.meta.rgb if camera == "rgb" else self.meta.thermal
+        return RecordingSource(self.path, camera, cam_meta, self.rows[camera])
+
+    @property
+    def thermal_scale_k(self) -> float:
+        """Kelvin per raw thermal count (0.01 for centi-kelvin)."""
+        return THERMAL_UNITS[self.meta.thermal.units or "centikelvin"]
+
+    def truth(self) -> dict[str, Any] | None:
+        f = self.path / "truth.json"
+        if not f.is_file():
+            return None
+        try:
+            return json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise RecordingError(f"{f}: invalid JSON at line {e.lineno}: {e.msg}") from None
+
+
+def open_recording(path: str | Path) -> Recording:
+    return Recording(path)
+
+
+class RecordingWriter:
+    """Writes a v1 recording. Thermal frames must be (h,w) uint16; RGB (H,W,3) uint8 BGR.
+
+    RGB is stored as MJPEG (quality 95) in .avi: small enough, fast to decode, and lossy
+    compression of the RGB image does not touch temperatures. Thermal is FFV1 gray16le,
+    which OpenCV reads back bit-exact.
+    """
+
+    def __init__(self, path: str | Path, meta: StreamMeta):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self._rows: list[tuple[str, int, int, str]] = []
+        self._n = {"rgb": 0, "thermal": 0}
+        r, t = meta.rgb, meta.thermal
+        self._rgb = cv2.VideoWriter(
+            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height),
+            [cv2.VIDEOWRITER_PROP_QUALITY, 95])
+        self._thermal = cv2.VideoWriter(
+            str(self.path / t.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"FFV1"), t.fps, (t.width, t.height),
+            [cv2.VIDEOWRITER_PROP_DEPTH, cv2.CV_16U, cv2.VIDEOWRITER_PROP_IS_COLOR, 0])
+        if not self._rgb.isOpened() or not self._thermal.isOpened():
+            raise RecordingError(f"{self.path}: OpenCV could not open the video writers (FFmpeg backend missing?)")
+
+    def write(self, camera: str, image: np.ndarray, t_ns: int, ffc_state: str = "none") -> int:
+        """Append one frame; returns its index within its camera."""
+        m = self.meta.rgb if camera == "rgb" else self.meta.thermal
+        if camera == "thermal":
+            if image.dtype != np.uint16 or image.shape != (m.height, m.width):
+                raise ValueError(f"thermal frame must be uint16 ({m.height}, {m.width}), got {image.dtype} {image.shape}")
+            self._thermal.write(image)
+        elif camera == "rgb":
+            if image.dtype != np.uint8 or image.shape != (m.height, m.width, 3):
+                raise ValueError(f"rgb frame must be uint8 ({m.height}, {m.width}, 3), got {image.dtype} {image.shape}")
+            self._rgb.write(image)
+        else:
+            raise ValueError(f"camera={camera!r}; allowed: 'rgb', 'thermal'")
+        if ffc_state not in FFC_STATES:
+            raise ValueError(f"ffc_state={ffc_state!r}; allowed: {FFC_STATES}")
+        idx = self._n[camera]
+        self._n[camera] += 1
+        self._rows.append((camera, idx, int(t_ns), ffc_state if camera == "thermal" else ""))
+        return idx
+
+    def close(self, truth: dict[str, Any] | None = None) -> None:
+        self._rgb.release()
+        self._thermal.release()
+        with open(self.path / "timestamps.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(TIMESTAMP_COLUMNS)
+            w.writerows(sorted(self._rows, key=lambda r: (r[2], r[0] != "thermal")))
+        if truth is not None:
+            (self.path / "truth.json").write_text(json.dumps(truth, indent=1))
+        # stream.json last: its presence marks a complete recording
+        (self.path / "stream.json").write_text(json.dumps(self.meta.to_json(), indent=2) + "\n")
+
+    def __enter__(self) -> "RecordingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._rgb.release()
+            self._thermal.release()
