@@ -214,7 +214,7 @@ def open_recording(path: str | Path) -> Recording:
 class RecordingWriter:
     """Writes a v1 recording. Thermal frames must be (h,w) uint16; RGB (H,W,3) uint8 BGR.
 
-    RGB is stored as MJPEG (quality 95) in .avi: small enough, fast to decode, and lossy
+    RGB is stored as MJPEG in .avi (FFmpeg's default quality): small enough, fast to decode, and lossy
     compression of the RGB image does not touch temperatures. Thermal is FFV1 gray16le,
     which OpenCV reads back bit-exact.
     """
@@ -227,8 +227,7 @@ class RecordingWriter:
         self._n = {"rgb": 0, "thermal": 0}
         r, t = meta.rgb, meta.thermal
         self._rgb = cv2.VideoWriter(
-            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height),
-            [cv2.VIDEOWRITER_PROP_QUALITY, 95])
+            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height))
         self._thermal = cv2.VideoWriter(
             str(self.path / t.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"FFV1"), t.fps, (t.width, t.height),
             [cv2.VIDEOWRITER_PROP_DEPTH, cv2.CV_16U, cv2.VIDEOWRITER_PROP_IS_COLOR, 0])
