@@ -1,0 +1,350 @@
+"""Measurement: inner-canthus temperature and the quality gates that refuse bad measurements.
+
+For each face: locate both inner canthi from the eye landmarks (eye centre moved toward the
+nose along the eye line, in proportion to the inter-ocular distance, IOD), map them into the
+thermal frame, and take a robust hot statistic (mean of the top-k pixels, never the single max,
+which is noise-driven) in a disc around each canthus sized by the IOD in thermal pixels. The
+disc is wide (default 0.35 IOD) because masks shift the landmarks by up to ~0.35 IOD; pixels
+below a line parallel to the eye line are never searched (the nose line for every face, 0.15 IOD
+below the eye line when the face wears a mask), so a warm mask can never win.
+
+skin = the hotter canthus (as the FDA/PhysioNet data's ``canthiMax``), core = skin_to_core(skin),
+uncertainty (1 sigma, degC) = sqrt(noise_of_statistic^2 + skin_to_core_residual^2 +
+small_target_penalty^2).
+
+Gates (``gate`` data key; '' = measurable), first that applies wins, station-wide gates first:
+``blackbody_<state>``, ``ffc``, ``several_faces``, ``outside_thermal_view``, ``too_far``,
+``turned_away``, ``motion_blur``, ``glasses``. A gated face gets NaN skin/core/uncertainty and
+quality 0 -- it is never measured as normal.
+
+Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from edge.configbase import StrictModel
+from edge.types import Detections
+
+# Skin->core default: core = canthus skin + offset. Fitted on /work/shared/data/facial_oral/
+# FLIR_dev.csv (FDA/PhysioNet, 625 volunteers; 614 rows with both values): aveOralM - canthiMax1
+# has mean 1.2994 degC and sample SD 0.3585 degC (median 1.28). The SD is the person-to-person
+# residual of this model, i.e. the uncertainty a perfect camera still has about the core.
+DEFAULT_SKIN_TO_CORE_OFFSET_C = 1.2994
+DEFAULT_SKIN_TO_CORE_SD_C = 0.3585
+
+# Nose tip depth in front of the eye plane as a fraction of the IOD (~30 mm / 63 mm), used to
+# turn the nose's sideways offset into a yaw angle.
+NOSE_DEPTH_IOD = 0.5
+
+GATES = ("blackbody_missing", "blackbody_unstable", "blackbody_moved", "ffc", "several_faces",
+         "outside_thermal_view", "too_far", "turned_away", "motion_blur", "glasses")
+
+
+class MeasurementConfig(StrictModel):
+    canthus_offset_frac: float = Field(
+        0.2, ge=0.0, le=0.5,
+        description="Inner canthus = eye centre moved toward the nose along the eye line by this "
+                    "fraction of the inter-ocular distance (IOD), unitless")
+    search_radius_frac: float = Field(
+        0.35, ge=0.05, le=0.6,
+        description="Radius of the hot-spot search disc around each canthus as a fraction of the "
+                    "IOD (masks shift landmarks by up to ~0.35 IOD), unitless")
+    hot_top_k: int = Field(
+        4, ge=1, le=64, description="Skin temperature = mean of the k hottest pixels in the disc, pixels")
+    canthus_width_frac: float = Field(
+        0.15, ge=0.02, le=0.5,
+        description="Width of the warm inner-canthus region as a fraction of the IOD, unitless; "
+                    "thermal px across the canthus = IOD_thermal_px x this")
+    min_canthus_px: float = Field(
+        4.0, ge=1.0, le=32.0,
+        description="Gate too_far below this many thermal pixels across the canthus, px "
+                    "(4 px with the default width means IOD >= 26.7 thermal px)")
+    max_yaw_deg: float = Field(
+        25.0, gt=0, le=90, description="Gate turned_away above this head yaw (from the nose offset), degrees")
+    max_roll_deg: float = Field(
+        20.0, gt=0, le=180, description="Gate turned_away above this eye-line tilt, degrees")
+    glasses_contrast_c: float = Field(
+        1.5, gt=0, le=20,
+        description="Gate glasses when the inner-eye region is colder than the forehead/cheek "
+                    "skin by more than this, degC (glass is opaque in LWIR)")
+    eye_patch_frac: float = Field(
+        0.1, gt=0, le=0.4, description="Half-size of the inner-eye and skin reference patches, fraction of IOD")
+    min_sharpness: float = Field(
+        0.25, ge=0, le=5,
+        description="Gate motion_blur below this sharpness (see sharpness(); measured on a real "
+                    "face at 36-120 px: sharp 1.2-2.1, smeared by 10% of the face width ~0.4, "
+                    "by 15% 0.23-0.38, by 20% 0.13-0.23), unitless")
+    min_box_inside_frac: float = Field(
+        0.9, ge=0, le=1,
+        description="Gate outside_thermal_view when less than this fraction of the face box "
+                    "area lies inside the thermal frame, unitless")
+    mask_clip_iod: float = Field(
+        0.15, ge=-0.2, le=1.0,
+        description="Masked faces: search only above a line parallel to the eye line this far "
+                    "below it, IOD units. The nose landmark is unreliable under a mask; a mask "
+                    "starts ~0.3 IOD below the eyes, so with 0.15 the eye landmarks may sit up "
+                    "to ~0.15 IOD too low or ~0.1 IOD too high (sideways: the full search radius)")
+    netd_c: float = Field(
+        0.05, gt=0, le=1, description="Sensor noise floor (NETD) used when the crop looks quieter, degC")
+    small_target_penalty_c: float = Field(
+        0.2, ge=0, le=2,
+        description="Extra 1-sigma uncertainty at exactly min_canthus_px, falling as "
+                    "(min_canthus_px / canthus_px)^2 for larger faces, degC")
+    ffc_settle_ms: float = Field(
+        1000.0, ge=0, le=30000, description="Keep gating 'ffc' this long after an FFC ends, ms")
+    one_person_at_a_time: bool = Field(
+        False, description="Gate several_faces on every face when more than one face is in the frame")
+
+
+SkinToCore = Callable[[np.ndarray, "float | None"], np.ndarray]
+
+
+@dataclass(frozen=True)
+class OffsetSkinToCore:
+    """core_c = skin_c + offset_c (see DEFAULT_SKIN_TO_CORE_* for where the numbers come from)."""
+
+    offset_c: float = DEFAULT_SKIN_TO_CORE_OFFSET_C
+
+    def __call__(self, skin_c: np.ndarray, ambient_c: float | None = None) -> np.ndarray:
+        return np.asarray(skin_c, np.float32) + np.float32(self.offset_c)
+
+
+@dataclass
+class MeasureContext:
+    """Per-frame station state the measurement needs.
+
+    blackbody_state: 'ok' or e.g. 'missing'/'unstable'/'moved' (gates ``blackbody_<state>``).
+    ffc_active: True during an FFC or its settle time (``FfcSettle`` computes this from frames).
+    ambient_c: ambient temperature, degC, passed to skin_to_core (None if unknown).
+    skin_to_core: ``core_c(skin_c (N,), ambient_c) -> (N,)``, degC.
+    skin_to_core_sd_c: 1-sigma residual of skin_to_core across people, degC.
+    """
+
+    blackbody_state: str = "ok"
+    ffc_active: bool = False
+    ambient_c: float | None = None
+    skin_to_core: SkinToCore = field(default_factory=OffsetSkinToCore)
+    skin_to_core_sd_c: float = DEFAULT_SKIN_TO_CORE_SD_C
+
+
+class Registration(Protocol):
+    def map_points(self, xy: np.ndarray, iod_px: np.ndarray) -> np.ndarray: ...  # (N,K,2)->(N,K,2)
+    def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray) -> np.ndarray: ...  # (N,4)->(N,4)
+
+
+class FfcSettle:
+    """Turns the thermal frames' ``ffc_state`` into MeasureContext.ffc_active, holding the gate
+    for ``ffc_settle_ms`` after the FFC ends (the image is unsettled right after the shutter)."""
+
+    def __init__(self, cfg: MeasurementConfig):
+        self._settle_ns = int(cfg.ffc_settle_ms * 1e6)
+        self._last_active_ns: int | None = None
+
+    def update(self, ffc_state: str, t_ns: int) -> bool:
+        if ffc_state in ("imminent", "in_progress"):
+            self._last_active_ns = t_ns
+            return True
+        return self._last_active_ns is not None and t_ns - self._last_active_ns < self._settle_ns
+
+
+def canthi_rgb(landmarks_xy: np.ndarray, offset_frac: float) -> np.ndarray:
+    """(N,5,2) landmarks -> (N,2,2) inner canthi (image-left eye's, image-right eye's), same px."""
+    e0, e1 = landmarks_xy[:, 0], landmarks_xy[:, 1]
+    step = (e1 - e0) * np.float32(offset_frac)  # = offset_frac * IOD along the eye line
+    return np.stack([e0 + step, e1 - step], axis=1)
+
+
+def head_pose_deg(landmarks_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,5,2) landmarks -> (yaw_deg, roll_deg), each (N,).
+
+    roll = eye-line angle from horizontal (180 for an upside-down face); yaw from the nose tip's
+    offset from the eye midpoint along the eye line, relative to the IOD: offset/IOD_apparent =
+    NOSE_DEPTH_IOD * tan(yaw)."""
+    e0, e1, nose = landmarks_xy[:, 0], landmarks_xy[:, 1], landmarks_xy[:, 2]
+    d = e1 - e0
+    iod = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-6)
+    roll = np.degrees(np.arctan2(d[:, 1], d[:, 0]))
+    along = ((nose - (e0 + e1) / 2) * d).sum(axis=1) / iod**2
+    yaw = np.degrees(np.arctan(along / NOSE_DEPTH_IOD))
+    return yaw.astype(np.float32), roll.astype(np.float32)
+
+
+def sharpness(bgr: np.ndarray, box_xyxy: np.ndarray) -> float:
+    """Blur measure of the face box's central 80%, resized to 32x32 (so it is relative to the
+    face size) and divided by the crop's variance (contrast-free): the smaller of the variances
+    of the second derivative along x and along y -- motion blur is directional and a Laplacian
+    would still see the sharp direction. NaN if the crop is empty."""
+    x1, y1, x2, y2 = box_xyxy
+    mx, my = 0.1 * (x2 - x1), 0.1 * (y2 - y1)
+    h, w = bgr.shape[:2]
+    xa, ya = int(max(0, x1 + mx)), int(max(0, y1 + my))
+    xb, yb = int(min(w, x2 - mx)), int(min(h, y2 - my))
+    if xb - xa < 4 or yb - ya < 4:
+        return float("nan")
+    crop = bgr[ya:yb, xa:xb]
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    g = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    dxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3).var()
+    dyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3).var()
+    return float(min(dxx, dyy) / (g.var() + 1.0))
+
+
+def _patch_median(img: np.ndarray, xy: np.ndarray, half: float) -> float:
+    """Median of the square patch of half-size ``half`` px around ``xy``; NaN if not fully inside."""
+    h, w = img.shape
+    xa, ya = int(np.floor(xy[0] - half)), int(np.floor(xy[1] - half))
+    xb, yb = int(np.ceil(xy[0] + half)) + 1, int(np.ceil(xy[1] + half)) + 1
+    if xa < 0 or ya < 0 or xb > w or yb > h:
+        return float("nan")
+    return float(np.median(img[ya:yb, xa:xb]))
+
+
+def _box_inside_frac(box: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(N,4) boxes -> (N,) fraction of each box's area inside [0,w]x[0,h]."""
+    area = np.maximum(box[:, 2] - box[:, 0], 1e-6) * np.maximum(box[:, 3] - box[:, 1], 1e-6)
+    iw = np.clip(np.minimum(box[:, 2], w) - np.maximum(box[:, 0], 0), 0, None)
+    ih = np.clip(np.minimum(box[:, 3], h) - np.maximum(box[:, 1], 0), 0, None)
+    return (iw * ih / area).astype(np.float32)
+
+
+@dataclass
+class _CanthusResult:
+    skin_c: float
+    canthi_xy: np.ndarray  # (2,2) refined hot-spot centroids, thermal px
+    noise_c: float  # 1-sigma noise of the skin statistic
+    glasses_contrast_c: float  # reference skin minus inner-eye, degC (NaN if not measurable)
+
+
+def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod: float,
+                 masked: bool, cfg: MeasurementConfig) -> _CanthusResult | None:
+    """Hot statistic around both canthi of one face (all coordinates thermal px).
+    None when the search discs do not fit inside the frame."""
+    h, w = thermal_c.shape
+    r = max(1.0, cfg.search_radius_frac * iod)
+    xa = int(np.floor(canthi[:, 0].min() - r)); xb = int(np.ceil(canthi[:, 0].max() + r)) + 1
+    ya = int(np.floor(canthi[:, 1].min() - r)); yb = int(np.ceil(canthi[:, 1].max() + r)) + 1
+    if xa < 0 or ya < 0 or xb > w or yb > h:
+        return None
+    crop = thermal_c[ya:yb, xa:xb]
+    ys, xs = np.mgrid[ya:yb, xa:xb].astype(np.float32)
+    e0, e1, nose = lm[0], lm[1], lm[2]
+    u = (e1 - e0) / max(iod, 1e-6)
+    n = np.array([-u[1], u[0]], np.float32)  # face "down" (toward the mouth) for an upright face
+    mid = (e0 + e1) / 2
+    nose_depth = float(np.clip((nose - mid) @ n, 0.3 * iod, 1.0 * iod))  # sane even if nose is off
+    clip = cfg.mask_clip_iod * iod if masked else nose_depth
+    allowed = ((xs - mid[0]) * n[0] + (ys - mid[1]) * n[1]) < clip
+    k = cfg.hot_top_k
+    hot = np.empty(2, np.float32)
+    xy = np.empty((2, 2), np.float32)
+    for i in range(2):
+        sel = allowed & (((xs - canthi[i, 0]) ** 2 + (ys - canthi[i, 1]) ** 2) <= r * r)
+        vals = crop[sel]
+        if len(vals) == 0:
+            return None
+        kk = min(k, len(vals))
+        top = np.argpartition(vals, len(vals) - kk)[len(vals) - kk:]
+        hot[i] = vals[top].mean()
+        xy[i] = xs[sel][top].mean(), ys[sel][top].mean()
+    # Noise: robust (MAD) SD of horizontal pixel differences / sqrt(2); a smooth crop still
+    # carries at least the sensor NETD.
+    d = np.diff(crop, axis=1).ravel()
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2) if d.size else 0.0
+    noise = max(sigma, cfg.netd_c) / np.sqrt(k)
+    # Glasses: inner-eye patches (half way from eye centre to canthus) vs the coolest skin
+    # reference (forehead above the eyes; cheeks too unless a mask covers them). The coolest, so
+    # an unflagged warm mask over the cheeks cannot fake the contrast; lenses read near ambient,
+    # colder than any skin, so hair over the forehead does not hide them.
+    half = max(0.5, cfg.eye_patch_frac * iod)
+    eye_pts = (lm[:2] + canthi) / 2
+    eye_vals = [v for v in (_patch_median(thermal_c, p, half) for p in eye_pts) if np.isfinite(v)]
+    eye_c = float(np.median(eye_vals)) if eye_vals else float("nan")
+    refs = [mid - 0.55 * iod * n]
+    if not masked:
+        refs += [e0 + 0.55 * iod * n, e1 + 0.55 * iod * n]
+    ref_vals = [v for v in (_patch_median(thermal_c, p, half) for p in refs) if np.isfinite(v)]
+    contrast = float(min(ref_vals) - eye_c) if ref_vals and np.isfinite(eye_c) else float("nan")
+    return _CanthusResult(float(hot.max()), xy, float(noise), contrast)
+
+
+def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registration,
+                  ctx: MeasureContext, cfg: MeasurementConfig,
+                  rgb_bgr: np.ndarray | None = None) -> Detections:
+    """Measure every face of one paired frame.
+
+    dets: faces in RGB px (``data['mask']`` == 'yes' marks masked faces, optional).
+    thermal_c: (h,w) float32 degC, blackbody-corrected.
+    registration: RGB px -> thermal px (``map_points``, ``map_boxes``).
+    rgb_bgr: (H,W,3) uint8 RGB frame for the motion_blur gate (skipped when None).
+    Returns dets with box_xyxy_thermal, landmarks_xy_thermal, canthus_xy_thermal, skin_temp_c,
+    core_temp_c, uncertainty_c (degC), gate, quality added (see edge/types.py:DATA_KEYS).
+    """
+    n = len(dets)
+    h, w = thermal_c.shape[:2]
+    iod_rgb = dets.inter_ocular_px
+    canthi = canthi_rgb(dets.landmarks_xy, cfg.canthus_offset_frac)
+    pts_th = np.asarray(registration.map_points(
+        np.concatenate([dets.landmarks_xy, canthi], axis=1), iod_rgb), np.float32).reshape(n, 7, 2)
+    lm_th, canthi_th = pts_th[:, :5], pts_th[:, 5:].copy()
+    box_th = np.asarray(registration.map_boxes(dets.box_xyxy, iod_rgb), np.float32).reshape(n, 4)
+    d = lm_th[:, 1] - lm_th[:, 0]
+    iod_th = np.hypot(d[:, 0], d[:, 1]).astype(np.float32)
+    canthus_px = iod_th * np.float32(cfg.canthus_width_frac)
+    yaw, roll = head_pose_deg(dets.landmarks_xy)
+    inside = _box_inside_frac(box_th, w, h)
+    masked = (np.asarray(dets.data["mask"]) == "yes") if "mask" in dets.data else np.zeros(n, bool)
+
+    gate = np.full(n, "", dtype=object)
+
+    def set_gate(cond: np.ndarray | bool, reason: str) -> None:
+        gate[(gate == "") & np.broadcast_to(np.asarray(cond, bool), (n,))] = reason
+
+    if ctx.blackbody_state != "ok":
+        set_gate(True, f"blackbody_{ctx.blackbody_state}")
+    set_gate(bool(ctx.ffc_active), "ffc")
+    set_gate(cfg.one_person_at_a_time and n > 1, "several_faces")
+    set_gate(inside < cfg.min_box_inside_frac, "outside_thermal_view")
+    set_gate(canthus_px < cfg.min_canthus_px, "too_far")
+    set_gate((np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg), "turned_away")
+
+    sharp = np.full(n, np.nan, np.float32)
+    if rgb_bgr is not None:
+        for i in np.flatnonzero(gate == ""):
+            sharp[i] = sharpness(rgb_bgr, dets.box_xyxy[i])
+        set_gate(sharp < cfg.min_sharpness, "motion_blur")  # NaN compares False: not gated
+
+    skin = np.full(n, np.nan, np.float32)
+    noise = np.full(n, np.nan, np.float32)
+    for i in np.flatnonzero(gate == ""):
+        res = _measure_one(thermal_c, lm_th[i], canthi_th[i], float(iod_th[i]), bool(masked[i]), cfg)
+        if res is None:
+            gate[i] = "outside_thermal_view"
+            continue
+        if res.glasses_contrast_c > cfg.glasses_contrast_c:
+            gate[i] = "glasses"
+            continue
+        skin[i], noise[i], canthi_th[i] = res.skin_c, res.noise_c, res.canthi_xy
+
+    ok = gate == ""
+    core = np.full(n, np.nan, np.float32)
+    unc = np.full(n, np.nan, np.float32)
+    quality = np.zeros(n, np.float32)
+    if ok.any():
+        core[ok] = np.asarray(ctx.skin_to_core(skin[ok], ctx.ambient_c), np.float32).reshape(-1)
+        penalty = cfg.small_target_penalty_c * (cfg.min_canthus_px / canthus_px[ok]) ** 2
+        unc[ok] = np.sqrt(noise[ok] ** 2 + ctx.skin_to_core_sd_c ** 2 + penalty ** 2)
+        # Quality ranks frames of one person for best-N: bigger, more frontal, sharper, surer.
+        size_q = np.clip(canthus_px[ok] / (2 * cfg.min_canthus_px), 0, 1)
+        pose_q = (1 - 0.5 * np.abs(yaw[ok]) / cfg.max_yaw_deg) * (1 - 0.5 * np.abs(roll[ok]) / cfg.max_roll_deg)
+        sharp_q = np.where(np.isfinite(sharp[ok]), np.clip(sharp[ok] / (3 * max(cfg.min_sharpness, 1e-3)), 0, 1), 1.0)
+        quality[ok] = np.clip(size_q * pose_q * sharp_q * np.clip(dets.score[ok], 0, 1), 0, 1)
+
+    return dets.with_data(
+        box_xyxy_thermal=box_th, landmarks_xy_thermal=lm_th, canthus_xy_thermal=canthi_th,
+        skin_temp_c=skin, core_temp_c=core, uncertainty_c=unc, gate=gate, quality=quality)

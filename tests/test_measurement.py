@@ -1,0 +1,239 @@
+"""Measurement on synthetic thermal frames built here: warm face, hot inner canthi at known spots,
+optional warm mask, cold glasses; plus every gate, table-driven."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.measurement import (
+    DEFAULT_SKIN_TO_CORE_OFFSET_C, DEFAULT_SKIN_TO_CORE_SD_C, FfcSettle, MeasureContext,
+    MeasurementConfig, canthi_rgb, head_pose_deg, measure_faces, sharpness,
+)
+from edge.types import Detections
+
+CANTHUS_C = 35.6  # peak of the image-left canthus; the other is 0.2 cooler
+SKIN_C = 33.5
+BACKGROUND_C = 22.0
+
+
+class ScaleRegistration:
+    """Stand-in for edge/registration.py: a pure scaling homography RGB px -> thermal px."""
+
+    def __init__(self, scale: float, dx: float = 0.0, dy: float = 0.0):
+        self.s, self.d = scale, np.array([dx, dy], np.float32)
+
+    def map_points(self, xy: np.ndarray, iod_px: np.ndarray) -> np.ndarray:
+        return np.asarray(xy, np.float32) * self.s + self.d
+
+    def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray) -> np.ndarray:
+        b = np.asarray(box_xyxy, np.float32) * self.s
+        return b + np.tile(self.d, 2)
+
+
+def face_geometry(cx: float, cy: float, iod: float):
+    """Landmarks (5,2) and box (4,) of an upright frontal face, same px as (cx, cy, iod)."""
+    lm = np.array([[cx - iod / 2, cy], [cx + iod / 2, cy], [cx, cy + 0.65 * iod],
+                   [cx - 0.35 * iod, cy + 1.05 * iod], [cx + 0.35 * iod, cy + 1.05 * iod]], np.float32)
+    box = np.array([cx - 0.95 * iod, cy - 0.95 * iod, cx + 0.95 * iod, cy + 1.55 * iod], np.float32)
+    return lm, box
+
+
+def render(shape, faces, seed=0, noise_c=0.05):
+    """Thermal frame (h,w) float32 degC with the given faces drawn (thermal px).
+
+    Each face: dict(cx, cy, iod, mask_c=None (warm mask below cy+0.3 iod), glasses=False).
+    Returns the frame and the true inner-canthus centres (F,2,2)."""
+    h, w = shape
+    img = np.full((h, w), BACKGROUND_C, np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    truth = []
+    for f in faces:
+        cx, cy, iod = f["cx"], f["cy"], f["iod"]
+        face = ((xs - cx) / (0.95 * iod)) ** 2 + ((ys - cy - 0.3 * iod) / (1.25 * iod)) ** 2 <= 1
+        img[face] = SKIN_C
+        cs = np.array([[cx - 0.3 * iod, cy], [cx + 0.3 * iod, cy]], np.float32)  # 0.2 IOD inward
+        truth.append(cs)
+        sig = 0.06 * iod
+        for (px, py), peak in zip(cs, (CANTHUS_C, CANTHUS_C - 0.2)):
+            g = np.exp(-((xs - px) ** 2 + (ys - py) ** 2) / (2 * sig**2))
+            img = np.maximum(img, SKIN_C + (peak - SKIN_C) * g)
+        if f.get("mask_c") is not None:
+            img[face & (ys > cy + 0.3 * iod)] = f["mask_c"]
+        if f.get("glasses"):
+            for ex in (cx - iod / 2, cx + iod / 2):
+                img[((xs - ex) ** 2 + (ys - cy) ** 2) <= (0.33 * iod) ** 2] = 27.0
+    img += np.random.default_rng(seed).normal(0, noise_c, img.shape).astype(np.float32)
+    return img, np.array(truth)
+
+
+def dets_for(faces, scale, mask=None, shift_iod=(0.0, 0.0), nose_shift_iod=0.0, roll_deg=0.0):
+    """Detections in RGB px for faces given in thermal px (RGB = thermal / scale)."""
+    lms, boxes = [], []
+    for f in faces:
+        cx, cy, iod = f["cx"] / scale, f["cy"] / scale, f["iod"] / scale
+        lm, box = face_geometry(cx + shift_iod[0] * iod, cy + shift_iod[1] * iod, iod)
+        lm[2, 0] += nose_shift_iod * iod
+        if roll_deg:
+            a = np.radians(roll_deg)
+            rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
+            lm = (lm - [cx, cy]) @ rot.T + [cx, cy]
+        lms.append(lm)
+        boxes.append(box)
+    d = Detections(np.array(boxes), np.full(len(faces), 0.9), np.array(lms))
+    if mask is not None:
+        d = d.with_data(mask=np.array(mask, dtype=object))
+    return d
+
+
+SCALE = 0.25  # RGB 4x the thermal resolution
+REG = ScaleRegistration(SCALE)
+CFG = MeasurementConfig()
+FACE = dict(cx=80.0, cy=50.0, iod=40.0)
+
+
+def test_warm_face_measures_hot_canthus_not_face_max():
+    img, truth = render((120, 160), [FACE])
+    out = measure_faces(dets_for([FACE], SCALE), img, REG, MeasureContext(), CFG)
+    assert out.data["gate"][0] == ""
+    assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15
+    assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] + DEFAULT_SKIN_TO_CORE_OFFSET_C, abs=1e-4)
+    u = out.data["uncertainty_c"][0]
+    assert DEFAULT_SKIN_TO_CORE_SD_C <= u < DEFAULT_SKIN_TO_CORE_SD_C + 0.1
+    # refined canthus positions land on the true hot spots
+    err = np.hypot(*(out.data["canthus_xy_thermal"][0] - truth[0]).T)
+    assert err.max() < 1.0
+    assert 0 < out.data["quality"][0] <= 1
+    assert out.data["box_xyxy_thermal"].shape == (1, 4) and out.data["landmarks_xy_thermal"].shape == (1, 5, 2)
+
+
+@pytest.mark.parametrize("shift", [(0.0, -0.25), (0.0, 0.25), (0.2, 0.0), (-0.2, 0.15)])
+def test_landmark_shift_up_to_a_third_iod_is_tolerated(shift):
+    img, _ = render((120, 160), [FACE], seed=1)
+    out = measure_faces(dets_for([FACE], SCALE, shift_iod=shift), img, REG, MeasureContext(), CFG)
+    assert out.data["gate"][0] == ""
+    assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15
+
+
+def test_warm_mask_never_wins_even_with_landmarks_pushed_down():
+    face = dict(FACE, mask_c=36.8)  # a breath-warmed mask hotter than the canthus
+    img, _ = render((120, 160), [face], seed=2)
+    # masks push landmarks down; without the mask flag the search reaches the mask
+    unflagged = measure_faces(dets_for([face], SCALE, shift_iod=(0, 0.12)), img, REG, MeasureContext(), CFG)
+    assert unflagged.data["skin_temp_c"][0] > 36.5  # shows the test can fail
+    for shift in [(0, 0.12), (0, 0.0), (0, -0.1), (0.3, 0.1), (-0.3, 0.0)]:
+        out = measure_faces(dets_for([face], SCALE, mask=["yes"], shift_iod=shift), img, REG,
+                            MeasureContext(), CFG)
+        assert out.data["gate"][0] == ""
+        assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15, shift
+
+
+GATE_CASES = [
+    # (name, face in thermal px, dets kwargs, ctx kwargs, cfg kwargs, expected gate)
+    ("measurable", FACE, {}, {}, {}, ""),
+    ("glasses", dict(FACE, glasses=True), {}, {}, {}, "glasses"),
+    ("too_far", dict(cx=80.0, cy=50.0, iod=16.0), {}, {}, {}, "too_far"),
+    ("outside_right_edge", dict(cx=150.0, cy=50.0, iod=40.0), {}, {}, {}, "outside_thermal_view"),
+    ("outside_top_edge", dict(cx=80.0, cy=20.0, iod=40.0), {}, {}, {}, "outside_thermal_view"),
+    ("yaw", FACE, dict(nose_shift_iod=0.3), {}, {}, "turned_away"),
+    ("roll", FACE, dict(roll_deg=30.0), {}, {}, "turned_away"),
+    ("upside_down", FACE, dict(roll_deg=180.0), {}, {}, "turned_away"),
+    ("ffc", FACE, {}, dict(ffc_active=True), {}, "ffc"),
+    ("blackbody_missing", FACE, {}, dict(blackbody_state="missing"), {}, "blackbody_missing"),
+    ("blackbody_unstable", FACE, {}, dict(blackbody_state="unstable"), {}, "blackbody_unstable"),
+    ("too_far_configurable", FACE, {}, {}, dict(min_canthus_px=8.0), "too_far"),
+    ("mild_yaw_allowed", FACE, dict(nose_shift_iod=0.1), {}, {}, ""),
+]
+
+
+@pytest.mark.parametrize("name,face,dkw,ckw,cfgkw,expected", GATE_CASES, ids=[c[0] for c in GATE_CASES])
+def test_gates(name, face, dkw, ckw, cfgkw, expected):
+    img, _ = render((120, 160), [face], seed=3)
+    out = measure_faces(dets_for([face], SCALE, **dkw), img, REG, MeasureContext(**ckw),
+                        MeasurementConfig(**cfgkw))
+    assert out.data["gate"][0] == expected
+    if expected:  # a gated face is never measured as normal
+        assert np.isnan(out.data["skin_temp_c"][0]) and np.isnan(out.data["core_temp_c"][0])
+        assert out.data["quality"][0] == 0
+    else:
+        assert np.isfinite(out.data["core_temp_c"][0])
+
+
+def test_several_faces_only_when_one_person_at_a_time():
+    faces = [dict(cx=40.0, cy=50.0, iod=30.0), dict(cx=118.0, cy=50.0, iod=30.0)]
+    img, _ = render((120, 160), faces, seed=4)
+    dets = dets_for(faces, SCALE)
+    free = measure_faces(dets, img, REG, MeasureContext(), CFG)
+    assert list(free.data["gate"]) == ["", ""]
+    strict = measure_faces(dets, img, REG, MeasureContext(), MeasurementConfig(one_person_at_a_time=True))
+    assert list(strict.data["gate"]) == ["several_faces", "several_faces"]
+    single = measure_faces(dets[0], img, REG, MeasureContext(), MeasurementConfig(one_person_at_a_time=True))
+    assert single.data["gate"][0] == ""
+
+
+def test_motion_blur_on_a_real_face(astronaut_bgr):
+    # the astronaut's face: box and rough landmarks in the 512x512 photo; thermal at 0.6 scale
+    reg = ScaleRegistration(0.6)
+    lm, _ = face_geometry(236.0, 105.0, 56.0)
+    box = np.array([[178, 55, 298, 175]], np.float32)
+    dets = Detections(box, [0.9], lm[None])
+    face = dict(cx=236 * 0.6, cy=105 * 0.6, iod=56 * 0.6)
+    img, _ = render((307, 307), [face], seed=5)
+    sharp = measure_faces(dets, img, reg, MeasureContext(), CFG, rgb_bgr=astronaut_bgr)
+    assert sharp.data["gate"][0] == ""
+    k = np.zeros((31, 31), np.float32)
+    k[15, :] = 1 / 31  # 31 px horizontal smear on a ~120 px face
+    blurred = cv2.filter2D(astronaut_bgr, -1, k)
+    out = measure_faces(dets, img, reg, MeasureContext(), CFG, rgb_bgr=blurred)
+    assert out.data["gate"][0] == "motion_blur"
+    assert sharpness(astronaut_bgr, box[0]) > 2 * sharpness(blurred, box[0])
+
+
+def test_custom_skin_to_core_and_residual_used():
+    img, _ = render((120, 160), [FACE], seed=6)
+    ctx = MeasureContext(skin_to_core=lambda s, amb: s * 0.5 + 19.0 + (amb or 0) * 0.0, skin_to_core_sd_c=0.25,
+                         ambient_c=24.0)
+    out = measure_faces(dets_for([FACE], SCALE), img, REG, ctx, CFG)
+    assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] * 0.5 + 19.0, abs=1e-4)
+    assert 0.25 <= out.data["uncertainty_c"][0] < 0.35
+
+
+def test_smaller_face_is_less_certain_and_lower_quality():
+    big, small = dict(FACE), dict(cx=80.0, cy=50.0, iod=28.0)
+    outs = []
+    for f in (big, small):
+        img, _ = render((120, 160), [f], seed=7)
+        outs.append(measure_faces(dets_for([f], SCALE), img, REG, MeasureContext(), CFG))
+    assert outs[1].data["gate"][0] == ""
+    assert outs[1].data["uncertainty_c"][0] > outs[0].data["uncertainty_c"][0]
+    assert outs[1].data["quality"][0] < outs[0].data["quality"][0]
+
+
+def test_empty_detections():
+    out = measure_faces(Detections.empty(), np.zeros((120, 160), np.float32), REG, MeasureContext(), CFG)
+    assert len(out) == 0 and out.data["canthus_xy_thermal"].shape == (0, 2, 2)
+
+
+def test_geometry_helpers():
+    lm, _ = face_geometry(100.0, 100.0, 50.0)
+    c = canthi_rgb(lm[None], 0.2)[0]
+    np.testing.assert_allclose(c, [[85.0, 100.0], [115.0, 100.0]])
+    yaw, roll = head_pose_deg(lm[None])
+    assert abs(yaw[0]) < 1e-3 and abs(roll[0]) < 1e-3
+
+
+@pytest.mark.parametrize("states,expect", [
+    ([("none", 0)], [False]),
+    ([("in_progress", 0), ("complete", 500), ("none", 999), ("none", 1001)], [True, True, True, False]),
+    ([("imminent", 0), ("none", 2000)], [True, False]),
+])
+def test_ffc_settle(states, expect):
+    ffc = FfcSettle(MeasurementConfig(ffc_settle_ms=1000))
+    assert [ffc.update(s, int(t * 1e6)) for s, t in states] == expect
+
+
+@pytest.mark.parametrize("key,value", [("search_radius_frac", 2.0), ("min_canthus_px", 0), ("hot_top_k", 0),
+                                       ("bogus", 1)])
+def test_config_rejects_bad_values(key, value):
+    with pytest.raises(ValueError, match=key):
+        MeasurementConfig(**{key: value})
