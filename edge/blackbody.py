@@ -1,0 +1,270 @@
+"""Blackbody reference: measure it every frame, correct the frame by its offset, and fail closed.
+
+Uncooled microbolometers (Lepton) drift by tenths of a degree to degrees over an hour and jump
+at every flat-field correction (FFC). A blackbody at a known set point in the field of view
+turns that into a measured offset: ``offset_c = expected_c - measured_c``, added to the whole
+frame (one vectorised add, ``apply_offset``).
+
+States (``BlackbodyStatus.state``), checked in this order every frame:
+
+* ``disabled`` -- the station has no blackbody (config); offset 0. Verdicts are then only as
+  good as the camera's own accuracy; the measurement stage decides whether to allow them.
+* ``ffc`` -- the camera reports FFC imminent / in progress / complete, or fewer than
+  ``settle_frames`` frames have passed since it ended. Measurements are suppressed (the
+  shutter image is not the scene, and the offset steps at FFC); the last good offset is kept.
+  After FFC the averaging window restarts so the step is not smeared over old frames.
+* ``missing`` -- no reference: the ROI does not read like the blackbody (occluded, switched
+  off, never found at start-up) and no matching patch is visible elsewhere.
+* ``moved`` -- the ROI no longer holds the blackbody but a patch of the same size and reading
+  is visible elsewhere: someone knocked the camera or the stand. Stays until restart or
+  ``relocate()`` -- a silent re-lock could latch onto a forehead.
+* ``unstable`` -- the ROI still reads roughly right but is noisy (spatial SD, temporal SD) or
+  jumped between frames beyond a bound, or it is settling after any non-ok state
+  (``recover_frames`` consecutive good frames are needed).
+* ``ok`` -- offset measured this frame from the mean of the last ``average_frames`` good frames.
+
+While the state is not ``ok`` the pipeline must not report normal/elevated: subjects become
+indeterminate with reason ``blackbody_<state>`` (``status.gate_reason``).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pydantic import Field, field_validator
+
+from edge.configbase import StrictModel
+
+STATES = ("ok", "unstable", "moved", "missing", "disabled", "ffc")
+FFC_ACTIVE = ("imminent", "in_progress", "complete")
+
+
+class BlackbodyConfig(StrictModel):
+    enabled: bool = Field(True, description="a blackbody reference is in the thermal view")
+    setpoint_c: float = Field(35.0, ge=20.0, le=50.0, description="blackbody set point, degC")
+    emissivity: float = Field(0.98, ge=0.5, le=1.0, description="blackbody surface emissivity (0..1)")
+    camera_emissivity: float | None = Field(
+        None, ge=0.5, le=1.0,
+        description="emissivity the camera's radiometry assumes; None = same as `emissivity` (no correction)")
+    reflected_c: float = Field(22.0, ge=-20.0, le=50.0, description="reflected apparent temperature at the blackbody, degC")
+    roi_xywh: list[int] | None = Field(
+        None, description="blackbody region in thermal pixels [x, y, w, h]; None = find it automatically at start-up")
+    auto_tolerance_c: float = Field(3.0, ge=0.1, le=10.0, description="start-up search: max |reading - set point|, degC")
+    auto_min_area_px: int = Field(9, ge=1, le=10000, description="start-up search: smallest blackbody area, thermal px")
+    auto_max_area_px: int = Field(
+        200, ge=1, le=100000, description="start-up search: largest blackbody area, thermal px (keeps faces out)")
+    max_spatial_sd_c: float = Field(0.3, gt=0.0, le=5.0, description="bound on the SD of pixels inside the ROI, degC")
+    max_temporal_sd_c: float = Field(0.2, gt=0.0, le=5.0, description="bound on the SD of the ROI reading over the averaging window, degC")
+    max_jump_c: float = Field(0.3, gt=0.0, le=5.0, description="bound on the frame-to-frame change of the ROI reading, degC")
+    missing_delta_c: float = Field(1.0, gt=0.0, le=10.0, description="ROI reading this far from the reference reading means it is not the blackbody, degC")
+    average_frames: int = Field(8, ge=1, le=1000, description="good frames averaged into the offset")
+    recover_frames: int = Field(3, ge=1, le=1000, description="consecutive good frames needed to return to ok")
+    settle_frames: int = Field(9, ge=0, le=1000, description="frames suppressed after an FFC ends (about 1 s at 8.7 Hz)")
+
+    @field_validator("roi_xywh")
+    @classmethod
+    def _check_roi(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 4 or v[2] < 1 or v[3] < 1 or v[0] < 0 or v[1] < 0):
+            raise ValueError(f"roi_xywh={v}: expected [x, y, w, h] with x, y >= 0 and w, h >= 1 thermal px")
+        return v
+
+    def expected_c(self) -> float:
+        """Apparent temperature the camera should read on the blackbody, degC.
+
+        Equal to the set point when the camera assumes the blackbody's emissivity; otherwise the
+        grey-body radiance balance (Stefan-Boltzmann, a good approximation over 8-14 um near
+        300 K): e_bb*T^4 + (1-e_bb)*Tr^4 = e_cam*Ta^4 + (1-e_cam)*Tr^4.
+        """
+        e_cam = self.emissivity if self.camera_emissivity is None else self.camera_emissivity
+        if abs(e_cam - self.emissivity) < 1e-9:
+            return self.setpoint_c
+        t, tr = self.setpoint_c + 273.15, self.reflected_c + 273.15
+        ta4 = (self.emissivity * t**4 + (1 - self.emissivity) * tr**4 - (1 - e_cam) * tr**4) / e_cam
+        return ta4 ** 0.25 - 273.15
+
+
+@dataclass
+class BlackbodyStatus:
+    """Result of one frame. measured_c: ROI median this frame (uncorrected), NaN if none.
+    offset_c: what to add to the frame (last good value while not ok; 0 before the first).
+    reason: human-readable why, '' when ok. roi_xywh: current ROI or None."""
+
+    state: str
+    measured_c: float
+    offset_c: float
+    reason: str = ""
+    roi_xywh: tuple[int, int, int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def gate_reason(self) -> str:
+        """'' when ok, else the indeterminate reason the measurement stage uses."""
+        return "" if self.state == "ok" else f"blackbody_{self.state}"
+
+
+def apply_offset(thermal_c: np.ndarray, status: BlackbodyStatus, out: np.ndarray | None = None) -> np.ndarray:
+    """Return ``thermal_c + status.offset_c`` ((h,w) float32 degC); pass ``out=thermal_c`` to
+    correct in place. One vectorised add."""
+    return np.add(thermal_c, np.float32(status.offset_c), out=out, dtype=np.float32)
+
+
+def _local_stats(img: np.ndarray, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD of every w x h window (top-left anchored), each (H-h+1, W-w+1)."""
+    f = np.nan_to_num(img.astype(np.float64), nan=-1000.0)
+    mean = cv2.boxFilter(f, cv2.CV_64F, (w, h), anchor=(0, 0), normalize=True, borderType=cv2.BORDER_REPLICATE)
+    sq = cv2.boxFilter(f * f, cv2.CV_64F, (w, h), anchor=(0, 0), normalize=True, borderType=cv2.BORDER_REPLICATE)
+    hh, ww = img.shape[0] - h + 1, img.shape[1] - w + 1
+    mean, sq = mean[:hh, :ww], sq[:hh, :ww]
+    return mean, np.sqrt(np.maximum(sq - mean * mean, 0.0))
+
+
+def find_patch(thermal_c: np.ndarray, target_c: float, tol_c: float, max_sd_c: float,
+               min_area_px: int, max_area_px: int = 200) -> tuple[int, int, int, int] | None:
+    """Locate a compact uniform patch reading within ``tol_c`` of ``target_c``.
+
+    Pixels close to the target whose 3x3 neighbourhood is smooth form candidate blobs; the
+    blob whose median is closest to the target, with min_area_px <= area <= max_area_px and filling most of
+    its bounding box (a blackbody aperture is a square or disc, a face is not uniform), wins.
+    Returns the bounding box shrunk by one pixel (edges are blurred) as (x, y, w, h), or None.
+    """
+    img = np.nan_to_num(thermal_c.astype(np.float32), nan=-1000.0)
+    mean3 = cv2.blur(img, (3, 3))
+    sd3 = np.sqrt(np.maximum(cv2.blur(img * img, (3, 3)) - mean3 * mean3, 0))
+    mask = ((np.abs(img - target_c) <= tol_c) & (sd3 <= max_sd_c)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    best, best_err = None, np.inf
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if not (min_area_px <= area <= max_area_px) or area < 0.6 * w * h:
+            continue
+        err = abs(float(np.median(img[labels == i])) - target_c)
+        if err < best_err:
+            best, best_err = (int(x), int(y), int(w), int(h)), err
+    if best is None:
+        return None
+    x, y, w, h = best
+    if w > 4 and h > 4:
+        x, y, w, h = x + 1, y + 1, w - 2, h - 2
+    return x, y, w, h
+
+
+class BlackbodyMonitor:
+    """Per-frame blackbody tracking; see the module docstring for the states.
+
+    ``update(thermal_c, ffc_state, t_ns)`` takes the (h,w) float32 degC frame BEFORE correction
+    and returns a BlackbodyStatus; correct the frame with ``apply_offset``.
+    """
+
+    def __init__(self, cfg: BlackbodyConfig | None = None):
+        self.cfg = cfg or BlackbodyConfig()
+        self.expected_c = self.cfg.expected_c()
+        self.roi: tuple[int, int, int, int] | None = tuple(self.cfg.roi_xywh) if self.cfg.roi_xywh else None
+        self._good: deque[float] = deque(maxlen=self.cfg.average_frames)
+        self._ref_c: float | None = None  # last good ROI reading (tracks drift)
+        self._offset_c = 0.0
+        self._prev_c: float | None = None
+        self._settle_left = 0
+        self._in_ffc = False
+        self._good_run = 0
+        self._was_ok = False
+        self.last_t_ns: int | None = None
+
+    def relocate(self) -> None:
+        """Forget the ROI and reference; the next frames search for the blackbody again."""
+        self.roi = None
+        self._ref_c = None
+        self._good.clear()
+        self._prev_c = None
+        self._good_run = 0
+
+    def _status(self, state: str, measured: float, reason: str) -> BlackbodyStatus:
+        if state not in ("ok", "ffc"):  # FFC has its own settle period
+            self._good_run = 0
+            self._was_ok = False
+        return BlackbodyStatus(state, measured, self._offset_c, reason, self.roi)
+
+    def update(self, thermal_c: np.ndarray, ffc_state: str = "none", t_ns: int = 0) -> BlackbodyStatus:
+        cfg = self.cfg
+        self.last_t_ns = t_ns
+        if not cfg.enabled:
+            return BlackbodyStatus("disabled", float("nan"), 0.0, "no blackbody configured", None)
+        if ffc_state in FFC_ACTIVE:
+            self._in_ffc = True
+            self._settle_left = cfg.settle_frames
+            return self._status("ffc", float("nan"), f"FFC {ffc_state}")
+        if self._in_ffc:  # first frame after the FFC: the offset may have stepped
+            self._in_ffc = False
+            self._good.clear()
+            self._prev_c = None
+        if self._settle_left > 0:
+            self._settle_left -= 1
+            return self._status("ffc", float("nan"), f"settling after FFC ({self._settle_left + 1} frames left)")
+
+        if self.roi is None:
+            found = find_patch(thermal_c, self.expected_c, cfg.auto_tolerance_c, cfg.max_spatial_sd_c,
+                               cfg.auto_min_area_px, cfg.auto_max_area_px)
+            if found is None:
+                return self._status("missing", float("nan"), "blackbody not found in the thermal view")
+            self.roi = found
+
+        x, y, w, h = self.roi
+        patch = thermal_c[y:y + h, x:x + w]
+        if patch.size == 0 or patch.shape != (h, w):
+            return self._status("missing", float("nan"), f"roi {self.roi} outside the {thermal_c.shape[::-1]} frame")
+        measured = float(np.nanmedian(patch)) if np.isfinite(patch).any() else float("nan")
+        spatial_sd = float(np.nanstd(patch))
+        ref = self._ref_c if self._ref_c is not None else self.expected_c
+        tol = cfg.missing_delta_c if self._ref_c is not None else cfg.auto_tolerance_c
+        consistent = np.isfinite(measured) and abs(measured - ref) <= tol
+
+        if not consistent or spatial_sd > 2 * cfg.max_spatial_sd_c:
+            elsewhere = self._search_elsewhere(thermal_c, ref)
+            if elsewhere is not None:
+                return self._status("moved", measured, f"blackbody no longer at roi {self.roi}; seen at {elsewhere}")
+            if not consistent:
+                return self._status("missing", measured,
+                                    f"roi reads {measured:.2f} degC, expected {ref:.2f} +- {tol:.2f}")
+        if spatial_sd > cfg.max_spatial_sd_c:
+            return self._status("unstable", measured, f"roi spatial SD {spatial_sd:.2f} > {cfg.max_spatial_sd_c} degC")
+        if self._prev_c is not None and abs(measured - self._prev_c) > cfg.max_jump_c:
+            jump = measured - self._prev_c
+            self._prev_c = measured
+            return self._status("unstable", measured, f"roi jumped {jump:+.2f} degC in one frame")
+        self._prev_c = measured
+        self._good.append(measured)
+        if len(self._good) >= 3:
+            tsd = float(np.std(self._good))
+            if tsd > cfg.max_temporal_sd_c:
+                return self._status("unstable", measured, f"roi temporal SD {tsd:.2f} > {cfg.max_temporal_sd_c} degC")
+        self._ref_c = float(np.mean(self._good))
+        self._offset_c = self.expected_c - self._ref_c
+        self._good_run += 1
+        if not self._was_ok and self._good_run < cfg.recover_frames:
+            return BlackbodyStatus("unstable", measured, self._offset_c,
+                                   f"settling: {self._good_run}/{cfg.recover_frames} good frames", self.roi)
+        self._was_ok = True
+        return BlackbodyStatus("ok", measured, self._offset_c, "", self.roi)
+
+    def _search_elsewhere(self, thermal_c: np.ndarray, ref_c: float) -> tuple[int, int, int, int] | None:
+        """A window of the ROI's size, not overlapping the ROI much, that reads like the blackbody."""
+        x, y, w, h = self.roi
+        if thermal_c.shape[0] < h or thermal_c.shape[1] < w:
+            return None
+        mean, sd = _local_stats(thermal_c, w, h)
+        match = (np.abs(mean - ref_c) <= min(0.5, self.cfg.missing_delta_c)) & (sd <= self.cfg.max_spatial_sd_c)
+        yy, xx = np.nonzero(match)
+        if len(xx) == 0:
+            return None
+        overlap = (np.clip(np.minimum(xx + w, x + w) - np.maximum(xx, x), 0, None)
+                   * np.clip(np.minimum(yy + h, y + h) - np.maximum(yy, y), 0, None)) / float(w * h)
+        far = overlap < 0.5
+        if not far.any():
+            return None
+        err = np.abs(mean[yy, xx] - ref_c) + (~far) * 1e9
+        i = int(np.argmin(err))
+        return int(xx[i]), int(yy[i]), w, h

@@ -1,0 +1,143 @@
+"""Blackbody reference: drift correction, FFC suppression, and failing closed when it is
+occluded, moved or noisy. Frames are small synthetic scenes with a known truth."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edge.blackbody import BlackbodyConfig, BlackbodyMonitor, apply_offset, find_patch
+
+H, W = 60, 80
+BB = (66, 6, 8, 8)  # x, y, w, h of the blackbody aperture
+FACE = (20, 20, 16, 20)
+
+
+def scene(rng, offset_c=0.0, bb_at=BB, bb_c=35.0, face_c=34.0, netd_c=0.05):
+    """True scene + camera offset + temporal noise, degC (h,w) float32."""
+    img = np.full((H, W), 22.0)
+    x, y, w, h = FACE
+    # a face is not uniform: warmer towards the eyes
+    img[y:y + h, x:x + w] = face_c - 1.5 + 1.5 * np.linspace(0, 1, h)[::-1, None] * np.ones(w)
+    if bb_at is not None:
+        x, y, w, h = bb_at
+        img[y:y + h, x:x + w] = bb_c
+    return (img + offset_c + rng.normal(0, netd_c, img.shape)).astype(np.float32)
+
+
+def run(monitor, frames):
+    return [monitor.update(f, ffc, t) for t, (f, ffc) in enumerate(frames)]
+
+
+def test_auto_detect_finds_aperture():
+    rng = np.random.default_rng(0)
+    roi = find_patch(scene(rng, offset_c=0.8), 35.0, 3.0, 0.3, 9)
+    assert roi is not None
+    x, y, w, h = roi
+    assert BB[0] <= x and x + w <= BB[0] + BB[2] and BB[1] <= y and y + h <= BB[1] + BB[3]
+
+
+def test_drift_one_degree_per_hour_corrected_within_0_1():
+    rng = np.random.default_rng(1)
+    mon = BlackbodyMonitor(BlackbodyConfig(setpoint_c=35.0))
+    errors = []
+    # one hour at one frame per 5 s; the camera offset drifts linearly by +1 degC
+    for i in range(721):
+        t_h = i * 5 / 3600
+        frame = scene(rng, offset_c=1.0 * t_h)
+        st = mon.update(frame, "none", int(i * 5e9))
+        corrected = apply_offset(frame, st)
+        if i >= 10:
+            assert st.state == "ok", (i, st)
+            x, y, w, h = FACE
+            errors.append(float(np.mean(corrected[y:y + h, x:x + w]) - np.mean(scene(rng, netd_c=0)[y:y + h, x:x + w])))
+    errors = np.abs(errors)
+    assert errors.max() < 0.1
+    # and without the correction the error would have reached the whole drift
+    assert mon.expected_c - float(np.mean(frame[6:14, 66:74])) < -0.9
+
+
+def test_occluded_blackbody_is_missing_then_recovers():
+    rng = np.random.default_rng(2)
+    mon = BlackbodyMonitor(BlackbodyConfig(roi_xywh=[67, 7, 6, 6]))
+    states = [s.state for s in run(mon, [(scene(rng), "none")] * 10)]
+    assert states[-1] == "ok"
+    # a hand at 33 degC in front of it (and nothing at 35 anywhere else)
+    occluded = [mon.update(scene(rng, bb_c=33.0), "none", 0) for _ in range(5)]
+    assert {s.state for s in occluded} == {"missing"}
+    assert occluded[0].gate_reason == "blackbody_missing"
+    back = [mon.update(scene(rng), "none", 0).state for _ in range(4)]
+    assert back[0] == "unstable" and back[-1] == "ok"  # needs recover_frames good frames
+
+
+def test_switched_off_blackbody_is_missing():
+    rng = np.random.default_rng(3)
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    run(mon, [(scene(rng), "none")] * 5)
+    assert mon.update(scene(rng, bb_c=22.0), "none", 0).state == "missing"
+
+
+def test_moved_blackbody_is_detected():
+    rng = np.random.default_rng(4)
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    run(mon, [(scene(rng), "none")] * 6)
+    st = mon.update(scene(rng, bb_at=(50, 40, 8, 8)), "none", 0)
+    assert st.state == "moved" and st.gate_reason == "blackbody_moved"
+    assert "seen at" in st.reason
+
+
+def test_noisy_blackbody_is_unstable():
+    rng = np.random.default_rng(5)
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    run(mon, [(scene(rng), "none")] * 6)
+    # a fan blowing on it: the reading wanders by +-0.5 between frames
+    states = [mon.update(scene(rng, bb_c=35.0 + 0.5 * (-1) ** i), "none", 0).state for i in range(6)]
+    assert "unstable" in states and "ok" not in states
+
+
+def test_never_found_at_startup_is_missing():
+    rng = np.random.default_rng(6)
+    st = BlackbodyMonitor(BlackbodyConfig()).update(scene(rng, bb_at=None), "none", 0)
+    assert st.state == "missing" and st.offset_c == 0.0
+
+
+def test_ffc_suppressed_and_step_tracked():
+    rng = np.random.default_rng(7)
+    cfg = BlackbodyConfig(settle_frames=3)
+    mon = BlackbodyMonitor(cfg)
+    run(mon, [(scene(rng, offset_c=0.4), "none")] * 10)
+    assert mon.update(scene(rng, offset_c=0.4), "none", 0).offset_c == pytest.approx(-0.4, abs=0.03)
+    seq = ["imminent", "in_progress", "complete"] + ["none"] * 10
+    # the FFC steps the camera offset from +0.4 to -0.3
+    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "none" else 0.4), ffc, 0) for ffc in seq]
+    assert [s.state for s in sts[:6]] == ["ffc"] * 6  # 3 FFC frames + 3 settle frames
+    assert sts[-1].state == "ok"
+    assert sts[-1].offset_c == pytest.approx(0.3, abs=0.03)
+    # no 'unstable' jump flagged because of the FFC step
+    assert all(s.state in ("ffc", "ok") for s in sts)
+
+
+def test_disabled():
+    st = BlackbodyMonitor(BlackbodyConfig(enabled=False)).update(np.zeros((4, 4), np.float32), "none", 0)
+    assert st.state == "disabled" and st.offset_c == 0.0
+
+
+def test_apply_offset_in_place():
+    from edge.blackbody import BlackbodyStatus
+    img = np.full((3, 3), 30.0, np.float32)
+    out = apply_offset(img, BlackbodyStatus("ok", 34.5, 0.5), out=img)
+    assert out is img and np.allclose(img, 30.5)
+
+
+def test_emissivity_correction_of_expected_reading():
+    same = BlackbodyConfig(setpoint_c=35.0, emissivity=0.95)
+    assert same.expected_c() == 35.0
+    cam1 = BlackbodyConfig(setpoint_c=35.0, emissivity=0.95, camera_emissivity=1.0, reflected_c=22.0)
+    assert 34.2 < cam1.expected_c() < 34.5  # a grey body in a cooler room reads colder
+
+
+@pytest.mark.parametrize("bad", [dict(setpoint_c=80), dict(roi_xywh=[1, 2, 3]), dict(roi_xywh=[0, 0, 0, 5]),
+                                 dict(unknown=1)])
+def test_config_rejects(bad):
+    with pytest.raises(ValidationError):
+        BlackbodyConfig(**bad)

@@ -1,0 +1,90 @@
+"""RGB -> thermal mapping: homography, parallax from face size, and fitting from point pairs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.registration import Registration, fit_registration
+
+H = np.array([[0.24, 0.01, 3.0], [-0.005, 0.245, -2.0], [1e-5, 2e-5, 1.0]])
+
+
+def _apply(h, xy):
+    p = np.c_[xy, np.ones(len(xy))] @ h.T
+    return p[:, :2] / p[:, 2:]
+
+
+def test_map_points_shapes_and_values():
+    reg = Registration(H, reference_distance_m=1.5, parallax_px_m=[6.0, 0.5], rgb_focal_px=600.0)
+    pts = np.array([[100.0, 200.0], [320.0, 240.0]])
+    out = reg.map_points(pts)
+    assert out.shape == (2, 2) and out.dtype == np.float32
+    assert np.allclose(out, _apply(H, pts), atol=1e-4)
+    lm = np.stack([pts, pts + 10], axis=1)  # (N=2, K=2, 2)
+    assert reg.map_points(lm).shape == (2, 2, 2)
+    assert reg.map_points(np.zeros((0, 5, 2))).shape == (0, 5, 2)
+
+
+def test_parallax_zero_at_reference_distance_and_grows_nearer():
+    reg = Registration(H, reference_distance_m=1.5, parallax_px_m=[6.0, 0.0], rgb_focal_px=600.0, iod_m=0.063)
+    iod_ref = 600.0 * 0.063 / 1.5  # face at exactly 1.5 m
+    iod_near = 600.0 * 0.063 / 0.5  # face at 0.5 m
+    pts = np.array([[300.0, 200.0], [300.0, 200.0]])
+    out = reg.map_points(pts, np.array([iod_ref, iod_near]))
+    base = _apply(H, pts[:1])[0]
+    assert np.allclose(out[0], base, atol=1e-4)
+    # shift = k * (1/0.5 - 1/1.5) = 6 * 1.3333 = 8 px in x
+    assert out[1, 0] - base[0] == pytest.approx(8.0, abs=1e-3)
+    assert reg.distance_m(np.array([iod_near]))[0] == pytest.approx(0.5)
+    # landmarks of one face share its shift
+    lm = np.repeat(pts[:1, None, :], 5, axis=1)
+    assert np.allclose(reg.map_points(lm, np.array([iod_near]))[0, :, 0] - base[0], 8.0, atol=1e-3)
+
+
+def test_map_boxes_bounds_corners():
+    reg = Registration.identity_scaled((640, 480), (160, 120))
+    box = reg.map_boxes(np.array([[40, 80, 200, 280]]), None)
+    assert np.allclose(box, [[10, 20, 50, 70]])
+
+
+def test_bad_inputs():
+    reg = Registration(H)
+    with pytest.raises(ValueError, match="expected .N,2. or .N,K,2."):
+        reg.map_points(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="one per face"):
+        reg.map_points(np.zeros((2, 2)), np.array([10.0]))
+    with pytest.raises(ValueError, match="invertible"):
+        Registration(np.zeros((3, 3)))
+
+
+def test_fit_recovers_homography_and_parallax():
+    rng = np.random.default_rng(0)
+    k_true = np.array([7.0, -1.0])
+    src, dst, dist = [], [], []
+    for d in (0.7, 1.0, 1.5, 2.2, 3.0):
+        xy = rng.uniform([50, 50], [590, 430], size=(30, 2))
+        t = _apply(H, xy) + k_true * (1 / d - 1 / 1.5) + rng.normal(0, 0.1, (30, 2))
+        src.append(xy), dst.append(t), dist.append(np.full(30, d))
+    src, dst, dist = map(np.concatenate, (src, dst, dist))
+    dst[:5] += 15  # a few wrong matches: RANSAC must drop them
+    fit = fit_registration(src, dst, dist, reference_distance_m=1.5)
+    assert fit.parallax_fitted and fit.n_inliers >= len(src) - 5 - 3
+    assert np.allclose(fit.registration.parallax_px_m, k_true, atol=0.3)
+    assert fit.rms_px < 0.25
+    assert fit.rms_no_parallax_px > 3 * fit.rms_px
+    test = np.array([[320.0, 240.0]])
+    assert np.allclose(fit.registration.map_points(test), _apply(H, test), atol=0.3)
+
+
+def test_fit_single_distance_keeps_given_parallax():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 600, size=(20, 2))
+    fit = fit_registration(xy, _apply(H, xy), None, parallax_px_m=[5.0, 0.0])
+    assert not fit.parallax_fitted
+    assert np.allclose(fit.registration.parallax_px_m, [5.0, 0.0])
+    assert fit.rms_px < 1e-3
+
+
+def test_fit_needs_four_points():
+    with pytest.raises(ValueError, match=">= 4"):
+        fit_registration(np.zeros((3, 2)), np.zeros((3, 2)))
