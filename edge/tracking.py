@@ -1,0 +1,195 @@
+"""Multi-object face tracker over paired frames (norfair-sized, ByteTrack-like association).
+
+Each track carries a constant-velocity alpha-beta filter on the box (centre x, centre y, width,
+height; velocities in px/s, so irregular pair spacing is handled through ``t_ns``). One update:
+
+1. predict every track to ``t_ns``;
+2. high-score detections (score >= high_score) <-> confirmed tracks, greedy on IoU with the
+   predicted box (>= iou_threshold);
+3. low-score detections (low_score <= score < high_score) <-> still unmatched confirmed tracks
+   (>= low_iou_threshold): a face that the detector is unsure of (blur, occlusion while people
+   cross) keeps its track instead of breaking it;
+4. remaining high-score detections <-> tentative tracks; the rest start new tentative tracks.
+
+A tentative track becomes confirmed after ``min_hits`` matched updates and only then gets a public
+id (1, 2, 3 ... in confirmation order). Detections of tentative tracks and unmatched detections
+get ``track_id`` -1: the screener ignores them, so a track with fewer than min_hits never becomes
+a person. A tentative track dies after ``max_tentative_misses`` consecutive misses (silently: it
+never was a person); a confirmed track ends when it has not been matched for more than
+``max_age_s`` -- its id is returned in the ``ended`` list exactly once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from edge.configbase import StrictModel
+from edge.types import Detections
+
+
+class TrackingConfig(StrictModel):
+    high_score: float = Field(0.5, gt=0, le=1, description="Detections at/above this score are matched first and may start tracks, 0..1")
+    low_score: float = Field(0.2, ge=0, le=1, description="Detections below this score are ignored; between low and high they only extend confirmed tracks, 0..1")
+    iou_threshold: float = Field(0.2, gt=0, le=1, description="Min IoU between a predicted track box and a high-score detection, 0..1")
+    low_iou_threshold: float = Field(0.4, gt=0, le=1, description="Min IoU for a low-score detection to extend a track, 0..1")
+    min_hits: int = Field(3, ge=1, le=100, description="Matched updates before a track counts as a person, paired frames")
+    max_tentative_misses: int = Field(1, ge=0, le=100, description="Consecutive misses that kill a tentative track, paired frames")
+    max_age_s: float = Field(1.0, gt=0, le=60, description="A confirmed track ends after this long without a match, s")
+    alpha: float = Field(0.7, gt=0, le=1, description="Alpha-beta filter position gain (1 = trust the detection), unitless")
+    beta: float = Field(0.3, ge=0, le=2, description="Alpha-beta filter velocity gain, unitless")
+
+    @model_validator(mode="after")
+    def _scores_ordered(self) -> "TrackingConfig":
+        if not self.low_score < self.high_score:
+            raise ValueError(f"low_score={self.low_score} must be below high_score={self.high_score} "
+                             "(allowed: 0 <= low_score < high_score <= 1)")
+        return self
+
+
+def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(A,4) x (B,4) boxes -> (A,B) intersection over union."""
+    a = a_xyxy[:, None, :]
+    b = b_xyxy[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) by descending IoU, each row and column at most once, IoU >= threshold."""
+    if iou.size == 0:
+        return []
+    order = np.argsort(-iou, axis=None, kind="stable")
+    rows_used, cols_used, pairs = set(), set(), []
+    for flat in order:
+        r, c = divmod(int(flat), iou.shape[1])
+        if iou[r, c] < threshold:
+            break
+        if r not in rows_used and c not in cols_used:
+            rows_used.add(r)
+            cols_used.add(c)
+            pairs.append((r, c))
+    return pairs
+
+
+def _to_state(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]], np.float64)
+
+
+def _to_box(s: np.ndarray) -> np.ndarray:
+    return np.array([s[0] - s[2] / 2, s[1] - s[3] / 2, s[0] + s[2] / 2, s[1] + s[3] / 2], np.float64)
+
+
+@dataclass
+class _Track:
+    x: np.ndarray  # (4,) cx, cy, w, h at t_ns (px)
+    v: np.ndarray  # (4,) their rates, px/s
+    t_ns: int  # time of the last matched detection
+    hits: int = 1
+    misses: int = 0  # consecutive
+    track_id: int = -1  # public id once confirmed
+
+    def predict(self, t_ns: int, max_dt_s: float) -> np.ndarray:
+        dt = min((t_ns - self.t_ns) / 1e9, max_dt_s)
+        s = self.x + self.v * dt
+        s[2:] = np.maximum(s[2:], 1.0)
+        return _to_box(s)
+
+    def correct(self, box: np.ndarray, t_ns: int, alpha: float, beta: float) -> None:
+        z = _to_state(box)
+        dt = (t_ns - self.t_ns) / 1e9
+        if dt <= 0:  # same instant: just take the measurement
+            self.x = z
+        elif self.hits == 1:  # second sighting: velocity from two points
+            self.v = (z - self.x) / dt
+            self.x = z
+        else:
+            pred = self.x + self.v * dt
+            r = z - pred
+            self.x = pred + alpha * r
+            self.v = self.v + (beta / dt) * r
+        self.t_ns = t_ns
+        self.hits += 1
+        self.misses = 0
+
+
+class Tracker:
+    """``update(dets, t_ns) -> (dets with data['track_id'] int64, ended ids)``; ``finish()``."""
+
+    def __init__(self, cfg: TrackingConfig | None = None):
+        self.cfg = cfg or TrackingConfig()
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_t_ns: int | None = None
+
+    @property
+    def active_ids(self) -> list[int]:
+        """Ids of confirmed tracks that have not ended."""
+        return [t.track_id for t in self._tracks if t.track_id >= 0]
+
+    def update(self, dets: Detections, t_ns: int) -> tuple[Detections, list[int]]:
+        """dets: faces of one paired frame (RGB px). t_ns: the pair's time, non-decreasing."""
+        if self._last_t_ns is not None and t_ns < self._last_t_ns:
+            raise ValueError(f"Tracker.update: t_ns={t_ns} is earlier than the previous update's "
+                             f"t_ns={self._last_t_ns}; allowed: t_ns >= {self._last_t_ns}")
+        self._last_t_ns = t_ns
+        cfg = self.cfg
+        ids = np.full(len(dets), -1, np.int64)
+        score = dets.score
+        high = np.flatnonzero(score >= cfg.high_score)
+        low = np.flatnonzero((score >= cfg.low_score) & (score < cfg.high_score))
+        pred = np.array([t.predict(t_ns, cfg.max_age_s) for t in self._tracks]).reshape(-1, 4)
+        confirmed = [i for i, t in enumerate(self._tracks) if t.track_id >= 0]
+        tentative = [i for i, t in enumerate(self._tracks) if t.track_id < 0]
+        matched: set[int] = set()
+
+        def associate(track_idx: list[int], det_idx: np.ndarray, thr: float) -> tuple[list[int], np.ndarray]:
+            if not track_idx or not len(det_idx):
+                return track_idx, det_idx
+            iou = iou_matrix(pred[track_idx], dets.box_xyxy[det_idx].astype(np.float64))
+            used_t, used_d = set(), set()
+            for r, c in greedy_match(iou, thr):
+                ti, di = track_idx[r], int(det_idx[c])
+                self._tracks[ti].correct(dets.box_xyxy[di], t_ns, cfg.alpha, cfg.beta)
+                matched.add(ti)
+                used_t.add(ti)
+                used_d.add(di)
+                if self._tracks[ti].track_id < 0 and self._tracks[ti].hits >= cfg.min_hits:
+                    self._tracks[ti].track_id = self._next_id
+                    self._next_id += 1
+                ids[di] = self._tracks[ti].track_id
+            return [t for t in track_idx if t not in used_t], np.array([d for d in det_idx if d not in used_d], int)
+
+        confirmed, high = associate(confirmed, high, cfg.iou_threshold)
+        confirmed, _ = associate(confirmed, low, cfg.low_iou_threshold)
+        _, high = associate(tentative, high, cfg.iou_threshold)
+
+        ended: list[int] = []
+        kept: list[_Track] = []
+        for i, t in enumerate(self._tracks):
+            if i not in matched:
+                t.misses += 1
+                if t.track_id < 0 and t.misses > cfg.max_tentative_misses:
+                    continue  # never was a person
+                if t.track_id >= 0 and (t_ns - t.t_ns) / 1e9 > cfg.max_age_s:
+                    ended.append(t.track_id)
+                    continue
+            kept.append(t)
+        for di in high:
+            t = _Track(_to_state(dets.box_xyxy[di]), np.zeros(4), t_ns)
+            if cfg.min_hits <= 1:
+                t.track_id, self._next_id = self._next_id, self._next_id + 1
+                ids[di] = t.track_id
+            kept.append(t)
+        self._tracks = kept
+        return dets.with_data(track_id=ids), ended
+
+    def finish(self) -> list[int]:
+        """End every confirmed track (end of stream); returns their ids. Tentative ones vanish."""
+        ended = [t.track_id for t in self._tracks if t.track_id >= 0]
+        self._tracks = []
+        return ended

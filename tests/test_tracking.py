@@ -1,0 +1,126 @@
+"""Tracker: ids survive missed detections and crossing paths; short tracks never become people."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.tracking import Tracker, TrackingConfig, greedy_match, iou_matrix
+from edge.types import Detections
+
+DT_NS = 115_000_000  # ~8.7 Hz thermal pairs
+
+
+def dets(boxes, scores=None) -> Detections:
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scores = np.full(len(boxes), 0.9, np.float32) if scores is None else np.asarray(scores, np.float32)
+    lm = np.zeros((len(boxes), 5, 2), np.float32)
+    return Detections(boxes, scores, lm)
+
+
+def box(cx, cy, size=60.0):
+    return [cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2]
+
+
+def run(tracker, frames):
+    """frames: list of (boxes, scores|None). Returns per-frame id lists and all ended ids."""
+    out, ended = [], []
+    for k, (boxes, scores) in enumerate(frames):
+        d, e = tracker.update(dets(boxes, scores), k * DT_NS)
+        assert d.data["track_id"].dtype == np.int64
+        out.append(list(d.data["track_id"]))
+        ended += e
+    return out, ended
+
+
+def test_single_walker_confirms_after_min_hits_and_ends_after_max_age():
+    tr = Tracker(TrackingConfig(min_hits=3, max_age_s=0.5))
+    frames = [([box(50 + 10 * k, 100)], None) for k in range(10)] + [([], None)] * 6
+    ids, ended = run(tr, frames)
+    assert ids[:2] == [[-1], [-1]]  # tentative
+    assert all(i == [1] for i in ids[2:10])
+    assert ended == [1]  # exactly once, after > 0.5 s without a match
+    assert tr.finish() == []
+
+
+def test_missed_detections_keep_the_id():
+    tr = Tracker(TrackingConfig(max_age_s=1.0))
+    frames = []
+    for k in range(20):
+        present = not (8 <= k < 12)  # gone for 4 frames (~0.46 s) while moving
+        frames.append(([box(40 + 12 * k, 100)] if present else [], None))
+    ids, ended = run(tr, frames)
+    seen = {i for f in ids for i in f if i >= 0}
+    assert seen == {1} and ended == []
+    assert ids[12] == [1]
+    assert tr.finish() == [1]
+
+
+@pytest.mark.parametrize("dy", [0.0, 25.0])
+@pytest.mark.parametrize("drop_during_overlap", [False, True])
+def test_two_people_crossing_keep_their_ids(dy, drop_during_overlap):
+    tr = Tracker()
+    frames = []
+    for k in range(24):
+        a = box(40 + 15 * k, 100)  # walks right
+        b = box(385 - 15 * k, 100 + dy)  # walks left
+        overlap = iou_matrix(np.array([a]), np.array([b]))[0, 0] > 0.3
+        if drop_during_overlap and overlap:
+            frames.append(([a], None))  # the detector's NMS keeps only the front face
+        else:
+            frames.append(([a, b], None))
+    ids, _ = run(tr, frames)
+    assert ids[3] == [1, 2]
+    assert ids[-1] == [1, 2], ids  # each walker still has its own id after crossing
+    assert {i for f in ids for i in f} <= {-1, 1, 2}
+
+
+def test_short_track_never_becomes_a_person():
+    tr = Tracker(TrackingConfig(min_hits=3))
+    frames = [([box(100, 100)], None)] * 2 + [([], None)] * 10 + [([box(300, 100)], None)]
+    ids, ended = run(tr, frames)
+    assert all(i == -1 for f in ids for i in f)
+    assert ended == [] and tr.finish() == []
+
+
+def test_low_score_detection_extends_but_never_starts_a_track():
+    tr = Tracker(TrackingConfig(high_score=0.5, low_score=0.2))
+    frames = [([box(100 + 5 * k, 100)], [0.9]) for k in range(4)]
+    frames += [([box(120 + 5 * k, 100), box(400, 300)], [0.3, 0.3]) for k in range(4)]
+    ids, _ = run(tr, frames)
+    assert ids[4:] == [[1, -1]] * 4
+    frames2 = [([box(100, 100)], [0.3])] * 6  # low score alone: no track
+    ids2, _ = run(Tracker(), frames2)
+    assert all(i == [-1] for i in ids2)
+
+
+def test_min_hits_one_gives_ids_immediately_and_ids_are_never_reused():
+    tr = Tracker(TrackingConfig(min_hits=1, max_age_s=0.2))
+    ids, ended = run(tr, [([box(100, 100)], None), ([], None), ([], None), ([], None), ([box(400, 100)], None)])
+    assert ids[0] == [1] and ids[4] == [2] and ended == [1]
+
+
+def test_time_going_backwards_is_a_value_error():
+    tr = Tracker()
+    tr.update(dets([box(1, 1)]), 1000)
+    with pytest.raises(ValueError, match=r"t_ns=999 .*t_ns >= 1000"):
+        tr.update(dets([]), 999)
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    (dict(low_score=0.6, high_score=0.5), r"low_score=0.6 must be below high_score=0.5"),
+    (dict(min_hits=0), "min_hits"),
+    (dict(max_age_s=-1), "max_age_s"),
+    (dict(iou_thresh=0.3), "iou_thresh"),
+])
+def test_config_errors_name_the_value(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        TrackingConfig(**kwargs)
+
+
+def test_iou_and_greedy_match():
+    a = np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float)
+    b = np.array([[20, 0, 30, 10], [5, 0, 15, 10]], float)
+    iou = iou_matrix(a, b)
+    np.testing.assert_allclose(iou, [[0, 1 / 3], [1, 0]])
+    assert sorted(greedy_match(iou, 0.2)) == [(0, 1), (1, 0)]
+    assert greedy_match(iou, 0.5) == [(1, 0)]
