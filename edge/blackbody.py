@@ -9,8 +9,9 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 
 * ``disabled`` -- the station has no blackbody (config); offset 0. Verdicts are then only as
   good as the camera's own accuracy; the measurement stage decides whether to allow them.
-* ``ffc`` -- the camera reports FFC imminent / in progress / complete, or fewer than
-  ``settle_frames`` frames have passed since it ended. Measurements are suppressed (the
+* ``ffc`` -- the camera reports FFC imminent / in progress, or fewer than ``settle_frames``
+  frames have passed since it ended (telemetry then reads 'complete' -- and keeps reading
+  'complete' until the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
   shutter image is not the scene, and the offset steps at FFC); the last good offset is kept.
   After FFC the averaging window restarts so the step is not smeared over old frames.
 * ``missing`` -- no reference: the ROI does not read like the blackbody (occluded, switched
@@ -38,7 +39,9 @@ from pydantic import Field, field_validator
 from edge.configbase import StrictModel
 
 STATES = ("ok", "unstable", "moved", "missing", "disabled", "ffc")
-FFC_ACTIVE = ("imminent", "in_progress", "complete")
+# Lepton telemetry keeps 'complete' after every FFC until the next one, so 'complete' is not
+# an event: the FFC is the imminent/in_progress stretch and the settle period after it.
+FFC_ACTIVE = ("imminent", "in_progress")
 
 
 class BlackbodyConfig(StrictModel):

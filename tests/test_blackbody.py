@@ -107,14 +107,22 @@ def test_ffc_suppressed_and_step_tracked():
     mon = BlackbodyMonitor(cfg)
     run(mon, [(scene(rng, offset_c=0.4), "none")] * 10)
     assert mon.update(scene(rng, offset_c=0.4), "none", 0).offset_c == pytest.approx(-0.4, abs=0.03)
-    seq = ["imminent", "in_progress", "complete"] + ["none"] * 10
+    # Lepton telemetry: 'complete' persists after the FFC until the next one
+    seq = ["imminent", "in_progress", "in_progress"] + ["complete"] * 10
     # the FFC steps the camera offset from +0.4 to -0.3
-    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "none" else 0.4), ffc, 0) for ffc in seq]
+    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "complete" else 0.4), ffc, 0) for ffc in seq]
     assert [s.state for s in sts[:6]] == ["ffc"] * 6  # 3 FFC frames + 3 settle frames
     assert sts[-1].state == "ok"
     assert sts[-1].offset_c == pytest.approx(0.3, abs=0.03)
     # no 'unstable' jump flagged because of the FFC step
     assert all(s.state in ("ffc", "ok") for s in sts)
+
+
+def test_persisting_complete_state_is_not_an_ffc():
+    rng = np.random.default_rng(8)
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    states = [mon.update(scene(rng), "complete", i).state for i in range(8)]
+    assert states[-1] == "ok"
 
 
 def test_disabled():
