@@ -1,0 +1,292 @@
+"""Station configuration: one TOML file, validated into ``StationConfig``.
+
+Each stage owns its section model (a ``StrictModel`` in the stage's module); this module only
+composes them, applies environment overrides, runs the cross-section checks and turns every
+problem into a one-line message naming the file and the key path::
+
+    station.toml: decision.threshold_c: must be <= 39 (got 40.2)
+
+Relative paths in the file (calibration, recordings, model) are resolved against the folder of
+the config file, so a station behaves the same whatever the working directory is.
+
+Environment overrides (paths and secrets; see ``ENV_OVERRIDES``) replace the file's value
+before validation, and errors in them name the variable.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+
+from edge.configbase import StrictModel
+from edge.health import HealthConfig
+from edge.pairing import PairingConfig
+from edge.sources import SourcesConfig
+
+
+class ConfigError(ValueError):
+    """An invalid station config. ``errors`` holds every problem, one line each; ``str()`` is
+    the first one (plus a count), so a one-line CLI message stays one line."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors) or ["invalid configuration"]
+        more = len(self.errors) - 1
+        super().__init__(self.errors[0] + (f" (and {more} more; see thermal-edge validate-config)" if more else ""))
+
+
+class StationSection(StrictModel):
+    """This station: its id and site rules."""
+
+    id: str = Field(
+        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ . -")
+    location: str = Field("", max_length=200, description="Free text shown to operators, e.g. 'terminal 2, gate B'")
+    one_person_at_a_time: bool = Field(
+        False, description="Site lets one person through at a time: frames with several faces are gated "
+                           "('several_faces') instead of measured")
+    annotate: Path | None = Field(
+        None, description="Write an annotated preview video here while running (mp4); none by default")
+
+
+class CalibrationSection(StrictModel):
+    """The station's calibration file (registration, blackbody, skin-to-core)."""
+
+    path: Path = Field(..., description="Per-station calibration TOML (calibration/<station>.toml); must exist")
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, v: Path, info: Any) -> Path:
+        v = _resolve(v, info)
+        if not v.is_file():
+            raise ValueError(f"calibration file not found: {v}")
+        return v
+
+
+def _resolve(p: Path, info: Any) -> Path:
+    """Relative paths are relative to the config file's folder (validation context 'base_dir')."""
+    base = (info.context or {}).get("base_dir") if info is not None else None
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() or base is None else Path(base) / p
+
+
+# Sections owned by other stage modules: (TOML key, module, class). Composed if the module exists.
+STAGE_SECTIONS = (
+    ("detector", "edge.detection", "DetectorConfig"),
+    ("mask", "edge.mask", "MaskConfig"),
+    ("measurement", "edge.measurement", "MeasurementConfig"),
+    ("tracking", "edge.tracking", "TrackingConfig"),
+    ("decision", "edge.decision", "DecisionConfig"),
+    ("feed", "edge.publishing", "FeedConfig"),
+)
+
+
+def _stage_section(module: str, cls: str) -> type | None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:  # the stage is not written yet; an import error inside it is a bug
+            return None
+        raise
+    return getattr(mod, cls, None)
+
+
+class _StationBase(StrictModel):
+    station: StationSection
+    calibration: CalibrationSection
+    sources: SourcesConfig = Field(default_factory=SourcesConfig, description="Cameras, capture and watchdog")
+    pairing: PairingConfig = Field(default_factory=PairingConfig, description="Thermal <-> RGB frame pairing")
+    health: HealthConfig = Field(default_factory=HealthConfig, description="Status messages, metrics, logs")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "_StationBase":
+        # RGB frames arrive every 1/fps s: a tolerance below half that period leaves thermal
+        # frames unpaired by construction.
+        rgb_fps = self.sources.rgb.fps
+        if rgb_fps and self.pairing.tolerance_ms < 500.0 / rgb_fps:
+            raise ValueError(
+                f"pairing.tolerance_ms={self.pairing.tolerance_ms} is below half the RGB frame period "
+                f"({500.0 / rgb_fps:.1f} ms at sources.rgb.fps={rgb_fps}); most thermal frames would go unpaired")
+        feed = getattr(self, "feed", None)
+        port = self.health.metrics_port
+        for attr in ("endpoint", "catchup_endpoint"):
+            eps = getattr(feed, attr, None)
+            for ep in ([eps] if isinstance(eps, str) else (eps or [])):
+                if port and isinstance(ep, str) and ep.rsplit(":", 1)[-1] == str(port):
+                    raise ValueError(f"health.metrics_port={port} collides with feed.{attr}={ep!r}")
+        return self
+
+
+def _compose() -> type[StrictModel]:
+    fields: dict[str, Any] = {}
+    for key, module, cls in STAGE_SECTIONS:
+        model = _stage_section(module, cls)
+        if model is not None:
+            fields[key] = (model, Field(default_factory=model, description=f"{cls} ({module})"))
+    return create_model("StationConfig", __base__=_StationBase, **fields)
+
+
+StationConfig = _compose()
+"""The whole station config. Sections: station, calibration, sources, pairing, health, and each
+stage's own (detector, mask, measurement, tracking, decision, feed)."""
+
+# Environment variable -> key path it overrides. Paths and secrets, so a deployment can keep
+# secrets out of the file (systemd EnvironmentFile / credentials) and move files around.
+ENV_OVERRIDES = {
+    "THERMAL_EDGE_STATION_ID": ("station", "id"),
+    "THERMAL_EDGE_CALIBRATION": ("calibration", "path"),
+    "THERMAL_EDGE_FEED_ENDPOINT": ("feed", "endpoint"),
+    "THERMAL_EDGE_FEED_SECRET_KEY": ("feed", "server_secret_key"),
+    "THERMAL_EDGE_FEED_CLIENTS_DIR": ("feed", "authorized_clients_dir"),
+    "THERMAL_EDGE_JOURNAL": ("feed", "journal_path"),
+    "THERMAL_EDGE_RGB_DEVICE": ("sources", "rgb", "device"),
+    "THERMAL_EDGE_RGB_URL": ("sources", "rgb", "url"),
+    "THERMAL_EDGE_THERMAL_DEVICE": ("sources", "thermal", "device"),
+    "THERMAL_EDGE_METRICS_PORT": ("health", "metrics_port"),
+}
+
+
+def _model_has(path: tuple[str, ...]) -> bool:
+    model: Any = StationConfig
+    for key in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields or key not in fields:
+            return False
+        model = fields[key].annotation
+    return True
+
+
+def apply_env(data: dict[str, Any], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
+    """Apply ENV_OVERRIDES to the raw dict in place. Returns {dotted key path: variable name}.
+    Variables that name a key the composed model lacks are ignored (e.g. before a section exists)."""
+    applied: dict[str, str] = {}
+    for var, path in ENV_OVERRIDES.items():
+        if var not in environ or not _model_has(path):
+            continue
+        node = data
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = environ[var]
+            applied[".".join(path)] = var
+    return applied
+
+
+_OPS = {
+    "less_than_equal": ("le", "<="), "less_than": ("lt", "<"),
+    "greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+}
+
+
+def _short(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def format_error(err: dict[str, Any]) -> tuple[str, str]:
+    """One pydantic error -> (dotted key path, message like 'must be <= 39 (got 40.2)')."""
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in _OPS:
+        key, op = _OPS[kind]
+        return loc, f"must be {op} {ctx.get(key)} (got {_short(value)})"
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "required key is missing"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+        if loc and msg.startswith(loc + "."):  # a section validator that already names its keys
+            loc = ""
+        return loc, msg
+    if kind == "literal_error":
+        return loc, f"must be one of {ctx.get('expected')} (got {_short(value)})"
+    msg = err["msg"][0].lower() + err["msg"][1:]
+    return loc, f"{msg} (got {_short(value)})"
+
+
+def validate_data(data: dict[str, Any], *, name: str = "<config>", base_dir: Path | None = None,
+                  environ: dict[str, str] | os._Environ = os.environ) -> StationConfig:
+    """Validate an already-parsed dict; raise ConfigError listing every problem."""
+    applied = apply_env(data, environ)
+    try:
+        return StationConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc, msg = format_error(err)
+            origin = next((f" (from ${var})" for key, var in applied.items() if loc.startswith(key)), "")
+            lines.append(f"{name}: {loc}: {msg}{origin}" if loc else f"{name}: {msg}{origin}")
+        raise ConfigError(lines) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | os._Environ = os.environ) -> StationConfig:
+    """Read and validate a station TOML file. Raises ConfigError (one line per problem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found"])
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: invalid TOML: {e}"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{path}: cannot read: {e}"]) from None
+    return validate_data(data, name=str(path), base_dir=path.resolve().parent, environ=environ)
+
+
+
+# ----------------------------------------------------------------------------- annotated example
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _bounds(info: Any) -> str:
+    parts = []
+    for m in info.metadata:
+        for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(m, attr, None) is not None:
+                parts.append(f"{op} {getattr(m, attr)}")
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def example_toml(values: dict[str, Any], model: type[StrictModel] | None = None, prefix: str = "") -> str:
+    """An annotated TOML of every field of ``model`` (default: StationConfig): description and
+    bounds as comments, ``values`` (nested dict) where given, else the default; fields without a
+    value and a None default are written commented out."""
+    model = model or StationConfig
+    scalars, tables = [], []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        given = values.get(name) if isinstance(values, dict) else None
+        if isinstance(ann, type) and issubclass(ann, StrictModel):
+            tables.append(example_toml(given or {}, ann, f"{prefix}{name}."))
+            continue
+        if given is not None:
+            val: Any = given
+        elif info.is_required():
+            val = None
+        else:
+            val = info.get_default(call_default_factory=True)
+        if hasattr(val, "model_dump"):
+            val = None
+        desc = (info.description or "").strip()
+        line = f"# {desc}{_bounds(info)}\n" if desc or _bounds(info) else ""
+        line += (f"{name} = {_toml_value(val)}" if val is not None else f"# {name} = ") + "\n"
+        scalars.append(line)
+    head = f"[{prefix[:-1]}]\n" if prefix else ""
+    doc = (model.__doc__ or "").strip().splitlines()
+    if prefix and doc and not doc[0].startswith(("Usage docs", "!!!")):
+        head = f"# {doc[0]}\n" + head
+    return head + "".join(scalars) + ("\n" if scalars else "") + "".join(tables)
