@@ -1,0 +1,335 @@
+"""Decision: per-person aggregation, alarm logic and the track lifecycle events.
+
+Alarm rules (pure functions, table-tested):
+
+* ``absolute_verdict``: elevated if the estimated core >= threshold_c; normal only if
+  core + borderline_k * uncertainty < threshold_c; otherwise indeterminate 'borderline' -- an
+  uncertain reading close to the threshold is never called normal.
+* ``relative_verdict`` (FLIR-style screening mode): threshold = baseline + relative_delta_c on the
+  *skin* temperature, baseline = trimmed mean of the last ``baseline_window`` normal subjects'
+  skin temperatures. Until ``warmup_subjects`` subjects are in the baseline: indeterminate
+  'relative_warmup'. Normal only below threshold - relative_margin_c, else 'borderline'.
+* ``combine_verdicts`` for method='both': elevated if either rule fires (absolute reported when
+  both do); normal only if absolute says normal and relative says normal or is still warming up
+  (so a fresh station still screens on the absolute rule); otherwise indeterminate 'borderline'.
+
+Baseline guards: only subjects whose final verdict is normal *and* whose relative test was normal
+(or warming up) enter it -- elevated and borderline subjects never do; entries older than
+``baseline_max_age_s`` drop out and the window is finite (drift); a blackbody that is not ok
+empties it (its readings were not on the same scale).
+
+Aggregation per person: the valid frames (gate == ''), best ``best_n`` of them by quality, then
+the ``percentile`` (default 90) of core and skin -- a high statistic, never a mean that would
+pull a febrile peak toward normal; the uncertainty is the median of those frames' uncertainties.
+
+Lifecycle (``Screener``): per confirmed track, the verdict is re-evaluated whenever it has at
+least ``min_valid_frames`` valid frames. The first time it is elevated -> ScreeningEvent(kind=
+'alert', type='new') with the best snapshot; later, a clearly different reading (core changed by
+>= alert_update_delta_c) or a clearly better frame (quality +alert_update_quality_gain) ->
+'update' (at most max_alert_updates). Once alerted, a person's verdict stays elevated. When the
+track ends: kind='alert' type='end' for alerted people, then for every person kind='screening'
+type='end' with the final verdict (indeterminate with the most common gate reason, or
+'no_valid_frames', when fewer than min_valid_frames were measurable).
+Event t_ns: the frame that triggered new/update; the person's last frame for end events.
+"""
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from edge.configbase import StrictModel
+from edge.types import Detections, ScreeningEvent, Verdict
+
+
+class DecisionConfig(StrictModel):
+    threshold_c: float = Field(37.5, ge=34.0, le=39.0, description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 steps")
+    method: Literal["absolute", "relative", "both"] = Field("both", description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both (either fires)")
+    borderline_k: float = Field(1.0, ge=0, le=3, description="Absolute normal needs core + k * uncertainty < threshold, sigmas")
+    relative_delta_c: float = Field(1.0, ge=0.3, le=3.0, description="Relative alarm at baseline skin + this, degC")
+    relative_margin_c: float = Field(0.2, ge=0, le=1.0, description="Relative normal needs skin < baseline + delta - this, degC")
+    baseline_window: int = Field(20, ge=3, le=500, description="Normal subjects in the relative baseline, subjects")
+    warmup_subjects: int = Field(5, ge=2, le=500, description="Subjects needed before relative verdicts, subjects")
+    trim_fraction: float = Field(0.1, ge=0, le=0.45, description="Fraction cut from each end before the baseline mean, unitless")
+    baseline_max_age_s: float = Field(1800.0, ge=10, le=86400, description="Baseline entries older than this drop out (drift), s")
+    min_valid_frames: int = Field(3, ge=1, le=100, description="Measurable frames a person needs for a verdict, frames")
+    best_n: int = Field(10, ge=1, le=1000, description="Frames (by quality) the aggregation uses, frames")
+    percentile: float = Field(90.0, ge=50, le=100, description="Percentile of the best frames' core/skin used, percent")
+    alert_update_delta_c: float = Field(0.3, gt=0, le=5, description="Alert 'update' when the aggregated core moved this much since the last alert event, degC")
+    alert_update_quality_gain: float = Field(0.2, gt=0, le=1, description="Alert 'update' when the best frame's quality rose this much since the last alert event, 0..1")
+    max_alert_updates: int = Field(3, ge=0, le=100, description="Alert 'update' events per person at most, events")
+    snapshot_margin_frac: float = Field(0.15, ge=0, le=1, description="Margin added around the face box for snapshots, fraction of box size")
+
+    @field_validator("threshold_c")
+    @classmethod
+    def _tenth_degree(cls, v: float) -> float:
+        if abs(v * 10 - round(v * 10)) > 1e-6:
+            raise ValueError(f"threshold_c={v} is not a multiple of 0.1 degC (allowed: 34.0..39.0 in 0.1 steps)")
+        return round(v, 1)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "DecisionConfig":
+        if self.warmup_subjects > self.baseline_window:
+            raise ValueError(f"warmup_subjects={self.warmup_subjects} exceeds baseline_window="
+                             f"{self.baseline_window} (allowed: 2..baseline_window)")
+        return self
+
+
+def _f(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k: float = 1.0,
+                     skin_c: float | None = None) -> Verdict:
+    """Core temperature vs threshold (degC). Normal only with k-sigma clearance below it."""
+    m = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
+             uncertainty_c=_f(uncertainty_c))
+    if not np.isfinite(core_c):
+        return Verdict("indeterminate", "no_valid_frames", "none")
+    if core_c >= threshold_c:
+        return Verdict("elevated", **m)
+    u = uncertainty_c if np.isfinite(uncertainty_c) else np.inf
+    if core_c + k * u < threshold_c:
+        return Verdict("normal", **m)
+    return Verdict("indeterminate", "borderline", **m)
+
+
+def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfig,
+                     core_c: float | None = None, uncertainty_c: float | None = None) -> Verdict:
+    """Skin temperature vs baseline + delta (degC); baseline None = still warming up.
+    The verdict's threshold_c is then a *skin* temperature."""
+    m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
+    if baseline_c is None:
+        return Verdict("indeterminate", "relative_warmup", **m)
+    if not np.isfinite(skin_c):
+        return Verdict("indeterminate", "no_valid_frames", "none")
+    thr = round(float(baseline_c) + cfg.relative_delta_c, 3)
+    if skin_c >= thr:
+        return Verdict("elevated", threshold_c=thr, **m)
+    if skin_c < thr - cfg.relative_margin_c:
+        return Verdict("normal", threshold_c=thr, **m)
+    return Verdict("indeterminate", "borderline", threshold_c=thr, **m)
+
+
+def combine_verdicts(absolute: Verdict, relative: Verdict, method: str) -> Verdict:
+    """One verdict from both rules (see module docstring)."""
+    if method == "absolute":
+        return absolute
+    if method == "relative":
+        return relative
+    if absolute.status == "elevated":
+        return absolute
+    if relative.status == "elevated":
+        return relative
+    if absolute.status != "normal":
+        return absolute
+    if relative.status == "normal" or relative.reason == "relative_warmup":
+        return absolute
+    return relative
+
+
+def trimmed_mean(values: np.ndarray, trim_fraction: float) -> float:
+    """Mean after cutting floor(trim_fraction * n) values from each end."""
+    v = np.sort(np.asarray(values, np.float64))
+    cut = int(np.floor(trim_fraction * len(v)))
+    return float(v[cut:len(v) - cut].mean())
+
+
+def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray, quality: np.ndarray,
+              best_n: int, percentile: float) -> tuple[float, float, float]:
+    """Valid frames of one person -> (core, skin, uncertainty) degC: the percentile of the best_n
+    frames by quality (ties: later frames first) and the median uncertainty of those frames."""
+    q = np.asarray(quality, np.float64)
+    best = np.lexsort((-np.arange(len(q)), -q))[:best_n]
+    c, s, u = (np.asarray(a, np.float64)[best] for a in (core_c, skin_c, uncertainty_c))
+    return float(np.percentile(c, percentile)), float(np.percentile(s, percentile)), float(np.median(u))
+
+
+class RelativeBaseline:
+    """Trimmed mean of the last normal subjects' skin temperatures, with warm-up and ageing."""
+
+    def __init__(self, cfg: DecisionConfig):
+        self.cfg = cfg
+        self._entries: deque[tuple[int, float]] = deque(maxlen=cfg.baseline_window)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def value(self, t_ns: int) -> float | None:
+        """Baseline skin temperature at t_ns, degC, or None while warming up."""
+        horizon = t_ns - int(self.cfg.baseline_max_age_s * 1e9)
+        while self._entries and self._entries[0][0] < horizon:
+            self._entries.popleft()
+        if len(self._entries) < self.cfg.warmup_subjects:
+            return None
+        return trimmed_mean(np.array([s for _, s in self._entries]), self.cfg.trim_fraction)
+
+    def add(self, skin_c: float, t_ns: int) -> None:
+        self._entries.append((t_ns, float(skin_c)))
+
+    def reset(self) -> None:
+        self._entries.clear()
+
+
+def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
+    if img is None or box is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(np.isfinite([x1, y1, x2, y2])):
+        return None
+    mx, my = margin * (x2 - x1), margin * (y2 - y1)
+    h, w = img.shape[:2]
+    xa, ya, xb, yb = int(max(0, x1 - mx)), int(max(0, y1 - my)), int(min(w, x2 + mx)), int(min(h, y2 + my))
+    return img[ya:yb, xa:xb].copy() if xb > xa and yb > ya else None
+
+
+@dataclass
+class _Person:
+    track_id: int
+    last_t_ns: int = 0
+    core: list = field(default_factory=list)
+    skin: list = field(default_factory=list)
+    unc: list = field(default_factory=list)
+    quality: list = field(default_factory=list)
+    gates: Counter = field(default_factory=Counter)
+    best_rank: tuple = (-1.0, -1.0)
+    best: dict = field(default_factory=dict)
+    alert: Verdict | None = None
+    alert_quality: float = 0.0
+    n_updates: int = 0
+
+
+class Screener:
+    """Per-track state machine -> ScreeningEvents. See the module docstring for the rules."""
+
+    def __init__(self, cfg: DecisionConfig | None = None, station_id: str | None = None):
+        self.cfg = cfg or DecisionConfig()
+        self.station_id = station_id
+        self.baseline = RelativeBaseline(self.cfg)
+        self._people: dict[int, _Person] = {}
+        self._verdicts: dict[int, Verdict] = {}
+        self.counts: Counter = Counter()  # final statuses, 'alerts', 'indeterminate:<reason>'
+
+    def verdicts(self) -> dict[int, Verdict]:
+        """Final verdict per ended track id."""
+        return dict(self._verdicts)
+
+    def update(self, dets: Detections, t_ns: int, ended_track_ids: list[int],
+               rgb_bgr: np.ndarray | None = None, thermal_c: np.ndarray | None = None,
+               blackbody_state: str | None = None) -> list[ScreeningEvent]:
+        """dets: tracked and measured faces of one pair (track_id, gate, core_temp_c, ... in
+        data); rgb_bgr/thermal_c: that pair's images for snapshots; blackbody_state: optional,
+        anything but 'ok' resets the relative baseline (so does a face gated blackbody_*)."""
+        gates = dets.data.get("gate", np.full(len(dets), "", object))
+        if (blackbody_state not in (None, "ok")) or any(str(g).startswith("blackbody_") for g in gates):
+            self.baseline.reset()
+        events: list[ScreeningEvent] = []
+        ids = dets.data.get("track_id", np.full(len(dets), -1, np.int64))
+        for i in np.flatnonzero(ids >= 0):
+            p = self._people.setdefault(int(ids[i]), _Person(int(ids[i])))
+            if self._record(p, dets, int(i), t_ns, rgb_bgr, thermal_c) and len(p.core) >= self.cfg.min_valid_frames:
+                events += self._live(p, t_ns)
+        for tid in ended_track_ids:
+            if tid in self._people:
+                events += self._end(self._people.pop(tid))
+        return events
+
+    def finish(self) -> list[ScreeningEvent]:
+        """End every person still open (end of stream)."""
+        events: list[ScreeningEvent] = []
+        for tid in sorted(self._people):
+            events += self._end(self._people.pop(tid))
+        return events
+
+    # -- internals -------------------------------------------------------------------------
+    def _record(self, p: _Person, dets: Detections, i: int, t_ns: int, rgb, thermal) -> bool:
+        """Add one frame of person p; True if it was a valid measurement."""
+        d = dets.data
+        p.last_t_ns = t_ns
+        gate = str(d["gate"][i]) if "gate" in d else "no_valid_frames"
+        core = float(d["core_temp_c"][i]) if "core_temp_c" in d else float("nan")
+        valid = gate == "" and np.isfinite(core)
+        q = float(d["quality"][i]) if valid and "quality" in d else 0.0
+        if valid:
+            p.core.append(core)
+            p.skin.append(float(d["skin_temp_c"][i]))
+            p.unc.append(float(d["uncertainty_c"][i]))
+            p.quality.append(q)
+        else:
+            p.gates[gate or "no_valid_frames"] += 1
+        rank = (q, float(dets.score[i]))
+        if rank > p.best_rank:  # copy crops only when a better frame arrives
+            p.best_rank = rank
+            box_th = d["box_xyxy_thermal"][i] if "box_xyxy_thermal" in d else None
+            p.best = dict(
+                t_ns=t_ns, score=float(dets.score[i]), quality=q,
+                box_rgb=tuple(float(v) for v in dets.box_xyxy[i]),
+                box_th=None if box_th is None else tuple(float(v) for v in box_th),
+                mask=str(d["mask"][i]) if "mask" in d else "unknown",
+                mask_conf=float(d["mask_conf"][i]) if "mask_conf" in d else 0.0,
+                rgb=_crop(rgb, dets.box_xyxy[i], self.cfg.snapshot_margin_frac),
+                thermal=_crop(thermal, box_th, self.cfg.snapshot_margin_frac))
+        return valid
+
+    def _measured_verdict(self, p: _Person, t_ns: int) -> tuple[Verdict, Verdict, Verdict]:
+        """(combined, absolute, relative) verdicts from p's valid frames (>= min_valid_frames)."""
+        cfg = self.cfg
+        core, skin, unc = aggregate(np.array(p.core), np.array(p.skin), np.array(p.unc),
+                                    np.array(p.quality), cfg.best_n, cfg.percentile)
+        a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin)
+        r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc)
+        return combine_verdicts(a, r, cfg.method), a, r
+
+    def _event(self, kind: str, typ: str, p: _Person, t_ns: int, v: Verdict) -> ScreeningEvent:
+        b = p.best
+        return ScreeningEvent(
+            kind=kind, type=typ, track_id=p.track_id, t_ns=t_ns, verdict=v, box_xyxy_rgb=b["box_rgb"],
+            box_xyxy_thermal=b["box_th"], score=b["score"], mask=b["mask"], mask_conf=b["mask_conf"],
+            n_frames=len(p.core), snapshot_rgb=b["rgb"], snapshot_thermal_c=b["thermal"])
+
+    def _live(self, p: _Person, t_ns: int) -> list[ScreeningEvent]:
+        v, _, _ = self._measured_verdict(p, t_ns)
+        if v.status != "elevated":
+            return []
+        if p.alert is None:
+            p.alert, p.alert_quality = v, p.best["quality"]
+            self.counts["alerts"] += 1
+            return [self._event("alert", "new", p, t_ns, v)]
+        moved = abs(v.core_temp_c - p.alert.core_temp_c) >= self.cfg.alert_update_delta_c if (
+            v.core_temp_c is not None and p.alert.core_temp_c is not None) else False
+        better = p.best["quality"] >= p.alert_quality + self.cfg.alert_update_quality_gain
+        if (moved or better) and p.n_updates < self.cfg.max_alert_updates:
+            p.alert, p.alert_quality = v, p.best["quality"]
+            p.n_updates += 1
+            return [self._event("alert", "update", p, t_ns, v)]
+        return []
+
+    def _end(self, p: _Person) -> list[ScreeningEvent]:
+        cfg = self.cfg
+        if len(p.core) >= cfg.min_valid_frames:
+            v, a, r = self._measured_verdict(p, p.last_t_ns)
+            # Baseline guard: only clearly normal subjects, never elevated or borderline ones.
+            # While warming up the absolute rule must call them normal (even in relative mode:
+            # the first people are not trusted blindly); in relative mode the absolute rule is
+            # otherwise only a veto against elevated cores.
+            rel_ok = r.status == "normal" or (r.reason == "relative_warmup" and a.status == "normal")
+            abs_ok = a.status == "normal" or (cfg.method == "relative" and a.status != "elevated")
+            if p.alert is None and v.status != "elevated" and rel_ok and abs_ok:
+                self.baseline.add(a.skin_temp_c, p.last_t_ns)
+            if p.alert is not None and v.status != "elevated":
+                v = p.alert  # once alerted, never pulled back toward normal
+        else:
+            reason = p.gates.most_common(1)[0][0] if p.gates else "no_valid_frames"
+            v = Verdict("indeterminate", reason, "none")
+        self._verdicts[p.track_id] = v
+        self.counts[v.status] += 1
+        if v.status == "indeterminate":
+            self.counts[f"indeterminate:{v.reason}"] += 1
+        events = []
+        if p.alert is not None:
+            events.append(self._event("alert", "end", p, p.last_t_ns, v))
+        events.append(self._event("screening", "end", p, p.last_t_ns, v))
+        return events
