@@ -1,0 +1,86 @@
+"""Render every scenario in sample_streams/ whose output is missing or stale.
+
+``python -m edge.sim.render_all [--force] [--only NAME...] [--root DIR]`` (``make setup`` runs it).
+A folder is up to date when its ``.rendered`` stamp holds the sha256 of its scenario.toml plus the
+generator version and stream.json exists (written last, so a half-rendered folder is re-rendered).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+from edge.sim.render import GENERATOR_VERSION, load_photo, render_scenario
+from edge.sim.scenario import load_scenario
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+STREAMS_DIR = REPO_ROOT / "sample_streams"
+STAMP = ".rendered"
+
+
+def scenario_stamp(scenario_file: Path) -> str:
+    h = hashlib.sha256(scenario_file.read_bytes())
+    h.update(GENERATOR_VERSION.encode())
+    return h.hexdigest()
+
+
+def scenario_files(root: Path = STREAMS_DIR) -> list[Path]:
+    """Every sample_streams/<name>/scenario.toml, sorted by name."""
+    return sorted(root.glob("*/scenario.toml"))
+
+
+def is_fresh(scenario_file: Path) -> bool:
+    folder = scenario_file.parent
+    stamp = folder / STAMP
+    return (folder / "stream.json").is_file() and stamp.is_file() and stamp.read_text().strip() == scenario_stamp(scenario_file)
+
+
+def render_folder(scenario_file: Path, photo=None) -> float:
+    """Render one scenario into its own folder; returns the seconds it took."""
+    folder = scenario_file.parent
+    (folder / STAMP).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    # Render next to the scenario file; scenario.toml itself is the input and stays untouched.
+    render_scenario(scenario_file, folder, photo)
+    (folder / STAMP).write_text(scenario_stamp(scenario_file) + "\n")
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edge.sim.render_all", description=__doc__.splitlines()[0])
+    ap.add_argument("--force", action="store_true", help="re-render even when up to date")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="only these scenario folders")
+    ap.add_argument("--root", type=Path, default=STREAMS_DIR, help="folder holding <name>/scenario.toml")
+    args = ap.parse_args(argv)
+    files = scenario_files(args.root)
+    if args.only:
+        missing = set(args.only) - {f.parent.name for f in files}
+        if missing:
+            print(f"error: no scenario folder named {sorted(missing)} under {args.root}", file=sys.stderr)
+            return 2
+        files = [f for f in files if f.parent.name in args.only]
+    todo = [f for f in files if args.force or not is_fresh(f)]
+    if not todo:
+        print(f"sample streams: {len(files)} up to date")
+        return 0
+    try:
+        for f in todo:  # validate all first: one bad file should not leave half the set rendered
+            load_scenario(f)
+        photo = load_photo()
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    total = 0.0
+    for f in todo:
+        dt = render_folder(f, photo)
+        total += dt
+        print(f"rendered {f.parent.relative_to(args.root.parent) if args.root.parent in f.parents else f.parent} "
+              f"in {dt:.1f} s")
+    print(f"sample streams: {len(todo)} rendered in {total:.1f} s, {len(files) - len(todo)} up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Ground truth: physiological constants (with provenance) and the expected verdict per person.
+
+Canthus vs core, computed once from ../shared/data/facial_oral/FLIR_dev.csv (FDA / PhysioNet,
+Wang et al., Sensors 2022; 625 volunteers, ODC-By 1.0) and written here so rendering never needs
+the shared data:
+
+    canthus   = mean of canthiMax1..4 per subject (max of the inner-canthi region, 4 rounds)
+    oral      = aveOralM (monitor-mode oral thermometer), degC
+    oral - canthus:          mean 1.232, SD 0.335  (n = 625)
+    canthus, oral < 37.5:    p1 34.82, p5 35.05, median 35.67, p95 36.21, p99 36.55 (n = 555)
+    canthus, oral >= 37.5:   p5 35.93, median 36.66, p95 37.81 (n = 70)
+    forehead centre (T_FHCC1) - canthiMax1: mean -1.29;  canthus corners (RCC1/LCC1): -0.56
+    ambient T_atm: 20.6 .. 28.7 degC
+
+Verdict rule (what an ideal pipeline should say, docs/truth.md): a person is measurable in a
+thermal frame when the face is inside both views, no FFC is in progress or settling, the
+blackbody is in place and settled, the canthi are not behind glasses and the inter-ocular
+distance covers at least ``min_iod_thermal_px`` thermal pixels. With at least
+``min_valid_frames`` such frames the verdict is elevated if core >= threshold else normal;
+otherwise indeterminate with the reason that blocked most of the person's in-view frames.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+CANTHUS_OFFSET_MEAN_C = 1.232  # aveOralM - canthiMax (4-round mean), FLIR_dev.csv, n=625
+CANTHUS_OFFSET_SD_C = 0.335
+NONFEBRILE_CANTHUS_RANGE_C = (34.82, 36.55)  # p1..p99 of canthus where aveOralM < 37.5 (n=555)
+FLIR_DEV_PROVENANCE = ("FLIR_dev.csv (FDA/PhysioNet facial and oral temperature data, Wang et al., "
+                       "Sensors 2022), 625 subjects: aveOralM - mean(canthiMax1..4) = 1.232 +- 0.335 degC")
+
+# Gate order: the first that applies is the frame's reason (person-level gates first).
+GATE_ORDER = ("outside_thermal_view", "ffc", "blackbody_missing", "blackbody_moved", "glasses", "too_far")
+
+
+def frame_gate(in_view: bool, ffc_blocked: bool, blackbody_state: str, glasses: bool, iod_thermal_px: float,
+               min_iod_px: float) -> str:
+    """'' when the person is measurable in this thermal frame, else the reason (GATE_ORDER)."""
+    if not in_view:
+        return "outside_thermal_view"
+    if ffc_blocked:
+        return "ffc"
+    if blackbody_state == "missing":
+        return "blackbody_missing"
+    if blackbody_state == "moved":
+        return "blackbody_moved"
+    if glasses:
+        return "glasses"
+    if iod_thermal_px < min_iod_px:
+        return "too_far"
+    return ""
+
+
+def expected_verdict(core_c: float, gates: list[str], threshold_c: float, min_valid_frames: int) -> dict:
+    """Expected verdict from a person's per-thermal-frame gates (only frames the person appears in).
+
+    Returns {'status', 'reason', 'valid_frames', 'gate_counts'}.
+    """
+    valid = sum(1 for g in gates if g == "")
+    counts = Counter(g for g in gates if g)
+    if valid >= min_valid_frames:
+        status, reason = ("elevated" if core_c >= threshold_c else "normal"), ""
+    else:
+        status = "indeterminate"
+        if counts:
+            top = max(counts.values())
+            reason = next(g for g in GATE_ORDER if counts.get(g) == top)
+        else:
+            reason = "no_valid_frames"
+    return {"status": status, "reason": reason, "valid_frames": valid, "gate_counts": dict(sorted(counts.items()))}
