@@ -1,0 +1,97 @@
+"""`thermal-edge listen ENDPOINT [ENDPOINT...]`: print every alert of one or more feeds, once.
+
+Subscribes first, then catches up from each gateway's journal, de-duplicates, reconnects, and
+keeps a local store (``--store``) so a restarted control room resumes where it was.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import zmq
+
+from edge.cli import UserError
+from edge.feed.client import Listener, Store, format_alert_line
+from edge.feed.messages import JOURNALED_KINDS, Message
+from edge.feed.security import ClientKeys, KeyFileError, load_public, load_secret
+
+
+def add_client_key_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keys", type=Path, metavar="DIR",
+                   help="CURVE key folder holding client.key_secret and server.key (from `thermal-edge keygen`)")
+    p.add_argument("--client-key", type=Path, metavar="FILE", help="this client's .key_secret (overrides --keys)")
+    p.add_argument("--server-key", type=Path, metavar="FILE",
+                   help="server public .key used where an endpoint has no =KEYFILE (overrides --keys)")
+
+
+def client_keys(args) -> ClientKeys | None:
+    """CURVE client keys from --keys/--client-key/--server-key, checked; None when none are given."""
+    secret = args.client_key or (args.keys / "client.key_secret" if args.keys else None)
+    server = args.server_key or (args.keys / "server.key" if args.keys else None)
+    if secret is None and server is None:
+        return None
+    if secret is None or server is None:
+        raise UserError("CURVE needs both --client-key and --server-key (or --keys DIR holding both)")
+    try:
+        load_secret(secret)
+        load_public(server)
+    except KeyFileError as e:
+        raise UserError(str(e)) from None
+    return ClientKeys(secret, server)
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def register(sub) -> None:
+    p = sub.add_parser("listen", help="print alerts from one or more feeds, each exactly once",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("endpoints", nargs="+", metavar="ENDPOINT",
+                   help="feed endpoint (gateway or proxy), optionally ENDPOINT=SERVER_KEY_FILE")
+    p.add_argument("--catchup", action="append", default=[], metavar="ENDPOINT",
+                   help="gateway catch-up endpoint to ask at start-up (repeatable; others are learned "
+                        "from messages), optionally ENDPOINT=SERVER_KEY_FILE")
+    p.add_argument("--json", action="store_true", help="print raw JSON bodies, one per line")
+    p.add_argument("--store", type=Path, metavar="FILE",
+                   help="local SQLite store of received messages and positions (resume after restart)")
+    p.add_argument("--kinds", default="alert", help="comma list of alert,screening,status (default: alert)")
+    add_client_key_args(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="log gaps, catch-ups and liveness to stderr")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(message)s")
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    allowed = (*JOURNALED_KINDS, "status")
+    if not kinds or any(k not in allowed for k in kinds):
+        raise UserError(f"--kinds={args.kinds!r}; allowed: {','.join(allowed)}")
+    keys = client_keys(args)
+    store = Store(args.store) if args.store else Store()
+
+    def show(msg: Message) -> None:
+        # Images never reach stdout: only the JSON body (which names them) is printed.
+        line = json.dumps(msg.body, separators=(",", ":")) if args.json else format_alert_line(msg.body)
+        print(line, flush=True)
+
+    stop = threading.Event()
+    install_stop_signals(stop)
+    ctx = zmq.Context()
+    try:
+        listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys)
+        stats = listener.run(stop, show)
+    finally:
+        store.close()
+        ctx.term()
+    bad = sum(stats.bad.values())
+    print(f"listen: {stats.delivered} delivered ({stats.caught_up} via catch-up), {stats.duplicates} duplicates "
+          f"dropped, {stats.gaps} gaps, {stats.lost} lost, {bad} malformed", file=sys.stderr)
+    return 0

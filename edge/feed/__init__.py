@@ -1,0 +1,1 @@
+"""The alert feed: message contract, journal, catch-up, security, subscriber client, proxy."""

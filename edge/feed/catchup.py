@@ -1,0 +1,145 @@
+"""Catch-up channel (zguide ch. 5, Clone pattern): a ROUTER answering "everything after
+position (epoch, seq) of kind K" from the journal, in bounded batches.
+
+Request (client DEALER -> ROUTER), two frames::
+
+    [b"CATCHUP", JSON {"req": int, "kind": "alert", "positions": {publisher_id: [epoch, seq]},
+                       "limit": int}]
+
+The client sends its positions for every publisher it knows; the server uses the one of its
+own publisher (``[0, 0]`` = from the oldest retained). Replies::
+
+    [b"MSG", req, topic, body, *images]      one per journaled message, oldest first
+    [b"END", JSON {"req", "publisher_id", "count", "more", "last": [e, s],
+                   "truncated": bool}]        ``more``: ask again after ``last``;
+                                              ``truncated``: retention deleted some of what
+                                              was asked for (the client logs the loss)
+    [b"ERR", JSON {"req", "error"}]           malformed request
+
+The same thread sends the publisher's heartbeats, so a gateway whose pipeline stalls still says
+it is alive only while its feed service runs; a stalled pipeline shows in status messages.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+import zmq
+
+from edge.feed.journal import Journal
+from edge.feed.messages import JOURNALED_KINDS
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200  # messages per reply batch; the client asks again while ``more``
+
+
+def _position(value) -> tuple[int, int]:
+    if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value)):
+        return value[0], value[1]
+    raise ValueError(f"position must be [epoch, seq] non-negative ints, got {value!r}")
+
+
+class CatchupServer:
+    """Serves catch-up requests for ``publisher_id`` from the journal at ``journal_path``.
+
+    router: a bound ROUTER socket (created and bound by the caller; used only by this
+    server's thread once ``start()`` is called). heartbeat: called every ``heartbeat_s``
+    from the same thread (Publisher.heartbeat), or None.
+    """
+
+    def __init__(self, router: zmq.Socket, journal_path, publisher_id: str, *,
+                 heartbeat: Callable[[], object] | None = None, heartbeat_s: float = 1.0) -> None:
+        self.router = router
+        self.journal_path = journal_path
+        self.publisher_id = publisher_id
+        self.heartbeat = heartbeat
+        self.heartbeat_s = heartbeat_s
+        self.requests = 0
+        self.sent = 0
+        self.bad_requests = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.sndhwm = 4 * MAX_BATCH
+
+    def start(self) -> "CatchupServer":
+        self._thread = threading.Thread(target=self._run, name="feed-catchup", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self.router.close(linger=0)
+
+    def _run(self) -> None:
+        journal = Journal(self.journal_path, readonly=True) if self.journal_path else None
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        next_beat = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self.heartbeat is not None and now >= next_beat:
+                    self.heartbeat()
+                    next_beat = now + self.heartbeat_s
+                timeout_ms = max(0.0, min(0.1, next_beat - now)) * 1000
+                if dict(poller.poll(timeout_ms)).get(self.router):
+                    frames = self.router.recv_multipart()
+                    self._handle(journal, frames)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            if journal is not None:
+                journal.close()
+
+    def _handle(self, journal: Journal | None, frames: list[bytes]) -> None:
+        identity = frames[0]
+        req = 0
+        try:
+            if len(frames) != 3 or frames[1] != b"CATCHUP":
+                raise ValueError(f"expected [CATCHUP, json], got {len(frames) - 1} frames")
+            request = json.loads(frames[2])
+            if not isinstance(request, dict):
+                raise ValueError("request is not a JSON object")
+            req = request.get("req", 0)
+            kind = request.get("kind")
+            if kind not in JOURNALED_KINDS:
+                raise ValueError(f"kind={kind!r}; catch-up serves {JOURNALED_KINDS}")
+            positions = request.get("positions") or {}
+            epoch, seq = _position(positions.get(self.publisher_id, [0, 0]))
+            limit = max(1, min(int(request.get("limit", MAX_BATCH)), MAX_BATCH))
+        except (ValueError, TypeError, UnicodeDecodeError) as e:
+            self.bad_requests += 1
+            if self.bad_requests == 1:
+                log.warning("catch-up: malformed request (%s); counting further ones silently", e)
+            self._send(identity, [b"ERR", json.dumps({"req": req if isinstance(req, int) else 0,
+                                                       "error": str(e)[:200]}).encode()])
+            return
+        self.requests += 1
+        entries = journal.read_after(self.publisher_id, kind, epoch, seq, limit) if journal else []
+        req_b = str(req).encode()
+        for entry in entries:
+            if not self._send(identity, [b"MSG", req_b, *entry.frames]):
+                return
+        self.sent += len(entries)
+        pruned = journal.pruned_through(self.publisher_id, kind) if journal else (0, 0)
+        last = [entries[-1].epoch, entries[-1].seq] if entries else [epoch, seq]
+        end = {"req": req, "publisher_id": self.publisher_id, "count": len(entries),
+               "more": len(entries) == limit, "last": last, "truncated": (epoch, seq) < pruned}
+        self._send(identity, [b"END", json.dumps(end).encode()])
+
+    def _send(self, identity: bytes, frames: list[bytes]) -> bool:
+        try:
+            self.router.send_multipart([identity, *frames], flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:  # the client stopped reading; it will time out and ask again
+            log.debug("catch-up: client queue full, dropping the rest of the reply")
+        except zmq.ZMQError as e:  # EHOSTUNREACH: the client went away
+            log.debug("catch-up: client gone (%s)", e)
+        return False

@@ -1,0 +1,458 @@
+"""Subscriber client library: every alert exactly once, across gaps, restarts and reconnects.
+
+``Listener(ctx, endpoints, ...).run(stop_event, on_message)`` (used by ``thermal-edge listen``
+and the demo) does what zguide ch. 5 prescribes for a reliable PUB/SUB feed:
+
+1. subscribe first (SUB to every endpoint: gateways directly, or a proxy);
+2. then catch up from each gateway's catch-up ROUTER (configured, or learned from the
+   ``catchup`` field of its messages), starting after the last position in the local store;
+3. detect gaps: per (publisher, kind) ``seq`` must follow on; a new ``epoch`` (publisher
+   restart) or a heartbeat's ``last`` beyond what we hold also means "ask the journal";
+4. de-duplicate by ``msg_id`` against the local store (SQLite), so live and caught-up copies,
+   copies through two paths, and copies after a restart are delivered once;
+5. tell silent from dead by heartbeats, and keep going: ZeroMQ reconnects SUB sockets; a
+   catch-up request without an answer is retried on a fresh DEALER socket.
+
+Delivery order: ``on_message`` is called before the message is recorded, so a crash between the
+two can repeat one message on restart (same ``msg_id``), but never lose one.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import zmq
+
+from edge.feed.messages import JOURNALED_KINDS, Message, MessageError, decode
+from edge.feed.security import ClientKeys, make_client
+
+log = logging.getLogger(__name__)
+
+Position = tuple[int, int]  # (epoch, seq)
+
+
+class Store:
+    """The subscriber's local SQLite store: received messages and last position per stream.
+
+    path: file, or ":memory:" for a listener that need not survive restarts.
+    """
+
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL+NORMAL: survives a process crash
+        self._db.executescript("""
+            CREATE TABLE IF NOT EXISTS messages (
+                msg_id TEXT PRIMARY KEY, publisher_id TEXT, kind TEXT, epoch INTEGER, seq INTEGER,
+                station_id TEXT, event_id TEXT, time_utc TEXT, received_unix_s REAL, body TEXT);
+            CREATE INDEX IF NOT EXISTS messages_stream ON messages (publisher_id, kind, epoch, seq);
+            CREATE TABLE IF NOT EXISTS positions (
+                publisher_id TEXT, kind TEXT, epoch INTEGER, seq INTEGER, PRIMARY KEY (publisher_id, kind));
+        """)
+
+    def has(self, msg_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM messages WHERE msg_id=?", (msg_id,)).fetchone() is not None
+
+    def has_position(self, publisher_id: str, kind: str, epoch: int, seq: int) -> bool:
+        return self._db.execute("SELECT 1 FROM messages WHERE publisher_id=? AND kind=? AND epoch=? AND seq=?",
+                                (publisher_id, kind, epoch, seq)).fetchone() is not None
+
+    def add(self, msg: Message) -> None:
+        b = msg.body
+        self._db.execute("INSERT OR IGNORE INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         (b["msg_id"], b["publisher_id"], b["kind"], b["epoch"], b["seq"], b["station_id"],
+                          b.get("event_id"), b["time_utc"], time.time(), json.dumps(b)))
+
+    def position(self, publisher_id: str, kind: str) -> Position | None:
+        row = self._db.execute("SELECT epoch, seq FROM positions WHERE publisher_id=? AND kind=?",
+                               (publisher_id, kind)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def set_position(self, publisher_id: str, kind: str, pos: Position) -> None:
+        self._db.execute("INSERT OR REPLACE INTO positions VALUES (?,?,?,?)", (publisher_id, kind, *pos))
+
+    def positions(self, kind: str) -> dict[str, list[int]]:
+        rows = self._db.execute("SELECT publisher_id, epoch, seq FROM positions WHERE kind=?", (kind,))
+        return {p: [e, s] for p, e, s in rows}
+
+    def bodies(self, kind: str | None = None) -> list[dict]:
+        q = "SELECT body FROM messages" + (" WHERE kind=?" if kind else "") + " ORDER BY rowid"
+        return [json.loads(b) for (b,) in self._db.execute(q, (kind,) if kind else ())]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def format_alert_line(body: dict) -> str:
+    """One readable line for an alert/screening message, e.g.
+
+    ``2026-11-26T20:41:07.123Z ALERT station gate-3 track 7: core 38.4 °C (skin 35.9 ±0.25) >= 37.5 °C,
+    mask no [new]``
+    """
+    def temp(v) -> str:
+        return "n/a" if v is None else f"{v:.1f}"
+
+    if body.get("kind") not in JOURNALED_KINDS:
+        return f"{body.get('time_utc', '?')} {str(body.get('kind', '?')).upper()} station {body.get('station_id', '?')}"
+    v = body.get("verdict", {})
+    label = "ALERT" if body["kind"] == "alert" else v.get("status", "?").upper()
+    unc = body.get("uncertainty_c")
+    skin = f"skin {temp(body.get('skin_temp_c'))}" + (f" ±{unc:.2f}" if unc is not None else "")
+    if v.get("status") == "indeterminate":
+        verdict = f"indeterminate ({v.get('reason', '')})"
+    else:
+        op = ">=" if v.get("status") == "elevated" else "<"
+        verdict = f"{op} {temp(body.get('threshold_c'))} °C ({v.get('method', '?')})"
+    return (f"{body.get('time_utc', '?')} {label} station {body.get('station_id', '?')} "
+            f"track {body.get('track_id', '?')}: core {temp(body.get('core_temp_c'))} °C ({skin}) {verdict}, "
+            f"mask {body.get('mask', 'unknown')} [{body.get('type', '?')}]")
+
+
+def split_key(spec: str) -> tuple[str, Path | None]:
+    """'tcp://host:5560=keys/gw.key' -> ('tcp://host:5560', Path('keys/gw.key')); no '=' -> (spec, None)."""
+    endpoint, sep, key = spec.partition("=")
+    return endpoint, (Path(key) if sep else None)
+
+
+@dataclass
+class _Stream:
+    """What we hold of one (publisher, kind): everything up to ``pos`` has been delivered."""
+
+    pos: Position
+    seen: Position = (0, 0)  # newest position we know exists (live message or heartbeat)
+    request: int | None = None  # catch-up request in flight
+
+
+@dataclass
+class _Request:
+    endpoint: str
+    kind: str
+    positions: dict
+    publisher_id: str | None  # None: start-up request to a configured endpoint
+    deadline: float = 0.0
+    last: Position | None = None
+
+
+@dataclass
+class _Peer:
+    """Liveness of one publisher, from any message it sends (heartbeats at least)."""
+
+    last_heard: float
+    interval_s: float = 1.0
+    alive: bool = True
+
+
+@dataclass
+class Stats:
+    received: int = 0  # live messages decoded
+    delivered: int = 0  # passed to on_message
+    duplicates: int = 0
+    caught_up: int = 0  # delivered through catch-up
+    catchup_requests: int = 0
+    gaps: int = 0
+    lost: int = 0  # messages known missing that no journal could supply
+    bad: Counter = field(default_factory=Counter)  # by MessageError reason
+
+
+class Listener:
+    """Reliable subscriber for one or more feed endpoints.
+
+    endpoints: PUB or proxy endpoints, each optionally 'EP=SERVER_PUBLIC_KEY_FILE'.
+    catchup: catch-up endpoints to ask at start-up (optionally with '=KEY'); more are learned
+        from messages. kinds: journaled kinds to deliver ('alert', 'screening'); add 'status'
+        to get status messages too (live only). store: the local Store (":memory:" if None).
+    keys: this client's CURVE keys (secret file, default server public key) or None.
+    request_timeout_s: a catch-up request without progress for this long is retried.
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
+                 kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
+                 keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
+                 poll_ms: int = 50) -> None:
+        if not endpoints:
+            raise ValueError("Listener needs at least one endpoint")
+        self.ctx = ctx
+        self.endpoints = [split_key(e) for e in endpoints]
+        self.catchup_keys = dict(split_key(e) for e in catchup)
+        self.kinds = tuple(kinds)
+        self.store = store or Store()
+        self.keys = keys
+        self.request_timeout_s = request_timeout_s
+        self.rcv_hwm = rcv_hwm
+        self.poll_ms = poll_ms
+        self.stats = Stats()
+        self.slow_down_s = 0.0  # tests: simulate a slow consumer
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._catchup_of: dict[str, str] = {}  # publisher_id -> catch-up endpoint
+        self._dealers: dict[str, zmq.Socket] = {}
+        self._requests: dict[int, _Request] = {}
+        self._req_ids = itertools.count(1)
+        self._on_message: Callable[[Message], object] = lambda m: None
+
+    # --- sockets ------------------------------------------------------------------------------
+
+    def _open_sub(self) -> zmq.Socket:
+        sub = self.ctx.socket(zmq.SUB)
+        sub.rcvhwm = self.rcv_hwm
+        sub.reconnect_ivl = 100
+        sub.reconnect_ivl_max = 2000
+        for kind in (*self.kinds, "heartbeat"):
+            sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
+        for endpoint, key in self.endpoints:
+            make_client(sub, self.keys, key)
+            sub.connect(endpoint)
+        return sub
+
+    def _dealer(self, endpoint: str, fresh: bool = False) -> zmq.Socket:
+        sock = self._dealers.get(endpoint)
+        if sock is not None and fresh:
+            self._poller.unregister(sock)
+            sock.close(linger=0)
+            sock = None
+        if sock is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.rcvhwm = 0  # replies come in bounded batches
+            sock.reconnect_ivl = 100
+            make_client(sock, self.keys, self.catchup_keys.get(endpoint))
+            sock.connect(endpoint)
+            self._dealers[endpoint] = sock
+            self._poller.register(sock, zmq.POLLIN)
+        return sock
+
+    # --- main loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, on_message: Callable[[Message], object]) -> Stats:
+        """Receive until ``stop`` is set, calling ``on_message`` once per new message. Returns stats."""
+        self._on_message = on_message
+        self._poller = zmq.Poller()
+        sub = self._open_sub()
+        self._poller.register(sub, zmq.POLLIN)
+        try:
+            for endpoint in self.catchup_keys:  # subscribed first; now catch up
+                for kind in self._journaled_kinds():
+                    self._send_request(endpoint, kind, None)
+            while not stop.is_set():
+                ready = dict(self._poller.poll(self.poll_ms))
+                if ready.get(sub):
+                    for _ in range(1000):  # drain, but come back to check timers
+                        try:
+                            frames = sub.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_live(frames)
+                        if self.slow_down_s:
+                            time.sleep(self.slow_down_s)
+                for endpoint, sock in list(self._dealers.items()):
+                    if ready.get(sock):
+                        while True:
+                            try:
+                                frames = sock.recv_multipart(zmq.NOBLOCK)
+                            except zmq.Again:
+                                break
+                            self._on_reply(endpoint, frames)
+                self._timers()
+        finally:
+            sub.close(linger=0)
+            for sock in self._dealers.values():
+                sock.close(linger=0)
+            self._dealers.clear()
+        return self.stats
+
+    def _journaled_kinds(self) -> list[str]:
+        return [k for k in self.kinds if k in JOURNALED_KINDS]
+
+    def _bad(self, e: MessageError, where: str) -> None:
+        self.stats.bad[e.reason] += 1
+        if self.stats.bad[e.reason] == 1:
+            log.warning("%s: dropped a malformed message (%s); further ones of this kind are only counted",
+                        where, e)
+
+    # --- live messages ------------------------------------------------------------------------
+
+    def _on_live(self, frames: list[bytes]) -> None:
+        try:
+            msg = decode(frames)
+        except MessageError as e:
+            self._bad(e, "feed")
+            return
+        self.stats.received += 1
+        body = msg.body
+        pub = body["publisher_id"]
+        self._heard(pub, body)
+        if body.get("catchup") and pub not in self._catchup_of:
+            self._catchup_of[pub] = body["catchup"]
+        if msg.kind == "heartbeat":
+            for kind in self._journaled_kinds():
+                last = body["last"].get(kind, 0)
+                if last > 0:
+                    self._note_exists(pub, kind, (body["epoch"], last))
+            return
+        if msg.kind == "status":
+            if "status" in self.kinds:
+                self._deliver(msg)
+            return
+        if msg.kind not in self.kinds:
+            return
+        self._deliver(msg)
+        self._note_exists(pub, msg.kind, msg.position)
+
+    def _heard(self, pub: str, body: dict) -> None:
+        peer = self._peers.get(pub)
+        now = time.monotonic()
+        if peer is None:
+            self._peers[pub] = _Peer(now, body.get("interval_s", 1.0))
+            return
+        peer.last_heard = now
+        if body["kind"] == "heartbeat":
+            peer.interval_s = body["interval_s"]
+        if not peer.alive:
+            peer.alive = True
+            log.warning("publisher %s (station %s) is back", pub, body["station_id"])
+
+    def _stream(self, pub: str, kind: str) -> _Stream:
+        s = self._streams.get((pub, kind))
+        if s is None:
+            s = self._streams[(pub, kind)] = _Stream(self.store.position(pub, kind) or (0, 0))
+        return s
+
+    def _note_exists(self, pub: str, kind: str, position: Position) -> None:
+        """A message at ``position`` exists; make sure we end up holding everything up to it."""
+        s = self._stream(pub, kind)
+        s.seen = max(s.seen, position)
+        self._advance(pub, kind, s)
+        if s.pos >= s.seen or s.request is not None:
+            return
+        endpoint = self._catchup_of.get(pub)
+        if endpoint is None:  # nothing to ask: accept the loss, say so
+            if s.pos != (0, 0):
+                missing = position[1] - s.pos[1] - 1 if position[0] == s.pos[0] else None
+                self.stats.lost += missing or 0
+                log.warning("%s %s: gap before %s and no catch-up endpoint known; %s message(s) lost",
+                            pub, kind, position, "some" if missing is None else missing)
+            self._set_pos(pub, kind, s, s.seen)
+            return
+        self.stats.gaps += 1
+        self._send_request(endpoint, kind, pub)
+
+    def _advance(self, pub: str, kind: str, s: _Stream) -> None:
+        """Move ``pos`` over every following seq we already hold (same epoch)."""
+        epoch, seq = s.pos
+        while self.store.has_position(pub, kind, epoch, seq + 1):
+            seq += 1
+        if (epoch, seq) != s.pos:
+            self._set_pos(pub, kind, s, (epoch, seq))
+
+    def _set_pos(self, pub: str, kind: str, s: _Stream, pos: Position) -> None:
+        s.pos = pos
+        self.store.set_position(pub, kind, pos)
+
+    def _deliver(self, msg: Message) -> bool:
+        if self.store.has(msg.msg_id):
+            self.stats.duplicates += 1
+            return False
+        self._on_message(msg)
+        if msg.kind in JOURNALED_KINDS:
+            self.store.add(msg)
+            s = self._stream(msg.publisher_id, msg.kind)
+            if s.pos[0] == 0 and s.request is None and msg.publisher_id not in self._catchup_of:
+                s.pos = (msg.position[0], msg.position[1] - 1)  # no journal to ask: start here
+            self._advance(msg.publisher_id, msg.kind, s)
+        self.stats.delivered += 1
+        return True
+
+    # --- catch-up -----------------------------------------------------------------------------
+
+    def _send_request(self, endpoint: str, kind: str, pub: str | None, after: Position | None = None,
+                      fresh: bool = False) -> None:
+        if pub is None:
+            positions = self.store.positions(kind)
+        else:
+            s = self._stream(pub, kind)
+            positions = {pub: list(after or s.pos)}
+        req = next(self._req_ids)
+        self._requests[req] = _Request(endpoint, kind, positions, pub, time.monotonic() + self.request_timeout_s)
+        if pub is not None:
+            self._stream(pub, kind).request = req
+        self.stats.catchup_requests += 1
+        body = {"req": req, "kind": kind, "positions": positions}
+        self._dealer(endpoint, fresh).send_multipart([b"CATCHUP", json.dumps(body).encode()])
+
+    def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
+        try:
+            tag, req = frames[0], int(frames[1]) if frames[0] == b"MSG" else json.loads(frames[1])["req"]
+        except (IndexError, ValueError, KeyError, TypeError):
+            self._bad(MessageError("reply", f"unreadable catch-up reply from {endpoint}"), "catch-up")
+            return
+        request = self._requests.get(req)
+        if request is None or request.endpoint != endpoint:
+            return  # a reply to a request we gave up on
+        request.deadline = time.monotonic() + self.request_timeout_s
+        if tag == b"MSG":
+            try:
+                msg = decode(frames[2:])
+            except MessageError as e:
+                self._bad(e, f"catch-up {endpoint}")
+                return
+            request.last = msg.position
+            if self._deliver(msg):
+                self.stats.caught_up += 1
+            return
+        del self._requests[req]
+        try:
+            reply = json.loads(frames[1])
+            if tag == b"ERR":
+                log.warning("catch-up %s refused a request: %s", endpoint, reply.get("error"))
+                return
+            pub, last, more = reply["publisher_id"], tuple(reply["last"]), bool(reply.get("more"))
+            if tag != b"END" or not isinstance(pub, str) or len(last) != 2:
+                raise ValueError(tag)
+        except (ValueError, KeyError, TypeError):
+            self._bad(MessageError("reply", f"unreadable catch-up reply from {endpoint}"), "catch-up")
+            return
+        self._catchup_of.setdefault(pub, endpoint)
+        s = self._stream(pub, request.kind)
+        if s.request in (None, req):
+            s.request = None
+        if reply.get("truncated"):
+            log.warning("catch-up %s: %s %s messages after %s were deleted by the gateway's retention; lost",
+                        endpoint, pub, request.kind, s.pos)
+        if last > s.pos:
+            self._set_pos(pub, request.kind, s, last)
+        s.seen = max(s.seen, s.pos)
+        if more:
+            self._send_request(endpoint, request.kind, pub, after=last)
+        else:
+            self._advance(pub, request.kind, s)
+            if s.seen > s.pos:
+                self._note_exists(pub, request.kind, s.seen)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for req, request in list(self._requests.items()):
+            if now > request.deadline:
+                del self._requests[req]
+                # The gateway may have restarted: a fresh socket drops requests queued to the old one.
+                after = request.last
+                if request.publisher_id is not None:
+                    s = self._stream(request.publisher_id, request.kind)
+                    s.request = None
+                    after = max(s.pos, after or (0, 0))
+                self._send_request(request.endpoint, request.kind, request.publisher_id,
+                                   after=after if request.publisher_id else None, fresh=True)
+        for pub, peer in self._peers.items():
+            if peer.alive and now - peer.last_heard > 3 * peer.interval_s:
+                peer.alive = False
+                log.warning("publisher %s: silent for %.1f s (3 heartbeats missed): gateway or link down",
+                            pub, now - peer.last_heard)

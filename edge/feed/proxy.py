@@ -1,0 +1,117 @@
+"""Fan-in/fan-out proxy: many gateways -> one place -> many control-room clients (XSUB/XPUB).
+
+The XSUB side connects to each gateway's PUB endpoint (as a CURVE client, each gateway with its
+own server key if needed); the XPUB side binds for subscribers (as a CURVE server with its own
+allowlist). Subscriptions flow upstream so gateways filter at the source.
+
+Unlike ``zmq.proxy`` this loop looks at every message: anything that does not decode as a feed
+message is counted, logged once per reason and not forwarded, so one broken or hostile gateway
+cannot feed garbage to every control room. Catch-up does not go through the proxy: messages
+carry their gateway's catch-up endpoint and clients ask the gateway directly.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from edge.feed.messages import MessageError, decode
+from edge.feed.security import ClientKeys, ServerKeys, is_local_endpoint, make_client, make_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProxyStats:
+    forwarded: int = 0
+    subscriptions: int = 0
+    bad: Counter = field(default_factory=Counter)
+
+
+def check_bind(bind: str, server_keys: ServerKeys | None) -> None:
+    """Refuse an unencrypted bind beyond loopback (one-line ValueError naming the option)."""
+    if server_keys is None and not is_local_endpoint(bind):
+        raise ValueError(f"proxy --bind {bind} is not loopback and no --server-secret-key is set: "
+                         "unencrypted feeds bind only to 127.0.0.1")
+
+
+class Proxy:
+    """Forward feed messages from ``upstreams`` (gateway PUB endpoints, 'EP' or 'EP=KEYFILE') to
+    subscribers of ``bind``. Sockets are opened in ``run`` (the thread that uses them)."""
+
+    def __init__(self, ctx: zmq.Context, upstreams: list[tuple[str, Path | None]], bind: str, *,
+                 server_keys: ServerKeys | None = None, client_keys: ClientKeys | None = None,
+                 hwm: int = 10000) -> None:
+        check_bind(bind, server_keys)
+        if not upstreams:
+            raise ValueError("proxy needs at least one --upstream gateway endpoint")
+        self.ctx = ctx
+        self.upstreams = upstreams
+        self.bind = bind
+        self.server_keys = server_keys
+        self.client_keys = client_keys
+        self.hwm = hwm
+        self.stats = ProxyStats()
+        self.bound = threading.Event()
+        self.last_endpoint: str | None = None
+
+    def run(self, stop: threading.Event) -> ProxyStats:
+        xsub = self.ctx.socket(zmq.XSUB)
+        xpub = self.ctx.socket(zmq.XPUB)
+        try:
+            xsub.rcvhwm = self.hwm
+            xpub.sndhwm = self.hwm
+            xsub.reconnect_ivl = 100
+            xsub.reconnect_ivl_max = 2000
+            make_server(xpub, self.server_keys)
+            xpub.bind(self.bind)
+            self.last_endpoint = xpub.last_endpoint.decode()
+            for endpoint, key in self.upstreams:
+                make_client(xsub, self.client_keys, key)
+                xsub.connect(endpoint)
+            self.bound.set()
+            poller = zmq.Poller()
+            poller.register(xsub, zmq.POLLIN)
+            poller.register(xpub, zmq.POLLIN)
+            while not stop.is_set():
+                ready = dict(poller.poll(100))
+                if ready.get(xsub):
+                    self._forward(xsub, xpub)
+                if ready.get(xpub):
+                    self._subscriptions(xpub, xsub)
+        finally:
+            xsub.close(linger=0)
+            xpub.close(linger=0)
+        return self.stats
+
+    def _forward(self, xsub: zmq.Socket, xpub: zmq.Socket) -> None:
+        for _ in range(1000):
+            try:
+                frames = xsub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                decode(frames)
+            except MessageError as e:
+                self.stats.bad[e.reason] += 1
+                if self.stats.bad[e.reason] == 1:
+                    log.warning("proxy: dropped a malformed message (%s); further ones are only counted", e)
+                continue
+            xpub.send_multipart(frames)
+            self.stats.forwarded += 1
+
+    def _subscriptions(self, xpub: zmq.Socket, xsub: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = xpub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
+                xsub.send(frames[0])
+                self.stats.subscriptions += 1
+            else:
+                self.stats.bad["subscription"] += 1

@@ -1,0 +1,141 @@
+"""CURVE encryption and the ZAP allowlist for the feed, the catch-up channel and the proxy.
+
+Key files are ZeroMQ certificates as ``zmq.auth.create_certificates`` writes them:
+``NAME.key`` (public only, safe to copy) and ``NAME.key_secret`` (public + secret, keep private).
+A server (gateway PUB, catch-up ROUTER, proxy XPUB) holds its secret certificate and a folder of
+authorized client public certificates; a ZAP handler (zmq.auth's ThreadAuthenticator, one per
+context) rejects every client whose public key is not in that folder. A client holds its own
+secret certificate and the server's public certificate.
+
+Without keys nothing is encrypted, so servers then bind only to loopback (``require_loopback``).
+"""
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+
+class KeyFileError(ValueError):
+    """A key file is missing or unreadable (message names the file)."""
+
+
+def load_secret(path: str | Path) -> tuple[bytes, bytes]:
+    """(public, secret) z85 keys from a ``.key_secret`` certificate file."""
+    path = Path(path)
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as e:
+        raise KeyFileError(f"{path}: cannot read CURVE certificate: {e}") from None
+    if not secret:
+        raise KeyFileError(f"{path}: has no secret key (use the .key_secret file)")
+    return public, secret
+
+
+def load_public(path: str | Path) -> bytes:
+    """z85 public key from a ``.key`` or ``.key_secret`` certificate file."""
+    path = Path(path)
+    try:
+        public, _ = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as e:
+        raise KeyFileError(f"{path}: cannot read CURVE certificate: {e}") from None
+    return public
+
+
+@dataclass
+class ServerKeys:
+    """What a binding socket needs: its own secret certificate and the client allowlist folder."""
+
+    secret_file: Path
+    authorized_dir: Path
+
+    def check(self) -> None:
+        load_secret(self.secret_file)
+        if not self.authorized_dir.is_dir():
+            raise KeyFileError(f"{self.authorized_dir}: authorized clients folder does not exist")
+        if not any(self.authorized_dir.glob("*.key")):
+            raise KeyFileError(f"{self.authorized_dir}: no client public keys (*.key) to authorize")
+
+
+@dataclass
+class ClientKeys:
+    """What a connecting socket needs: its own secret certificate and the server's public one."""
+
+    secret_file: Path
+    server_public_file: Path
+
+
+def start_authenticator(ctx: zmq.Context, authorized_dir: str | Path) -> ThreadAuthenticator:
+    """Start the context's ZAP handler allowing only the public keys in ``authorized_dir``.
+
+    Call once per context, before binding CURVE servers; stop it when done.
+    """
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(authorized_dir))
+    return auth
+
+
+def make_server(sock: zmq.Socket, keys: ServerKeys | None) -> None:
+    """Make ``sock`` a CURVE server (before bind). No-op without keys."""
+    if keys is None:
+        return
+    public, secret = load_secret(keys.secret_file)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_server = True
+    sock.zap_domain = b"thermal-edge"
+
+
+def make_client(sock: zmq.Socket, keys: ClientKeys | None, server_public_file: Path | None = None) -> None:
+    """Make ``sock`` a CURVE client (before connect). ``server_public_file`` overrides keys' server key."""
+    if keys is None:
+        return
+    public, secret = load_secret(keys.secret_file)
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_serverkey = load_public(server_public_file or keys.server_public_file)
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True if binding ``endpoint`` exposes nothing beyond this machine (loopback tcp, ipc, inproc)."""
+    scheme = endpoint.split("://", 1)[0]
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: not provably loopback
+
+
+def create_keys(folder: str | Path, names: list[str], authorize_into: str | Path | None = None) -> list[Path]:
+    """Create CURVE key pairs NAME.key / NAME.key_secret in ``folder``; refuse to overwrite.
+
+    If ``authorize_into`` is given, copy the public ``.key`` files there (the allowlist folder).
+    Returns the secret files created.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (folder / f"{name}.key_secret").exists():
+            raise KeyFileError(f"{folder / (name + '.key_secret')}: already exists; not overwriting a key")
+    out = []
+    for name in names:
+        public, secret = zmq.auth.create_certificates(folder, name)
+        Path(secret).chmod(0o600)
+        out.append(Path(secret))
+        if authorize_into is not None:
+            Path(authorize_into).mkdir(parents=True, exist_ok=True)
+            shutil.copy(public, Path(authorize_into) / Path(public).name)
+    return out
