@@ -150,3 +150,74 @@ def fit_registration(rgb_xy: np.ndarray, thermal_xy: np.ndarray, distance_m: np.
 def _project(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
     p = cv2.perspectiveTransform(xy.reshape(-1, 1, 2).astype(np.float64), h)
     return p.reshape(-1, 2)
+
+
+# ---------------------------------------------------------------- calibration targets
+
+TARGET_KINDS = ("chessboard", "circles", "acircles")
+
+
+def _to_u8(img: np.ndarray) -> np.ndarray:
+    """Any single-band image -> uint8, stretched between its 1st and 99th percentile."""
+    f = img.astype(np.float32)
+    if f.ndim == 3:
+        f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+    lo, hi = np.percentile(f, (1, 99))
+    return np.clip((f - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+
+
+def find_target(image: np.ndarray, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
+                upscale: int = 1) -> np.ndarray | None:
+    """Locate a calibration target's points, (size[0]*size[1], 2) float64 px, or None.
+
+    image: BGR uint8 (RGB camera) or (h,w) thermal (raw counts or degC; any polarity -- a heated
+    board can be bright or dark). upscale: resize factor before detection (a 160x120 Lepton
+    sees a square as ~6-10 px; detectors work better on an upscaled copy); points are returned
+    in the original image's pixel coordinates.
+    """
+    if kind not in TARGET_KINDS:
+        raise ValueError(f"target kind {kind!r}; allowed: {TARGET_KINDS}")
+    g = _to_u8(image)
+    if upscale > 1:
+        g = cv2.resize(g, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    pts = None
+    for img in (g, 255 - g):  # heated squares/circles may be the bright or the dark ones
+        if kind == "chessboard":
+            ok, c = cv2.findChessboardCornersSB(img, size, flags=cv2.CALIB_CB_EXHAUSTIVE | cv2.CALIB_CB_ACCURACY)
+            if not ok:
+                ok, c = cv2.findChessboardCorners(img, size, flags=cv2.CALIB_CB_ADAPTIVE_THRESH | cv2.CALIB_CB_NORMALIZE_IMAGE)
+                if ok:
+                    c = cv2.cornerSubPix(img, c, (5, 5), (-1, -1),
+                                         (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 40, 0.01))
+        else:
+            flag = cv2.CALIB_CB_SYMMETRIC_GRID if kind == "circles" else cv2.CALIB_CB_ASYMMETRIC_GRID
+            ok, c = cv2.findCirclesGrid(img, size, flags=flag)
+        if ok:
+            pts = c.reshape(-1, 2).astype(np.float64)
+            break
+    if pts is None:
+        return None
+    if upscale > 1:  # pixel centres: u_small = (u_big + 0.5) / s - 0.5
+        pts = (pts + 0.5) / upscale - 0.5
+    return pts
+
+
+def match_order(rgb_pts: np.ndarray, rgb_wh: tuple[int, int], th_pts: np.ndarray,
+                th_wh: tuple[int, int]) -> np.ndarray:
+    """A symmetric grid can be reported in either of two orders (180 deg apart). The cameras
+    look the same way, so choose the thermal order whose first and last points sit at the same
+    relative image positions as the RGB ones."""
+    r = rgb_pts / np.asarray(rgb_wh, float)
+    t = th_pts / np.asarray(th_wh, float)
+    tr = t[::-1]
+    same = np.linalg.norm(r[0] - t[0]) + np.linalg.norm(r[-1] - t[-1])
+    flipped = np.linalg.norm(r[0] - tr[0]) + np.linalg.norm(r[-1] - tr[-1])
+    return th_pts if same <= flipped else th_pts[::-1].copy()
+
+
+def grid_pitch_px(pts: np.ndarray, size: tuple[int, int]) -> float:
+    """Median distance between neighbouring grid points, px (rows of size[0] points)."""
+    g = pts.reshape(size[1], size[0], 2)
+    d = np.concatenate([np.linalg.norm(np.diff(g, axis=1), axis=2).ravel(),
+                        np.linalg.norm(np.diff(g, axis=0), axis=2).ravel()])
+    return float(np.median(d))

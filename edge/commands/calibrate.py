@@ -1,0 +1,241 @@
+"""`thermal-edge calibrate registration|clinical`: fit a station's calibration from data."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge.cli import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="fit the RGB->thermal registration or the skin->core model")
+    cs = p.add_subparsers(dest="what", required=True, metavar="WHAT")
+
+    r = cs.add_parser("registration", help="fit the RGB->thermal homography (+parallax) from a target recording")
+    r.add_argument("stream", nargs="?", help="recording of a heated checkerboard / circle grid seen by both cameras")
+    r.add_argument("--points", help="CSV of hand-picked pairs: rgb_x,rgb_y,thermal_x,thermal_y[,distance_m]")
+    r.add_argument("--calibration", default=None,
+                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
+    r.add_argument("--pattern", default="chessboard", choices=("chessboard", "circles", "acircles"),
+                   help="target type (default chessboard)")
+    r.add_argument("--size", default="7x5", help="inner corners (chessboard) or circles per row x column, e.g. 7x5")
+    r.add_argument("--square-m", type=float, default=None,
+                   help="target pitch in metres; with it each view's distance is estimated and parallax fitted")
+    r.add_argument("--every", type=int, default=1, help="use every Nth thermal frame (default 1)")
+    r.add_argument("--ransac-px", type=float, default=1.5, help="RANSAC inlier threshold, thermal px")
+    r.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
+    r.set_defaults(func=_registration)
+
+    c = cs.add_parser("clinical", help="fit the skin->core model from paired canthus / reference temperatures")
+    c.add_argument("csv", help="CSV with the FLIR_dev.csv columns (canthiMax1..4, T_atm, aveOralM)")
+    c.add_argument("--threshold", default="youden",
+                   help="decision threshold on the estimated core: a number in degC, 'youden' or "
+                        "'sensitivity:0.9' (chosen inside each training fold; default youden)")
+    c.add_argument("--fever-c", type=float, default=37.5, help="reference temperature defining fever (default 37.5)")
+    c.add_argument("--model", default="linear", choices=("linear", "offset"), help="model form (default linear)")
+    c.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
+    c.add_argument("--repeats", type=int, default=20, help="cross-validation repetitions (default 20)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="calibration/skin_to_core.toml", help="model file to write")
+    c.add_argument("--station-file", action="append", default=[],
+                   help="also replace [skin_to_core] in this station calibration file (repeatable)")
+    c.add_argument("--json", dest="json_out", help="write the full cross-validation report as JSON")
+    c.set_defaults(func=_clinical)
+
+
+def _threshold_rule(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        if text == "youden" or text.startswith("sensitivity:"):
+            return text
+        raise UserError(f"--threshold {text!r}: expected degC, 'youden' or 'sensitivity:<0..1>'") from None
+
+
+def _clinical(args: argparse.Namespace) -> int:
+    import tomlkit
+
+    from edge.calibration import load_calibration, save_calibration
+    from edge.clinical import calibrate, load_clinical_csv
+
+    rule = _threshold_rule(args.threshold)
+    data = load_clinical_csv(args.csv)
+    model, cv = calibrate(data, args.model, rule, args.fever_c, args.folds, args.repeats, args.seed)
+    p = cv["pooled_first_repeat"]
+    print(f"{args.csv}: {cv['n_subjects']} subjects, {cv['n_febrile']} febrile (reference >= {args.fever_c} degC), "
+          f"{cv['n_excluded']} excluded (no canthus or reference value)")
+    if model.model == "linear":
+        print(f"model: core = {model.intercept_c:.4f} + {model.skin_coef:.4f} * skin "
+              f"{model.ambient_coef:+.4f} * (ambient - {model.ambient_ref_c:g})")
+    else:
+        print(f"model: core = skin {model.offset_c:+.4f}")
+    print(f"decision threshold on estimated core: {model.decision_threshold_c:.2f} degC "
+          f"(rule {rule}; per-fold range {cv['threshold_range_c'][0]:.2f}-{cv['threshold_range_c'][1]:.2f})")
+    print(f"cross-validated ({args.folds}-fold x{args.repeats}, refitted per fold): "
+          f"sensitivity {cv['sensitivity_mean']:.3f} (sd {cv['sensitivity_sd']:.3f}), "
+          f"specificity {cv['specificity_mean']:.3f} (sd {cv['specificity_sd']:.3f})")
+    print(f"first repeat pooled: TP {p['tp']} FN {p['fn']} TN {p['tn']} FP {p['fp']}; "
+          f"sensitivity {p['sensitivity']:.3f} [95% CI {p['sensitivity_ci95'][0]:.3f}-{p['sensitivity_ci95'][1]:.3f}], "
+          f"specificity {p['specificity']:.3f} [{p['specificity_ci95'][0]:.3f}-{p['specificity_ci95'][1]:.3f}]")
+    print(f"held-out core error: bias {cv['heldout_bias_c']:+.3f} degC, SD {cv['heldout_residual_sd_c']:.3f} degC")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("Default skin->core model, written by `thermal-edge calibrate clinical`; see calibration/README.md"))
+    doc["skin_to_core"] = model.to_toml_dict()
+    out.write_text(tomlkit.dumps(doc))
+    print(f"wrote {out}")
+    for station_file in args.station_file:
+        cal = load_calibration(station_file)
+        cal.file = cal.file.model_copy(update={"skin_to_core": model})
+        save_calibration(cal.file, station_file, only=("skin_to_core",))
+        print(f"updated [skin_to_core] in {station_file}")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"model": model.model_dump(mode="json"), "cv": cv}, indent=1))
+    return 0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+        if a < 2 or b < 2:
+            raise ValueError
+        return a, b
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected COLSxROWS of inner corners / circles, e.g. 7x5") from None
+
+
+def _paired_frames(stream: str, every: int):
+    """Yield (rgb Frame, thermal Frame) pairs of a recording, every ``every``-th thermal frame."""
+    from edge.pairing import Pairer
+    from edge.recording import open_recording
+
+    rec = open_recording(stream)
+    rgb, th = rec.source("rgb"), rec.source("thermal")
+    pairer = Pairer()
+    nxt = {"rgb": rgb.read(), "thermal": th.read()}
+    srcs = {"rgb": rgb, "thermal": th}
+    n = 0
+    try:
+        while any(f is not None for f in nxt.values()):
+            cam = min((c for c in nxt if nxt[c] is not None), key=lambda c: nxt[c].t_ns)
+            frame, nxt[cam] = nxt[cam], srcs[cam].read()
+            for pair in pairer.push(frame):
+                if n % every == 0:
+                    yield rec, pair
+                n += 1
+        for pair in pairer.flush():
+            if n % every == 0:
+                yield rec, pair
+            n += 1
+    finally:
+        rgb.close()
+        th.close()
+
+
+def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
+                          every: int = 1, square_m: float | None = None, rgb_focal_px: float = 500.0):
+    """Find the target in both images of every paired frame of a calibration recording.
+
+    Returns (rgb_xy (M,2), thermal_xy (M,2), distance_m (M,) or None, n_pairs, n_views). The
+    distance of a view is rgb_focal_px * square_m / (grid pitch in RGB px), assuming the board
+    faces the cameras; without ``square_m`` every view counts as at the reference distance.
+    """
+    from edge.registration import find_target, grid_pitch_px, match_order
+
+    rgb_all, th_all, dist_all = [], [], []
+    n_pairs = n_views = 0
+    for rec, pair in _paired_frames(stream, every):
+        n_pairs += 1
+        r = find_target(pair.rgb.image, kind, size)
+        if r is None:
+            continue
+        t = find_target(pair.thermal.image, kind, size, upscale=4)
+        if t is None:
+            continue
+        h, w = pair.thermal.image.shape
+        t = match_order(r, pair.rgb.image.shape[1::-1], t, (w, h))
+        n_views += 1
+        rgb_all.append(r)
+        th_all.append(t)
+        if square_m:
+            dist_all.append(np.full(len(r), rgb_focal_px * square_m / grid_pitch_px(r, size)))
+    if not n_views:
+        raise UserError(f"{stream}: the {kind} target ({size[0]}x{size[1]}) was not found in both images of any of "
+                        f"{n_pairs} paired frames")
+    dist = np.concatenate(dist_all) if dist_all else None
+    return np.concatenate(rgb_all), np.concatenate(th_all), dist, n_pairs, n_views
+
+
+def _read_points_csv(path: str):
+    import csv
+
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        need = ["rgb_x", "rgb_y", "thermal_x", "thermal_y"]
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(need)}[,distance_m])")
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                vals = [float(row[c]) for c in need]
+                vals.append(float(row["distance_m"]) if row.get("distance_m") not in (None, "") else np.nan)
+            except ValueError:
+                raise UserError(f"{path}:{lineno}: not a number in {row}") from None
+            rows.append(vals)
+    if len(rows) < 4:
+        raise UserError(f"{path}: {len(rows)} point pairs; at least 4 are needed")
+    a = np.array(rows)
+    dist = a[:, 4] if np.isfinite(a[:, 4]).all() else None
+    return a[:, :2], a[:, 2:4], dist
+
+
+def _registration(args: argparse.Namespace) -> int:
+    from edge.calibration import RegistrationSection, load_calibration, save_calibration
+    from edge.registration import fit_registration
+
+    if not args.stream and not args.points:
+        raise UserError("calibrate registration: give a STREAM recording or --points CSV")
+    cal_path = args.calibration
+    if cal_path is None:
+        if not args.stream:
+            raise UserError("calibrate registration --points: also give --calibration FILE to update")
+        from edge.recording import open_recording
+        cal_path = f"calibration/{open_recording(args.stream).meta.station_id}.toml"
+    cal = load_calibration(cal_path)
+    reg0 = cal.registration
+    if args.points:
+        rgb, th, dist = _read_points_csv(args.points)
+        source = f"{len(rgb)} hand-picked point pairs from {Path(args.points).name}"
+    else:
+        size = _parse_size(args.size)
+        rgb, th, dist, n_pairs, n_views = collect_target_points(
+            args.stream, args.pattern, size, max(1, args.every), args.square_m, reg0.rgb_focal_px)
+        source = f"{args.pattern} {size[0]}x{size[1]} in {n_views} of {n_pairs} paired frames of {Path(args.stream).name}"
+        print(f"{args.stream}: target found in both images of {n_views} of {n_pairs} paired frames")
+    fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
+                           reg0.parallax_px_m, args.ransac_px)
+    k = fit.registration.parallax_px_m
+    print(f"points {fit.n_points}, RANSAC inliers {fit.n_inliers} (threshold {args.ransac_px} thermal px)")
+    print(f"reprojection RMS: {fit.rms_px:.3f} thermal px with parallax model, "
+          f"{fit.rms_no_parallax_px:.3f} px homography only")
+    if fit.parallax_fitted:
+        print(f"parallax fitted: [{k[0]:.3f}, {k[1]:.3f}] thermal px x m")
+    else:
+        print(f"parallax kept from {cal_path}: [{k[0]:.3f}, {k[1]:.3f}] (views span too little distance"
+              + (", or no --square-m" if dist is None else "") + ")")
+    if args.dry_run:
+        print("dry run: calibration file not changed")
+        return 0
+    old = cal.file.registration
+    section = RegistrationSection.from_registration(
+        fit.registration, rms_px=round(fit.rms_px, 4), thermal_focal_px=old.thermal_focal_px,
+        fitted_on=source)
+    save_calibration(cal.file.model_copy(update={"registration": section}), cal_path, only=("registration",))
+    print(f"updated [registration] in {cal_path}")
+    return 0
