@@ -41,7 +41,8 @@ class CameraStats:
     last_frame_mono_ns: int = 0
     offline_since_ns: int | None = None
     last_error: str = ""
-    outages_s: list[float] = field(default_factory=list)  # offline -> first frame again, s
+    outages_s: list[float] = field(default_factory=list)  # declared offline -> first frame again, s
+    gaps_s: list[float] = field(default_factory=list)  # last frame before an outage -> first after, s
     sensor_temp_c: float | None = None
     ffc_state: str | None = None
     fps: float = 0.0
@@ -232,6 +233,7 @@ class CameraWorker:
     def _pump(self, src: FrameSource, gen: int) -> bool:
         """Read until the source fails. Returns True when the stream ended for good (replay)."""
         st = self.stats
+        self._last_src_t_ns = None  # a reopened source may restart its own clock
         while True:
             try:
                 frame = src.read()
@@ -259,6 +261,7 @@ class CameraWorker:
                     return True
                 st.last_error = "stream ended"
                 return False
+            prev_frame_ns = st.last_frame_mono_ns
             if not self._accept(frame):
                 continue
             if st.state != "online":
@@ -266,6 +269,7 @@ class CameraWorker:
                     st.reconnects += 1
                     outage = (time.monotonic_ns() - st.offline_since_ns) / 1e9
                     st.outages_s.append(outage)
+                    st.gaps_s.append((frame.t_ns - prev_frame_ns) / 1e9 if self.live else 0.0)
                     log.info("camera %s online again after %.2f s", self.camera, outage,
                              extra={"camera": self.camera, "event": "camera_online", "outage_s": round(outage, 3)})
                 st.state, st.offline_since_ns = "online", None
@@ -293,8 +297,8 @@ class CameraWorker:
             # diagnosis; if it runs backwards (device clock reset, injected jump) we count it.
             if self._last_src_t_ns is not None and frame.t_ns < self._last_src_t_ns:
                 st.ts_jumps += 1
-                log.warning("camera %s: source timestamp went back %.3f s; using arrival time", self.camera,
-                            (self._last_src_t_ns - frame.t_ns) / 1e9, extra={"camera": self.camera})
+                log.warning("camera %s: source timestamp went back; using arrival time", self.camera,
+                            extra={"camera": self.camera, "back_s": round((self._last_src_t_ns - frame.t_ns) / 1e9, 3)})
             self._last_src_t_ns = frame.t_ns
             frame.meta["source_t_ns"] = frame.t_ns
             frame.t_ns = now

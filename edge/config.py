@@ -70,7 +70,7 @@ def _resolve(p: Path, info: Any) -> Path:
     """Relative paths are relative to the config file's folder (validation context 'base_dir')."""
     base = (info.context or {}).get("base_dir") if info is not None else None
     p = Path(os.path.expanduser(str(p)))
-    return p if p.is_absolute() or base is None else Path(base) / p
+    return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
 
 
 # Sections owned by other stage modules: (TOML key, module, class). Composed if the module exists.

@@ -78,14 +78,14 @@ class CameraConfig(StrictModel):
     faults: list[str] = Field(
         default_factory=list,
         description="Testing aid: inject faults at frame numbers, e.g. ['stall@40:5', 'disconnect@80', "
-                    "'corrupt@20', 'ts_jump@60:2'] (stall seconds / jump seconds after the colon)")
+                    "'corrupt@20', 'ts_jump@60:2'] (seconds after the colon: stall length, time the device stays unplugged, jump back)")
 
     @field_validator("faults")
     @classmethod
     def _faults(cls, v: list[str]) -> list[str]:
         for spec in v:
             if not FAULT_RE.match(spec):
-                raise ValueError(f"fault {spec!r} not understood; use stall@N:S, disconnect@N, corrupt@N, ts_jump@N:S")
+                raise ValueError(f"fault {spec!r} not understood; use stall@N:S, disconnect@N[:S], corrupt@N, ts_jump@N:S")
         return v
 
     @field_validator("url")
@@ -103,7 +103,7 @@ class CameraConfig(StrictModel):
         if v is None:
             return v
         v = v.expanduser()
-        v = v if v.is_absolute() or base is None else Path(base) / v
+        v = v if v.is_absolute() or base is None else (Path(base) / v).resolve()
         if not v.exists():
             raise ValueError(f"not found: {v}")
         return v
@@ -301,12 +301,15 @@ class RecordingCameraSource:
     """One camera of a recording as a FrameSource.
 
     realtime=True sleeps so frames come at their recorded rate (a stand-in camera); loop=True
-    starts again at the end with timestamps continuing forward. Timestamps stay the recording's;
-    the capture thread restamps frames in live mode.
+    starts again at the end with timestamps continuing forward. ``epoch_ns`` (monotonic) is when
+    recording time t0 plays: sources of one station share it, so the RGB and thermal stand-ins
+    stay in step, and a reopened source (reconnect) resumes at "now" like a real camera instead
+    of replaying from the start. Timestamps stay the recording's; the capture thread restamps
+    frames in live mode.
     """
 
     def __init__(self, path: str | Path, camera: str, *, realtime: bool = False, loop: bool = False,
-                 name: str | None = None):
+                 name: str | None = None, epoch_ns: int | None = None):
         from edge.recording import open_recording
 
         self.name = name or camera
@@ -314,31 +317,47 @@ class RecordingCameraSource:
         self._camera = camera
         self._realtime, self._loop = realtime, loop
         self._src = self._rec.source(camera)
+        rows = self._rec.rows[camera]
+        self._t_first = rows[0][1] if rows else 0
+        frame_ns = int(1e9 / max(self.meta.fps, 1e-3))
+        self._loop_ns = (rows[-1][1] - self._t_first + frame_ns) if rows else frame_ns
         self._t_offset_ns = 0
-        self._last_t_ns: int | None = None
-        self._start: tuple[int, int] | None = None  # (first t_ns, monotonic at first read)
+        self._epoch_ns = epoch_ns
+        self._synced = epoch_ns is None
         self._closed = threading.Event()
 
     @property
     def meta(self) -> Any:
         return self._rec.meta.thermal if self._camera == "thermal" else self._rec.meta.rgb
 
-    def read(self) -> Frame | None:
+    def _next(self) -> Frame | None:
         f = self._src.read()
         if f is None and self._loop and len(self._src):
             self._src.close()
             self._src = self._rec.source(self._camera)
-            period = int(1e9 / max(self.meta.fps, 1e-3))
-            self._t_offset_ns = (self._last_t_ns or 0) + period - self._rec.rows[self._camera][0][1]
+            self._t_offset_ns += self._loop_ns
             f = self._src.read()
+        if f is not None:
+            f.t_ns += self._t_offset_ns
+        return f
+
+    def read(self) -> Frame | None:
+        if not self._synced:  # (re)opened late: skip to the frame playing now
+            self._synced = True
+            elapsed = time.monotonic_ns() - self._epoch_ns
+            if self._loop and elapsed > 0:
+                self._t_offset_ns = (elapsed // self._loop_ns) * self._loop_ns
+            f = self._next()
+            while f is not None and f.t_ns - self._t_first < elapsed:
+                f = self._next()
+        else:
+            f = self._next()
         if f is None:
             return None
-        f.t_ns += self._t_offset_ns
-        self._last_t_ns = f.t_ns
         if self._realtime:
-            if self._start is None:
-                self._start = (f.t_ns, time.monotonic_ns())
-            due = self._start[1] + (f.t_ns - self._start[0])
+            if self._epoch_ns is None:
+                self._epoch_ns = time.monotonic_ns() - (f.t_ns - self._t_first)
+            due = self._epoch_ns + (f.t_ns - self._t_first)
             wait_s = (due - time.monotonic_ns()) / 1e9
             if wait_s > 0 and self._closed.wait(wait_s):
                 return None
@@ -361,6 +380,7 @@ class FaultPlan:
     count: int = 0
     fired: list[str] = field(default_factory=list)
     jump_ns: int = 0
+    unavailable_until_s: float = 0.0  # monotonic s until which opening fails (disconnect@N:S)
 
     @classmethod
     def parse(cls, specs: list[str]) -> "FaultPlan":
@@ -375,8 +395,8 @@ class FaultPlan:
 
 class FaultySource:
     """Wraps a source; at the planned frame numbers: stall (block S seconds), disconnect (the
-    stream ends: read() -> None now and after), corrupt (a truncated image), ts_jump (timestamps
-    from here on move S seconds back)."""
+    stream ends: read() -> None now and after; the device cannot be reopened for S seconds),
+    corrupt (a truncated image), ts_jump (timestamps from here on move S seconds back)."""
 
     def __init__(self, inner: FrameSource, plan: FaultPlan):
         self.inner = inner
@@ -401,6 +421,7 @@ class FaultySource:
                 return None
         elif kind == "disconnect":
             self._dead = True
+            plan.unavailable_until_s = time.monotonic() + arg
             return None
         elif kind == "corrupt":
             f.image = f.image[: max(1, f.image.shape[0] // 2)]
@@ -417,19 +438,25 @@ class FaultySource:
 # ----------------------------------------------------------------------------- factory
 
 
-def source_opener(camera: str, cfg: CameraConfig, *, live: bool = True,
+def source_opener(camera: str, cfg: CameraConfig, *, live: bool = True, epoch_ns: int | None = None,
                   capture_factory: Callable[..., Any] = cv2.VideoCapture) -> Callable[[], FrameSource]:
     """A function that opens this camera's source (called again on every reconnect).
 
     camera: 'rgb' or 'thermal' -- which kind of frames the source must deliver.
+    epoch_ns: recording stand-ins only: monotonic time their recording starts playing (shared by
+        a station's cameras so they stay in step).
     """
     plan = FaultPlan.parse(cfg.faults) if cfg.faults else None
     path = cfg.path  # already resolved against the config file's folder
 
     def open_() -> FrameSource:
         src: FrameSource
+        if plan is not None and time.monotonic() < plan.unavailable_until_s:
+            raise SourceError(f"{camera}: device unavailable (injected disconnect)")
         if cfg.kind == "recording":
-            src = RecordingCameraSource(path, camera, realtime=cfg.realtime and live, loop=cfg.loop)
+            realtime = cfg.realtime and live
+            src = RecordingCameraSource(path, camera, realtime=realtime, loop=cfg.loop,
+                                        epoch_ns=epoch_ns if realtime else None)
         elif camera == "thermal":
             src = Y16Source(camera, cfg, cfg.url or path, capture_factory)
         else:

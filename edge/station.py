@@ -1,0 +1,247 @@
+"""The live station runner: cameras -> pairing -> the pipeline, with health, watchdog and a
+clean shutdown.
+
+Threads: one capture thread per camera (edge/capture.py), the watchdog, the Prometheus HTTP
+server, and this loop (the caller's thread), which pairs frames, runs the pipeline and sends
+status messages. Only this loop touches the pipeline and sends through the publisher.
+
+Shutdown order (SIGTERM/SIGINT -> ``request_stop``): stop capture, process the frames still
+queued, flush pairing, ``pipeline.finish()`` (ends every open track and publishes what that
+decides), send a last status, close the preview video, stop the metrics server. The caller then
+closes the feed (sockets with linger), so a decided alert is out or journaled before exit.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry
+
+from edge.capture import CameraWorker, FrameHub, Watchdog
+from edge.health import FpsMeter, StationMetrics, build_status, package_version
+from edge.pairing import Pairer
+from edge.sources import FrameSource, source_opener
+from edge.types import FramePair
+
+log = logging.getLogger("edge.station")
+CAMERAS = ("rgb", "thermal")
+
+
+def quiet_opencv() -> None:
+    """OpenCV's own stderr warnings (e.g. 'BGR conversion turned OFF' on every 16-bit open) are
+    not station logs; our sources report problems themselves."""
+    try:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
+
+
+def sd_notify(message: str) -> bool:
+    """Tell systemd (Type=notify, WatchdogSec=) how we are; a no-op outside systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), addr)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class StationResult:
+    pairs: int = 0
+    events: list[Any] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    pipeline_errors: int = 0
+    stop_reason: str = ""
+
+
+def expected_shape(camera: str, cam_cfg: Any) -> tuple[int, ...] | None:
+    if cam_cfg.width and cam_cfg.height:
+        return (cam_cfg.height, cam_cfg.width) if camera == "thermal" else (cam_cfg.height, cam_cfg.width, 3)
+    return None
+
+
+class Station:
+    """One camera pair, its capture threads and the pipeline.
+
+    pipeline: anything with ``process_pair(pair) -> result`` (with ``.events``) and
+        ``finish() -> events`` -- edge.pipeline.Pipeline; built from the config if None.
+    publisher: edge.publishing.Publisher (status messages; the pipeline publishes events), or None.
+    openers: {camera: () -> FrameSource} to override the configured sources (tests).
+    on_pair: called with (pair, result) after each processed pair (annotated preview).
+    """
+
+    def __init__(self, cfg: Any, *, pipeline: Any = None, publisher: Any = None,
+                 registry: CollectorRegistry | None = None,
+                 openers: dict[str, Callable[[], FrameSource]] | None = None,
+                 on_pair: Callable[[FramePair, Any], None] | None = None):
+        self.cfg = cfg
+        self.station_id = cfg.station.id
+        self.publisher = publisher
+        self.on_pair = on_pair
+        self.live = cfg.sources.mode == "live"
+        self.stop_event = threading.Event()  # the whole station
+        self.capture_stop = threading.Event()  # capture threads (stopped first)
+        self.stop_reason = ""
+        self.hub = FrameHub(list(CAMERAS), cfg.sources.queue_size, self.live)
+        self.workers = {}
+        epoch_ns = time.monotonic_ns() + 200_000_000  # recording stand-ins start together, 0.2 s from now
+        for cam in CAMERAS:
+            cam_cfg = getattr(cfg.sources, cam)
+            opener = (openers or {}).get(cam) or source_opener(cam, cam_cfg, live=self.live, epoch_ns=epoch_ns)
+            self.workers[cam] = CameraWorker(cam, opener, self.hub, cfg.sources, expected_shape(cam, cam_cfg),
+                                             stop=self.capture_stop)
+        self.metrics = StationMetrics(self.station_id, registry,
+                                      camera_stats=lambda: {c: w.stats.snapshot() for c, w in self.workers.items()})
+        self.watchdog = Watchdog(list(self.workers.values()), cfg.sources.watchdog_timeout_s,
+                                 cfg.sources.watchdog_period_s, self.capture_stop)
+        self.pairer = Pairer(cfg.pairing)
+        self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
+        self._fps = FpsMeter()
+        self._http: Any = None
+        self.version = package_version()
+
+    def _build_pipeline(self) -> Any:
+        from edge.pipeline import WallClock, build_pipeline
+
+        clock = WallClock.now()
+        th = self.cfg.sources.thermal
+        if not self.live and th.kind == "recording":
+            # replayed timestamps are the recording's: wall time comes from its start_utc
+            from edge.recording import open_recording
+
+            meta = open_recording(th.path).meta
+            clock = WallClock.from_iso(meta.start_utc, meta.t0_ns)
+        return build_pipeline(self.cfg, publisher=self.publisher, metrics=self.metrics, wall_clock=clock,
+                              thermal_units=th.units)
+
+    # --- control ---
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+            log.info("stopping: %s", reason, extra={"event": "stopping"})
+        self.stop_event.set()
+
+    def start_metrics_server(self) -> None:
+        h = self.cfg.health
+        if not h.metrics_port:
+            return
+        from prometheus_client import start_http_server
+
+        try:
+            self._http = start_http_server(h.metrics_port, h.metrics_host, registry=self.metrics.registry)
+            log.info("metrics on http://%s:%d/metrics", h.metrics_host, h.metrics_port)
+        except OSError as e:  # the station matters more than its metrics: keep running, say so
+            log.error("health.metrics_port %d: cannot serve metrics: %s", h.metrics_port, e)
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        for cam, w in self.workers.items():
+            w.stats.fps = self._fps.update(cam, w.stats.frames, now)
+        cams = {c: w.stats.snapshot() for c, w in self.workers.items()}
+        return build_status(self.station_id, cams, self.metrics, self.pairer.stats, self.version)
+
+    def _send_status(self, result: StationResult, state: str | None = None) -> None:
+        st = self.status()
+        if state:
+            st["state"] = state
+        result.statuses.append(st)
+        if self.publisher is not None:
+            from edge.publishing import utc_iso
+
+            try:
+                self.publisher.publish_status(st, utc_iso())
+            except Exception as e:  # a status message is not worth the station
+                log.error("status not published: %s", e)
+        log.debug("status %s", st["state"], extra={"event": "status", "station_state": st["state"]})
+
+    # --- the loop ---
+    def _process(self, pairs: list[FramePair], result: StationResult) -> None:
+        for pair in pairs:
+            if self.live:
+                self.metrics.observe_capture_age((time.monotonic_ns() - pair.t_ns) / 1e9)
+            try:
+                res = self.pipeline.process_pair(pair)
+            except Exception:
+                if not self.live:
+                    raise
+                # one bad pair must not stop screening; the log is rate-limited per message
+                result.pipeline_errors += 1
+                log.exception("pipeline failed on pair t_ns=%d; continuing", pair.t_ns)
+                continue
+            result.pairs += 1
+            events = list(getattr(res, "events", []) or [])
+            result.events.extend(events)
+            self.metrics.observe_events(events)
+            if self.on_pair is not None:
+                self.on_pair(pair, res)
+
+    def run(self, max_seconds: float | None = None) -> StationResult:
+        """Run until request_stop(), ``max_seconds``, or (replay) the end of the streams."""
+        result = StationResult()
+        self.start_metrics_server()
+        for w in self.workers.values():
+            w.start()
+        if self.live:
+            self.watchdog.start()
+        sd_notify("READY=1")
+        t_start = time.monotonic()
+        next_status = t_start + min(1.0, self.cfg.health.status_interval_s)
+        last_ping = 0.0
+        try:
+            while not self.stop_event.is_set():
+                frame = self.hub.get(0.2)
+                if frame is not None:
+                    self._process(self.pairer.push(frame), result)
+                elif self.hub.finished:
+                    self.request_stop("end of streams")
+                    break
+                now = time.monotonic()
+                if now >= next_status:
+                    self._send_status(result)
+                    next_status = now + self.cfg.health.status_interval_s
+                if now - last_ping >= 1.0:
+                    sd_notify("WATCHDOG=1")
+                    last_ping = now
+                if max_seconds is not None and now - t_start >= max_seconds:
+                    self.request_stop(f"ran {max_seconds} s")
+        finally:
+            self._shutdown(result)
+        return result
+
+    def _shutdown(self, result: StationResult) -> None:
+        sd_notify("STOPPING=1")
+        self.capture_stop.set()
+        for w in self.workers.values():
+            w.join(2.0)
+        for frame in self.hub.drain():
+            self._process(self.pairer.push(frame), result)
+        self._process(self.pairer.flush(), result)
+        try:
+            events = list(self.pipeline.finish() or [])
+        except Exception:
+            log.exception("pipeline.finish failed")
+            events = []
+        result.events.extend(events)
+        self.metrics.observe_events(events)
+        self._send_status(result, state="stopped")
+        result.stop_reason = self.stop_reason
+        if self._http is not None:
+            server = self._http[0] if isinstance(self._http, tuple) else None
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        log.info("station stopped (%s): %d pairs, %d events", self.stop_reason, result.pairs, len(result.events),
+                 extra={"event": "stopped"})
