@@ -2,8 +2,8 @@
 
 For each face: locate both inner canthi from the eye landmarks (eye centre moved toward the
 nose along the eye line, in proportion to the inter-ocular distance, IOD), map them into the
-thermal frame, and take a robust hot statistic (mean of the top-k pixels, never the single max,
-which is noise-driven) in a disc around each canthus sized by the IOD in thermal pixels. The
+thermal frame, and take a robust hot statistic (mean of the top-k pixels, k = a quarter of the
+canthus area in pixels, so only the smallest faces fall back to the noise-driven single max) in a disc around each canthus sized by the IOD in thermal pixels. The
 disc is wide (default 0.35 IOD) because masks shift the landmarks by up to ~0.35 IOD; pixels
 below a line parallel to the eye line are never searched (the nose line for every face, 0.15 IOD
 below the eye line when the face wears a mask), so a warm mask can never win.
@@ -55,16 +55,22 @@ class MeasurementConfig(StrictModel):
         0.35, ge=0.05, le=0.6,
         description="Radius of the hot-spot search disc around each canthus as a fraction of the "
                     "IOD (masks shift landmarks by up to ~0.35 IOD), unitless")
+    hot_area_frac: float = Field(
+        0.25, gt=0, le=1,
+        description="Skin temperature = mean of the k hottest pixels in the disc, k = this x "
+                    "canthus_px^2 (a quarter of the canthus area: all on the warm plateau, so a "
+                    "small face is not averaged with cooler rim pixels), unitless")
     hot_top_k: int = Field(
-        4, ge=1, le=64, description="Skin temperature = mean of the k hottest pixels in the disc, pixels")
+        16, ge=1, le=256, description="Upper bound of k (noise averaging gains little beyond), pixels")
     canthus_width_frac: float = Field(
         0.15, ge=0.02, le=0.5,
         description="Width of the warm inner-canthus region as a fraction of the IOD, unitless; "
                     "thermal px across the canthus = IOD_thermal_px x this")
     min_canthus_px: float = Field(
-        4.0, ge=1.0, le=32.0,
+        2.0, ge=0.5, le=32.0,
         description="Gate too_far below this many thermal pixels across the canthus, px "
-                    "(4 px with the default width means IOD >= 26.7 thermal px)")
+                    "(2 px with the default width means IOD >= 13.3 thermal px, ~0.7 m from a "
+                    "Lepton 3.5; below it the blurred canthus reads > 0.1 degC low)")
     max_yaw_deg: float = Field(
         25.0, gt=0, le=90, description="Gate turned_away above this head yaw (from the nose offset), degrees")
     max_roll_deg: float = Field(
@@ -240,7 +246,7 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     nose_depth = float(np.clip((nose - mid) @ n, 0.3 * iod, 1.0 * iod))  # sane even if nose is off
     clip = cfg.mask_clip_iod * iod if masked else nose_depth
     allowed = ((xs - mid[0]) * n[0] + (ys - mid[1]) * n[1]) < clip
-    k = cfg.hot_top_k
+    k = int(np.clip(round(cfg.hot_area_frac * (cfg.canthus_width_frac * iod) ** 2), 1, cfg.hot_top_k))
     hot = np.empty(2, np.float32)
     xy = np.empty((2, 2), np.float32)
     for i in range(2):
