@@ -1,0 +1,350 @@
+"""FLIR radiometric JPEG (R-JPEG) decoding, without exiftool.
+
+A FLIR R-JPEG is an ordinary JPEG (the false-colour picture) whose APP1 segments starting with
+``FLIR\\0`` carry, split into numbered chunks, an FFF container:
+
+    APP1 payload: b"FLIR\\0" 0x01 <chunk index> <last chunk index> <chunk data...>
+    FFF: 64-byte header ("FFF\\0", creator, version 100, directory offset, entry count),
+         then a directory of 32-byte entries (type, subtype, version, id, offset, length, ...)
+
+Records used here (layouts as documented in ExifTool's FLIR tag tables):
+
+* 0x01 RawData: u16 byte-order word (reads 2 in the record's order), width, height, then at
+  0x20 the 16-bit sensor image, either PNG or raw. Many cameras write the PNG's 16-bit samples
+  little-endian although PNG is big-endian; we pick the order giving the smoother image (the
+  wrong order turns the noisy low byte into the high one), CameraInfo's raw median breaking ties.
+* 0x20 CameraInfo: emissivity, object distance, reflected/atmospheric/window temperatures (K),
+  window transmission, relative humidity, Planck R1/B/F/O/R2, atmospheric alpha/beta/X,
+  camera model/serial, lens, raw value range and median.
+* 0x0e EmbeddedImage: same header as RawData, then a JPEG/PNG visible-light photo.
+* 0x2a PiP: placement of the visible photo relative to the thermal image (Real2IR, offsets).
+
+FLIR SEQ/CSQ video (FFF frames back to back; CSQ with JPEG-LS raw frames) is not supported yet.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.radiometry import PlanckParams, raw_to_celsius
+
+REC_RAW, REC_EMBEDDED, REC_CAMERA, REC_PIP = 0x01, 0x0E, 0x20, 0x2A
+FLIR_SIG = b"FLIR\x00"
+
+
+class FlirError(ValueError):
+    """The file is not a FLIR radiometric JPEG or its FLIR data is damaged. One line."""
+
+
+@dataclass
+class FlirImage:
+    """A decoded R-JPEG. raw: (h,w) uint16 sensor counts; params: the file's own radiometric
+    parameters; camera: model/serial/lens and raw statistics; visible_bgr: the embedded photo or
+    None; pip: picture-in-picture placement (dict) or None; raw_format: 'png' or 'raw'."""
+
+    path: str
+    raw: np.ndarray
+    params: PlanckParams
+    camera: dict[str, Any] = field(default_factory=dict)
+    visible_bgr: np.ndarray | None = None
+    pip: dict[str, Any] | None = None
+    raw_format: str = ""
+    byte_swapped: bool = False
+
+    def temperatures_c(self, **overrides: Any) -> np.ndarray:
+        """(h,w) float32 degC with the file's parameters, any of them overridden by keyword
+        (e.g. ``emissivity=0.98``, ``distance_m=1.0``)."""
+        p = self.params if not overrides else PlanckParams(**{**self.params.__dict__, **overrides})
+        return raw_to_celsius(self.raw, p)
+
+
+# ---------------------------------------------------------------- container
+
+
+def extract_fff(data: bytes, name: str = "<bytes>") -> bytes:
+    """Concatenate the FLIR APP1 chunks of a JPEG, in chunk order, into the FFF container."""
+    if data[:2] != b"\xff\xd8":
+        raise FlirError(f"{name}: not a JPEG file")
+    i, chunks, last = 2, {}, None
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            raise FlirError(f"{name}: broken JPEG marker structure at byte {i}")
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end: no more metadata segments
+            break
+        (seg_len,) = struct.unpack(">H", data[i + 2:i + 4])
+        payload = data[i + 4:i + 2 + seg_len]
+        if marker == 0xE1 and payload[:5] == FLIR_SIG and len(payload) >= 8:
+            idx, last = payload[6], payload[7]
+            chunks[idx] = payload[8:]
+        i += 2 + seg_len
+    if not chunks:
+        raise FlirError(f"{name}: no FLIR APP1 segments (not a FLIR radiometric JPEG)")
+    missing = [k for k in range(last + 1) if k not in chunks]
+    if missing:
+        raise FlirError(f"{name}: FLIR APP1 chunk(s) {missing} of 0..{last} missing (truncated file?)")
+    return b"".join(chunks[k] for k in range(last + 1))
+
+
+def parse_fff(fff: bytes, name: str = "<fff>") -> dict[int, bytes]:
+    """FFF container -> {record type: record bytes} (first record of each type)."""
+    if len(fff) < 0x40 or fff[:4] != b"FFF\x00":
+        raise FlirError(f"{name}: FLIR data does not start with an FFF header")
+    (ver,) = struct.unpack(">I", fff[0x14:0x18])
+    if ver // 100 == 1:
+        bo = ">"
+    elif struct.unpack("<I", fff[0x14:0x18])[0] // 100 == 1:
+        bo = "<"
+    else:
+        raise FlirError(f"{name}: unsupported FFF version field {fff[0x14:0x18].hex()}")
+    dir_off, n = struct.unpack(bo + "II", fff[0x18:0x20])
+    if dir_off + n * 32 > len(fff):
+        raise FlirError(f"{name}: FFF record directory ({n} entries at {dir_off}) runs past the data ({len(fff)} bytes)")
+    recs: dict[int, bytes] = {}
+    for k in range(n):
+        e = fff[dir_off + 32 * k: dir_off + 32 * (k + 1)]
+        rtype, _sub, _rver, _rid, off, length = struct.unpack(bo + "HHIIII", e[:20])
+        if rtype == 0 or rtype in recs:
+            continue
+        if off + length > len(fff):
+            raise FlirError(f"{name}: FFF record 0x{rtype:02x} (offset {off}, length {length}) runs past the data")
+        recs[rtype] = fff[off:off + length]
+    return recs
+
+
+def _record_order(rec: bytes) -> str:
+    """Records start with a u16 that reads 2 in their own byte order (ExifTool's rule)."""
+    return "<" if struct.unpack(">H", rec[:2])[0] >= 0x100 else ">"
+
+
+# ---------------------------------------------------------------- records
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\x00", 1)[0].decode("latin-1", "replace").strip()
+
+
+def parse_camera_info(rec: bytes, name: str = "<camerainfo>") -> tuple[PlanckParams, dict[str, Any]]:
+    if len(rec) < 0x340:
+        raise FlirError(f"{name}: CameraInfo record too short ({len(rec)} bytes)")
+    bo = _record_order(rec)
+
+    def f32(off: int) -> float:
+        return struct.unpack(bo + "f", rec[off:off + 4])[0]
+
+    def u16(off: int) -> int:
+        return struct.unpack(bo + "H", rec[off:off + 2])[0]
+
+    rh = f32(0x3C)
+    rh = rh / 100.0 if rh > 2 else rh
+    params = PlanckParams(
+        r1=f32(0x58), b=f32(0x5C), f=f32(0x60), o=float(struct.unpack(bo + "i", rec[0x308:0x30C])[0]),
+        r2=f32(0x30C), emissivity=f32(0x20), distance_m=max(f32(0x24), 0.0),
+        reflected_c=f32(0x28) - 273.15, atmosphere_c=f32(0x2C) - 273.15, ir_window_c=f32(0x30) - 273.15,
+        ir_window_transmission=f32(0x34) if 0.01 <= f32(0x34) <= 1 else 1.0, humidity=min(max(rh, 0.0), 1.0),
+        alpha1=f32(0x70), alpha2=f32(0x74), beta1=f32(0x78), beta2=f32(0x7C), x=f32(0x80))
+    camera = {
+        "model": _cstr(rec[0xD4:0xF4]), "part_number": _cstr(rec[0xF4:0x104]),
+        "serial": _cstr(rec[0x104:0x114]), "software": _cstr(rec[0x114:0x124]), "lens": _cstr(rec[0x170:0x190]),
+        "range_min_c": round(f32(0x94) - 273.15, 2), "range_max_c": round(f32(0x90) - 273.15, 2),
+        "raw_value_range_min": u16(0x310), "raw_value_range_max": u16(0x312),
+        "raw_value_median": u16(0x338), "raw_value_range": u16(0x33C),
+    }
+    return params, camera
+
+
+def _image_record(rec: bytes) -> tuple[str, int, int, bytes]:
+    bo = _record_order(rec)
+    w, h = struct.unpack(bo + "HH", rec[2:6])
+    return bo, w, h, rec[0x20:]
+
+
+def _roughness(img: np.ndarray) -> float:
+    f = img.astype(np.float64)
+    return float(np.mean(np.abs(np.diff(f, axis=1)))) + float(np.mean(np.abs(np.diff(f, axis=0))))
+
+
+def decode_raw(rec: bytes, median_hint: int = 0, name: str = "<rawdata>") -> tuple[np.ndarray, str, bool]:
+    """RawData record -> ((h,w) uint16, 'png'|'raw', byte_swapped)."""
+    bo, w, h, payload = _image_record(rec)
+    if payload[:8] == b"\x89PNG\r\n\x1a\n":
+        img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None or img.dtype != np.uint16 or img.ndim != 2:
+            raise FlirError(f"{name}: RawData PNG is not a 16-bit grey image")
+        fmt = "png"
+    elif len(payload) >= w * h * 2 and w and h:
+        img = np.frombuffer(payload[:w * h * 2], dtype=bo + "u2").reshape(h, w).astype(np.uint16)
+        fmt = "raw"
+    else:
+        raise FlirError(f"{name}: RawData is neither PNG nor {w}x{h} 16-bit raw ({len(payload)} bytes)")
+    if (w and h) and img.shape != (h, w):
+        raise FlirError(f"{name}: RawData image is {img.shape[1]}x{img.shape[0]}, header says {w}x{h}")
+    swapped = img.byteswap()
+    # The wrong order puts the noisy low byte on top: neighbouring pixels then differ by
+    # thousands of counts instead of tens. That test is decisive on real images (ratio > 100
+    # on the samples); CameraInfo's raw median only breaks near-ties (flat images).
+    r_img, r_swap = _roughness(img), _roughness(swapped)
+    if min(r_img, r_swap) < 0.5 * max(r_img, r_swap) or not median_hint:
+        use_swapped = r_swap < r_img
+    else:
+        use_swapped = abs(float(np.median(swapped)) - median_hint) < abs(float(np.median(img)) - median_hint)
+    return (swapped if use_swapped else img), fmt, bool(use_swapped)
+
+
+def decode_embedded(rec: bytes) -> np.ndarray | None:
+    """EmbeddedImage record -> BGR uint8, or None if it holds no decodable image."""
+    _, _, _, payload = _image_record(rec)
+    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    return img
+
+
+def parse_pip(rec: bytes) -> dict[str, Any]:
+    bo = _record_order(rec)
+    real2ir = struct.unpack(bo + "f", rec[0:4])[0] if len(rec) >= 16 else 0.0
+    ox, oy, x1, x2, y1, y2 = struct.unpack(bo + "hhHHHH", rec[4:16]) if len(rec) >= 16 else (0,) * 6
+    return {"real2ir": round(real2ir, 6), "offset_x": ox, "offset_y": oy, "pip_x1": x1, "pip_x2": x2,
+            "pip_y1": y1, "pip_y2": y2}
+
+
+def read_flir(path: str | Path) -> FlirImage:
+    """Decode a FLIR radiometric JPEG. Raises FlirError / FileNotFoundError with the path."""
+    path = Path(path)
+    data = path.read_bytes()
+    return decode_flir_bytes(data, str(path))
+
+
+def decode_flir_bytes(data: bytes, name: str = "<bytes>") -> FlirImage:
+    recs = parse_fff(extract_fff(data, name), name)
+    if REC_RAW not in recs:
+        raise FlirError(f"{name}: FLIR data has no RawData record (not radiometric)")
+    if REC_CAMERA not in recs:
+        raise FlirError(f"{name}: FLIR data has no CameraInfo record (no Planck constants)")
+    try:
+        params, camera = parse_camera_info(recs[REC_CAMERA], name)
+    except ValueError as e:
+        if isinstance(e, FlirError):
+            raise
+        raise FlirError(f"{name}: CameraInfo holds implausible values: {e}") from None
+    raw, fmt, swapped = decode_raw(recs[REC_RAW], camera.get("raw_value_median", 0), name)
+    visible = decode_embedded(recs[REC_EMBEDDED]) if REC_EMBEDDED in recs else None
+    pip = parse_pip(recs[REC_PIP]) if REC_PIP in recs else None
+    return FlirImage(name, raw, params, camera, visible, pip, fmt, swapped)
+
+
+# ---------------------------------------------------------------- writer (tests, fixtures)
+
+
+def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndarray | None = None,
+                     raw_format: str = "png", byte_order: str = ">", png_byte_swapped: bool = True,
+                     chunk_size: int = 65000, camera_model: str = "synthetic") -> bytes:
+    """Build an R-JPEG the way FLIR cameras lay it out (used by the round-trip tests).
+
+    raw_format 'png' stores the counts as a 16-bit PNG, byte-swapped like most FLIR cameras
+    when png_byte_swapped; 'raw' stores them in ``byte_order``. The FFF is split into APP1
+    chunks of at most ``chunk_size`` bytes.
+    """
+    bo = byte_order
+    h, w = raw.shape
+
+    def image_record(payload: bytes) -> bytes:
+        head = struct.pack(bo + "HHH", 2, w, h) + b"\x00" * (0x20 - 6)
+        return head + payload
+
+    if raw_format == "png":
+        stored = raw.byteswap() if png_byte_swapped else raw
+        ok, png = cv2.imencode(".png", stored.astype(np.uint16))
+        raw_rec = image_record(png.tobytes())
+    else:
+        raw_rec = image_record(raw.astype(bo + "u2").tobytes())
+    cam = bytearray(0x400)
+    struct.pack_into(bo + "H", cam, 0, 2)
+    p = params
+    for off, val in ((0x20, p.emissivity), (0x24, p.distance_m), (0x28, p.reflected_c + 273.15),
+                     (0x2C, p.atmosphere_c + 273.15), (0x30, p.ir_window_c + 273.15),
+                     (0x34, p.ir_window_transmission), (0x3C, p.humidity), (0x58, p.r1), (0x5C, p.b),
+                     (0x60, p.f), (0x70, p.alpha1), (0x74, p.alpha2), (0x78, p.beta1), (0x7C, p.beta2),
+                     (0x80, p.x), (0x30C, p.r2)):
+        struct.pack_into(bo + "f", cam, off, val)
+    struct.pack_into(bo + "i", cam, 0x308, int(round(p.o)))
+    struct.pack_into(bo + "H", cam, 0x338, int(np.median(raw)))
+    cam[0xD4:0xD4 + len(camera_model)] = camera_model.encode()
+    records = [(REC_RAW, raw_rec), (REC_CAMERA, bytes(cam))]
+    if visible_bgr is not None:
+        ok, jpg = cv2.imencode(".jpg", visible_bgr)
+        vh, vw = visible_bgr.shape[:2]
+        records.append((REC_EMBEDDED, struct.pack(bo + "HHH", 2, vw, vh) + b"\x00" * 26 + jpg.tobytes()))
+    dir_off = 0x40
+    body_off = dir_off + 32 * len(records)
+    directory, body = b"", b""
+    for rtype, rec in records:
+        directory += struct.pack(bo + "HHIIIIIII", rtype, 1, 100, 1, body_off + len(body), len(rec), 0, 0, 0)
+        body += rec
+    header = b"FFF\x00" + b"synthetic".ljust(16, b"\x00") + struct.pack(bo + "III", 100, dir_off, len(records))
+    fff = header.ljust(0x40, b"\x00") + directory + body
+    chunks = [fff[i:i + chunk_size] for i in range(0, len(fff), chunk_size)]
+    ok, thumb = cv2.imencode(".jpg", cv2.normalize(raw, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
+    jpg = thumb.tobytes()
+    segs = b"".join(b"\xff\xe1" + struct.pack(">H", len(c) + 10) + FLIR_SIG + bytes([1, i, len(chunks) - 1]) + c
+                    for i, c in enumerate(chunks))
+    return jpg[:2] + segs + jpg[2:]
+
+
+# ---------------------------------------------------------------- real faces
+
+
+def false_colour(temp_c: np.ndarray) -> np.ndarray:
+    """(h,w) degC -> BGR uint8 'inferno' image stretched over the 1st..99th percentile."""
+    t = np.nan_to_num(temp_c, nan=float(np.nanmin(temp_c)))
+    lo, hi = np.percentile(t, (1, 99))
+    g = np.clip((t - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(g, cv2.COLORMAP_INFERNO)
+
+
+def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dict[str, Any]]:
+    """Find faces in a thermal-only image and measure their inner canthi the product's way.
+
+    Faces: the product detector (CenterFace) run on the grey-scaled thermal image, upscaled
+    ``upscale`` x (it finds faces in thermal images too: warm skin on a cool background has the
+    same layout). Canthus: edge.measurement.measure_faces with an identity registration, i.e.
+    exactly the station's canthus localisation, statistic and gates. Faces the product gates
+    (e.g. too_far: fewer than 2 px across the canthus) also get ``hot_region_c``: the hottest
+    2x2-pixel mean in the upper 60 % of the face box (eyes and forehead) -- a rough, ungated
+    figure. ``face_median_c`` is the median over the face box (face background).
+    """
+    from edge.measurement import MeasureContext, MeasurementConfig, measure_faces
+    from edge.registration import Registration
+
+    t = np.nan_to_num(temp_c.astype(np.float32), nan=float(np.nanmin(temp_c)))
+    g = cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    g = cv2.resize(g, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+    dets = detector.detect(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
+    if len(dets) == 0:
+        return []
+    reg = Registration(np.diag([1.0 / upscale, 1.0 / upscale, 1.0]))
+    m = measure_faces(dets, temp_c.astype(np.float32), reg, MeasureContext(), MeasurementConfig())
+    blur2 = cv2.blur(t, (2, 2))
+    out = []
+    h, w = t.shape
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (dets.box_xyxy[i] / upscale).tolist()
+        xa, xb = int(max(0, np.floor(x1))), int(min(w, np.ceil(x2)))
+        ya, yb = int(max(0, np.floor(y1))), int(min(h, np.ceil(y2)))
+        upper = blur2[ya:ya + max(1, int(0.6 * (yb - ya))), xa:xb]
+        skin = float(m.data["skin_temp_c"][i])
+        out.append({
+            "box_xyxy": [round(v, 1) for v in (x1, y1, x2, y2)], "score": round(float(dets.score[i]), 3),
+            "canthus_c": None if not np.isfinite(skin) else round(skin, 2),
+            "gate": str(m.data["gate"][i]),
+            "canthus_xy": np.round(m.data["canthus_xy_thermal"][i], 1).tolist(),
+            "hot_region_c": round(float(upper.max()), 2) if upper.size else None,
+            "face_median_c": round(float(np.median(t[ya:yb, xa:xb])), 2) if yb > ya and xb > xa else None,
+        })
+    return out
