@@ -23,6 +23,10 @@ FORMAT_VERSION = 1
 THERMAL_UNITS = {"centikelvin": 0.01, "decikelvin": 0.1}
 TIMESTAMP_COLUMNS = ("camera", "index", "t_ns", "ffc_state")
 
+# OpenCV warns on every 16-bit open that "BGR conversion turned OFF" -- which is exactly what we
+# asked for. Keep its errors, drop that noise.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 class RecordingError(ValueError):
     """A recording is missing, malformed or inconsistent. The message is one line and names
