@@ -1,0 +1,351 @@
+"""`make bench` / `thermal-edge bench`: throughput, latency, memory and capacity of the pipeline.
+
+Input: benchmarks/bench_scenario.toml rendered by the simulator into build/bench/ (VGA RGB at
+30 fps + 160x120 thermal at 8.7 Hz, one to three faces in view). Every measurement runs in its
+own subprocess so pinning, thread counts and memory readings belong to that measurement alone:
+
+  replay-1core  whole pipeline, no sleeping, ``taskset -c 0`` + onnxruntime intra-op threads 1;
+                the detector's own time on the same frames in the same run; per-stage times
+  replay-2core  the same on both cores, intra-op threads 2
+  live          the live station (capture threads, queues, pairing, pipeline, PUB + SUB) in
+                real time: capture-to-alert latency
+  long          a long replay (20 min of stream by default, the stream looped; bounded in wall
+                time) sampling resident memory: peak and growth
+  gateway       K live stations in parallel, real time: the largest K sustained with CPU to spare
+
+Throughput figures are medians over several runs; ratios come from within one run (the
+detector and the pipeline timed on the same pairs), which is what to trust on a noisy machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from edge.benchlib import procstat as ps
+from edge.benchlib.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
+
+JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
+REAL_THERMAL_HZ = 8.7
+
+# name -> (comparison, target, description)
+TARGETS = {
+    "pairs_per_s_1core": (">=", 60.0, "pairs/s through the whole pipeline on one core"),
+    "pipeline_to_detector_ratio": ("<=", 1.25, "pipeline time per pair / detector time per pair"),
+    "latency_p99_ms": ("<=", 50.0, "p99 capture-to-alert latency, live mode, ms"),
+    "rss_growth_pct": ("<=", 2.0, "RSS growth over the long replay, % (flat = within noise)"),
+    "camera_pairs_realtime": (">=", 4, "camera pairs one 2-core gateway sustains in real time"),
+}
+STAGE_KEYS = ("decode", "pairing", "radiometry", "preprocess", "inference", "postprocess", "mask",
+              "registration", "measurement", "tracking", "decision", "publish", "other")
+
+PLANS = {  # quick: < 2 min once the stream is rendered; full: < 10 min
+    "quick": {"runs": 2, "loops": 0.5, "live_s": 15.0, "long_loops": 4.0, "long_max_wall_s": 35.0,
+              "gateway_s": 8.0, "gateway_trials": 2, "gateway_k_max": 16},
+    "full": {"runs": 3, "loops": 1.0, "live_s": 60.0, "long_loops": 40.0, "long_max_wall_s": 240.0,
+             "gateway_s": 20.0, "gateway_trials": 4, "gateway_k_max": 16},
+}
+
+
+# ----------------------------------------------------------------------------- environment
+
+def git_commit() -> dict:
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty_files": len([ln for ln in git("status", "--porcelain", "--untracked-files=no").splitlines() if ln])}
+
+
+def machine_info() -> dict:
+    import cv2
+    import numpy
+    import onnxruntime
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "cores_usable": len(os.sched_getaffinity(0)), "mem_gb": mem_gb,
+            "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()], "os": platform.platform(),
+            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "opencv": cv2.__version__, "numpy": numpy.__version__}
+
+
+# ----------------------------------------------------------------------------- subprocess workers
+
+def run_worker(kind: str, stream: Path, *, pin_core: int | None = None, timeout_s: float = 900,
+               start: bool = False, **opts: Any) -> dict | subprocess.Popen:
+    """Run ``python -m edge.bench worker KIND`` in a subprocess and return its JSON result, or
+    {'error': one line} if it failed. start=True returns the Popen (parallel gateway trials)."""
+    cmd = [sys.executable, "-m", "edge.bench", "worker", kind, "--stream", str(stream)]
+    for k, v in opts.items():
+        if v is None or v is False:
+            continue
+        cmd += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    if pin_core is not None:
+        if shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(pin_core)] + cmd
+        else:  # util-linux missing: pin the child ourselves
+            cmd = [sys.executable, "-c", f"import os,sys; os.sched_setaffinity(0, {{{pin_core}}}); "
+                   f"os.execv(sys.executable, {cmd!r})"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if start:
+        return proc
+    return collect(proc, timeout_s)
+
+
+def collect(proc: subprocess.Popen, timeout_s: float) -> dict:
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        last = [ln for ln in err.strip().splitlines() if ln.strip()]
+        return {"error": f"exit {proc.returncode}: {last[-1] if last else 'no output'}"}
+    return json.loads(lines[-1])
+
+
+def _worker_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edge.bench worker")
+    ap.add_argument("kind", choices=("replay", "live"))
+    ap.add_argument("--stream", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--loops", type=float, default=1.0)
+    ap.add_argument("--max-wall-s", type=float)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--no-subscribe", action="store_true")
+    ap.add_argument("--start-at", type=float, help="CLOCK_MONOTONIC second to start at (parallel trials)")
+    ap.add_argument("--detector-size", help="WxH network input, e.g. 320x256")
+    a = ap.parse_args(argv)
+    det = None
+    if a.detector_size:
+        w, h = (int(x) for x in a.detector_size.lower().split("x"))
+        det = {"input_width_px": w, "input_height_px": h}
+    if a.kind == "replay":
+        from edge.benchlib.replay import run_replay
+
+        res = run_replay(a.stream, loops=a.loops, threads=a.threads, max_wall_s=a.max_wall_s, detector=det)
+    else:
+        from edge.benchlib.live import run_live
+
+        res = run_live(a.stream, seconds=a.seconds, threads=a.threads, detector=det,
+                       subscribe=not a.no_subscribe, start_at=a.start_at)
+    print(json.dumps(res))
+    return 0
+
+
+# ----------------------------------------------------------------------------- the benchmark
+
+def _median_of(runs: list[dict], key: str) -> float | None:
+    vals = [r[key] for r in runs if "error" not in r and r.get(key) is not None]
+    return ps.median(vals)
+
+
+def _errors(runs: list[dict]) -> str:
+    return "; ".join(sorted({r["error"] for r in runs if "error" in r}))
+
+
+def run_bench(quick: bool = False, log: Callable[[str], None] = print,
+              scenario: Path = BENCH_SCENARIO, stream_dir: Path | None = None,
+              plan: dict | None = None) -> dict:
+    """Run every measurement; returns the result dict (JSON-ready). Missing figures are None
+    with the reason in result['missing']."""
+    plan = {**PLANS["quick" if quick else "full"], **(plan or {})}
+    t_start = time.monotonic()
+    stream = ensure_stream(scenario, stream_dir, log=log)
+    info = stream_info(stream)
+    res: dict[str, Any] = {"schema": 1, "quick": quick, "plan": plan,
+                           "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           **git_commit(), "machine": machine_info(), "stream": info,
+                           "scenario": str(Path(scenario).resolve().relative_to(REPO_ROOT))
+                           if Path(scenario).resolve().is_relative_to(REPO_ROOT) else str(scenario)}
+    missing: dict[str, str] = {}
+    cores = res["machine"]["cores_usable"]
+
+    log(f"bench: replay on one core ({plan['runs']} runs x {plan['loops']} x {info['duration_s']:.0f} s of stream)")
+    one = [run_worker("replay", stream, pin_core=0, threads=1, loops=plan["loops"]) for _ in range(plan["runs"])]
+    log(f"bench: replay on {cores} cores ({plan['runs']} runs)")
+    two = [run_worker("replay", stream, threads=cores, loops=plan["loops"]) for _ in range(plan["runs"])]
+    ok1 = [r for r in one if "error" not in r]
+    res["pairs_per_s_1core"] = ps.rnd(_median_of(one, "pairs_per_s"))
+    res["pairs_per_s_2core"] = ps.rnd(_median_of(two, "pairs_per_s"))
+    res["detector_ms"] = ps.rnd(_median_of(one, "detector_ms"))
+    res["detector_inference_ms"] = ps.rnd(_median_of(one, "detector_inference_ms"))
+    res["pipeline_ms_per_pair"] = ps.rnd(_median_of(one, "pipeline_ms_per_pair"))
+    res["pipeline_to_detector_ratio"] = ps.rnd(_median_of(one, "pipeline_to_detector_ratio"), 3)
+    res["detector_ms_2core"] = ps.rnd(_median_of(two, "detector_ms"))
+    res["pipeline_to_detector_ratio_2core"] = ps.rnd(_median_of(two, "pipeline_to_detector_ratio"), 3)
+    res["stage_ms"] = {k: ps.rnd(ps.median([r["stage_ms_mean"][k] for r in ok1 if r["stage_ms_mean"].get(k) is not None]), 3)
+                       for k in STAGE_KEYS}
+    res["faces_per_pair"] = ps.rnd(_median_of(one, "faces_per_pair"), 3)
+    for key, runs in (("pairs_per_s_1core", one), ("pairs_per_s_2core", two)):
+        if res[key] is None:
+            missing[key] = f"every run failed: {_errors(runs)}"
+
+    log(f"bench: live station in real time for {plan['live_s']:.0f} s (capture threads, queues, PUB/SUB)")
+    live = run_worker("live", stream, threads=1, seconds=plan["live_s"])
+    if "error" in live:
+        missing["latency_p99_ms"] = missing["latency_p50_ms"] = f"live run failed: {live['error']}"
+        res["latency_p50_ms"] = res["latency_p99_ms"] = None
+    else:
+        res["latency_p50_ms"] = live["pair_latency_ms"]["p50"]
+        res["latency_p99_ms"] = live["pair_latency_ms"]["p99"]
+        res["latency_samples"] = live["pair_latency_ms"]["n"]
+        res["alert_latency_p50_ms"] = live["alert_latency_ms"]["p50"]
+        res["alert_latency_p99_ms"] = live["alert_latency_ms"]["p99"]
+        res["alert_latency_max_ms"] = live["alert_latency_ms"]["max"]
+        res["alerts_received"] = live["alert_latency_ms"]["n"]
+
+    stream_min = plan["long_loops"] * info["duration_s"] / 60
+    log(f"bench: long replay for RSS ({stream_min:.0f} min of stream, at most {plan['long_max_wall_s']:.0f} s wall)")
+    long = run_worker("replay", stream, threads=cores, loops=plan["long_loops"], max_wall_s=plan["long_max_wall_s"])
+    if "error" in long:
+        missing["rss_peak_mb"] = missing["rss_growth_pct"] = f"long replay failed: {long['error']}"
+        res["rss_peak_mb"] = res["rss_growth_pct"] = None
+    else:
+        res["rss_peak_mb"] = long["rss_peak_mb"]
+        res["rss_growth_pct"] = long["rss_growth"]["growth_pct"]
+        res["rss_slope_mb_per_min"] = long["rss_growth"]["slope_mb_per_min"]
+        res["rss_long_stream_min"] = round(long["stream_s"] / 60, 2)
+        if res["rss_growth_pct"] is None:
+            missing["rss_growth_pct"] = f"only {long['rss_growth']['samples']} RSS samples (< 10)"
+
+    from edge.benchlib.gateway import search
+
+    pps1 = res["pairs_per_s_1core"] or 0.0
+    # first guess: the one-core rate says how many 8.7 Hz streams the cores carry at 85 %
+    start_k = max(1, int(0.85 * cores * pps1 / REAL_THERMAL_HZ))
+
+    def trial(k: int) -> tuple[list[dict], float]:
+        start_at = time.monotonic() + 6.0 + 1.5 * k  # every station set up before any starts
+        procs = [run_worker("live", stream, start=True, threads=1, seconds=plan["gateway_s"], no_subscribe=True,
+                            start_at=round(start_at, 3)) for _ in range(k)]
+        return [collect(p, plan["gateway_s"] + 120) for p in procs], plan["gateway_s"]
+
+    log(f"bench: gateway capacity, {plan['gateway_s']:.0f} s trials from K={start_k}")
+    gw = search(trial, start_k, cores, max_trials=plan["gateway_trials"], k_max=plan["gateway_k_max"], log=log)
+    res["camera_pairs_realtime"] = gw["camera_pairs_realtime"]
+    if gw["camera_pairs_realtime"] is None:
+        missing["camera_pairs_realtime"] = "no trial decided it: " + "; ".join(
+            w for t in gw["trials"] for w in t["why_not"])[:300]
+    elif gw["bounded_by_trials"]:
+        res["camera_pairs_realtime_note"] = (f"at least {gw['camera_pairs_realtime']}: the trial budget ran out "
+                                             "before a K that is not sustained")
+
+    res["targets"] = judge_targets(res)
+    res["missing"] = missing
+    res["runs"] = {"replay_1core": one, "replay_2core": two, "live": live, "long": long, "gateway": gw}
+    res["bench_wall_s"] = round(time.monotonic() - t_start, 1)
+    return res
+
+
+def judge_targets(res: dict) -> dict:
+    out = {}
+    for key, (op, target, desc) in TARGETS.items():
+        v = res.get(key)
+        met = None if v is None else (v >= target if op == ">=" else v <= target)
+        miss = None
+        if met is False:
+            miss = round(target / v, 2) if op == ">=" and v else round(v / target, 2)
+        out[key] = {"value": v, "target": f"{op} {target}", "met": met, "factor_off": miss, "what": desc}
+    return out
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "missing"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def format_table(res: dict) -> str:
+    """The headline figures and the per-stage times as one Markdown table."""
+    t = res.get("targets", {})
+    rows = [
+        ("pairs_per_s_1core", "pairs/s, whole pipeline, 1 core (taskset -c 0, ORT threads 1)"),
+        ("pairs_per_s_2core", "pairs/s, whole pipeline, 2 cores"),
+        ("detector_ms", "detector time per pair (pre + inference + post), 1 core, ms"),
+        ("detector_inference_ms", "of which onnxruntime inference, ms"),
+        ("pipeline_ms_per_pair", "pipeline wall time per pair, 1 core, ms"),
+        ("pipeline_to_detector_ratio", "pipeline / detector time per pair, 1 core"),
+        ("latency_p50_ms", "capture-to-alert p50, live, ms (every pair)"),
+        ("latency_p99_ms", "capture-to-alert p99, live, ms (every pair)"),
+        ("alert_latency_p50_ms", "capture-to-alert p50 at a SUB socket, ms (alerts only)"),
+        ("rss_peak_mb", "peak RSS, MiB"),
+        ("rss_growth_pct", "RSS growth over the long replay, %"),
+        ("camera_pairs_realtime", "camera pairs per gateway in real time"),
+    ]
+    lines = ["| metric | value | target | met |", "|---|---|---|---|"]
+    for key, desc in rows:
+        tg = t.get(key, {})
+        met = {True: "yes", False: f"NO (x{tg.get('factor_off')})", None: "-"}[tg.get("met")] if tg else ""
+        extra = ""
+        if key == "alert_latency_p50_ms" and res.get("alerts_received") is not None:
+            extra = f" (n={res['alerts_received']}, p99 {_fmt(res.get('alert_latency_p99_ms'))})"
+        if key == "rss_growth_pct" and res.get("rss_long_stream_min") is not None:
+            extra = f" (over {res['rss_long_stream_min']} min of stream)"
+        lines.append(f"| {desc} | {_fmt(res.get(key), 3 if 'ratio' in key else 2)}{extra} | {tg.get('target', '')} | {met} |")
+    for k, v in (res.get("stage_ms") or {}).items():
+        lines.append(f"| stage `{k}`, mean ms per pair, 1 core | {_fmt(v, 3)} | | |")
+    lines.append("")
+    m = res.get("machine", {})
+    lines.append(f"commit {(res.get('commit') or 'unknown')[:12]}"
+                 f"{' (+%d uncommitted files)' % res['dirty_files'] if res.get('dirty_files') else ''}, "
+                 f"{res.get('time_utc')}, {m.get('cpu')} x{m.get('cores')}, load {m.get('load_avg_1_5_15')}, "
+                 f"onnxruntime {m.get('onnxruntime')}, opencv {m.get('opencv')}, "
+                 f"{'quick' if res.get('quick') else 'full'} run in {res.get('bench_wall_s')} s")
+    for k, why in (res.get("missing") or {}).items():
+        lines.append(f"missing {k}: {why}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "worker":
+        return _worker_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="python -m edge.bench")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", type=Path, default=JSON_DEFAULT)
+    a = ap.parse_args(argv)
+    return run_and_report(a.quick, a.json)
+
+
+def run_and_report(quick: bool, json_path: Path | None, log: Callable[[str], None] = None) -> int:
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    res = run_bench(quick=quick, log=log)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(res, indent=1) + "\n")
+        log(f"bench: wrote {json_path}")
+    print(format_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Real-time replay of the live path: capture-to-alert latency of one camera pair.
+
+The station's own live runner (edge/station.py ``Station`` in ``sources.mode = "live"``): one
+capture thread per camera reading the recording through ``RecordingCameraSource`` paced at its
+recorded frame rate and looped, the bounded FrameHub (drop-oldest), pairing, the pipeline and
+the real feed (PUB on loopback + synced journal). Each frame is stamped on arrival by its
+capture thread (``t_ns`` on the monotonic clock), exactly as from a camera.
+
+Two latencies, both from that capture stamp of a paired thermal frame:
+- per pair, to the moment ``process_pair`` returned -- every event the pair decided (alerts
+  included) has been journaled and handed to the PUB socket by then, so this is the latency an
+  alert decided on that pair has when it leaves the socket; every pair is a sample;
+- per alert, to the moment a SUB socket on loopback received it (``t_ns`` in the message is
+  the capture stamp of the pair that decided it) -- the end-to-end check, few samples. Only
+  'new' and 'update' alerts count: an 'end' alert carries the person's last frame and is sent
+  when the track ends, later by design.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.benchlib import procstat as ps
+from edge.benchlib.replay import bench_config, open_bench_feed
+from edge.benchlib.stream import stream_info
+
+
+def _subscribe(ctx, endpoint: str, out: list, ready: threading.Event, stop: threading.Event) -> None:
+    import zmq
+
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"alert")
+    sub.connect(endpoint)
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    ready.set()
+    try:
+        while not stop.is_set() or poller.poll(0):
+            if not poller.poll(50):
+                continue
+            frames = sub.recv_multipart()
+            now = time.monotonic_ns()
+            body = json.loads(frames[1])
+            out.append((now, int(body.get("t_ns", 0)), body.get("type")))
+    finally:
+        sub.close(linger=0)
+
+
+def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector: dict | None = None,
+             subscribe: bool = True, start_at: float | None = None) -> dict:
+    """Run the live station on ``stream`` (looped, real-time) for ``seconds``; JSON-ready dict.
+
+    start_at: CLOCK_MONOTONIC second (time.monotonic(), the same clock in every process) to
+    start capturing at, so parallel stations measure the same window after all set up."""
+    from edge.pipeline import WallClock, build_pipeline
+    from edge.recording import open_recording
+    from edge.sources import RecordingCameraSource
+    from edge.station import Station
+
+    info = stream_info(stream)
+    rec = open_recording(stream)
+    tmp = tempfile.TemporaryDirectory(prefix="bench-live-")
+    cfg = bench_config(rec.meta.station_id, threads, Path(tmp.name) / "journal.sqlite", detector)
+    data = cfg.model_dump()
+    for cam in ("rgb", "thermal"):
+        meta = rec.meta.rgb if cam == "rgb" else rec.meta.thermal
+        data["sources"][cam] = {"kind": "recording", "path": str(stream), "realtime": True, "loop": True,
+                                "fps": meta.fps, "width": meta.width, "height": meta.height,
+                                **({"units": meta.units} if cam == "thermal" and meta.units else {})}
+    data["sources"]["mode"] = "live"
+    cfg = type(cfg).model_validate(data)
+    ctx, feed = open_bench_feed(cfg)
+    received: list = []
+    stop_sub, ready = threading.Event(), threading.Event()
+    sub_th = None
+    if subscribe:
+        sub_th = threading.Thread(target=_subscribe, args=(ctx, feed.endpoint, received, ready, stop_sub),
+                                  daemon=True)
+        sub_th.start()
+        ready.wait(5)
+        time.sleep(0.3)  # PUB/SUB join: let the subscription reach the publisher
+
+    from prometheus_client import CollectorRegistry
+
+    pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
+                          thermal_units=rec.meta.thermal.units or "centikelvin")
+    lat_ms = np.full(int(seconds * 12) + 64, np.nan)
+    n = [0]
+
+    def on_pair(pair, res) -> None:
+        if n[0] < len(lat_ms):
+            lat_ms[n[0]] = (time.monotonic_ns() - pair.t_ns) / 1e6
+        n[0] += 1
+
+    openers = {cam: (lambda cam=cam: RecordingCameraSource(stream, cam, realtime=True, loop=True))
+               for cam in ("rgb", "thermal")}
+    station = Station(cfg, pipeline=pipe, publisher=feed.publisher, registry=CollectorRegistry(),
+                      openers=openers, on_pair=on_pair)
+    if start_at is not None and start_at > time.monotonic():
+        time.sleep(start_at - time.monotonic())
+    cpu0, t0 = ps.cpu_s(), time.monotonic()
+    result = station.run(max_seconds=seconds)
+    wall_s = time.monotonic() - t0
+    cpu_used = ps.cpu_s() - cpu0
+    time.sleep(0.3)  # let the last alerts arrive
+    stop_sub.set()
+    if sub_th is not None:
+        sub_th.join(2)
+    cams = {c: w.stats.snapshot() for c, w in station.workers.items()}
+    feed.close()
+    ctx.term()
+    tmp.cleanup()
+
+    lat = lat_ms[: min(n[0], len(lat_ms))]
+    lat = lat[np.isfinite(lat)]
+    # skip the first second: sessions and caches warm up, the first pair waits on both cameras
+    warm = lat[int(info["thermal_fps"]):] if len(lat) > 2 * info["thermal_fps"] else lat
+    # 'end' alerts carry the person's last frame and leave when the track ends (by design
+    # later); the latency that matters is the decision's: 'new' (and 'update')
+    alert_lat = [(now - t) / 1e6 for now, t, typ in received if t > 0 and typ in ("new", "update")]
+    expected_pairs = wall_s * info["thermal_fps"]
+    return {
+        "kind": "live",
+        "seconds": round(wall_s, 2),
+        "threads": threads,
+        "pairs": result.pairs,
+        "expected_pairs": round(expected_pairs, 1),
+        "pipeline_errors": result.pipeline_errors,
+        "rgb_dropped": cams["rgb"]["dropped"],
+        "thermal_dropped": cams["thermal"]["dropped"],
+        "frames": {c: cams[c]["frames"] for c in cams},
+        "cpu_s": round(cpu_used, 3),
+        "cpu_cores_used": round(cpu_used / wall_s, 3) if wall_s > 0 else None,
+        "pair_latency_ms": {"n": int(len(warm)), "p50": ps.rnd(ps.pct(warm, 50)), "p90": ps.rnd(ps.pct(warm, 90)),
+                            "p99": ps.rnd(ps.pct(warm, 99)), "max": ps.rnd(warm.max() if len(warm) else None)},
+        "alert_latency_ms": {"n": len(alert_lat), "p50": ps.rnd(ps.pct(alert_lat, 50)),
+                             "p99": ps.rnd(ps.pct(alert_lat, 99)),
+                             "max": ps.rnd(max(alert_lat) if alert_lat else None)},
+        "alerts_received": len(received),
+        "rss_peak_mb": ps.rnd(ps.rss_peak_mb(), 1),
+    }
