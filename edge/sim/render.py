@@ -28,7 +28,7 @@ from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_OFFSET_MEAN_C, CANTHUS_OFFSET_SD_C, FLIR_DEV_PROVENANCE, expected_verdict,
                             frame_gate)
 
-GENERATOR_VERSION = "sim-1"
+GENERATOR_VERSION = "sim-2"
 TRUTH_VERSION = 1
 
 

@@ -84,17 +84,18 @@ def composite_person(frame: np.ndarray, levels: list[tuple[np.ndarray, np.ndarra
     Ac[0, 2] -= x0
     Ac[1, 2] -= y0
     size = (x1 - x0, y1 - y0)
-    layer = cv2.warpAffine(cutout, Ac, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT).astype(np.float32) * gain
+    layer = cv2.warpAffine(cutout, Ac, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    layer = cv2.multiply(layer, (gain, gain, gain, 0), dtype=cv2.CV_32F)
     a = cv2.warpAffine(alpha, Ac, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    if blur is not None:
+    if blur is not None:  # blur the premultiplied layer and alpha alike, then un-premultiply
         layer = cv2.filter2D(layer * a[:, :, None], -1, blur)
         a = cv2.filter2D(a, -1, blur)
         layer = layer / np.maximum(a, 1e-3)[:, :, None]
     roi = frame[y0:y1, x0:x1]
-    roi *= (1.0 - a)[:, :, None]
-    roi += layer * a[:, :, None]
+    roi[:] = cv2.blendLinear(layer, roi, a, 1.0 - a)  # OpenCV: one pass, no temporaries
 
 
 def finish(frame: np.ndarray, noise_bank: np.ndarray, index: int) -> np.ndarray:
     """Add sensor noise (cycled from a seeded bank) and quantise to uint8 BGR."""
-    return np.clip(frame + noise_bank[index % len(noise_bank)], 0, 255).astype(np.uint8)
+    # convertScaleAbs saturates to 0..255; |x| only matters below 0, i.e. noise on pure black
+    return cv2.convertScaleAbs(cv2.add(frame, noise_bank[index % len(noise_bank)]))

@@ -59,8 +59,9 @@ class SceneSpec(StrictModel):
 
 class SensorSpec(StrictModel):
     netd_mk: float = Field(50.0, ge=0, le=500, description="temporal noise (NETD), mK, 1 sigma")
-    fpn_c: float = Field(0.08, ge=0, le=2, description="fixed-pattern noise per pixel, degC 1 sigma")
-    column_fpn_c: float = Field(0.04, ge=0, le=2, description="column fixed-pattern noise, degC 1 sigma")
+    fpn_c: float = Field(
+        0.05, ge=0, le=2, description="residual fixed-pattern noise per pixel after FFC (about the NETD), degC 1 sigma")
+    column_fpn_c: float = Field(0.02, ge=0, le=2, description="column fixed-pattern noise, degC 1 sigma")
     blur_sigma_px: float = Field(0.6, ge=0, le=3, description="optics blur (Gaussian PSF), thermal px 1 sigma")
     offset_c: float = Field(0.0, ge=-10, le=10, description="sensor absolute offset at stream start, degC")
     drift_c_per_h: float = Field(0.0, ge=-100, le=100, description="offset drift rate, degC per hour")

@@ -17,7 +17,7 @@ thermal frame when the face is inside both views, no FFC is in progress or settl
 blackbody is in place and settled, the canthi are not behind glasses and the inter-ocular
 distance covers at least ``min_iod_thermal_px`` thermal pixels. With at least
 ``min_valid_frames`` such frames the verdict is elevated if core >= threshold else normal;
-otherwise indeterminate with the reason that blocked most of the person's in-view frames.
+otherwise indeterminate with a reason (``expected_verdict``).
 """
 from __future__ import annotations
 
@@ -52,19 +52,26 @@ def frame_gate(in_view: bool, ffc_blocked: bool, blackbody_state: str, glasses: 
 
 
 def expected_verdict(core_c: float, gates: list[str], threshold_c: float, min_valid_frames: int) -> dict:
-    """Expected verdict from a person's per-thermal-frame gates (only frames the person appears in).
+    """Expected verdict from a person's per-thermal-frame gates (frames the person appears in).
 
-    Returns {'status', 'reason', 'valid_frames', 'gate_counts'}.
+    The reason of an indeterminate verdict is the gate that blocked most of the person's frames
+    that were in view and near enough (what kept a close face from being measured: glasses, FFC,
+    the blackbody); only when no frame came near enough is it 'too_far', and 'outside_thermal_view'
+    when the face was never fully in view. Returns {'status', 'reason', 'valid_frames', 'gate_counts'}.
     """
     valid = sum(1 for g in gates if g == "")
     counts = Counter(g for g in gates if g)
     if valid >= min_valid_frames:
-        status, reason = ("elevated" if core_c >= threshold_c else "normal"), ""
+        return {"status": "elevated" if core_c >= threshold_c else "normal", "reason": "", "valid_frames": valid,
+                "gate_counts": dict(sorted(counts.items()))}
+    near = Counter({g: n for g, n in counts.items() if g not in ("too_far", "outside_thermal_view")})
+    if near:
+        top = max(near.values())
+        reason = next(g for g in GATE_ORDER if near.get(g) == top)
+    elif counts.get("too_far"):
+        reason = "too_far"
+    elif counts.get("outside_thermal_view"):
+        reason = "outside_thermal_view"
     else:
-        status = "indeterminate"
-        if counts:
-            top = max(counts.values())
-            reason = next(g for g in GATE_ORDER if counts.get(g) == top)
-        else:
-            reason = "no_valid_frames"
-    return {"status": status, "reason": reason, "valid_frames": valid, "gate_counts": dict(sorted(counts.items()))}
+        reason = "no_valid_frames"
+    return {"status": "indeterminate", "reason": reason, "valid_frames": valid, "gate_counts": dict(sorted(counts.items()))}

@@ -1,0 +1,65 @@
+"""`thermal-edge eval STREAM... [--all] [--json OUT] [--report docs/evaluation.md]`: replay simulated
+streams through the real pipeline and score them against their truth (edge/evaluation.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score the pipeline on simulated streams against their truth",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("streams", nargs="*", type=Path, help="recording folders with truth.json")
+    p.add_argument("--all", action="store_true", help="every scenario in sample_streams/ (rendered first if stale)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the full results as JSON")
+    p.add_argument("--report", type=Path, metavar="MD", help="write the Markdown report (e.g. docs/evaluation.md)")
+    p.add_argument("--oracle", action="store_true",
+                   help="score truth against itself instead of running the pipeline (checks the scoring)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.cli import UserError
+    from edge.evalreport import console_table, markdown_report
+    from edge.evaluation import combine, evaluate_stream, oracle_result, score
+    from edge.recording import open_recording
+
+    streams = list(args.streams)
+    if args.all:
+        from edge.sim.render_all import main as render_all
+        from edge.sim.render_all import scenario_files
+
+        if render_all([]) != 0:
+            raise UserError("eval --all: rendering the sample streams failed (see above)")
+        streams += [f.parent for f in scenario_files()]
+    if not streams:
+        raise UserError("eval: give one or more stream folders, or --all")
+    rows = []
+    for s in streams:
+        print(f"evaluating {s} ...", file=sys.stderr, flush=True)
+        if args.oracle:
+            truth = open_recording(s).truth()
+            if truth is None:
+                raise UserError(f"{s / 'truth.json'}: missing (only simulated streams carry truth)")
+            r = score(truth, oracle_result(truth))
+            r["stream"] = str(s)
+        else:
+            r = evaluate_stream(s)
+        rows.append(r)
+    total = combine(rows)
+    print(console_table(rows, total))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        args.json.write_text(json.dumps({"streams": clean, "total": total}, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.report:
+        cmd = "thermal-edge eval " + ("--all" if args.all else " ".join(map(str, args.streams)))
+        if args.oracle:
+            cmd += " --oracle"
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(markdown_report(rows, total, cmd + f" --report {args.report}"))
+        print(f"wrote {args.report}")
+    return 0
