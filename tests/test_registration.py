@@ -88,3 +88,50 @@ def test_fit_single_distance_keeps_given_parallax():
 def test_fit_needs_four_points():
     with pytest.raises(ValueError, match=">= 4"):
         fit_registration(np.zeros((3, 2)), np.zeros((3, 2)))
+
+
+def test_calibrate_registration_command_end_to_end(tmp_path, capsys):
+    """Render a heated-checkerboard recording through both simulated cameras, run the command,
+    and check the written mapping against the simulator's exact geometry."""
+    from edge.calibration import load_calibration
+    from edge.cli import main
+    from edge.labbattery import render_checkerboard_recording
+    from edge.sim.cameras import apply_homography, make_station
+
+    geo = make_station()
+    stream = render_checkerboard_recording(tmp_path / "calib", geo)
+    cal_file = tmp_path / "station.toml"
+    cal_file.write_text('# my notes\nschema_version = 1\nstation_id = "sample-gate-1"\ndate = "2026-11-26"\n'
+                        f'[registration]\nrgb_focal_px = {geo.rgb.focal_px}\n')
+    rc = main(["calibrate", "registration", str(stream), "--calibration", str(cal_file), "--square-m", "0.1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "target found in both images of 4 of 4" in out and "parallax fitted" in out
+    cal = load_calibration(cal_file)
+    assert cal_file.read_text().startswith("# my notes")
+    assert cal.file.registration.rms_px < 0.2
+    grid = np.stack(np.meshgrid(np.linspace(40, 600, 8), np.linspace(40, 440, 6)), -1).reshape(-1, 2)
+    for d in (0.7, 1.5, 3.0):
+        iod_px = np.full(len(grid), geo.rgb.focal_px * 0.063 / d)
+        truth = apply_homography(geo.homography_at(d), grid)
+        assert np.abs(cal.registration.map_points(grid, iod_px) - truth).max() < 0.4
+
+
+def test_calibrate_registration_from_point_pairs(tmp_path, capsys):
+    from edge.calibration import load_calibration
+    from edge.cli import main
+
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 640, size=(12, 2))
+    t = _apply(H, xy)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("rgb_x,rgb_y,thermal_x,thermal_y\n" + "".join(f"{a},{b},{c},{d}\n" for (a, b), (c, d) in zip(xy, t)))
+    cal_file = tmp_path / "s.toml"
+    cal_file.write_text('schema_version = 1\nstation_id = "s"\ndate = "2026-11-26"\n')
+    assert main(["calibrate", "registration", "--points", str(csv), "--calibration", str(cal_file)]) == 0
+    assert "parallax kept" in capsys.readouterr().out
+    got = load_calibration(cal_file).registration.map_points(np.array([[320.0, 240.0]]))
+    assert np.allclose(got, _apply(H, np.array([[320.0, 240.0]])), atol=1e-3)
+    csv.write_text("rgb_x,rgb_y\n1,2\n")
+    assert main(["calibrate", "registration", "--points", str(csv), "--calibration", str(cal_file)]) == 2
+    assert "missing column(s) thermal_x, thermal_y" in capsys.readouterr().err
