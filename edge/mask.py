@@ -1,54 +1,202 @@
-"""Mask status per face ('yes' / 'no' / 'unknown' + confidence) from the RGB crop.
+"""Mask status per face: 'yes' / 'no' / 'unknown' with a confidence, from the RGB crop.
 
-First version: compares how skin-like the lower face (mouth, chin) is with the upper face,
-using the detector's landmarks. Replaced by the measured classifier in the next commit.
+How: the face is aligned with a similarity transform from its five detector landmarks onto a
+24x24 px template (so the mouth region is always in the same place, whatever the face size or
+roll). In eight regions of the lower and middle face (cheeks, nose tip, philtrum, mouth, chin)
+we measure the colour relative to the face's own eye-band skin (CIE Lab differences, so skin
+tone and white balance cancel), the fraction of skin-coloured pixels, the lightness spread and
+the gradient energy (lips and nostrils vs smooth fabric). A logistic regression on these 56
+features gives P(mask).
+
+The weights below were fitted by ``tools/mask/train.py`` on the CC0 "Face Mask Detection"
+photos (../shared/data/masked_faces), on the faces our own detector finds there, with
+left-right flips as augmentation. Its cross-validation is grouped by photo (no face of a test
+photo is ever in training) and nested (the regularisation is chosen inside each training fold);
+the measured accuracy is in models/README.md and tools/mask/cv_report.json.
+
+'unknown' is returned, with confidence 0, when the face box is smaller than
+``MaskConfig.min_face_px``, the landmarks are degenerate, too much of the aligned crop falls
+outside the frame, or the crop is too dark/flat to read; and, with the model's confidence, when
+that confidence is below ``MaskConfig.min_confidence``.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
+import cv2
 from pydantic import Field
 
 from edge.configbase import StrictModel
 from edge.types import Detections
 
+ALIGN_PX = 24  # side of the aligned face crop, px
+# Landmark template (ArcFace 112x112 layout scaled to 0..1): eyes, nose tip, mouth corners.
+TEMPLATE_01 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                        [41.5493, 92.3655], [70.7299, 92.2041]], np.float64) / 112.0
+
+
+# Regions of the aligned face, as (y0, y1, x0, x1) fractions of its side. The eye band is the
+# reference skin (masks do not reach it); the others are where a mask would or would not be.
+REF_REGION = (0.30, 0.50, 0.20, 0.80)
+REGIONS = {
+    "upper_cheek_left": (0.50, 0.62, 0.12, 0.35), "upper_cheek_right": (0.50, 0.62, 0.65, 0.88),
+    "nose_tip": (0.55, 0.70, 0.40, 0.60), "philtrum": (0.68, 0.78, 0.40, 0.60),
+    "lower_cheek_left": (0.66, 0.88, 0.08, 0.30), "lower_cheek_right": (0.66, 0.88, 0.70, 0.92),
+    "mouth": (0.76, 0.90, 0.33, 0.67), "chin": (0.88, 1.00, 0.33, 0.67),
+}
+FEATURES_PER_REGION = ("dL", "da", "db", "dchroma", "skin_fraction", "L_std", "gradient")
+N_FEATURES = len(REGIONS) * len(FEATURES_PER_REGION)
+
 
 class MaskConfig(StrictModel):
-    min_face_px: float = Field(24.0, ge=4, le=2000,
-                               description="Faces whose box height is below this get 'unknown', RGB px")
-    min_confidence: float = Field(0.6, ge=0.5, le=1.0,
-                                  description="Below this confidence the status is 'unknown', 0.5..1")
+    """Mask classifier section."""
+
+    min_face_px: float = Field(
+        16.0, ge=4, le=2000,
+        description="Faces whose box height is below this get 'unknown', RGB px")
+    min_confidence: float = Field(
+        0.6, ge=0.5, le=1.0,
+        description="Below this classifier confidence the status is 'unknown', probability 0.5..1")
+    max_outside_fraction: float = Field(
+        0.25, ge=0, le=1,
+        description="Faces with more of their aligned crop outside the frame get 'unknown', fraction 0..1")
+    min_contrast: float = Field(
+        3.0, ge=0, le=100,
+        description="Crops whose lightness std is below this are unreadable ('unknown'), Lab L* units 0..100")
 
 
-def _skin_fraction(ycrcb: np.ndarray) -> float:
-    cr, cb = ycrcb[..., 1].astype(np.int16), ycrcb[..., 2].astype(np.int16)
-    skin = (cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 130)
-    return float(skin.mean()) if skin.size else 0.0
+def _similarity_to_template(lm_xy: np.ndarray) -> np.ndarray | None:
+    """2x3 least-squares similarity (Umeyama) mapping the 5 landmarks onto the template, or None."""
+    src = lm_xy.astype(np.float64)
+    if not np.isfinite(src).all():
+        return None
+    dst = TEMPLATE_01 * ALIGN_PX
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    var = (s ** 2).sum()
+    if var < 4.0:  # all landmarks within ~1 px: nothing to align
+        return None
+    # complex-number form of a 2-D similarity: d = z * s
+    zs, zd = s[:, 0] + 1j * s[:, 1], d[:, 0] + 1j * d[:, 1]
+    z = (np.conj(zs) @ zd) / var
+    a, b = z.real, z.imag
+    rot = np.array([[a, -b], [b, a]])
+    t = md - rot @ ms
+    return np.hstack([rot, t[:, None]])
+
+
+def align_face(bgr: np.ndarray, lm_xy: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(ALIGN_PX,ALIGN_PX,3) uint8 aligned crop and the fraction of its used part outside the frame, or None."""
+    m = _similarity_to_template(lm_xy)
+    if m is None:
+        return None
+    scale = float(np.hypot(m[0, 0], m[1, 0]))  # template px per frame px
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.warpAffine(bgr, m, (ALIGN_PX, ALIGN_PX), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    # fraction of the pixels the features read (rows from the eye band down) that lie outside
+    # the frame, found by mapping those crop pixel centres back into the frame
+    inv = cv2.invertAffineTransform(m)
+    g = np.arange(ALIGN_PX) + 0.5
+    gx, gy = np.meshgrid(g[int(0.08 * ALIGN_PX):int(0.92 * ALIGN_PX)], g[int(REF_REGION[0] * ALIGN_PX):])
+    fx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
+    fy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
+    h, w = bgr.shape[:2]
+    outside = float(np.mean((fx < 0) | (fy < 0) | (fx >= w) | (fy >= h)))
+    return crop, outside
+
+
+
+def _region(img: np.ndarray, frac: tuple[float, float, float, float]) -> np.ndarray:
+    s = img.shape[0]
+    y0, y1, x0, x1 = (int(f * s) for f in frac)
+    return img[y0:y1, x0:x1]
+
+
+def face_features(crop: np.ndarray) -> np.ndarray:
+    """(N_FEATURES,) float64 features of one aligned (ALIGN_PX,ALIGN_PX,3) uint8 BGR face crop.
+
+    Per region, relative to the eye-band skin: median Lab difference (L*, a*, b*, chroma
+    distance), fraction of skin-coloured pixels (YCrCb box), L* spread, mean L* gradient.
+    Differences, not absolute colours, so skin tone and white balance do not decide.
+    """
+    lab = cv2.cvtColor(crop, cv2.COLOR_BGR2Lab).astype(np.float32)
+    ycc = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb)
+    cr, cb = ycc[..., 1], ycc[..., 2]
+    skin = ((cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 130)).astype(np.float32)
+    light = lab[..., 0]
+    grad = np.zeros_like(light)
+    grad[:-1] += np.abs(np.diff(light, axis=0))
+    grad[:, :-1] += np.abs(np.diff(light, axis=1))
+    ref = np.median(_region(lab, REF_REGION).reshape(-1, 3), axis=0)
+    out = np.empty(N_FEATURES, np.float64)
+    for k, frac in enumerate(REGIONS.values()):
+        px = _region(lab, frac).reshape(-1, 3)
+        d = np.median(px, axis=0) - ref
+        out[k * 7:(k + 1) * 7] = (d[0] / 20, d[1] / 10, d[2] / 10, np.hypot(d[1], d[2]) / 10,
+                                  _region(skin, frac).mean(), px[:, 0].std() / 20, _region(grad, frac).mean() / 10)
+    return out
+
+
+def _lightness_std(crop: np.ndarray) -> float:
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    return float(gray.std()) * 100.0 / 255.0
+
+
+def mask_probability(features: np.ndarray) -> np.ndarray:
+    """P(mask) for (n,N_FEATURES) or (N_FEATURES,) features, from the committed weights."""
+    z = np.asarray(features, np.float64) @ _W + _B
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def readable_crop(bgr: np.ndarray, box_xyxy: np.ndarray, lm_xy: np.ndarray, cfg: MaskConfig) -> np.ndarray | None:
+    """The aligned crop of one face, or None when it is too small or unreadable (-> 'unknown')."""
+    if not float(box_xyxy[3] - box_xyxy[1]) >= cfg.min_face_px:
+        return None
+    aligned = align_face(bgr, lm_xy)
+    if aligned is None:
+        return None
+    crop, outside = aligned
+    if outside > cfg.max_outside_fraction or _lightness_std(crop) < cfg.min_contrast:
+        return None
+    return crop
 
 
 def classify_masks(bgr: np.ndarray, dets: Detections, cfg: MaskConfig | None = None) -> Detections:
+    """Return ``dets`` with data['mask'] ((N,) object 'yes'/'no'/'unknown') and
+    data['mask_conf'] ((N,) float32 0..1, confidence of that status; 0 when unreadable).
+
+    bgr: the (H,W,3) uint8 BGR frame the detections come from (pixels of box_xyxy/landmarks_xy).
+    """
     cfg = cfg or MaskConfig()
+    if not (isinstance(bgr, np.ndarray) and bgr.dtype == np.uint8 and bgr.ndim == 3 and bgr.shape[2] == 3):
+        raise ValueError(f"bgr: expected an (H,W,3) uint8 image, got "
+                         f"{getattr(bgr, 'shape', type(bgr).__name__)} {getattr(bgr, 'dtype', '')}")
     n = len(dets)
     status = np.full(n, "unknown", dtype=object)
     conf = np.zeros(n, np.float32)
-    h, w = bgr.shape[:2]
     for i in range(n):
-        x1, y1, x2, y2 = dets.box_xyxy[i]
-        if y2 - y1 < cfg.min_face_px:
+        crop = readable_crop(bgr, dets.box_xyxy[i], dets.landmarks_xy[i], cfg)
+        if crop is None:
             continue
-        lm = dets.landmarks_xy[i]
-        mouth_y = int(round((lm[3, 1] + lm[4, 1]) / 2))
-        eye_y = int(round((lm[0, 1] + lm[1, 1]) / 2))
-        xa, xb = int(max(0, x1)), int(min(w, x2))
-        lower = bgr[max(0, mouth_y - 3):min(h, int(y2)), xa:xb]
-        upper = bgr[max(0, int(y1)):max(1, eye_y), xa:xb]
-        if lower.size == 0 or upper.size == 0:
-            continue
-        lo = _skin_fraction(cv2.cvtColor(lower, cv2.COLOR_BGR2YCrCb))
-        up = _skin_fraction(cv2.cvtColor(upper, cv2.COLOR_BGR2YCrCb))
-        p_mask = float(np.clip(0.5 + (up - lo), 0, 1))
-        c = max(p_mask, 1 - p_mask)
+        p = float(mask_probability(face_features(crop)))
+        c = max(p, 1.0 - p)
         conf[i] = c
         if c >= cfg.min_confidence:
-            status[i] = "yes" if p_mask >= 0.5 else "no"
+            status[i] = "yes" if p >= 0.5 else "no"
     return dets.with_data(mask=status, mask_conf=conf)
+
+
+# fmt: off
+# --- weights: generated by tools/mask/train.py; do not edit by hand ---
+# logistic regression, L2=0.1, 689 faces + mirrored copies; standardisation folded in
+_W = np.array([
+    0.191776, 0.28055, 0.446682, 0.736169, -0.0780962, -0.908355, 0.60735, 0.390092, -0.190204,
+    0.913304, 0.881806, -1.20022, -0.37058, 0.31739, 0.915702, -1.84508, -2.40424, 0.675752,
+    -4.29356, -0.580612, 0.238383, 0.475462, -0.598417, -0.247499, 0.97136, -2.87165, 0.486626,
+    -0.145107, -0.0364831, -0.0832376, 0.345498, 1.01258, -0.704467, 0.581017, 0.462048, 0.175473,
+    -0.248663, 0.0853688, 1.18284, -1.23779, 0.282566, 0.363019, 0.0112706, -0.313743, -0.634474,
+    1.32767, -4.28528, 1.14276, -1.00956, -0.632132, 1.26306, -0.365476, 0.272547, 1.81385,
+    -1.45269, -0.0861584
+])
+_B = -0.364497
+# --- end weights ---
+# fmt: on

@@ -1,0 +1,212 @@
+"""Fit and honestly evaluate the mask classifier of edge/mask.py (numpy only, deterministic).
+
+    .venv/bin/python tools/mask/train.py [--data ../shared/data/masked_faces] [--write]
+
+1. Runs the product's own detector (DetectorConfig() defaults) on every photo of the CC0
+   "Face Mask Detection" set and keeps the detections that match a labelled face (IoU >= 0.5),
+   so the classifier learns from the landmarks it will get in production.
+2. Features: edge.mask.face_features on the aligned crop, plus the left-right mirrored crop as
+   augmentation. Labels: with_mask = 1, without_mask = 0; mask_weared_incorrect is not trained
+   on, only reported (which status it gets).
+3. Nested cross-validation grouped by photo: 5 outer folds (faces of one photo are never split),
+   the L2 strength chosen by an inner 4-fold CV on the training part only. The outer-fold
+   predictions, passed through classify_masks' own rules (min face size, unreadable crops,
+   min_confidence -> 'unknown'), give the accuracy we report.
+4. Fits the final model on all faces with the L2 strength chosen by CV on all of them, folds the
+   feature standardisation into the weights, and with --write replaces the weights block in
+   edge/mask.py. Writes the CV numbers to tools/mask/cv_report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from edge.detection import DetectorConfig, build_detector  # noqa: E402
+from edge.evalfaces import load_manifest, match_greedy  # noqa: E402
+from edge.mask import N_FEATURES, MaskConfig, face_features, readable_crop  # noqa: E402
+
+L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+SEED = 20240601
+
+
+def collect(data_dir: Path, mask_cfg: MaskConfig) -> dict[str, np.ndarray]:
+    """Detector-matched faces: features (n,d), mirrored features, label, photo index, GT height."""
+    images = load_manifest(data_dir)
+    det = build_detector(DetectorConfig())
+    feats, mirrored, labels, photo, height_px = [], [], [], [], []
+    n_unreadable = 0
+    for k, im in enumerate(images):
+        bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
+        dets = det.detect(bgr)
+        match = match_greedy(dets.box_xyxy, dets.score, im.boxes_xyxy, 0.5)
+        for g, d in enumerate(match):
+            if d < 0:
+                continue
+            crop = readable_crop(bgr, dets.box_xyxy[d], dets.landmarks_xy[d], mask_cfg)
+            if crop is None:  # classify_masks says 'unknown'; kept so the accuracy counts it
+                n_unreadable += 1
+                feats.append(np.full(N_FEATURES, np.nan))
+                mirrored.append(np.full(N_FEATURES, np.nan))
+            else:
+                feats.append(face_features(crop))
+                mirrored.append(face_features(np.ascontiguousarray(crop[:, ::-1])))
+            labels.append(im.labels[g])
+            photo.append(k)
+            height_px.append(float(im.boxes_xyxy[g, 3] - im.boxes_xyxy[g, 1]))
+    print(f"{len(feats)} detected labelled faces in {len(images)} photos, {n_unreadable} of them "
+          "too small or unreadable ('unknown')")
+    return {"X": np.array(feats), "Xm": np.array(mirrored), "label": np.array(labels),
+            "photo": np.array(photo), "height_px": np.array(height_px)}
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 30) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression by Newton's method; classes weighted to balance.
+
+    x: (n,d) standardised features; y: (n,) 0/1. Returns (w (d,), b).
+    """
+    n, d = x.shape
+    xb = np.hstack([x, np.ones((n, 1))])
+    pos = max(1.0, float(y.sum()))
+    sw = np.where(y == 1, (n - pos) / pos, 1.0)
+    reg = np.eye(d + 1) * l2
+    reg[-1, -1] = 0.0
+    w = np.zeros(d + 1)
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -30, 30)))
+        grad = xb.T @ (sw * (p - y)) + reg @ w
+        hess = (xb * (sw * p * (1 - p))[:, None]).T @ xb + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def train(X: np.ndarray, Xm: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Fit on features + mirrored features; return weights on raw features (standardisation folded in)."""
+    xa = np.vstack([X, Xm])
+    ya = np.concatenate([y, y])
+    mu = xa.mean(0)
+    sd = xa.std(0) + 1e-6
+    w, b = fit_logistic((xa - mu) / sd, ya, l2 * 2)  # *2: the mirrored copies double the data
+    return w / sd, b - float((w * mu / sd).sum())
+
+
+def predict(w: np.ndarray, b: float, X: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(X @ w + b)))
+
+
+def folds_by_photo(photo: np.ndarray, k: int, seed: int) -> np.ndarray:
+    ids = np.unique(photo)
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    fold_of = dict(zip(ids.tolist(), (perm % k).tolist()))
+    return np.array([fold_of[p] for p in photo.tolist()])
+
+
+def choose_l2(X, Xm, y, photo) -> float:
+    folds = folds_by_photo(photo, 4, SEED + 1)
+    best = None
+    for l2 in L2_GRID:
+        correct = 0
+        for f in range(4):
+            tr, te = folds != f, folds == f
+            w, b = train(X[tr], Xm[tr], y[tr], l2)
+            correct += int(((predict(w, b, X[te]) >= 0.5) == (y[te] == 1)).sum())
+        if best is None or correct > best[0]:
+            best = (correct, l2)
+    return best[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "masked_faces")
+    ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/mask.py")
+    ap.add_argument("--report", type=Path, default=ROOT / "tools" / "mask" / "cv_report.json")
+    args = ap.parse_args()
+    cfg = MaskConfig()
+    d = collect(args.data, cfg)
+    readable = np.isfinite(d["X"]).all(axis=1)
+    scored = d["label"] != "mask_weared_incorrect"  # faces with an expected status
+    trainable = scored & readable
+    y_all = (d["label"] == "with_mask").astype(float)
+
+    # outer CV over every face (incorrectly-worn ones only get predictions)
+    outer = folds_by_photo(d["photo"], 5, SEED)
+    p_cv = np.full(len(y_all), 0.5)
+    chosen = []
+    for f in range(5):
+        tr = trainable & (outer != f)
+        te = (outer == f) & readable
+        l2 = choose_l2(d["X"][tr], d["Xm"][tr], y_all[tr], d["photo"][tr])
+        chosen.append(l2)
+        w, b = train(d["X"][tr], d["Xm"][tr], y_all[tr], l2)
+        p_cv[te] = predict(w, b, d["X"][te])
+    conf = np.maximum(p_cv, 1 - p_cv)
+    status = np.where(conf < cfg.min_confidence, "unknown", np.where(p_cv >= 0.5, "yes", "no"))
+    status[~readable] = "unknown"
+    expected = np.where(d["label"] == "with_mask", "yes", "no")
+
+    report: dict = {"data": str(args.data), "cv": "5-fold outer by photo, inner 4-fold L2 choice",
+                    "l2_chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
+    print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
+    for size, min_h in (("all", 0.0), (">=32px", 32.0), (">=64px", 64.0)):
+        sel = d["height_px"] >= min_h
+        for label in ("with_mask", "without_mask", "both"):
+            k = sel & scored & ((d["label"] == label) if label != "both" else True)
+            n = int(k.sum())
+            correct = int((status[k] == expected[k]).sum())
+            unknown = int((status[k] == "unknown").sum())
+            acc = correct / n if n else None
+            report["rows"].append({"size": size, "label": label, "faces": n, "correct": correct,
+                                   "unknown": unknown, "accuracy": acc})
+            print(f"{size:>8} {label:>22} {n:>5} {correct:>7} {unknown:>7} {acc if acc is None else f'{acc:.3f}':>8}")
+        k = sel & ~scored
+        counts = {s: int((status[k] == s).sum()) for s in ("yes", "no", "unknown")}
+        report["rows"].append({"size": size, "label": "mask_weared_incorrect", "faces": int(k.sum()),
+                               "status_counts": counts})
+        print(f"{size:>8} {'mask_weared_incorrect':>22} {int(k.sum()):>5} -> {counts}")
+
+    l2 = choose_l2(d["X"][trainable], d["Xm"][trainable], y_all[trainable], d["photo"][trainable])
+    w, b = train(d["X"][trainable], d["Xm"][trainable], y_all[trainable], l2)
+    report["final_l2"] = l2
+    report["n_train_faces"] = int(trainable.sum())
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"final model: L2={l2}, {int(trainable.sum())} faces (+ mirrored); report -> {args.report}")
+    if args.write:
+        write_weights(ROOT / "edge" / "mask.py", w, b, l2, int(trainable.sum()))
+    return 0
+
+
+def write_weights(path: Path, w: np.ndarray, b: float, l2: float, n: int) -> None:
+    body = ", ".join(f"{v:.6g}" for v in w)
+    lines, line = [], "    "
+    for tok in body.split(" "):
+        if len(line) + len(tok) + 1 > 100:
+            lines.append(line.rstrip())
+            line = "    "
+        line += tok + " "
+    lines.append(line.rstrip())
+    block = ("# --- weights: generated by tools/mask/train.py; do not edit by hand ---\n"
+             f"# logistic regression, L2={l2}, {n} faces + mirrored copies; standardisation folded in\n"
+             "_W = np.array([\n" + "\n".join(lines) + "\n])\n"
+             f"_B = {b:.6g}\n"
+             "# --- end weights ---")
+    src = path.read_text()
+    new, count = re.subn(r"# --- weights: generated.*?# --- end weights ---", lambda _: block, src, flags=re.S)
+    if count != 1:
+        raise SystemExit(f"{path}: weights block markers not found")
+    path.write_text(new)
+    print(f"wrote {len(w)} weights into {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
