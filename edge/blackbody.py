@@ -9,8 +9,8 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 
 * ``disabled`` -- the station has no blackbody (config); offset 0. Verdicts are then only as
   good as the camera's own accuracy; the measurement stage decides whether to allow them.
-* ``ffc`` -- the camera reports FFC imminent / in progress, or fewer than ``settle_frames``
-  frames have passed since it ended (telemetry then reads 'complete' -- and keeps reading
+* ``ffc`` -- the camera reports FFC imminent / in progress, or less than ``settle_s`` has
+  passed since it ended (telemetry then reads 'complete' -- and keeps reading
   'complete' until the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
   shutter image is not the scene, and the offset steps at FFC); the last good offset is kept.
   After FFC the averaging window restarts so the step is not smeared over old frames.
@@ -20,8 +20,13 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
   is visible elsewhere: someone knocked the camera or the stand. Stays until restart or
   ``relocate()`` -- a silent re-lock could latch onto a forehead.
 * ``unstable`` -- the ROI still reads roughly right but is noisy (spatial SD, temporal SD) or
-  jumped between frames beyond a bound, or it is settling after any non-ok state
-  (``recover_frames`` consecutive good frames are needed).
+  jumped between frames beyond a bound, or it is settling: ``recover_frames`` consecutive good
+  frames are needed (at start-up too), and after a fault they must also span ``recover_s``.
+
+The reading is the mean of the ROI without its 1-px border (the optics blur pulls edge pixels
+towards the colder surroundings). "Elsewhere" candidates for ``moved`` must be as uniform and
+as warm as the blackbody AND stand out from their surroundings as it did (a forehead patch is
+uniform and warm, but surrounded by skin).
 * ``ok`` -- offset measured this frame from the mean of the last ``average_frames`` good frames.
 
 While the state is not ``ok`` the pipeline must not report normal/elevated: subjects become
@@ -63,8 +68,10 @@ class BlackbodyConfig(StrictModel):
     max_jump_c: float = Field(0.3, gt=0.0, le=5.0, description="bound on the frame-to-frame change of the ROI reading, degC")
     missing_delta_c: float = Field(1.0, gt=0.0, le=10.0, description="ROI reading this far from the reference reading means it is not the blackbody, degC")
     average_frames: int = Field(8, ge=1, le=1000, description="good frames averaged into the offset")
-    recover_frames: int = Field(3, ge=1, le=1000, description="consecutive good frames needed to return to ok")
-    settle_frames: int = Field(9, ge=0, le=1000, description="frames suppressed after an FFC ends (about 1 s at 8.7 Hz)")
+    recover_frames: int = Field(3, ge=1, le=1000, description="consecutive good frames needed before ok (also at start-up)")
+    recover_s: float = Field(1.0, ge=0.0, le=60.0,
+                             description="after a missing/moved/unstable spell, good frames must also span this long, s")
+    settle_s: float = Field(0.5, ge=0.0, le=30.0, description="measurements suppressed this long after an FFC ends, s")
 
     @field_validator("roi_xywh")
     @classmethod
@@ -171,10 +178,13 @@ class BlackbodyMonitor:
         self._ref_c: float | None = None  # last good ROI reading (tracks drift)
         self._offset_c = 0.0
         self._prev_c: float | None = None
-        self._settle_left = 0
+        self._ffc_end_ns: int | None = None
         self._in_ffc = False
         self._good_run = 0
+        self._good_since_ns = 0
         self._was_ok = False
+        self._had_fault = False  # recover_s applies only after a fault, not at start-up
+        self._ref_contrast_c = float("nan")  # ROI minus its surroundings when last ok, degC
         self.last_t_ns: int | None = None
 
     def relocate(self) -> None:
@@ -188,6 +198,7 @@ class BlackbodyMonitor:
     def _status(self, state: str, measured: float, reason: str) -> BlackbodyStatus:
         if state not in ("ok", "ffc"):  # FFC has its own settle period
             self._good_run = 0
+            self._had_fault = self._had_fault or self._was_ok or self._ref_c is not None
             self._was_ok = False
         return BlackbodyStatus(state, measured, self._offset_c, reason, self.roi)
 
@@ -198,15 +209,17 @@ class BlackbodyMonitor:
             return BlackbodyStatus("disabled", float("nan"), 0.0, "no blackbody configured", None)
         if ffc_state in FFC_ACTIVE:
             self._in_ffc = True
-            self._settle_left = cfg.settle_frames
             return self._status("ffc", float("nan"), f"FFC {ffc_state}")
         if self._in_ffc:  # first frame after the FFC: the offset may have stepped
             self._in_ffc = False
+            self._ffc_end_ns = t_ns
             self._good.clear()
             self._prev_c = None
-        if self._settle_left > 0:
-            self._settle_left -= 1
-            return self._status("ffc", float("nan"), f"settling after FFC ({self._settle_left + 1} frames left)")
+        if self._ffc_end_ns is not None:
+            left_s = cfg.settle_s - (t_ns - self._ffc_end_ns) / 1e9
+            if left_s > 0:
+                return self._status("ffc", float("nan"), f"settling after FFC ({left_s:.2f} s left)")
+            self._ffc_end_ns = None
 
         if self.roi is None:
             found = find_patch(thermal_c, self.expected_c, cfg.auto_tolerance_c, cfg.max_spatial_sd_c,
@@ -216,11 +229,11 @@ class BlackbodyMonitor:
             self.roi = found
 
         x, y, w, h = self.roi
-        patch = thermal_c[y:y + h, x:x + w]
-        if patch.size == 0 or patch.shape != (h, w):
+        if x + w > thermal_c.shape[1] or y + h > thermal_c.shape[0]:
             return self._status("missing", float("nan"), f"roi {self.roi} outside the {thermal_c.shape[::-1]} frame")
-        measured = float(np.nanmedian(patch)) if np.isfinite(patch).any() else float("nan")
-        spatial_sd = float(np.nanstd(patch))
+        core = _core(thermal_c, self.roi)
+        measured = float(np.nanmean(core)) if np.isfinite(core).any() else float("nan")
+        spatial_sd = float(np.nanstd(core)) if np.isfinite(core).any() else float("inf")
         ref = self._ref_c if self._ref_c is not None else self.expected_c
         tol = cfg.missing_delta_c if self._ref_c is not None else cfg.auto_tolerance_c
         consistent = np.isfinite(measured) and abs(measured - ref) <= tol
@@ -246,15 +259,27 @@ class BlackbodyMonitor:
                 return self._status("unstable", measured, f"roi temporal SD {tsd:.2f} > {cfg.max_temporal_sd_c} degC")
         self._ref_c = float(np.mean(self._good))
         self._offset_c = self.expected_c - self._ref_c
+        contrast = _surround_contrast(thermal_c, self.roi, measured)
+        if np.isfinite(contrast):
+            self._ref_contrast_c = contrast
+        if self._good_run == 0:
+            self._good_since_ns = t_ns
         self._good_run += 1
-        if not self._was_ok and self._good_run < cfg.recover_frames:
-            return BlackbodyStatus("unstable", measured, self._offset_c,
-                                   f"settling: {self._good_run}/{cfg.recover_frames} good frames", self.roi)
+        if not self._was_ok:
+            # start-up: recover_frames good frames; after a fault also recover_s of them
+            need_s = cfg.recover_s if self._had_fault else 0.0
+            span_s = (t_ns - self._good_since_ns) / 1e9
+            if self._good_run < cfg.recover_frames or span_s < need_s:
+                return BlackbodyStatus("unstable", measured, self._offset_c,
+                                       f"settling: {self._good_run} good frames over {span_s:.2f} s "
+                                       f"(need {cfg.recover_frames} and {need_s:g} s)", self.roi)
         self._was_ok = True
         return BlackbodyStatus("ok", measured, self._offset_c, "", self.roi)
 
     def _search_elsewhere(self, thermal_c: np.ndarray, ref_c: float) -> tuple[int, int, int, int] | None:
-        """A window of the ROI's size, not overlapping the ROI much, that reads like the blackbody."""
+        """A window of the ROI's size, not overlapping the ROI much, that reads like the blackbody:
+        as uniform, as warm, and standing out from its surroundings the way the blackbody did
+        (a patch of forehead is uniform and warm too, but its surroundings are skin)."""
         x, y, w, h = self.roi
         if thermal_c.shape[0] < h or thermal_c.shape[1] < w:
             return None
@@ -265,9 +290,34 @@ class BlackbodyMonitor:
             return None
         overlap = (np.clip(np.minimum(xx + w, x + w) - np.maximum(xx, x), 0, None)
                    * np.clip(np.minimum(yy + h, y + h) - np.maximum(yy, y), 0, None)) / float(w * h)
-        far = overlap < 0.5
-        if not far.any():
-            return None
-        err = np.abs(mean[yy, xx] - ref_c) + (~far) * 1e9
-        i = int(np.argmin(err))
-        return int(xx[i]), int(yy[i]), w, h
+        keep = overlap < 0.5
+        yy, xx = yy[keep], xx[keep]
+        need = max(MIN_CONTRAST_C, 0.5 * self._ref_contrast_c) if np.isfinite(self._ref_contrast_c) else MIN_CONTRAST_C
+        for i in np.argsort(np.abs(mean[yy, xx] - ref_c))[:64]:
+            cand = (int(xx[i]), int(yy[i]), w, h)
+            if _surround_contrast(thermal_c, cand, float(mean[yy[i], xx[i]])) >= need:
+                return cand
+        return None
+
+
+MIN_CONTRAST_C = 2.0  # a blackbody stands out from a room wall by more than this
+
+
+def _core(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """ROI pixels without its 1-px border when it is at least 5 px wide/high: the optics blur
+    pulls edge pixels towards the (colder) surroundings."""
+    x, y, w, h = roi
+    m = 1 if min(w, h) >= 5 else 0
+    return thermal_c[y + m:y + h - m, x + m:x + w - m]
+
+
+def _surround_contrast(thermal_c: np.ndarray, roi: tuple[int, int, int, int], inside_c: float) -> float:
+    """inside_c minus the median of a 2-px ring starting 2 px outside the ROI (clipped to the frame)."""
+    x, y, w, h = roi
+    H, W = thermal_c.shape
+    ya, yb, xa, xb = max(0, y - 4), min(H, y + h + 4), max(0, x - 4), min(W, x + w + 4)
+    block = thermal_c[ya:yb, xa:xb].astype(np.float32, copy=True)
+    block[max(0, y - 2 - ya):y + h + 2 - ya, max(0, x - 2 - xa):x + w + 2 - xa] = np.nan
+    if not np.isfinite(block).any():
+        return float("nan")
+    return inside_c - float(np.nanmedian(block))

@@ -59,15 +59,18 @@ def test_drift_one_degree_per_hour_corrected_within_0_1():
 
 def test_occluded_blackbody_is_missing_then_recovers():
     rng = np.random.default_rng(2)
-    mon = BlackbodyMonitor(BlackbodyConfig(roi_xywh=[67, 7, 6, 6]))
-    states = [s.state for s in run(mon, [(scene(rng), "none")] * 10)]
-    assert states[-1] == "ok"
+    mon = BlackbodyMonitor(BlackbodyConfig(roi_xywh=[67, 7, 6, 6], recover_s=1.0))
+    dt = int(1e9 / 8.7)
+    t = iter(range(0, 10**12, dt))
+    states = [mon.update(scene(rng), "none", next(t)).state for _ in range(10)]
+    assert states[:2] == ["unstable"] * 2 and states[-1] == "ok"  # start-up: 3 good frames
     # a hand at 33 degC in front of it (and nothing at 35 anywhere else)
-    occluded = [mon.update(scene(rng, bb_c=33.0), "none", 0) for _ in range(5)]
+    occluded = [mon.update(scene(rng, bb_c=33.0), "none", next(t)) for _ in range(5)]
     assert {s.state for s in occluded} == {"missing"}
     assert occluded[0].gate_reason == "blackbody_missing"
-    back = [mon.update(scene(rng), "none", 0).state for _ in range(4)]
-    assert back[0] == "unstable" and back[-1] == "ok"  # needs recover_frames good frames
+    back = [mon.update(scene(rng), "none", next(t)).state for _ in range(12)]
+    # after a fault: good frames spanning recover_s (1 s = 9 frames at 8.7 Hz) before ok
+    assert back[:9] == ["unstable"] * 9 and back[-1] == "ok"
 
 
 def test_switched_off_blackbody_is_missing():
@@ -84,6 +87,17 @@ def test_moved_blackbody_is_detected():
     st = mon.update(scene(rng, bb_at=(50, 40, 8, 8)), "none", 0)
     assert st.state == "moved" and st.gate_reason == "blackbody_moved"
     assert "seen at" in st.reason
+
+
+def test_warm_face_patch_is_not_taken_for_a_moved_blackbody():
+    rng = np.random.default_rng(9)
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    run(mon, [(scene(rng), "none")] * 6)
+    # the blackbody is covered (reads 24) and a uniform 35 degC forehead is in view: missing, not moved
+    img = scene(rng, bb_c=24.0)
+    img[22:34, 22:34] = 35.0 + rng.normal(0, 0.05, (12, 12))
+    img[18:38, 18:38][img[18:38, 18:38] < 34] = 34.2
+    assert mon.update(img.astype(np.float32), "none", 0).state == "missing"
 
 
 def test_noisy_blackbody_is_unstable():
@@ -103,16 +117,18 @@ def test_never_found_at_startup_is_missing():
 
 def test_ffc_suppressed_and_step_tracked():
     rng = np.random.default_rng(7)
-    cfg = BlackbodyConfig(settle_frames=3)
-    mon = BlackbodyMonitor(cfg)
-    run(mon, [(scene(rng, offset_c=0.4), "none")] * 10)
-    assert mon.update(scene(rng, offset_c=0.4), "none", 0).offset_c == pytest.approx(-0.4, abs=0.03)
+    mon = BlackbodyMonitor(BlackbodyConfig(settle_s=0.5))
+    dt = int(1e9 / 8.7)
+    t = iter(range(0, 10**12, dt))
+    for _ in range(10):
+        mon.update(scene(rng, offset_c=0.4), "none", next(t))
+    assert mon.update(scene(rng, offset_c=0.4), "none", next(t)).offset_c == pytest.approx(-0.4, abs=0.03)
     # Lepton telemetry: 'complete' persists after the FFC until the next one
-    seq = ["imminent", "in_progress", "in_progress"] + ["complete"] * 10
+    seq = ["imminent", "in_progress", "in_progress"] + ["complete"] * 12
     # the FFC steps the camera offset from +0.4 to -0.3
-    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "complete" else 0.4), ffc, 0) for ffc in seq]
-    assert [s.state for s in sts[:6]] == ["ffc"] * 6  # 3 FFC frames + 3 settle frames
-    assert sts[-1].state == "ok"
+    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "complete" else 0.4), ffc, next(t)) for ffc in seq]
+    # 3 FFC frames + 0.5 s of settling (frames at 0, 0.115, ..., 0.46 s after the end)
+    assert [s.state for s in sts[:8]] == ["ffc"] * 8 and sts[8].state == "ok"
     assert sts[-1].offset_c == pytest.approx(0.3, abs=0.03)
     # no 'unstable' jump flagged because of the FFC step
     assert all(s.state in ("ffc", "ok") for s in sts)
