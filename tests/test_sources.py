@@ -1,0 +1,274 @@
+"""Sources without camera hardware: PureThermal Y16 frames built byte for byte, the FOURCC
+order, telemetry parsing, recording stand-ins, fault injection, and a real network stream
+served by ffmpeg on loopback."""
+from __future__ import annotations
+
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.recording import open_recording
+from edge.sources import (CameraConfig, ColorSource, CorruptFrame, FaultPlan, FaultySource, RecordingCameraSource,
+                          SourceError, Y16Source, decode_y16, source_opener, split_telemetry)
+from edge.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
+from edge.types import FFC_STATES
+from tests.synth_streams import make_recording
+
+W, H = 160, 120  # Lepton 3.5
+
+
+def telemetry_bytes(*, status: int, frame_counter: int, fpa_k100: int, uptime_ms: int = 123456) -> bytes:
+    """Telemetry lines A|B|C (240 words) as little-endian bytes, written word by word from the
+    Lepton IDD offsets -- independent of edge.telemetry's own builder."""
+    words = [0] * 240
+    words[0] = 0x000E  # revision
+    words[1], words[2] = uptime_ms & 0xFFFF, uptime_ms >> 16  # 32-bit values: LSW first
+    words[3], words[4] = status & 0xFFFF, status >> 16
+    words[20], words[21] = frame_counter & 0xFFFF, frame_counter >> 16
+    words[24] = fpa_k100
+    words[26] = fpa_k100 - 150
+    return struct.pack("<240H", *words)
+
+
+def purethermal_buffer(pixels: np.ndarray, telemetry: bytes | None) -> np.ndarray:
+    """What OpenCV's V4L2 backend returns with CONVERT_RGB=0: the raw buffer as (1, nbytes) uint8.
+    Pixels are little-endian 16-bit; telemetry (2 rows at 160 px) follows the image (footer)."""
+    raw = pixels.astype("<u2").tobytes()
+    if telemetry is not None:
+        raw += telemetry + bytes(2 * W * telemetry_rows(W) - len(telemetry))  # pad row 2
+    return np.frombuffer(raw, np.uint8).reshape(1, -1)
+
+
+class FakePureThermal:
+    """A cv2.VideoCapture stand-in behaving like OpenCV's V4L2 backend with a PureThermal:
+    setting CAP_PROP_FOURCC re-initialises the device and turns RGB conversion back on (as
+    cap_v4l.cpp does), so only FOURCC-then-CONVERT_RGB=0 yields raw 16-bit buffers."""
+
+    def __init__(self, frames: list[np.ndarray], rows: int):
+        self.frames = list(frames)
+        self.rows = rows
+        self.calls: list[tuple[int, float]] = []
+        self.fourcc = 0
+        self.convert_rgb = True
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        self.calls.append((prop, value))
+        if prop == cv2.CAP_PROP_FOURCC:
+            self.fourcc = int(value)
+            self.convert_rgb = True  # v4l2_reset -> conversion on again
+        elif prop == cv2.CAP_PROP_CONVERT_RGB:
+            self.convert_rgb = bool(value)
+        return True
+
+    def get(self, prop: int) -> float:
+        return {cv2.CAP_PROP_FRAME_WIDTH: W, cv2.CAP_PROP_FRAME_HEIGHT: self.rows}.get(prop, 0.0)
+
+    def read(self):
+        if not self.frames:
+            return False, None
+        buf = self.frames.pop(0)
+        if self.convert_rgb:  # what the backend does to Y16 when converting: 8-bit BGR
+            words = np.frombuffer(buf.tobytes(), "<u2")[: W * self.rows].reshape(self.rows, W)
+            return True, cv2.cvtColor((words >> 8).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        return True, buf
+
+    def release(self) -> None:
+        self.released = True
+
+
+def y16_source(frames: list[np.ndarray], rows: int, **cfg) -> tuple[Y16Source, FakePureThermal]:
+    fake = FakePureThermal(frames, rows)
+    src = Y16Source("thermal", CameraConfig(kind="v4l2", device="/dev/video2", width=W, height=H, **cfg),
+                    capture_factory=lambda *a, **k: fake)
+    return src, fake
+
+
+def test_fourcc_is_requested_before_convert_rgb_off():
+    pixels = np.random.default_rng(1).integers(28000, 32000, (H, W), dtype=np.uint16)
+    src, fake = y16_source([purethermal_buffer(pixels, None)], H)
+    props = [p for p, _ in fake.calls]
+    assert props.index(cv2.CAP_PROP_FOURCC) < props.index(cv2.CAP_PROP_CONVERT_RGB)
+    assert fake.fourcc == cv2.VideoWriter.fourcc("Y", "1", "6", " ")
+    frame = src.read()
+    assert frame.image.dtype == np.uint16
+    np.testing.assert_array_equal(frame.image, pixels)
+
+
+def test_wrong_order_gives_8bit_frames_which_are_rejected():
+    """Why the order matters: CONVERT_RGB=0 then FOURCC leaves conversion on -> 8-bit BGR."""
+    pixels = np.full((H, W), 30000, np.uint16)
+    fake = FakePureThermal([purethermal_buffer(pixels, None)], H)
+    fake.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+    fake.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc("Y", "1", "6", " "))
+    ok, buf = fake.read()
+    with pytest.raises(CorruptFrame, match="CONVERT_RGB must be 0 after the FOURCC"):
+        decode_y16(buf, W, H)
+
+
+@pytest.mark.parametrize("state_bits, expected", [(0, "none"), (1, "imminent"), (2, "in_progress"), (3, "complete")])
+def test_telemetry_footer_is_stripped_and_parsed(state_bits, expected):
+    pixels = np.random.default_rng(2).integers(29000, 31000, (H, W), dtype=np.uint16)
+    status = (state_bits << 4) | (1 << 12)  # FFC state bits 4-5, AGC bit 12 set
+    tel = telemetry_bytes(status=status, frame_counter=0x00012345, fpa_k100=30515)
+    src, _ = y16_source([purethermal_buffer(pixels, tel)], H + 2)
+    frame = src.read()
+    np.testing.assert_array_equal(frame.image, pixels)  # telemetry rows gone, pixels intact
+    assert frame.ffc_state == expected
+    assert frame.meta["sensor_temp_c"] == pytest.approx(32.0)
+    assert frame.meta["sensor_frame_counter"] == 0x12345
+    assert src.telemetry.uptime_ms == 123456
+
+
+def test_telemetry_header_and_builder_round_trip():
+    words = build_telemetry_words(frame_counter=70000, ffc_state="imminent", fpa_temp_c=31.5, uptime_ms=90000,
+                                  last_ffc_ms=60000, ffc_desired=True)
+    rows = np.zeros((2, W), np.uint16)
+    rows.reshape(-1)[:240] = words
+    img = np.vstack([rows, np.full((H, W), 30100, np.uint16)])
+    pix, tel = split_telemetry(img, H, "header")
+    assert pix.shape == (H, W) and int(pix[0, 0]) == 30100
+    assert (tel.frame_counter, tel.ffc_state, tel.ffc_desired, tel.ms_since_ffc) == (70000, "imminent", True, 30000)
+    assert tel.fpa_temp_c == pytest.approx(31.5)
+    assert parse_telemetry(words.reshape(3, 80)).frame_counter == 70000  # Lepton 2 layout: 3 rows of 80
+
+
+def test_telemetry_rows_per_width():
+    assert telemetry_rows(160) == 2 and telemetry_rows(80) == 3
+
+
+def test_ffc_states_order_matches_lepton_bits():
+    assert FFC_STATES == ("none", "imminent", "in_progress", "complete")
+
+
+@pytest.mark.parametrize("buf, match", [
+    (np.zeros((1, W * H * 2 - 100), np.uint8), "short Y16 frame"),
+    (np.zeros((H + 1, W), np.uint16), "expected 120 \\+ 2 telemetry rows"),
+])
+def test_short_and_odd_frames_are_corrupt(buf, match):
+    src, _ = y16_source([buf], H if buf.dtype == np.uint8 else H + 1)
+    with pytest.raises(CorruptFrame, match=match):
+        src.read()
+
+
+def test_rows_that_are_not_telemetry_are_corrupt():
+    img = np.full((H + 2, W), 30000, np.uint16)  # 'telemetry' FPA temp 300.00 - 273.15 = 26.85: plausible
+    img[H:] = 0  # zero words: FPA 0 K -> not telemetry
+    with pytest.raises(CorruptFrame, match="implausible"):
+        split_telemetry(img, H, "footer")
+
+
+def test_sixteen_bit_file_through_the_same_source(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.5)
+    rec = open_recording(rec_dir)
+    ref = rec.source("thermal")
+    want = [ref.read() for _ in range(3)]
+    ref.close()
+    cfg = CameraConfig(kind="file", path=rec_dir / "thermal.mkv", telemetry="off")
+    src = Y16Source("thermal", cfg, rec_dir / "thermal.mkv")
+    got = [src.read() for _ in range(3)]
+    src.close()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.image, w.image)
+
+
+def test_recording_source_loops_with_time_moving_forward(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.5, thermal_fps=8.0)  # 4 thermal frames
+    src = RecordingCameraSource(rec_dir, "thermal", loop=True)
+    frames = [src.read() for _ in range(10)]
+    src.close()
+    t = [f.t_ns for f in frames]
+    assert all(b > a for a, b in zip(t, t[1:]))
+    assert [int(f.image[0, 0]) - 30000 for f in frames] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+
+
+def test_recording_stand_in_resumes_at_now_after_reopen(tmp_path):
+    """A reconnected stand-in camera shows the frame playing now (in step with the other camera),
+    not the start of the recording."""
+    rec_dir = make_recording(tmp_path / "rec", seconds=2.0, thermal_fps=10.0)
+    epoch = time.monotonic_ns() - 1_000_000_000  # playing for 1 s already
+    src = RecordingCameraSource(rec_dir, "thermal", realtime=True, epoch_ns=epoch)
+    first = src.read()
+    src.close()
+    assert int(first.image[0, 0]) - 30000 >= 10
+
+
+def test_fault_plan_fires_each_fault_once_across_reopens(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=1.0)
+    cfg = CameraConfig(kind="recording", path=rec_dir, realtime=False,
+                       faults=["corrupt@1", "ts_jump@2:5", "disconnect@3:30"])
+    open_ = source_opener("thermal", cfg, live=False)
+    src = open_()
+    f0, f1, f2 = src.read(), src.read(), src.read()
+    assert f1.image.shape[0] == f0.image.shape[0] // 2  # corrupt: truncated
+    assert f2.t_ns == pytest.approx(f0.t_ns + 2 * 1e9 / 9 - 5e9, abs=2e6)  # 5 s back
+    assert src.read() is None  # disconnect
+    assert src.read() is None
+    with pytest.raises(SourceError, match="unavailable"):
+        open_()  # unplugged for 30 s
+    assert src.plan.fired == ["corrupt@1", "ts_jump@2", "disconnect@3"]
+
+
+def test_stall_blocks_then_delivers(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.5)
+    src = FaultySource(RecordingCameraSource(rec_dir, "rgb"), FaultPlan.parse(["stall@0:0.05"]))
+    assert src.read() is not None and src.plan.fired == ["stall@0"]
+
+
+@pytest.mark.parametrize("kind, fields, match", [
+    ("url", {"url": "ftp://cam/1"}, "not an rtsp"),
+    ("v4l2", {}, "needs 'device'"),
+    ("recording", {"path": "/nonexistent/rec"}, "not found"),
+    ("recording", {"path": ".", "faults": ["explode@3"]}, "not understood"),
+])
+def test_camera_config_rejects(kind, fields, match):
+    with pytest.raises(ValueError, match=match):
+        CameraConfig(kind=kind, **fields)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg); "
+                                                             "network stream test skipped")
+def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
+    """ffmpeg in listen mode serves a recording's RGB video over HTTP (MPEG-TS), as an IP camera
+    would; the RGB source reads it through OpenCV's FFmpeg backend."""
+    rec_dir = make_recording(tmp_path / "rec", seconds=2.0)
+    url = f"http://127.0.0.1:{_free_port()}/stream.ts"
+    server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(rec_dir / "rgb.avi"),
+                               "-c:v", "mpeg4", "-q:v", "2", "-f", "mpegts", "-listen", "1", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cfg = CameraConfig(kind="url", url=url, open_timeout_s=10, read_timeout_s=10)
+        src = None
+        for _ in range(50):  # ffmpeg needs a moment to listen
+            try:
+                src = ColorSource("rgb", cfg, url)
+                break
+            except SourceError:
+                time.sleep(0.1)
+        assert src is not None, f"could not open {url}"
+        frames = [src.read() for _ in range(10)]
+        src.close()
+    finally:
+        server.kill()
+        server.wait(5)
+    assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
+    assert [f.index for f in frames] == list(range(10))
+    # the painted frame number survives the lossy codec closely enough to follow the stream
+    marks = [int(np.median(f.image[2:6, 2:6])) for f in frames]
+    assert marks == sorted(marks) and marks[-1] - marks[0] >= 5
