@@ -40,7 +40,8 @@ SEED = 20240601
 
 def collect(data_dir: Path, mask_cfg: MaskConfig) -> dict[str, np.ndarray]:
     """Detector-matched faces: features (n,d), mirrored features, label, photo index, GT height."""
-    images = load_manifest(data_dir)
+    manifest = load_manifest(data_dir)
+    images = manifest.images
     det = build_detector(DetectorConfig())
     feats, mirrored, labels, photo, height_px = [], [], [], [], []
     n_unreadable = 0
@@ -64,7 +65,7 @@ def collect(data_dir: Path, mask_cfg: MaskConfig) -> dict[str, np.ndarray]:
             height_px.append(float(im.boxes_xyxy[g, 3] - im.boxes_xyxy[g, 1]))
     print(f"{len(feats)} detected labelled faces in {len(images)} photos, {n_unreadable} of them "
           "too small or unreadable ('unknown')")
-    return {"X": np.array(feats), "Xm": np.array(mirrored), "label": np.array(labels),
+    return {"dataset": manifest.dataset or str(data_dir), "X": np.array(feats), "Xm": np.array(mirrored), "label": np.array(labels),
             "photo": np.array(photo), "height_px": np.array(height_px)}
 
 
@@ -112,18 +113,27 @@ def folds_by_photo(photo: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.array([fold_of[p] for p in photo.tolist()])
 
 
-def choose_l2(X, Xm, y, photo) -> float:
+def choose_l2(X, Xm, y, photo) -> tuple[float, float]:
+    """L2 strength by 4-fold CV grouped by photo, and a temperature calibrating its confidence.
+
+    The temperature T (logits are divided by it) minimises the log-loss of the same inner-CV
+    predictions, so the reported mask_conf means what it says; it never changes yes/no.
+    """
     folds = folds_by_photo(photo, 4, SEED + 1)
     best = None
     for l2 in L2_GRID:
-        correct = 0
+        z = np.zeros(len(y))
         for f in range(4):
             tr, te = folds != f, folds == f
             w, b = train(X[tr], Xm[tr], y[tr], l2)
-            correct += int(((predict(w, b, X[te]) >= 0.5) == (y[te] == 1)).sum())
+            z[te] = X[te] @ w + b
+        correct = int(((z >= 0) == (y == 1)).sum())
         if best is None or correct > best[0]:
-            best = (correct, l2)
-    return best[1]
+            best = (correct, l2, z)
+    _, l2, z = best
+    temps = np.exp(np.linspace(np.log(0.2), np.log(50.0), 400))
+    nll = [np.mean(np.logaddexp(0, -np.where(y == 1, 1, -1) * z / t)) for t in temps]
+    return l2, float(temps[int(np.argmin(nll))])
 
 
 def main() -> int:
@@ -146,17 +156,18 @@ def main() -> int:
     for f in range(5):
         tr = trainable & (outer != f)
         te = (outer == f) & readable
-        l2 = choose_l2(d["X"][tr], d["Xm"][tr], y_all[tr], d["photo"][tr])
-        chosen.append(l2)
+        l2, temp = choose_l2(d["X"][tr], d["Xm"][tr], y_all[tr], d["photo"][tr])
+        chosen.append({"l2": l2, "temperature": round(temp, 3)})
         w, b = train(d["X"][tr], d["Xm"][tr], y_all[tr], l2)
-        p_cv[te] = predict(w, b, d["X"][te])
+        p_cv[te] = predict(w / temp, b / temp, d["X"][te])
     conf = np.maximum(p_cv, 1 - p_cv)
     status = np.where(conf < cfg.min_confidence, "unknown", np.where(p_cv >= 0.5, "yes", "no"))
     status[~readable] = "unknown"
     expected = np.where(d["label"] == "with_mask", "yes", "no")
 
-    report: dict = {"data": str(args.data), "cv": "5-fold outer by photo, inner 4-fold L2 choice",
-                    "l2_chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
+    acc_summary: dict = {}
+    report: dict = {"data": str(args.data), "dataset": d["dataset"], "cv": "5-fold outer by photo, inner 4-fold L2 choice",
+                    "chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
     print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
     for size, min_h in (("all", 0.0), (">=32px", 32.0), (">=64px", 64.0)):
         sel = d["height_px"] >= min_h
@@ -168,6 +179,8 @@ def main() -> int:
             acc = correct / n if n else None
             report["rows"].append({"size": size, "label": label, "faces": n, "correct": correct,
                                    "unknown": unknown, "accuracy": acc})
+            if label == "both":
+                acc_summary[size] = round(acc, 4) if acc is not None else None
             print(f"{size:>8} {label:>22} {n:>5} {correct:>7} {unknown:>7} {acc if acc is None else f'{acc:.3f}':>8}")
         k = sel & ~scored
         counts = {s: int((status[k] == s).sum()) for s in ("yes", "no", "unknown")}
@@ -175,18 +188,21 @@ def main() -> int:
                                "status_counts": counts})
         print(f"{size:>8} {'mask_weared_incorrect':>22} {int(k.sum()):>5} -> {counts}")
 
-    l2 = choose_l2(d["X"][trainable], d["Xm"][trainable], y_all[trainable], d["photo"][trainable])
+    l2, temp = choose_l2(d["X"][trainable], d["Xm"][trainable], y_all[trainable], d["photo"][trainable])
     w, b = train(d["X"][trainable], d["Xm"][trainable], y_all[trainable], l2)
+    w, b = w / temp, b / temp
     report["final_l2"] = l2
+    report["final_temperature"] = round(temp, 3)
     report["n_train_faces"] = int(trainable.sum())
     args.report.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"final model: L2={l2}, {int(trainable.sum())} faces (+ mirrored); report -> {args.report}")
+    print(f"final model: L2={l2}, temperature {temp:.2f}, {int(trainable.sum())} faces (+ mirrored); report -> {args.report}")
     if args.write:
-        write_weights(ROOT / "edge" / "mask.py", w, b, l2, int(trainable.sum()))
+        write_weights(ROOT / "edge" / "mask.py", w, b, f"L2={l2}, temperature {temp:.3g}", int(trainable.sum()),
+                      info={"trained_on": d["dataset"], "cv_accuracy": acc_summary})
     return 0
 
 
-def write_weights(path: Path, w: np.ndarray, b: float, l2: float, n: int) -> None:
+def write_weights(path: Path, w: np.ndarray, b: float, how: str, n: int, info: dict) -> None:
     body = ", ".join(f"{v:.6g}" for v in w)
     lines, line = [], "    "
     for tok in body.split(" "):
@@ -196,9 +212,10 @@ def write_weights(path: Path, w: np.ndarray, b: float, l2: float, n: int) -> Non
         line += tok + " "
     lines.append(line.rstrip())
     block = ("# --- weights: generated by tools/mask/train.py; do not edit by hand ---\n"
-             f"# logistic regression, L2={l2}, {n} faces + mirrored copies; standardisation folded in\n"
+             f"# logistic regression, {how}, {n} faces + mirrored copies; standardisation folded in\n"
              "_W = np.array([\n" + "\n".join(lines) + "\n])\n"
              f"_B = {b:.6g}\n"
+             f"MODEL_INFO = {info!r}\n"
              "# --- end weights ---")
     src = path.read_text()
     new, count = re.subn(r"# --- weights: generated.*?# --- end weights ---", lambda _: block, src, flags=re.S)

@@ -1,0 +1,83 @@
+"""`thermal-edge eval-faces DIR [--json OUT]`: face detection recall/precision and mask-status
+accuracy of the product's own detector on a folder of labelled photos (see edge/evalfaces.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge.cli import UserError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 320x256") from None
+    return w, h
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-faces", help="detection recall/precision and mask accuracy on labelled photos",
+                       description=__doc__)
+    p.add_argument("dir", type=Path, help="folder with manifest.json and the images it lists "
+                                          "(layout of ../shared/data/masked_faces)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the full result as JSON to OUT")
+    p.add_argument("--config", type=Path, help="station config TOML whose [detector]/[mask] sections to use "
+                                               "(default: the shipped defaults)")
+    p.add_argument("--input-size", type=_size, metavar="WxH",
+                   help="override the detector input size (multiples of 32), to measure the trade-off")
+    p.add_argument("--score-threshold", type=float, help="override the detector score threshold")
+    p.add_argument("--no-mask", action="store_true", help="skip the mask classifier")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run)
+
+
+def _configs(args: argparse.Namespace):
+    from pydantic import ValidationError
+
+    from edge.detection import DetectorConfig
+    from edge.mask import MaskConfig
+
+    det_cfg, mask_cfg = DetectorConfig(), MaskConfig()
+    if args.config is not None:
+        from edge.config import load_config
+
+        station = load_config(args.config)
+        det_cfg, mask_cfg = station.detector, station.mask
+    overrides = {}
+    if args.input_size is not None:
+        overrides.update(input_width_px=args.input_size[0], input_height_px=args.input_size[1])
+    if args.score_threshold is not None:
+        overrides["score_threshold"] = args.score_threshold
+    try:
+        det_cfg = DetectorConfig(**{**det_cfg.model_dump(), **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise UserError(f"detector.{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}") from None
+    return det_cfg, mask_cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.detection import build_detector
+    from edge.evalfaces import evaluate_faces_dir, format_table
+
+    det_cfg, mask_cfg = _configs(args)
+    detector = build_detector(det_cfg)
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    result = evaluate_faces_dir(args.dir, detector, mask_cfg=mask_cfg, classify_mask=not args.no_mask,
+                                progress=progress)
+    print(format_table(result))
+    if args.json is not None:
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
+        except OSError as e:
+            raise UserError(f"{args.json}: cannot write: {e.strerror}") from None
+        print(f"wrote {args.json}")
+    return 0
