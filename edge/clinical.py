@@ -292,6 +292,9 @@ def evaluate_csv(path: str | Path, threshold_c: float | None = None, model_path:
                  fever_c: float = 37.5) -> dict[str, Any]:
     """The shipped model and its decision threshold (or ``threshold_c``) applied to a CSV.
 
+    Returns per_subject and per_round confusions (counts, sensitivity, specificity, Wilson 95 %
+    intervals); the per-subject ones are repeated at the top level.
+
     NOTE: the shipped model was fitted on FLIR_dev.csv; evaluating it on that same file gives
     in-sample numbers (``in_sample`` says so) -- the honest ones are in the model's
     ``validation`` string (cross-validated), also returned here.
@@ -302,4 +305,7 @@ def evaluate_csv(path: str | Path, threshold_c: float | None = None, model_path:
     out = evaluate(data, model, thr, fever_c)
     out.update({"csv": str(path), "model_file": str(model_path), "model": model.model,
                 "in_sample": Path(path).name in model.fitted_on, "cross_validated": model.validation})
+    # the per-subject numbers (what the station decides on) also at the top level
+    out.update({k: out["per_subject"][k] for k in ("n", "tp", "fn", "tn", "fp", "sensitivity", "specificity",
+                                                   "sensitivity_ci95", "specificity_ci95")})
     return out

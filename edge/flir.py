@@ -348,3 +348,35 @@ def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dic
             "face_median_c": round(float(np.median(t[ya:yb, xa:xb])), 2) if yb > ya and xb > xa else None,
         })
     return out
+
+
+def real_files_markdown(folder: str | Path, detector: Any | None = None, emissivity: float = 0.98) -> str:
+    """Report section for the evaluation: every *.jpg in ``folder`` decoded (min/median/max at
+    skin emissivity) and its faces' canthus temperatures (``face_report``)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("*.jpg"))
+    if detector is None:
+        from edge.detection import build_detector
+        detector = build_detector()
+    lines = ["## Real data: FLIR radiometric JPEGs (flir_rjpeg)", "",
+             f"Decoded without exiftool (edge/flir.py), each file's own Planck constants and scene "
+             f"parameters, object emissivity {emissivity} (skin). Faces: CenterFace on the grey-scaled "
+             f"thermal image; canthus: the station's measure_faces (identity registration).", "",
+             "| file | camera | size | raw | min degC | median degC | max degC | faces | canthus degC (product) "
+             "| hottest 2x2 upper face degC (gated faces) | face median degC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in files:
+        try:
+            im = read_flir(f)
+        except FlirError as e:
+            lines.append(f"| {f.name} | not decodable: {e} | | | | | | | | | |")
+            continue
+        t = im.temperatures_c(emissivity=emissivity)
+        faces = face_report(t, detector)
+        measured = ", ".join(f"{x['canthus_c']:.2f}" for x in faces if x["canthus_c"] is not None) or "–"
+        gated = ", ".join(f"{x['hot_region_c']:.2f} ({x['gate']})" for x in faces if x["canthus_c"] is None) or "–"
+        med = ", ".join(f"{x['face_median_c']:.2f}" for x in faces) or "–"
+        raw = im.raw_format + (" byte-swapped" if im.byte_swapped else "")
+        lines.append(f"| {f.name} | {im.camera.get('model', '')} | {t.shape[1]}x{t.shape[0]} | {raw} | "
+                     f"{np.nanmin(t):.2f} | {np.nanmedian(t):.2f} | {np.nanmax(t):.2f} | {len(faces)} | {measured} | "
+                     f"{gated} | {med} |")
+    return "\n".join(lines) + "\n"
