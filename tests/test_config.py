@@ -1,0 +1,149 @@
+"""Station config: composition, one-line key-path errors, env overrides, validate-config and run
+refusing a bad file."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from edge.commands.validate_config import EXAMPLE_VALUES
+from edge.config import ConfigError, StationConfig, example_toml, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config" / "station.example.toml"
+
+
+@pytest.fixture
+def station_dir(tmp_path: Path) -> Path:
+    (tmp_path / "cal.toml").write_text('station_id = "gate-1"\ndate = 2026-11-26\n')
+    return tmp_path
+
+
+def write(d: Path, body: str, name: str = "station.toml") -> Path:
+    p = d / name
+    p.write_text('[station]\nid = "gate-1"\n[calibration]\npath = "cal.toml"\n' + body)
+    return p
+
+
+def test_every_stage_section_is_composed():
+    for key in ("station", "calibration", "sources", "pairing", "detector", "mask", "measurement", "tracking",
+                "decision", "feed", "health"):
+        assert key in StationConfig.model_fields, key
+
+
+def test_minimal_file_gets_defaults_and_resolves_paths_against_its_folder(station_dir, monkeypatch):
+    monkeypatch.chdir("/")
+    cfg = load_config(write(station_dir, ""))
+    assert cfg.calibration.path == station_dir / "cal.toml"
+    assert cfg.decision.threshold_c == 37.5 and cfg.sources.mode == "live"
+
+
+@pytest.mark.parametrize("body, line", [
+    ("[decision]\nthreshold_c = 40.2\n", "station.toml: decision.threshold_c: must be <= 39.0 (got 40.2)"),
+    ("[sources]\nqueue_size = 0\n", "station.toml: sources.queue_size: must be >= 1 (got 0)"),
+    ("[health]\nlog_format = 'xml'\n", "station.toml: health.log_format: must be one of 'json' or 'text' (got 'xml')"),
+    ("[pairing]\ntolerance_ms = 5\n", "station.toml: pairing.tolerance_ms=5.0 is below half the RGB frame period"),
+    ("[sources.rgb]\nkind = 'url'\nurl = 'ftp://cam'\n", "station.toml: sources.rgb.url: not an rtsp:// or http(s):// URL"),
+    ("[sources.rgb]\nkind = 'url'\n", "station.toml: sources.rgb: kind='url' needs 'url'"),
+    ("[feed]\nendpoint = 'tcp://0.0.0.0:5560'\n", "station.toml: feed.endpoint=tcp://0.0.0.0:5560 is not loopback"),
+    ("[health]\nmetrics_port = 5560\n", "station.toml: health.metrics_port=5560 collides with feed.endpoint"),
+    ("[detector]\nscore_thresold = 0.5\n", "station.toml: detector.score_thresold: unknown key"),
+    ("colour = 'blue'\n", "station.toml: colour: unknown key"),
+])
+def test_errors_are_one_line_with_file_and_key_path(station_dir, body, line):
+    p = station_dir / "station.toml"
+    p.write_text(body + '[station]\nid = "gate-1"\n[calibration]\npath = "cal.toml"\n' if body.startswith("colour")
+                 else '[station]\nid = "gate-1"\n[calibration]\npath = "cal.toml"\n' + body)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert len(e.value.errors) == 1
+    msg = e.value.errors[0].replace(str(station_dir) + "/", "")
+    assert msg.startswith(line), msg
+    assert "\n" not in msg
+
+
+def test_all_errors_reported_at_once(station_dir):
+    p = write(station_dir, "[decision]\nthreshold_c = 33\n[sources]\nmode = 'sideways'\n[mask]\nbogus = 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    keys = sorted(line.split(": ")[1] for line in e.value.errors)
+    assert keys == ["decision.threshold_c", "mask.bogus", "sources.mode"]
+    assert "(and 2 more" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_calibration_and_missing_station(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('[calibration]\npath = "missing.toml"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    errs = "\n".join(e.value.errors)
+    assert "station: required key is missing" in errs
+    assert f"calibration.path: calibration file not found: {tmp_path / 'missing.toml'}" in errs
+
+
+def test_invalid_toml_names_the_line(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text("[station]\nid = \n")
+    with pytest.raises(ConfigError, match=r"s\.toml: invalid TOML: .*line 2"):
+        load_config(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_env_overrides_paths_and_names_the_variable(station_dir):
+    other = station_dir / "other-cal.toml"
+    other.write_text('station_id = "gate-1"\ndate = 2026-11-26\n')
+    p = write(station_dir, "")
+    cfg = load_config(p, environ={"THERMAL_EDGE_CALIBRATION": str(other), "THERMAL_EDGE_METRICS_PORT": "9200",
+                                  "THERMAL_EDGE_JOURNAL": "/var/lib/thermal-edge/journal.sqlite"})
+    assert cfg.calibration.path == other and cfg.health.metrics_port == 9200
+    assert cfg.feed.journal_path == "/var/lib/thermal-edge/journal.sqlite"
+    with pytest.raises(ConfigError, match=r"health\.metrics_port: .* \(from \$THERMAL_EDGE_METRICS_PORT\)"):
+        load_config(p, environ={"THERMAL_EDGE_METRICS_PORT": "lots"})
+
+
+def test_committed_example_is_valid_and_documents_every_key():
+    cfg = load_config(EXAMPLE)
+    assert cfg.station.id == "sample-gate-1"
+    assert cfg.sources.rgb.kind == cfg.sources.thermal.kind == "recording"
+    # every field of every composed section appears in the example (as a value or commented out)
+    text = EXAMPLE.read_text()
+
+    def check(model, table: dict, prefix: str) -> None:
+        lines = text.split(f"[{prefix[:-1]}]\n", 1)[-1].split("\n[", 1)[0] if prefix else text
+        for name, info in model.model_fields.items():
+            sub = getattr(info.annotation, "model_fields", None)
+            if sub is not None:
+                assert name in table, f"[{prefix}{name}] missing from {EXAMPLE.name}"
+                check(info.annotation, table[name], f"{prefix}{name}.")
+            else:
+                assert f"\n{name} = " in lines or f"\n# {name} = " in lines, f"{prefix}{name} not documented; regenerate: thermal-edge validate-config --print-example"
+
+    check(StationConfig, tomllib.loads(text), "")
+
+
+def test_generated_example_round_trips():
+    data = tomllib.loads(example_toml(EXAMPLE_VALUES))
+    assert data["station"]["id"] == "sample-gate-1" and data["decision"]["threshold_c"] == 37.5
+
+
+def test_validate_config_prints_every_error_and_exits_nonzero(station_dir, capsys):
+    p = write(station_dir, "[decision]\nthreshold_c = 40.2\n[sources]\nmode = 'x'\n")
+    assert main(["validate-config", str(p)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"error: {p}: decision.threshold_c: must be <= 39.0 (got 40.2)" in err
+    assert any(line.startswith(f"error: {p}: sources.mode:") for line in err)
+    assert main(["validate-config", str(write(station_dir, "", "ok.toml"))]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_run_refuses_an_invalid_config_with_the_same_lines(station_dir, capsys):
+    p = write(station_dir, "[decision]\nthreshold_c = 40.2\n")
+    assert main(["run", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {p}: decision.threshold_c: must be <= 39.0 (got 40.2)" in err and "not starting" in err
