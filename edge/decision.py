@@ -3,12 +3,18 @@
 Alarm rules (pure functions, table-tested):
 
 * ``absolute_verdict``: elevated if the estimated core >= threshold_c; normal only if
-  core + borderline_k * uncertainty < threshold_c; otherwise indeterminate 'borderline' -- an
-  uncertain reading close to the threshold is never called normal.
+  core + borderline_k * guard_sd < threshold_c; otherwise indeterminate 'borderline' -- an
+  uncertain reading close to the threshold is never called normal. guard_sd is the
+  *measurement's* 1-sigma (``skin_sd_c``: noise, small target, no blackbody), not the skin->core
+  residual across people: that residual (~0.36 degC) is what the threshold's clinical
+  sensitivity/specificity already contains; guarding on it too would make every third normal
+  subject indeterminate (FLIR_dev: canthus 35.8-36.2 degC is that common). Without skin_sd_c the
+  total uncertainty_c is used (more conservative).
 * ``relative_verdict`` (FLIR-style screening mode): threshold = baseline + relative_delta_c on the
   *skin* temperature, baseline = trimmed mean of the last ``baseline_window`` normal subjects'
   skin temperatures. Until ``warmup_subjects`` subjects are in the baseline: indeterminate
-  'relative_warmup'. Normal only below threshold - relative_margin_c, else 'borderline'.
+  'relative_warmup'. Normal only if skin + borderline_k * guard_sd < threshold -
+  relative_margin_c (the baseline's own uncertainty), else 'borderline'.
 * ``combine_verdicts`` for method='both': elevated if either rule fires (absolute reported when
   both do); normal only if absolute says normal and relative says normal or is still warming up
   (so a fresh station still screens on the absolute rule); otherwise indeterminate 'borderline'.
@@ -48,9 +54,9 @@ from edge.types import Detections, ScreeningEvent, Verdict
 class DecisionConfig(StrictModel):
     threshold_c: float = Field(37.5, ge=34.0, le=39.0, description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 steps")
     method: Literal["absolute", "relative", "both"] = Field("both", description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both (either fires)")
-    borderline_k: float = Field(1.0, ge=0, le=3, description="Absolute normal needs core + k * uncertainty < threshold, sigmas")
+    borderline_k: float = Field(2.0, ge=0, le=4, description="Normal needs reading + k * measurement sigma (skin_sd_c) below the threshold, sigmas")
     relative_delta_c: float = Field(1.0, ge=0.3, le=3.0, description="Relative alarm at baseline skin + this, degC")
-    relative_margin_c: float = Field(0.2, ge=0, le=1.0, description="Relative normal needs skin < baseline + delta - this, degC")
+    relative_margin_c: float = Field(0.1, ge=0, le=1.0, description="Relative normal needs skin + k * sigma < baseline + delta - this (baseline uncertainty), degC")
     baseline_window: int = Field(20, ge=3, le=500, description="Normal subjects in the relative baseline, subjects")
     warmup_subjects: int = Field(5, ge=2, le=500, description="Subjects needed before relative verdicts, subjects")
     trim_fraction: float = Field(0.1, ge=0, le=0.45, description="Fraction cut from each end before the baseline mean, unitless")
@@ -82,23 +88,33 @@ def _f(x) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k: float = 1.0,
-                     skin_c: float | None = None) -> Verdict:
-    """Core temperature vs threshold (degC). Normal only with k-sigma clearance below it."""
+def _guard(uncertainty_c: float | None, guard_sd_c: float | None) -> float:
+    """The sigma of the guard band: guard_sd_c if known, else the total, else infinite."""
+    for u in (guard_sd_c, uncertainty_c):
+        if u is not None and np.isfinite(u):
+            return float(u)
+    return float("inf")
+
+
+def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k: float = 2.0,
+                     skin_c: float | None = None, guard_sd_c: float | None = None) -> Verdict:
+    """Core temperature vs threshold (degC). Normal only with k * guard_sd_c clearance below it
+    (guard_sd_c: the measurement's own sigma; None -> uncertainty_c, the total)."""
     m = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
              uncertainty_c=_f(uncertainty_c))
     if not np.isfinite(core_c):
         return Verdict("indeterminate", "no_valid_frames", "none")
     if core_c >= threshold_c:
         return Verdict("elevated", **m)
-    u = uncertainty_c if np.isfinite(uncertainty_c) else np.inf
+    u = _guard(uncertainty_c, guard_sd_c)
     if core_c + k * u < threshold_c:
         return Verdict("normal", **m)
     return Verdict("indeterminate", "borderline", **m)
 
 
 def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfig,
-                     core_c: float | None = None, uncertainty_c: float | None = None) -> Verdict:
+                     core_c: float | None = None, uncertainty_c: float | None = None,
+                     guard_sd_c: float | None = 0.0) -> Verdict:
     """Skin temperature vs baseline + delta (degC); baseline None = still warming up.
     The verdict's threshold_c is then a *skin* temperature."""
     m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
@@ -109,7 +125,7 @@ def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfi
     thr = round(float(baseline_c) + cfg.relative_delta_c, 3)
     if skin_c >= thr:
         return Verdict("elevated", threshold_c=thr, **m)
-    if skin_c < thr - cfg.relative_margin_c:
+    if skin_c + cfg.borderline_k * _guard(uncertainty_c, guard_sd_c) < thr - cfg.relative_margin_c:
         return Verdict("normal", threshold_c=thr, **m)
     return Verdict("indeterminate", "borderline", threshold_c=thr, **m)
 
@@ -138,14 +154,16 @@ def trimmed_mean(values: np.ndarray, trim_fraction: float) -> float:
     return float(v[cut:len(v) - cut].mean())
 
 
-def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray, quality: np.ndarray,
-              best_n: int, percentile: float) -> tuple[float, float, float]:
-    """Valid frames of one person -> (core, skin, uncertainty) degC: the percentile of the best_n
-    frames by quality (ties: later frames first) and the median uncertainty of those frames."""
+def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray, skin_sd_c: np.ndarray,
+              quality: np.ndarray, best_n: int, percentile: float) -> tuple[float, float, float, float]:
+    """Valid frames of one person -> (core, skin, uncertainty, skin_sd) degC: the percentile of
+    core and skin over the best_n frames by quality (ties: later frames first) and the median
+    sigmas of those frames (not divided by sqrt(n): the small-target part is systematic)."""
     q = np.asarray(quality, np.float64)
     best = np.lexsort((-np.arange(len(q)), -q))[:best_n]
-    c, s, u = (np.asarray(a, np.float64)[best] for a in (core_c, skin_c, uncertainty_c))
-    return float(np.percentile(c, percentile)), float(np.percentile(s, percentile)), float(np.median(u))
+    c, s, u, sd = (np.asarray(a, np.float64)[best] for a in (core_c, skin_c, uncertainty_c, skin_sd_c))
+    return (float(np.percentile(c, percentile)), float(np.percentile(s, percentile)),
+            float(np.median(u)), float(np.median(sd)))
 
 
 class RelativeBaseline:
@@ -193,6 +211,7 @@ class _Person:
     core: list = field(default_factory=list)
     skin: list = field(default_factory=list)
     unc: list = field(default_factory=list)
+    sd: list = field(default_factory=list)
     quality: list = field(default_factory=list)
     gates: Counter = field(default_factory=Counter)
     best_rank: tuple = (-1.0, -1.0)
@@ -257,6 +276,7 @@ class Screener:
             p.core.append(core)
             p.skin.append(float(d["skin_temp_c"][i]))
             p.unc.append(float(d["uncertainty_c"][i]))
+            p.sd.append(float(d["skin_sd_c"][i]) if "skin_sd_c" in d else float(d["uncertainty_c"][i]))
             p.quality.append(q)
         else:
             p.gates[gate or "no_valid_frames"] += 1
@@ -277,10 +297,10 @@ class Screener:
     def _measured_verdict(self, p: _Person, t_ns: int) -> tuple[Verdict, Verdict, Verdict]:
         """(combined, absolute, relative) verdicts from p's valid frames (>= min_valid_frames)."""
         cfg = self.cfg
-        core, skin, unc = aggregate(np.array(p.core), np.array(p.skin), np.array(p.unc),
-                                    np.array(p.quality), cfg.best_n, cfg.percentile)
-        a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin)
-        r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc)
+        core, skin, unc, sd = aggregate(np.array(p.core), np.array(p.skin), np.array(p.unc),
+                                        np.array(p.sd), np.array(p.quality), cfg.best_n, cfg.percentile)
+        a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin, sd)
+        r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc, sd)
         return combine_verdicts(a, r, cfg.method), a, r
 
     def _event(self, kind: str, typ: str, p: _Person, t_ns: int, v: Verdict) -> ScreeningEvent:

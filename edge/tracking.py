@@ -5,7 +5,9 @@ height; velocities in px/s, so irregular pair spacing is handled through ``t_ns`
 
 1. predict every track to ``t_ns``;
 2. high-score detections (score >= high_score) <-> confirmed tracks, greedy on IoU with the
-   predicted box (>= iou_threshold);
+   predicted box (>= iou_threshold); then the leftovers of both greedy on centre distance
+   (<= max_center_dist box sizes, size within 1.5x) -- at ~9 Hz a person who starts walking
+   after standing still can jump out of IoU range before the filter has learnt the velocity;
 3. low-score detections (low_score <= score < high_score) <-> still unmatched confirmed tracks
    (>= low_iou_threshold): a face that the detector is unsure of (blur, occlusion while people
    cross) keeps its track instead of breaking it;
@@ -34,6 +36,12 @@ class TrackingConfig(StrictModel):
     low_score: float = Field(0.2, ge=0, le=1, description="Detections below this score are ignored; between low and high they only extend confirmed tracks, 0..1")
     iou_threshold: float = Field(0.2, gt=0, le=1, description="Min IoU between a predicted track box and a high-score detection, 0..1")
     low_iou_threshold: float = Field(0.4, gt=0, le=1, description="Min IoU for a low-score detection to extend a track, 0..1")
+    max_center_dist: float = Field(
+        1.0, ge=0, le=5,
+        description="Fallback for confirmed tracks IoU missed (a person who stood still, then "
+                    "walks off faster than the filter follows at ~9 Hz): match a high-score "
+                    "detection whose centre is within this many box sizes (sqrt of the predicted "
+                    "box area) and whose size is within 1.5x; 0 disables, box sizes")
     min_hits: int = Field(3, ge=1, le=100, description="Matched updates before a track counts as a person, paired frames")
     max_tentative_misses: int = Field(1, ge=0, le=100, description="Consecutive misses that kill a tentative track, paired frames")
     max_age_s: float = Field(1.0, gt=0, le=60, description="A confirmed track ends after this long without a match, s")
@@ -74,6 +82,17 @@ def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
             cols_used.add(c)
             pairs.append((r, c))
     return pairs
+
+
+def center_distance_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(A,4) x (B,4) -> (A,B) centre distance in units of a's box size (sqrt area); inf where the
+    sizes differ by more than 1.5x."""
+    ca = (a_xyxy[:, None, :2] + a_xyxy[:, None, 2:]) / 2
+    cb = (b_xyxy[None, :, :2] + b_xyxy[None, :, 2:]) / 2
+    sa = np.sqrt(np.maximum((a_xyxy[:, 2] - a_xyxy[:, 0]) * (a_xyxy[:, 3] - a_xyxy[:, 1]), 1e-9))[:, None]
+    sb = np.sqrt(np.maximum((b_xyxy[:, 2] - b_xyxy[:, 0]) * (b_xyxy[:, 3] - b_xyxy[:, 1]), 1e-9))[None, :]
+    d = np.hypot(*(ca - cb).transpose(2, 0, 1)) / sa
+    return np.where((sb / sa <= 1.5) & (sa / sb <= 1.5), d, np.inf)
 
 
 def _to_state(box: np.ndarray) -> np.ndarray:
@@ -147,12 +166,17 @@ class Tracker:
         tentative = [i for i, t in enumerate(self._tracks) if t.track_id < 0]
         matched: set[int] = set()
 
-        def associate(track_idx: list[int], det_idx: np.ndarray, thr: float) -> tuple[list[int], np.ndarray]:
+        def associate(track_idx: list[int], det_idx: np.ndarray, thr: float,
+                      by_distance: bool = False) -> tuple[list[int], np.ndarray]:
             if not track_idx or not len(det_idx):
                 return track_idx, det_idx
-            iou = iou_matrix(pred[track_idx], dets.box_xyxy[det_idx].astype(np.float64))
+            det_boxes = dets.box_xyxy[det_idx].astype(np.float64)
+            if by_distance:  # greedy on smallest distance = largest negated distance
+                pairs = greedy_match(-center_distance_matrix(pred[track_idx], det_boxes), -thr)
+            else:
+                pairs = greedy_match(iou_matrix(pred[track_idx], det_boxes), thr)
             used_t, used_d = set(), set()
-            for r, c in greedy_match(iou, thr):
+            for r, c in pairs:
                 ti, di = track_idx[r], int(det_idx[c])
                 self._tracks[ti].correct(dets.box_xyxy[di], t_ns, cfg.alpha, cfg.beta)
                 matched.add(ti)
@@ -165,6 +189,8 @@ class Tracker:
             return [t for t in track_idx if t not in used_t], np.array([d for d in det_idx if d not in used_d], int)
 
         confirmed, high = associate(confirmed, high, cfg.iou_threshold)
+        if cfg.max_center_dist > 0:
+            confirmed, high = associate(confirmed, high, cfg.max_center_dist, by_distance=True)
         confirmed, _ = associate(confirmed, low, cfg.low_iou_threshold)
         _, high = associate(tentative, high, cfg.iou_threshold)
 

@@ -16,20 +16,23 @@ NAN = float("nan")
 DT = 115_000_000
 
 
-@pytest.mark.parametrize("core,unc,thr,k,status,reason", [
-    (38.0, 0.4, 37.5, 1.0, "elevated", ""),
-    (37.5, 0.4, 37.5, 1.0, "elevated", ""),  # at the threshold fires
-    (36.8, 0.4, 37.5, 1.0, "normal", ""),
-    (37.2, 0.4, 37.5, 1.0, "indeterminate", "borderline"),  # 37.2 + 0.4 >= 37.5
-    (37.2, 0.1, 37.5, 1.0, "normal", ""),
-    (37.2, 0.4, 37.5, 0.0, "normal", ""),  # k = 0 switches the guard band off
-    (37.0, NAN, 37.5, 1.0, "indeterminate", "borderline"),  # unknown uncertainty is never normal
-    (NAN, 0.4, 37.5, 1.0, "indeterminate", "no_valid_frames"),
-    (37.9, 0.4, 38.0, 1.0, "indeterminate", "borderline"),
-    (37.9, 0.4, 37.8, 1.0, "elevated", ""),
+@pytest.mark.parametrize("core,unc,sd,thr,k,status,reason", [
+    (38.0, 0.4, 0.1, 37.5, 2.0, "elevated", ""),
+    (37.5, 0.4, 0.1, 37.5, 2.0, "elevated", ""),  # at the threshold fires
+    (36.8, 0.4, 0.1, 37.5, 2.0, "normal", ""),
+    (37.25, 0.4, 0.1, 37.5, 2.0, "normal", ""),  # 37.25 + 2 * 0.1 < 37.5
+    (37.35, 0.4, 0.1, 37.5, 2.0, "indeterminate", "borderline"),  # 37.35 + 0.2 >= 37.5
+    (37.2, 0.4, 0.25, 37.5, 2.0, "indeterminate", "borderline"),  # a small, noisy face
+    (37.2, 0.4, None, 37.5, 1.0, "indeterminate", "borderline"),  # no skin sigma: total guards
+    (36.9, 0.4, None, 37.5, 1.0, "normal", ""),
+    (37.2, 0.4, 0.25, 37.5, 0.0, "normal", ""),  # k = 0 switches the guard band off
+    (37.0, NAN, NAN, 37.5, 2.0, "indeterminate", "borderline"),  # unknown sigma is never normal
+    (NAN, 0.4, 0.1, 37.5, 2.0, "indeterminate", "no_valid_frames"),
+    (37.9, 0.4, 0.1, 38.0, 2.0, "indeterminate", "borderline"),
+    (37.9, 0.4, 0.1, 37.8, 2.0, "elevated", ""),
 ])
-def test_absolute_verdict(core, unc, thr, k, status, reason):
-    v = absolute_verdict(core, unc, thr, k, skin_c=core - 1.3)
+def test_absolute_verdict(core, unc, sd, thr, k, status, reason):
+    v = absolute_verdict(core, unc, thr, k, skin_c=core - 1.3, guard_sd_c=sd)
     assert (v.status, v.reason) == (status, reason)
     if not math.isnan(core):
         assert v.method == "absolute" and v.threshold_c == thr and v.core_temp_c == core
@@ -38,16 +41,18 @@ def test_absolute_verdict(core, unc, thr, k, status, reason):
 CFG = DecisionConfig()
 
 
-@pytest.mark.parametrize("skin,baseline,status,reason,thr", [
-    (36.0, None, "indeterminate", "relative_warmup", None),
-    (36.1, 35.0, "elevated", "", 36.0),
-    (36.0, 35.0, "elevated", "", 36.0),
-    (35.5, 35.0, "normal", "", 36.0),
-    (35.9, 35.0, "indeterminate", "borderline", 36.0),  # within relative_margin_c of the threshold
-    (35.7, 34.7, "elevated", "", 35.7),
+@pytest.mark.parametrize("skin,baseline,sd,status,reason,thr", [
+    (36.0, None, 0.1, "indeterminate", "relative_warmup", None),
+    (36.1, 35.0, 0.1, "elevated", "", 36.0),
+    (36.0, 35.0, 0.1, "elevated", "", 36.0),
+    (35.5, 35.0, 0.1, "normal", "", 36.0),
+    (35.85, 35.0, 0.0, "normal", "", 36.0),
+    (35.95, 35.0, 0.0, "indeterminate", "borderline", 36.0),  # within relative_margin_c
+    (35.7, 35.0, 0.15, "indeterminate", "borderline", 36.0),  # 35.7 + 2 * 0.15 >= 36.0 - 0.1
+    (35.7, 34.7, 0.1, "elevated", "", 35.7),
 ])
-def test_relative_verdict(skin, baseline, status, reason, thr):
-    v = relative_verdict(skin, baseline, CFG)
+def test_relative_verdict(skin, baseline, sd, status, reason, thr):
+    v = relative_verdict(skin, baseline, CFG, guard_sd_c=sd)
     assert (v.status, v.reason, v.method, v.threshold_c) == (status, reason, "relative", thr)
     assert v.skin_temp_c == skin
 
@@ -96,11 +101,13 @@ def test_trimmed_mean_and_aggregate():
     # 15 mediocre normal frames and 5 best-quality febrile frames: the febrile reading wins
     core = np.r_[np.full(15, 36.8), np.full(5, 38.1)]
     q = np.r_[np.full(15, 0.3), np.full(5, 0.9)]
-    c, s, u = aggregate(core, core - 1.3, np.full(20, 0.4), q, best_n=10, percentile=90)
+    c, s, u, sd = aggregate(core, core - 1.3, np.full(20, 0.4), np.r_[np.full(15, 0.3), np.full(5, 0.1)], q,
+                            best_n=10, percentile=90)
     assert c >= 38.0 and s == pytest.approx(c - 1.3) and u == pytest.approx(0.4)
+    assert sd == pytest.approx(0.2)  # median over the best 10 (5 x 0.1, 5 x 0.3)
     # a single hot outlier among the best 10 does not decide alone at the 90th percentile
     core = np.r_[np.full(9, 36.7), 39.0]
-    c, _, _ = aggregate(core, core, np.full(10, 0.4), np.full(10, 0.5), 10, 90)
+    c, _, _, _ = aggregate(core, core, np.full(10, 0.4), np.full(10, 0.1), np.full(10, 0.5), 10, 90)
     assert 36.7 <= c < 37.5
 
 
@@ -121,7 +128,7 @@ def test_baseline_warmup_window_and_age():
 
 # -- Screener ------------------------------------------------------------------------------------
 
-def person_frame(track_id, core, gate="", quality=0.8, unc=0.35, x=100.0, mask="no"):
+def person_frame(track_id, core, gate="", quality=0.8, unc=0.35, x=100.0, mask="no", sd=0.08):
     """Tracked + measured Detections for one face (or none when track_id is None)."""
     if track_id is None:
         return Detections.empty()
@@ -132,6 +139,7 @@ def person_frame(track_id, core, gate="", quality=0.8, unc=0.35, x=100.0, mask="
         core_temp_c=np.array([core if measured else NAN], np.float32),
         skin_temp_c=np.array([core - 1.3 if measured else NAN], np.float32),
         uncertainty_c=np.array([unc if measured else NAN], np.float32),
+        skin_sd_c=np.array([sd if measured else NAN], np.float32),
         quality=np.array([quality if measured else 0.0], np.float32),
         box_xyxy_thermal=box / 4, mask=np.array([mask], object), mask_conf=np.array([0.9], np.float32)))
 
@@ -197,7 +205,7 @@ def test_gated_person_is_indeterminate_with_reason_never_normal(gates, reason):
 
 def test_borderline_person_is_indeterminate():
     s = Screener(DecisionConfig(method="absolute"))
-    ev = walk(s, 4, [37.3] * 8)
+    ev = walk(s, 4, [37.4] * 8)  # 37.4 + 2 * 0.08 >= 37.5
     assert ev[-1].verdict.status == "indeterminate" and ev[-1].verdict.reason == "borderline"
 
 
@@ -294,7 +302,7 @@ def test_baseline_never_takes_febrile_or_borderline_subjects():
     before = s.baseline.value(t)
     for i in range(6):  # febrile queue
         walk(s, 50 + i, [38.6] * 5, t0=t + i * 10 * DT)
-    walk(s, 60, [37.3] * 5, t0=t + 70 * DT)  # borderline
+    walk(s, 60, [37.4] * 5, t0=t + 70 * DT)  # borderline (37.4 + 2 * 0.08 >= 37.5)
     assert len(s.baseline) == 4 and s.baseline.value(t + 80 * DT) == pytest.approx(before)
 
 

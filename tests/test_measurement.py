@@ -100,8 +100,9 @@ def test_warm_face_measures_hot_canthus_not_face_max():
     assert out.data["gate"][0] == ""
     assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15
     assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] + DEFAULT_SKIN_TO_CORE_OFFSET_C, abs=1e-4)
-    u = out.data["uncertainty_c"][0]
+    u, sd = out.data["uncertainty_c"][0], out.data["skin_sd_c"][0]
     assert DEFAULT_SKIN_TO_CORE_SD_C <= u < DEFAULT_SKIN_TO_CORE_SD_C + 0.1
+    assert 0 < sd < 0.1 and u == pytest.approx(np.hypot(sd, DEFAULT_SKIN_TO_CORE_SD_C), abs=1e-5)
     # refined canthus positions land on the true hot spots
     err = np.hypot(*(out.data["canthus_xy_thermal"][0] - truth[0]).T)
     assert err.max() < 0.05 * FACE["iod"]  # within the 0.11 IOD-radius warm plateau
@@ -143,6 +144,10 @@ GATE_CASES = [
     ("ffc", FACE, {}, dict(ffc_active=True), {}, "ffc"),
     ("blackbody_missing", FACE, {}, dict(blackbody_state="missing"), {}, "blackbody_missing"),
     ("blackbody_unstable", FACE, {}, dict(blackbody_state="unstable"), {}, "blackbody_unstable"),
+    ("blackbody_reports_ffc", FACE, {}, dict(blackbody_state="ffc"), {}, "ffc"),
+    ("ffc_wins_over_blackbody", FACE, {}, dict(blackbody_state="missing", ffc_active=True), {}, "ffc"),
+    ("no_blackbody", FACE, {}, dict(blackbody_state="disabled"), {}, "blackbody_disabled"),
+    ("no_blackbody_allowed", FACE, {}, dict(blackbody_state="disabled"), dict(allow_without_blackbody=True), ""),
     ("too_far_configurable", FACE, {}, {}, dict(min_canthus_px=8.0), "too_far"),
     ("near_enough", dict(cx=80.0, cy=50.0, iod=14.0), {}, {}, {}, ""),
     ("mild_yaw_allowed", FACE, dict(nose_shift_iod=0.1), {}, {}, ""),
@@ -199,6 +204,13 @@ def test_custom_skin_to_core_and_residual_used():
     out = measure_faces(dets_for([FACE], SCALE), img, REG, ctx, CFG)
     assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] * 0.5 + 19.0, abs=1e-4)
     assert 0.25 <= out.data["uncertainty_c"][0] < 0.35
+
+
+def test_without_blackbody_the_camera_accuracy_widens_the_uncertainty():
+    img, _ = render((120, 160), [FACE], seed=8)
+    cfg = MeasurementConfig(allow_without_blackbody=True, camera_accuracy_c=0.8)
+    out = measure_faces(dets_for([FACE], SCALE), img, REG, MeasureContext(blackbody_state="disabled"), cfg)
+    assert 0.8 <= out.data["skin_sd_c"][0] < 0.85 and out.data["uncertainty_c"][0] > 0.85
 
 
 def test_smaller_face_is_less_certain_and_lower_quality():

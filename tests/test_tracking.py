@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.tracking import Tracker, TrackingConfig, greedy_match, iou_matrix
+from edge.tracking import Tracker, TrackingConfig, center_distance_matrix, greedy_match, iou_matrix
 from edge.types import Detections
 
 DT_NS = 115_000_000  # ~8.7 Hz thermal pairs
@@ -74,6 +74,21 @@ def test_two_people_crossing_keep_their_ids(dy, drop_during_overlap):
     assert {i for f in ids for i in f} <= {-1, 1, 2}
 
 
+@pytest.mark.parametrize("fallback,same_id", [(1.0, True), (0.0, False)])
+def test_person_who_stood_still_then_walks_off_fast_keeps_the_id(fallback, same_id):
+    tr = Tracker(TrackingConfig(max_center_dist=fallback))
+    xs = [100.0] * 10 + [100 + 50 * k for k in range(1, 6)]  # then 50 px per frame, 60 px box
+    ids, _ = run(tr, [([box(x, 100)], None) for x in xs])
+    assert all(f == [1] for f in ids[10:]) is same_id, ids
+
+
+def test_distance_fallback_does_not_take_a_stranger():
+    tr = Tracker()
+    frames = [([box(100, 100)], None)] * 5 + [([box(300, 100)], None)] * 5  # 200 px away: new person
+    ids, _ = run(tr, frames)
+    assert ids[4] == [1] and ids[-1] == [2]
+
+
 def test_short_track_never_becomes_a_person():
     tr = Tracker(TrackingConfig(min_hits=3))
     frames = [([box(100, 100)], None)] * 2 + [([], None)] * 10 + [([box(300, 100)], None)]
@@ -124,3 +139,6 @@ def test_iou_and_greedy_match():
     np.testing.assert_allclose(iou, [[0, 1 / 3], [1, 0]])
     assert sorted(greedy_match(iou, 0.2)) == [(0, 1), (1, 0)]
     assert greedy_match(iou, 0.5) == [(1, 0)]
+    d = center_distance_matrix(a, np.r_[b, [[0, 0, 40, 40]]])
+    np.testing.assert_allclose(d[0, :2], [2.0, 0.5])
+    assert np.isinf(d[0, 2])  # 4x the size: never the same face
