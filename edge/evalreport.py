@@ -91,7 +91,8 @@ def summary_lines(total: dict) -> list[str]:
         f"{a['duplicates']} duplicate); precision {_pct(a['precision'])}, recall {_pct(a['recall'])} "
         f"({a['recalled']} of {a['expected_elevated']} expected-elevated persons)",
         f"- face detection per paired frame (IoU ≥ 0.5): recall masked {_pct(f['masked_recall'])}, unmasked "
-        f"{_pct(f['unmasked_recall'])}; precision {_pct(f['precision'])}",
+        f"{_pct(f['unmasked_recall'])} (faces ≥ 64 px tall: masked {_pct(f['masked_h64_recall'])}, unmasked "
+        f"{_pct(f['unmasked_h64_recall'])}); precision {_pct(f['precision'])}",
         f"- canthus temperature error per measured subject (verdict skin − true canthus max, n={c['n']}): "
         f"mean {_f(c['mean_c'])} °C, mean |err| {_f(c['mean_abs_c'])}, p95 |err| {_f(c['p95_abs_c'])}, "
         f"max |err| {_f(c['max_abs_c'])} °C",

@@ -6,7 +6,8 @@ inputs, ``oracle_result``). ``combine(per_stream)`` adds streams up. What is sco
 
 - faces: per paired frame, greedy one-to-one matching of detections to truth boxes at IoU >= 0.5
   (truth boxes clipped to the image; faces less than half inside it are not expected, and a
-  detection on one is ignored), recall split masked / unmasked, precision over all detections.
+  detection on one is ignored), recall split masked / unmasked (and for faces >= 64 px tall),
+  precision over all detections.
 - tracks -> persons: each track is the person whose truth box it overlaps (IoU >= 0.5) in most
   of its frames; tracks matching nobody are 'unmatched'. A person followed by several tracks
   takes the most decisive verdict (elevated > normal > indeterminate) and counts as fragmented.
@@ -92,20 +93,22 @@ def score(truth: dict, result: Any) -> dict[str, Any]:
     persons = {p["id"]: p for p in truth["persons"]}
     threshold = float(truth["threshold_c"])
 
-    det = {"masked": [0, 0], "unmasked": [0, 0]}  # [detected, expected]
+    det = {k: [0, 0] for k in ("masked", "unmasked", "masked_h64", "unmasked_h64")}  # [detected, expected]
     n_det = n_det_tp = 0
     votes: dict[int, dict[int, int]] = {}  # track -> person -> frames matched
     track_frames: dict[int, int] = {}
     frame_err = _Stats()
     for rec in result.frames:
         faces = rgb_truth.get(rec.rgb_index, [])
-        gt, gt_ids, gt_masked, ignored = [], [], [], []
+        gt, gt_ids, gt_keys, ignored = [], [], [], []
         for f in faces:
             box, frac = _clip_box(f["box_xyxy"], w, h)
             if frac >= 0.5:
                 gt.append(box)
                 gt_ids.append(f["id"])
-                gt_masked.append(bool(f["masked"]))
+                key = "masked" if f["masked"] else "unmasked"
+                big = f["box_xyxy"][3] - f["box_xyxy"][1] >= 64  # face height, RGB px
+                gt_keys.append((key, key + "_h64") if big else (key,))
             elif frac > 0:
                 ignored.append(box)  # mostly outside: a detection there is neither right nor wrong
         d: Detections = rec.detections
@@ -115,10 +118,12 @@ def score(truth: dict, result: Any) -> dict[str, Any]:
         n_ignored = len(match(boxes[free], np.asarray(ignored).reshape(-1, 4))) if free else 0
         n_det += len(d) - n_ignored
         n_det_tp += len(pairs)
-        for m in gt_masked:
-            det["masked" if m else "unmasked"][1] += 1
+        for keys in gt_keys:
+            for k in keys:
+                det[k][1] += 1
         for _, j in pairs:
-            det["masked" if gt_masked[j] else "unmasked"][0] += 1
+            for k in gt_keys[j]:
+                det[k][0] += 1
         tids = d.data.get("track_id")
         for i in range(len(d)):
             tid = int(tids[i]) if tids is not None else -1
@@ -184,9 +189,7 @@ def score(truth: dict, result: Any) -> dict[str, Any]:
         "pairs": int(result.pairs),
         "pairs_per_s": round(float(result.pairs_per_s), 2),
         "faces": {
-            "masked": {"detected": det["masked"][0], "expected": det["masked"][1], "recall": _ratio(*det["masked"])},
-            "unmasked": {"detected": det["unmasked"][0], "expected": det["unmasked"][1],
-                         "recall": _ratio(*det["unmasked"])},
+            **{k: {"detected": v[0], "expected": v[1], "recall": _ratio(*v)} for k, v in det.items()},
             "detections": n_det, "true_positives": n_det_tp, "precision": _ratio(n_det_tp, n_det),
         },
         "canthus_error_subject": subj_err.summary(),
@@ -230,13 +233,13 @@ def combine(streams: list[dict]) -> dict[str, Any]:
     frame = _Stats([v for r in streams for v in r["_frame_errors"]])
     n_alerts, n_true = tot(("alerts", "n")), tot(("alerts", "true"))
     exp_el, rec = tot(("alerts", "expected_elevated")), tot(("alerts", "recalled"))
-    dm, du = tot(("faces", "masked", "detected")), tot(("faces", "unmasked", "detected"))
-    em, eu = tot(("faces", "masked", "expected")), tot(("faces", "unmasked", "expected"))
+    recall = {f"{k}_recall": _ratio(tot(("faces", k, "detected")), tot(("faces", k, "expected")))
+              for k in ("masked", "unmasked", "masked_h64", "unmasked_h64")}
     return {
         "streams": len(streams),
         "pairs": tot(("pairs",)),
         "pairs_per_s_median": round(float(np.median([r["pairs_per_s"] for r in streams])), 2) if streams else None,
-        "faces": {"masked_recall": _ratio(dm, em), "unmasked_recall": _ratio(du, eu),
+        "faces": {**recall,
                   "precision": _ratio(tot(("faces", "true_positives")), tot(("faces", "detections")))},
         "canthus_error_subject": subj.summary(),
         "canthus_error_frame": frame.summary(),

@@ -23,6 +23,7 @@ from edge.recording import CameraMeta, RecordingWriter, StreamMeta
 from edge.sim import face as F
 from edge.sim import rgb as R
 from edge.sim.cameras import StationGeometry, apply_homography
+from edge.sim.mkvfix import make_reproducible
 from edge.sim.scenario import PersonSpec, Scenario, load_scenario
 from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_OFFSET_MEAN_C, CANTHUS_OFFSET_SD_C, FLIR_DEV_PROVENANCE, expected_verdict,
@@ -298,6 +299,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
         raise
     truth = build_truth(sc, rd, rgb_truth, th_truth, gates, scenario_file)
     writer.close(truth)
+    make_reproducible(out_dir / meta.thermal.file, truth["scenario_sha256"].encode())
     copy = out_dir / "scenario.toml"
     if not copy.exists() or not copy.samefile(scenario_file):
         copy.write_bytes(scenario_file.read_bytes())

@@ -64,7 +64,9 @@ class SensorSpec(StrictModel):
     column_fpn_c: float = Field(0.02, ge=0, le=2, description="column fixed-pattern noise, degC 1 sigma")
     blur_sigma_px: float = Field(0.6, ge=0, le=3, description="optics blur (Gaussian PSF), thermal px 1 sigma")
     offset_c: float = Field(0.0, ge=-10, le=10, description="sensor absolute offset at stream start, degC")
-    drift_c_per_h: float = Field(0.0, ge=-100, le=100, description="offset drift rate, degC per hour")
+    drift_c_per_h: float = Field(
+        0.0, ge=-3600, le=3600,
+        description="offset drift rate, degC per hour (real cores: up to ~1; larger values compress hours into seconds)")
     dead_pixels: int = Field(3, ge=0, le=1000, description="pixels stuck at raw 0")
     ffc_times_s: list[float] = Field(default_factory=list, description="times an FFC starts (shutter closes), s")
     ffc_imminent_s: float = Field(0.5, ge=0, le=5, description="telemetry says 'imminent' this long before, s")

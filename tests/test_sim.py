@@ -1,0 +1,286 @@
+"""Scene simulator: determinism, geometric and thermal consistency of the truth, sensor statistics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.recording import open_recording
+from edge.sim import ScenarioError, load_scenario, render_scenario
+from edge.sim.cameras import apply_homography, make_station
+from edge.sim.scenario import Scenario
+from edge.sim.truth import expected_verdict, frame_gate
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY = """
+name = "tiny"
+description = "one febrile person standing close, 1.2 s"
+seed = 7
+duration_s = 1.2
+[sensor]
+{sensor}
+[[person]]
+id = 1
+core_c = 38.2
+waypoints = [[0.0, 0.02, 0.0, 0.7], [1.2, 0.0, 0.0, 0.5]]
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "scenario.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _read_all(path: Path, camera: str) -> list:
+    src = open_recording(path).source(camera)
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    src.close()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clean_stream(tmp_path_factory, astronaut_bgr):
+    """A tiny stream without sensor noise, FPN or dead pixels: temperatures exactly as rendered."""
+    d = tmp_path_factory.mktemp("clean")
+    sc = _write(d, TINY.format(sensor="netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0"))
+    truth = render_scenario(sc, d / "out", astronaut_bgr)
+    return d / "out", truth
+
+
+def test_same_seed_gives_identical_bytes(tmp_path, astronaut_bgr):
+    sc = _write(tmp_path, TINY.format(sensor=""))
+    render_scenario(sc, tmp_path / "a", astronaut_bgr)
+    render_scenario(sc, tmp_path / "b", astronaut_bgr)
+    for name in ("rgb.avi", "thermal.mkv", "timestamps.csv", "truth.json", "stream.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    sc2 = _write(tmp_path, TINY.format(sensor="").replace("seed = 7", "seed = 8"), "other.toml")
+    render_scenario(sc2, tmp_path / "c", astronaut_bgr)
+    a = _read_all(tmp_path / "a", "thermal")[3].image
+    c = _read_all(tmp_path / "c", "thermal")[3].image
+    assert not np.array_equal(a, c), "a different seed must give different noise"
+
+
+def test_canthus_points_are_the_hottest_pixels_of_the_face(clean_stream):
+    path, truth = clean_stream
+    frames = _read_all(path, "thermal")
+    assert len(frames) == len(truth["frames"]["thermal"]) >= 9
+    canthus_c = truth["persons"][0]["canthus_c"]
+    for f, t in zip(frames, truth["frames"]["thermal"]):
+        face = t["faces"][0]
+        temp_c = f.image.astype(np.float64) * 0.01 - 273.15
+        x1, y1, x2, y2 = (int(round(v)) for v in face["box_xyxy"])
+        crop = temp_c[max(y1, 0):y2 + 1, max(x1, 0):x2 + 1]
+        yy, xx = np.unravel_index(np.argmax(crop), crop.shape)
+        hot = np.array([xx + max(x1, 0), yy + max(y1, 0)], float)
+        d = np.min(np.hypot(*(np.asarray(face["canthi_xy"]) - hot).T))
+        assert d <= 1.5, f"thermal frame {t['index']}: hottest face pixel {hot} is {d:.1f} px from the canthi"
+        # close enough (IOD >= 13 px): the hottest pixel reads the true canthus within 0.1 degC
+        if face["iod_px"] >= 13:
+            assert abs(crop.max() - canthus_c) < 0.1
+
+
+def test_rgb_and_thermal_truth_agree_through_the_true_homography(clean_stream):
+    path, truth = clean_stream
+    geo = make_station()
+    rgb_t = np.array([f["t_ns"] for f in truth["frames"]["rgb"]])
+    for t in truth["frames"]["thermal"]:
+        face_th = t["faces"][0]
+        # render the RGB truth at the thermal frame's instant: nearest RGB frame is within 17 ms
+        j = int(np.argmin(np.abs(rgb_t - t["t_ns"])))
+        face_rgb = truth["frames"]["rgb"][j]["faces"][0]
+        H = geo.homography_at(face_th["distance_m"])
+        mapped = apply_homography(H, face_rgb["canthi_xy"])
+        # the subject moves < 1 cm between the two instants: well under a thermal pixel
+        assert np.abs(mapped - np.asarray(face_th["canthi_xy"])).max() < 0.6
+        # and the calibration model (homography at 1.5 m + parallax) agrees with the exact map
+        model = geo.model_map(face_rgb["canthi_xy"], face_rgb["distance_m"])
+        assert np.abs(model - mapped).max() < 0.6
+    assert truth["registration"]["model_max_error_px"] < 0.2
+
+
+def test_rgb_landmarks_match_a_real_face_detector(clean_stream, centerface_path):
+    from edge.detection import CenterFaceDetector, load_session
+
+    path, truth = clean_stream
+    det = CenterFaceDetector(load_session(centerface_path, 1))
+    frames = _read_all(path, "rgb")
+    for k in (0, len(frames) // 2, len(frames) - 1):
+        face = truth["frames"]["rgb"][k]["faces"][0]
+        d = det.detect(frames[k].image)
+        assert len(d) >= 1
+        i = int(np.argmax(d.score))
+        err = np.hypot(*(d.landmarks_xy[i] - np.asarray(face["landmarks_xy"])).T)
+        assert err.max() < 0.2 * face["iod_px"], f"rgb frame {k}: landmark error {err.round(1)} px"
+
+
+def test_parallax_model_is_exact_for_a_pure_roll_mount():
+    geo = make_station(thermal_rot_deg=(0.0, 0.0, 1.5))
+    assert geo.model_max_error_px() < 1e-6
+    tilted = make_station(thermal_rot_deg=(2.0, -2.0, 1.5))
+    assert tilted.model_max_error_px() > 0.1  # pitch/yaw break the model: the check can fail
+
+
+def test_sensor_noise_fpn_and_drift_statistics(tmp_path, astronaut_bgr):
+    # No people; 2 s at 8.7 Hz; a fast drift so it is measurable over the clip.
+    sc = _write(tmp_path, """
+name = "empty"
+description = "empty scene for noise statistics"
+seed = 3
+duration_s = 2.5
+[sensor]
+netd_mk = 50.0
+fpn_c = 0.05
+column_fpn_c = 0.0
+dead_pixels = 2
+drift_c_per_h = 360.0
+""")
+    truth = render_scenario(sc, tmp_path / "out", astronaut_bgr)
+    frames = _read_all(tmp_path / "out", "thermal")
+    stack = np.stack([f.image.astype(np.float64) * 0.01 - 273.15 for f in frames])
+    t_s = np.array([f.t_ns for f in frames]) / 1e9
+    dead = np.array(truth["sensor"]["dead_pixels_yx"])
+    assert (stack[:, dead[:, 0], dead[:, 1]] == -273.15).all()
+    roi = stack[:, 40:80, 20:60]  # plain wall
+    # drift: the frame mean rises at the configured 0.1 degC/s
+    slope = np.polyfit(t_s, roi.mean(axis=(1, 2)), 1)[0]
+    assert slope == pytest.approx(0.1, rel=0.1)
+    # temporal noise: per-pixel residual after removing each pixel's linear trend
+    resid = roi - np.polyval(np.polyfit(t_s, roi.reshape(len(t_s), -1), 1), t_s[:, None]).reshape(roi.shape)
+    netd = resid.std(axis=0, ddof=2).mean()
+    assert netd == pytest.approx(0.050, rel=0.15), netd
+    # fixed pattern: the per-pixel temporal mean varies by the FPN (the wall is smooth)
+    mean_img = roi.mean(axis=0)
+    yy, xx = np.mgrid[: mean_img.shape[0], : mean_img.shape[1]]
+    A = np.c_[np.ones(mean_img.size), xx.ravel(), yy.ravel()]  # remove the wall's smooth gradient
+    fpn = (mean_img.ravel() - A @ np.linalg.lstsq(A, mean_img.ravel(), rcond=None)[0]).std()
+    assert fpn == pytest.approx(np.hypot(0.05, 0.05 / np.sqrt(len(t_s))), rel=0.2), fpn
+
+
+def test_ffc_freezes_frames_then_steps_the_offset(tmp_path, astronaut_bgr):
+    sc = _write(tmp_path, """
+name = "ffcstat"
+description = "FFC statistics"
+seed = 5
+duration_s = 3.0
+[sensor]
+ffc_times_s = [1.5]
+ffc_duration_s = 0.4
+ffc_imminent_s = 0.3
+ffc_step_c = 0.5
+""")
+    render_scenario(sc, tmp_path / "out", astronaut_bgr)
+    frames = _read_all(tmp_path / "out", "thermal")
+    states = [f.ffc_state for f in frames]
+    t_s = np.array([f.t_ns for f in frames]) / 1e9
+    assert set(states[: int(np.argmax(t_s >= 1.2))]) == {"none"}
+    assert "imminent" in states and states.count("in_progress") >= 2
+    assert states[-1] == "complete"  # telemetry keeps the last FFC's state
+    frozen = [f.image for f in frames if f.ffc_state == "in_progress"]
+    assert all(np.array_equal(frozen[0], im) for im in frozen[1:])
+    before = np.mean([f.image[40:80, 20:60].mean() for f, t in zip(frames, t_s) if t < 1.2]) * 0.01
+    after = np.mean([f.image[40:80, 20:60].mean() for f, t in zip(frames, t_s) if t > 2.0]) * 0.01
+    assert after - before == pytest.approx(0.5, abs=0.03)
+
+
+def test_thermal_drop_window_leaves_a_gap_in_time_only(tmp_path, astronaut_bgr):
+    sc = _write(tmp_path, TINY.format(sensor="drop_windows_s = [[0.4, 0.8]]"))
+    truth = render_scenario(sc, tmp_path / "out", astronaut_bgr)
+    t_s = np.array([f["t_ns"] for f in truth["frames"]["thermal"]]) / 1e9
+    assert not ((t_s >= 0.4) & (t_s < 0.8)).any()
+    assert np.diff(t_s).max() > 0.4
+    assert len(_read_all(tmp_path / "out", "thermal")) == len(t_s)
+
+
+@pytest.mark.parametrize("core, gates, status, reason", [
+    (38.0, ["", "", ""], "elevated", ""),
+    (36.8, ["too_far", "", "", ""], "normal", ""),
+    (38.0, ["too_far", "glasses", "glasses", ""], "indeterminate", "glasses"),
+    (38.0, ["too_far"] * 9 + ["ffc", "", ""], "indeterminate", "ffc"),
+    (38.0, ["too_far"] * 5, "indeterminate", "too_far"),
+    (38.0, ["outside_thermal_view"], "indeterminate", "outside_thermal_view"),
+    (38.0, [], "indeterminate", "no_valid_frames"),
+])
+def test_expected_verdict_table(core, gates, status, reason):
+    v = expected_verdict(core, gates, 37.5, 3)
+    assert (v["status"], v["reason"]) == (status, reason)
+
+
+def test_frame_gate_order():
+    assert frame_gate(True, False, "ok", False, 20.0, 13.0) == ""
+    assert frame_gate(True, False, "ok", False, 10.0, 13.0) == "too_far"
+    assert frame_gate(True, False, "ok", True, 10.0, 13.0) == "glasses"
+    assert frame_gate(True, False, "missing", True, 10.0, 13.0) == "blackbody_missing"
+    assert frame_gate(True, True, "moved", True, 10.0, 13.0) == "ffc"
+    assert frame_gate(False, True, "ok", False, 20.0, 13.0) == "outside_thermal_view"
+
+
+def test_bad_scenario_files_give_one_line_errors(tmp_path, capsys):
+    bad_key = _write(tmp_path, TINY.format(sensor="netd = 5"), "a.toml")
+    with pytest.raises(ScenarioError, match=r"a\.toml: sensor\.netd"):
+        load_scenario(bad_key)
+    bad_toml = _write(tmp_path, "name = ", "b.toml")
+    with pytest.raises(ScenarioError, match=r"b\.toml: invalid TOML"):
+        load_scenario(bad_toml)
+    bad_mask = _write(tmp_path, TINY.format(sensor="") + 'mask = "scarf"\n', "c.toml")
+    with pytest.raises(ScenarioError, match=r"c\.toml: person\.0.*scarf"):
+        load_scenario(bad_mask)
+    with pytest.raises(ScenarioError, match="not found"):
+        load_scenario(tmp_path / "nope.toml")
+    from edge.cli import main
+
+    assert main(["simulate", str(bad_key), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "a.toml: sensor.netd" in err and len(err.splitlines()) == 1
+
+
+def test_every_bundled_scenario_is_valid_and_listed(capsys):
+    files = sorted((REPO / "sample_streams").glob("*/scenario.toml"))
+    names = {f.parent.name for f in files}
+    assert {"walkthrough", "normal", "febrile", "masked_queue", "glasses", "two_faces", "drift",
+            "blackbody_occluded", "ffc", "thermal_dropout", "too_far"} <= names
+    for f in files:
+        sc: Scenario = load_scenario(f)
+        assert sc.name == f.parent.name and sc.station_id == "sample-gate-1"
+        assert sc.duration_s <= 12.0  # keep set-up rendering quick
+    from edge.cli import main
+
+    assert main(["simulate", "--list"]) == 0
+    out = capsys.readouterr().out
+    for n in names:
+        assert n in out
+
+
+def test_truth_json_matches_the_calibration_file():
+    """The shipped calibration's registration numbers are the simulator's true mapping."""
+    from edge.calibration import load_calibration
+
+    cal = load_calibration(REPO / "calibration" / "sample-gate-1.toml")
+    nums = make_station().calibration_numbers()
+    np.testing.assert_allclose(cal.registration.homography, nums["homography"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(cal.registration.parallax_px_m, nums["parallax_px_m"], rtol=1e-6)
+    assert cal.registration.rgb_focal_px == pytest.approx(nums["rgb_focal_px"])
+    assert cal.registration.reference_distance_m == nums["reference_distance_m"]
+
+
+def test_render_all_stamps(tmp_path, astronaut_bgr, monkeypatch):
+    from edge.sim import render_all
+
+    root = tmp_path / "streams"
+    (root / "tiny").mkdir(parents=True)
+    sc = root / "tiny" / "scenario.toml"
+    sc.write_text(TINY.format(sensor="").replace("duration_s = 1.2", "duration_s = 0.5"))
+    assert not render_all.is_fresh(sc)
+    assert render_all.main(["--root", str(root)]) == 0
+    assert render_all.is_fresh(sc)
+    stamp = (root / "tiny" / ".rendered").read_text()
+    sc.write_text(sc.read_text().replace("core_c = 38.2", "core_c = 36.5"))
+    assert not render_all.is_fresh(sc)
+    assert render_all.main(["--root", str(root)]) == 0
+    assert (root / "tiny" / ".rendered").read_text() != stamp
+    assert json.loads((root / "tiny" / "truth.json").read_text())["persons"][0]["core_c"] == 36.5
