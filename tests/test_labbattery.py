@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from edge.labbattery import (accuracy_sweep, distance_effect, drift, lab_battery_markdown, registration_error,
-                             stability)
+                             stability, uniformity)
 
 
 def test_accuracy_sweep_corrects_camera_offset():
@@ -27,6 +27,12 @@ def test_stability_through_ffc_steps():
     assert res["corrected_max_abs_error_c"] < 0.1 < res["uncorrected_max_abs_error_c"]
 
 
+def test_uniformity_reflects_fixed_pattern_noise():
+    res = uniformity(frames=4)
+    # SensorSpec default FPN 0.08 per pixel + 0.04 per column: 16x16 means spread a few hundredths
+    assert 0.005 < res["spread_c"] < 0.1 and 0.05 < res["pixel_sd_c"] < 0.15
+
+
 def test_distance_effect_grows_with_distance():
     rows = distance_effect(distances_m=(0.5, 1.0, 2.0), frames=6)["rows"]
     errs = [r["max_pixel_error_c"] for r in rows]
@@ -46,6 +52,6 @@ def test_registration_parallax_model_beats_single_homography():
         assert row["parallax_mean_px"] < 1.0
     assert near["parallax_mean_px"] < near["homography_only_mean_px"] / 5
     md = lab_battery_markdown({"accuracy": accuracy_sweep([35.0], frames=6), "stability": stability(0.3, 60.0),
-                               "drift": drift(0.2, 1.0, 60.0), "distance": distance_effect((1.0,), 2),
+                               "drift": drift(0.2, 1.0, 60.0), "uniformity": uniformity(frames=2), "distance": distance_effect((1.0,), 2),
                                "registration": res})
     assert "| distance m |" in md and "with parallax" in md and "Accuracy" in md
