@@ -1,0 +1,159 @@
+"""Scoring against truth, checked on truth-vs-truth inputs and deliberate corruptions of them."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.evaluation import _OracleEvent, combine, iou, match, oracle_result, score
+from edge.sim import render_scenario
+from edge.types import Verdict
+
+SCENARIO = """
+name = "evaltwo"
+description = "two people: masked normal, febrile"
+seed = 31
+duration_s = 2.0
+[[person]]
+id = 1
+core_c = 36.8
+mask = "n95"
+mask_colour = "white"
+waypoints = [[0.0, -0.15, 0.0, 0.9], [1.0, -0.12, 0.0, 0.55], [2.0, -0.12, 0.0, 0.55]]
+[[person]]
+id = 2
+core_c = 38.5
+waypoints = [[0.0, 0.15, 0.0, 0.9], [1.0, 0.14, 0.0, 0.55], [2.0, 0.14, 0.0, 0.55]]
+"""
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory, astronaut_bgr) -> Path:
+    d = tmp_path_factory.mktemp("evaltwo")
+    (d / "scenario.toml").write_text(SCENARIO)
+    render_scenario(d / "scenario.toml", d / "out", astronaut_bgr)
+    return d / "out"
+
+
+@pytest.fixture()
+def truth(stream) -> dict:
+    t = json.loads((stream / "truth.json").read_text())
+    assert [p["expected"]["status"] for p in t["persons"]] == ["normal", "elevated"]
+    return t
+
+
+def test_iou_and_greedy_matching():
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    b = np.array([[0, 0, 10, 5], [21, 21, 31, 31], [100, 100, 110, 110]], float)
+    m = iou(a, b)
+    assert m[0, 0] == pytest.approx(0.5) and m[0, 2] == 0
+    assert match(a, b) == [(1, 1), (0, 0)]
+    assert match(a, b, thr=0.6) == [(1, 1)]
+    assert match(np.zeros((0, 4)), b) == []
+
+
+def test_oracle_scores_perfectly(truth):
+    r = score(truth, oracle_result(truth))
+    assert r["verdicts_correct"] == 2
+    assert r["faces"]["masked"]["recall"] == 1.0 and r["faces"]["unmasked"]["recall"] == 1.0
+    assert r["faces"]["masked"]["expected"] > 10 and r["faces"]["precision"] == 1.0
+    assert r["canthus_error_subject"]["max_abs_c"] == 0.0 and r["canthus_error_frame"]["n"] > 5
+    assert r["alerts"] == {**r["alerts"], "n": 1, "true": 1, "false": 0, "unmatched": 0, "duplicates": 0,
+                           "precision": 1.0, "recall": 1.0}
+    assert r["confusion"]["elevated"]["elevated"] == 1 and r["confusion"]["normal"]["normal"] == 1
+
+
+def test_missed_masked_faces_lower_masked_recall_only(truth):
+    res = oracle_result(truth)
+    for fr in res.frames:
+        d = fr.detections
+        keep = np.array([tid != 1 for tid in d.data["track_id"]], bool)
+        fr.detections = d[keep]
+    r = score(truth, res)
+    assert r["faces"]["masked"]["recall"] == 0.0
+    assert r["faces"]["unmasked"]["recall"] == 1.0
+    # no track follows person 1 any more, so its verdict (kept under track 1) cannot be credited
+    assert r["persons"][0]["got"] == "missed" and r["persons"][0]["tracks"] == []
+    assert r["confusion"]["normal"]["missed"] == 1 and r["tracks"]["unmatched"] == []
+
+
+def test_wrong_verdicts_false_and_unmatched_alerts(truth):
+    res = oracle_result(truth)
+    res.verdicts[1] = Verdict("elevated", "", "absolute", 37.5, 37.9, 36.7, 0.2)  # normal person alerted
+    res.verdicts[2] = Verdict("indeterminate", "too_far")                          # febrile person missed
+    res.events = [_OracleEvent("alert", "new", 1, res.verdicts[1]), _OracleEvent("alert", "new", 99, res.verdicts[1])]
+    r = score(truth, res)
+    assert r["verdicts_correct"] == 0
+    assert r["confusion"]["normal"]["elevated"] == 1 and r["confusion"]["elevated"]["indeterminate"] == 1
+    a = r["alerts"]
+    assert (a["n"], a["true"], a["false"], a["unmatched"]) == (2, 0, 2, 1)
+    assert a["precision"] == 0.0 and a["recall"] == 0.0
+    assert r["persons"][0]["skin_error_c"] == pytest.approx(36.7 - truth["persons"][0]["canthus_c"], abs=1e-3)
+
+
+def test_fragmented_track_and_shifted_boxes(truth):
+    res = oracle_result(truth)
+    half = len(res.frames) // 2
+    for fr in res.frames[half:]:  # person 2 continues under a new track id
+        tid = fr.detections.data["track_id"].copy()
+        tid[tid == 2] = 7
+        fr.detections = fr.detections.with_data(track_id=tid)
+    res.verdicts[7] = Verdict("normal", "", "absolute", 37.5, 37.0, 35.8, 0.2)
+    r = score(truth, res)
+    p2 = r["persons"][1]
+    assert p2["tracks"] == [2, 7] and r["tracks"]["fragmented_persons"] == [2]
+    assert p2["got"] == "elevated"  # the most decisive of its tracks' verdicts
+    shifted = oracle_result(truth)
+    for fr in shifted.frames:
+        b = fr.detections.box_xyxy.copy()
+        w = b[:, 2] - b[:, 0]
+        b[:, [0, 2]] += (0.8 * w)[:, None]  # IoU < 0.5 everywhere
+        fr.detections = type(fr.detections)(b, fr.detections.score, fr.detections.landmarks_xy, fr.detections.data)
+    r = score(truth, shifted)
+    assert r["faces"]["precision"] == 0.0 and r["faces"]["unmasked"]["recall"] == 0.0
+    assert r["persons"][1]["got"] == "missed" and r["alerts"]["unmatched"] == 1
+
+
+def test_combine_pools_streams(truth):
+    a = score(truth, oracle_result(truth))
+    res = oracle_result(truth)
+    res.verdicts[2] = Verdict("normal", "", "absolute", 37.5, 37.0, 35.8, 0.1)
+    res.events = []
+    b = score(truth, res)
+    t = combine([a, b])
+    assert t["persons"] == 4 and t["verdicts_correct"] == 3
+    assert t["alerts"]["expected_elevated"] == 2 and t["alerts"]["recall"] == 0.5
+    assert t["canthus_error_subject"]["n"] == 4
+    assert t["canthus_error_subject"]["max_abs_c"] == pytest.approx(abs(35.8 - truth["persons"][1]["canthus_c"]), abs=1e-3)
+
+
+def test_report_names_commit_and_explains_missing_real_data(truth, tmp_path, monkeypatch):
+    from edge.evalreport import console_table, git_commit, markdown_report
+
+    monkeypatch.setenv("THERMAL_EDGE_SHARED_DATA", str(tmp_path / "no-such-dir"))
+    rows = [score(truth, oracle_result(truth))]
+    md = markdown_report(rows, combine(rows), "thermal-edge eval X")
+    assert f"commit `{git_commit()}`" in md and git_commit() != ""
+    assert md.count("Missing:") == 2 and "no-such-dir" in md
+    assert "| evaltwo |" in md
+    assert "evaltwo" in console_table(rows, combine(rows))
+
+
+def test_eval_command_oracle_json(stream, tmp_path, capsys):
+    from edge.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "--oracle", str(stream), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["total"]["verdicts_correct"] == 2 and data["streams"][0]["scenario"] == "evaltwo"
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_truth_is_not_mutated_by_scoring(truth):
+    before = copy.deepcopy(truth)
+    score(truth, oracle_result(truth))
+    assert truth == before
