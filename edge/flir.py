@@ -19,7 +19,8 @@ Records used here (layouts as documented in ExifTool's FLIR tag tables):
 * 0x0e EmbeddedImage: same header as RawData, then a JPEG/PNG visible-light photo.
 * 0x2a PiP: placement of the visible photo relative to the thermal image (Real2IR, offsets).
 
-FLIR SEQ/CSQ video (FFF frames back to back; CSQ with JPEG-LS raw frames) is not supported yet.
+FLIR SEQ video (FFF frames back to back, ``split_seq``/``read_flir_any``) is read frame by frame;
+CSQ (raw frames compressed with JPEG-LS, which OpenCV does not decode) is not supported.
 """
 from __future__ import annotations
 
@@ -158,6 +159,10 @@ def parse_camera_info(rec: bytes, name: str = "<camerainfo>") -> tuple[PlanckPar
         "raw_value_range_min": u16(0x310), "raw_value_range_max": u16(0x312),
         "raw_value_median": u16(0x338), "raw_value_range": u16(0x33C),
     }
+    if len(rec) >= 0x38E:  # DateTimeOriginal: unix seconds, milliseconds (low 16 bits), tz minutes
+        sec, sub = struct.unpack(bo + "II", rec[0x384:0x38C])
+        if sec:
+            camera["time_unix_s"] = sec + (sub & 0xFFFF) / 1000.0
     return params, camera
 
 
@@ -222,7 +227,9 @@ def read_flir(path: str | Path) -> FlirImage:
 
 
 def decode_flir_bytes(data: bytes, name: str = "<bytes>") -> FlirImage:
-    recs = parse_fff(extract_fff(data, name), name)
+    """An R-JPEG (FLIR APP1 segments) or a bare FFF container (.fff, one SEQ frame)."""
+    fff = data if data[:4] == b"FFF\x00" else extract_fff(data, name)
+    recs = parse_fff(fff, name)
     if REC_RAW not in recs:
         raise FlirError(f"{name}: FLIR data has no RawData record (not radiometric)")
     if REC_CAMERA not in recs:
@@ -244,12 +251,14 @@ def decode_flir_bytes(data: bytes, name: str = "<bytes>") -> FlirImage:
 
 def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndarray | None = None,
                      raw_format: str = "png", byte_order: str = ">", png_byte_swapped: bool = True,
-                     chunk_size: int = 65000, camera_model: str = "synthetic") -> bytes:
+                     chunk_size: int = 65000, camera_model: str = "synthetic", time_unix_s: float = 0.0,
+                     container: str = "jpeg") -> bytes:
     """Build an R-JPEG the way FLIR cameras lay it out (used by the round-trip tests).
 
     raw_format 'png' stores the counts as a 16-bit PNG, byte-swapped like most FLIR cameras
     when png_byte_swapped; 'raw' stores them in ``byte_order``. The FFF is split into APP1
-    chunks of at most ``chunk_size`` bytes.
+    chunks of at most ``chunk_size`` bytes. container 'fff' returns the bare FFF (a .fff file,
+    or one frame of a SEQ file).
     """
     bo = byte_order
     h, w = raw.shape
@@ -276,11 +285,24 @@ def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndar
     struct.pack_into(bo + "i", cam, 0x308, int(round(p.o)))
     struct.pack_into(bo + "H", cam, 0x338, int(np.median(raw)))
     cam[0xD4:0xD4 + len(camera_model)] = camera_model.encode()
+    struct.pack_into(bo + "II", cam, 0x384, int(time_unix_s), int(round((time_unix_s % 1) * 1000)))
     records = [(REC_RAW, raw_rec), (REC_CAMERA, bytes(cam))]
     if visible_bgr is not None:
         ok, jpg = cv2.imencode(".jpg", visible_bgr)
         vh, vw = visible_bgr.shape[:2]
         records.append((REC_EMBEDDED, struct.pack(bo + "HHH", 2, vw, vh) + b"\x00" * 26 + jpg.tobytes()))
+    fff = _assemble_fff(records, bo)
+    if container == "fff":
+        return fff
+    chunks = [fff[i:i + chunk_size] for i in range(0, len(fff), chunk_size)]
+    ok, thumb = cv2.imencode(".jpg", cv2.normalize(raw, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
+    jpg = thumb.tobytes()
+    segs = b"".join(b"\xff\xe1" + struct.pack(">H", len(c) + 10) + FLIR_SIG + bytes([1, i, len(chunks) - 1]) + c
+                    for i, c in enumerate(chunks))
+    return jpg[:2] + segs + jpg[2:]
+
+
+def _assemble_fff(records: list[tuple[int, bytes]], bo: str) -> bytes:
     dir_off = 0x40
     body_off = dir_off + 32 * len(records)
     directory, body = b"", b""
@@ -288,13 +310,55 @@ def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndar
         directory += struct.pack(bo + "HHIIIIIII", rtype, 1, 100, 1, body_off + len(body), len(rec), 0, 0, 0)
         body += rec
     header = b"FFF\x00" + b"synthetic".ljust(16, b"\x00") + struct.pack(bo + "III", 100, dir_off, len(records))
-    fff = header.ljust(0x40, b"\x00") + directory + body
-    chunks = [fff[i:i + chunk_size] for i in range(0, len(fff), chunk_size)]
-    ok, thumb = cv2.imencode(".jpg", cv2.normalize(raw, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
-    jpg = thumb.tobytes()
-    segs = b"".join(b"\xff\xe1" + struct.pack(">H", len(c) + 10) + FLIR_SIG + bytes([1, i, len(chunks) - 1]) + c
-                    for i, c in enumerate(chunks))
-    return jpg[:2] + segs + jpg[2:]
+    return header.ljust(0x40, b"\x00") + directory + body
+
+
+# ---------------------------------------------------------------- SEQ video
+
+
+def split_seq(data: bytes, name: str = "<seq>") -> list[bytes]:
+    """A FLIR SEQ file is FFF containers back to back. Each frame ends where its last record
+    ends; the next frame is the next FFF header at or after that point."""
+    frames, pos = [], 0
+    while True:
+        start = data.find(b"FFF\x00", pos)
+        if start < 0:
+            break
+        head = data[start:start + 0x40]
+        if len(head) < 0x40:
+            break
+        ver_be = struct.unpack(">I", head[0x14:0x18])[0]
+        bo = ">" if ver_be // 100 == 1 else "<"
+        if struct.unpack(bo + "I", head[0x14:0x18])[0] // 100 != 1:
+            pos = start + 4  # "FFF\0" inside image data, not a header
+            continue
+        dir_off, n = struct.unpack(bo + "II", head[0x18:0x20])
+        end = start + dir_off + 32 * n
+        for k in range(n):
+            e = data[start + dir_off + 32 * k: start + dir_off + 32 * (k + 1)]
+            if len(e) == 32 and struct.unpack(bo + "H", e[:2])[0]:
+                off, length = struct.unpack(bo + "II", e[12:20])
+                end = max(end, start + off + length)
+        if end > len(data):
+            raise FlirError(f"{name}: frame {len(frames)} at byte {start} runs past the end of the file (truncated?)")
+        frames.append(data[start:end])
+        pos = end
+    if not frames:
+        raise FlirError(f"{name}: no FFF frames (not a FLIR SEQ file)")
+    return frames
+
+
+def read_flir_any(path: str | Path) -> list[FlirImage]:
+    """Decode an R-JPEG (.jpg), a bare .fff or a .seq video into one FlirImage per frame.
+    CSQ (JPEG-LS compressed raw frames) is not supported: raises FlirError saying so."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == b"\xff\xd8":
+        return [decode_flir_bytes(data, str(path))]
+    if path.suffix.lower() == ".csq":
+        raise FlirError(f"{path}: FLIR CSQ (JPEG-LS compressed frames) is not supported; export as SEQ or R-JPEG")
+    frames = split_seq(data, str(path))
+    return [decode_flir_bytes(f, f"{path}[frame {i}]") for i, f in enumerate(frames)]
 
 
 # ---------------------------------------------------------------- real faces

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.flir import FlirError, decode_flir_bytes, encode_flir_jpeg, extract_fff, read_flir
+from edge.flir import (FlirError, decode_flir_bytes, encode_flir_jpeg, extract_fff, read_flir, read_flir_any,
+                       split_seq)
 from edge.radiometry import PlanckParams, celsius_to_raw
 from edge.recording import open_recording
 
@@ -84,6 +85,30 @@ def test_import_command_writes_recording(tmp_path, capsys):
     assert rec.source("rgb").read() is not None
     assert "median" in capsys.readouterr().out
     assert main(["import", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "s2")]) == 2
+
+
+def test_seq_frames_and_camera_clock(tmp_path):
+    raw, truth_c = scene_raw()
+    frames = []
+    for k in range(3):
+        data = encode_flir_jpeg(raw + np.uint16(30 * k), PARAMS, raw_format="raw", byte_order="<",
+                                container="fff", time_unix_s=1_700_000_000.0 + 0.125 * k)
+        frames.append(data)
+    seq = tmp_path / "clip.seq"
+    seq.write_bytes(b"".join(frames))
+    images = read_flir_any(seq)
+    assert len(images) == 3 and all(np.array_equal(im.raw, raw + np.uint16(30 * k)) for k, im in enumerate(images))
+    out = tmp_path / "stream"
+    assert main(["import", str(seq), "--out", str(out)]) == 0
+    rec = open_recording(out)
+    assert rec.meta.extra["frame_times"] == "camera clock"
+    assert [t for _, t, _ in rec.rows["thermal"]] == [0, 125_000_000, 250_000_000]
+    with pytest.raises(FlirError, match="truncated"):
+        split_seq(b"".join(frames)[:-100], "cut.seq")
+    csq = tmp_path / "x.csq"
+    csq.write_bytes(b"\x00" * 100)
+    with pytest.raises(FlirError, match="CSQ .* not supported"):
+        read_flir_any(csq)
 
 
 def test_real_files_decode_plausibly(shared_data):

@@ -1,6 +1,8 @@
-"""`thermal-edge import FILE... --out STREAM_DIR`: FLIR radiometric JPEGs -> a v1 recording.
+"""`thermal-edge import FILE... --out STREAM_DIR`: FLIR radiometric files -> a v1 recording.
 
-Each file becomes one thermal frame (centi-kelvin, from the file's own Planck constants and
+Accepts R-JPEG (.jpg), bare FFF (.fff) and SEQ video (.seq, one frame per FFF; frame times from
+the camera's own time stamps when they increase, else --fps); CSQ is refused with a message.
+Each image becomes one thermal frame (centi-kelvin, from the file's own Planck constants and
 scene parameters, with the object emissivity set for skin unless told otherwise) and one RGB
 frame: the embedded visible photo when the file has one, else a false-colour rendering of the
 thermal image (stream.json ``extra.rgb_source`` says which, per file). Prints per file the
@@ -20,8 +22,8 @@ from edge.cli import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="convert FLIR radiometric JPEGs into a recording (thermal in centi-kelvin)")
-    p.add_argument("files", nargs="+", help="FLIR R-JPEG files (all with the same thermal resolution)")
+    p = sub.add_parser("import", help="convert FLIR radiometric JPEG/FFF/SEQ files into a recording (centi-kelvin)")
+    p.add_argument("files", nargs="+", help="FLIR R-JPEG / .fff / .seq files (all with the same thermal resolution)")
     p.add_argument("--out", required=True, help="recording folder to create")
     p.add_argument("--emissivity", default="0.98",
                    help="object emissivity for the conversion (default 0.98, skin); 'file' keeps each file's")
@@ -35,18 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def import_files(files: list[str], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Decode ``files`` and write the recording; return one summary dict per file."""
-    from edge.flir import FlirError, false_colour, read_flir
+    from edge.flir import FlirError, false_colour, read_flir_any
     from edge.radiometry import from_celsius
     from edge.recording import CameraMeta, RecordingWriter, StreamMeta
 
     decoded = []
     for f in files:
         try:
-            im = read_flir(f)
+            images = read_flir_any(f)
         except FlirError as e:
             raise UserError(str(e)) from None
-        temp = im.temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))
-        decoded.append((f, im, temp))
+        for im in images:
+            decoded.append((f, im, im.temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))))
     th_shape = decoded[0][2].shape
     bad = [f for f, _, t in decoded if t.shape != th_shape]
     if bad:
@@ -58,11 +60,14 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
         station_id=station_id, start_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t0_ns=0,
         rgb=CameraMeta("rgb0", rgb_wh[0], rgb_wh[1], fps, "bgr24", "rgb.avi"),
         thermal=CameraMeta("flir0", th_shape[1], th_shape[0], fps, "gray16le", "thermal.mkv", "centikelvin"))
+    times = [im.camera.get("time_unix_s") for _, im, _ in decoded]
+    use_camera_clock = len(times) > 1 and all(t is not None for t in times) and all(
+        b > a for a, b in zip(times, times[1:]))
     summaries = []
     out = Path(out)
     with RecordingWriter(out, meta) as w:
         for i, (f, im, temp) in enumerate(decoded):
-            t_ns = int(round(i * 1e9 / fps))
+            t_ns = int(round((times[i] - times[0]) * 1e9)) if use_camera_clock else int(round(i * 1e9 / fps))
             if im.visible_bgr is not None:
                 rgb, src = im.visible_bgr, "embedded visible photo"
             else:
@@ -74,7 +79,7 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
             w.write("rgb", np.ascontiguousarray(rgb), t_ns)
             p = im.params
             summaries.append({
-                "file": Path(f).name, "frame": i, "camera": im.camera.get("model", ""),
+                "file": Path(f).name, "frame": i, "t_ns": t_ns, "camera": im.camera.get("model", ""),
                 "thermal_wh": [th_shape[1], th_shape[0]], "raw_format": im.raw_format, "byte_swapped": im.byte_swapped,
                 "planck": {"R1": p.r1, "R2": p.r2, "B": p.b, "F": p.f, "O": p.o},
                 "file_emissivity": round(p.emissivity, 4), "emissivity_used": round(p.emissivity if emissivity is None else emissivity, 4),
@@ -83,7 +88,8 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
                 "min_c": round(float(np.nanmin(temp)), 2), "median_c": round(float(np.nanmedian(temp)), 2),
                 "max_c": round(float(np.nanmax(temp)), 2), "rgb_source": src, "pip": im.pip,
             })
-        w.meta.extra = {"generator": "thermal-edge import", "files": summaries}
+        w.meta.extra = {"generator": "thermal-edge import", "frame_times": "camera clock" if use_camera_clock
+                        else f"--fps {fps:g}", "files": summaries}
     return summaries
 
 
@@ -95,17 +101,19 @@ def _run(args: argparse.Namespace) -> int:
         if not Path(f).is_file():
             raise UserError(f"{f}: file not found")
     summaries = import_files(args.files, args.out, emissivity, args.station_id, args.fps)
-    detector = None
+    detector = frames = None
     if args.faces:
         from edge.detection import build_detector
-        from edge.flir import face_report, read_flir
+        from edge.flir import face_report, read_flir_any
         detector = build_detector()
-    for s, f in zip(summaries, args.files):
-        print(f"{s['file']}: {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} ({s['raw_format']}"
+        frames = [im for f in args.files for im in read_flir_any(f)]
+    for k_frame, s in enumerate(summaries):
+        print(f"{s['file']} (frame {s['frame']}): {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} "
+              f"({s['raw_format']}"
               f"{', byte-swapped' if s['byte_swapped'] else ''}), emissivity {s['emissivity_used']}: "
               f"min {s['min_c']:.2f}  median {s['median_c']:.2f}  max {s['max_c']:.2f} degC; rgb = {s['rgb_source']}")
         if detector is not None:
-            temp = read_flir(f).temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))
+            temp = frames[k_frame].temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))
             s["faces"] = face_report(temp, detector)
             for k, face in enumerate(s["faces"]):
                 canthus = f"canthus {face['canthus_c']:.2f} degC" if face["canthus_c"] is not None \
