@@ -138,9 +138,13 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(cfg.health.log_format, cfg.health.log_level, cfg.health.log_repeat_window_s)
     quiet_opencv()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # stop early, still write a complete recording
-        signal.signal(sig, lambda *_: stop.set())
-    stats = record(cfg, args.out, args.seconds, stop, str(args.config))
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())  # stop early, still write a complete recording
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stats = record(cfg, args.out, args.seconds, stop, str(args.config))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     for cam, s in stats.items():
         print(f"{cam}: {s['written']} frames written, {s['dropped']} dropped, {s['corrupt']} corrupt, "
               f"{s['reconnects']} reconnects", file=sys.stderr)
