@@ -138,9 +138,10 @@ def find_patch(thermal_c: np.ndarray, target_c: float, tol_c: float, max_sd_c: f
     """Locate a compact uniform patch reading within ``tol_c`` of ``target_c``.
 
     Pixels close to the target whose 3x3 neighbourhood is smooth form candidate blobs; the
-    blob whose median is closest to the target, with min_area_px <= area <= max_area_px and filling most of
-    its bounding box (a blackbody aperture is a square or disc, a face is not uniform), wins.
-    Returns the bounding box shrunk by one pixel (edges are blurred) as (x, y, w, h), or None.
+    blob whose median is closest to the target, with min_area_px <= area <= max_area_px and
+    filling most of its bounding box (a blackbody aperture is a square or disc), wins.
+    Returns its bounding box (x, y, w, h), or None. Blurred edge pixels are not smooth, so the
+    box already sits inside the aperture; the monitor reads the box without its border.
     """
     img = np.nan_to_num(thermal_c.astype(np.float32), nan=-1000.0)
     mean3 = cv2.blur(img, (3, 3))
@@ -155,12 +156,7 @@ def find_patch(thermal_c: np.ndarray, target_c: float, tol_c: float, max_sd_c: f
         err = abs(float(np.median(img[labels == i])) - target_c)
         if err < best_err:
             best, best_err = (int(x), int(y), int(w), int(h)), err
-    if best is None:
-        return None
-    x, y, w, h = best
-    if w > 4 and h > 4:
-        x, y, w, h = x + 1, y + 1, w - 2, h - 2
-    return x, y, w, h
+    return best
 
 
 class BlackbodyMonitor:

@@ -165,3 +165,43 @@ def test_emissivity_correction_of_expected_reading():
 def test_config_rejects(bad):
     with pytest.raises(ValidationError):
         BlackbodyConfig(**bad)
+
+
+@pytest.mark.parametrize("scenario", ["drift", "ffc", "blackbody_occluded", "blackbody_moved"])
+@pytest.mark.parametrize("auto_roi", [False, True])
+def test_simulator_scenarios_fail_closed(scenario, auto_roi):
+    """The simulator's streams (rendered at set-up) with their per-frame truth: never 'ok' while
+    the truth says the blackbody is not, and the offset within 0.05 degC of the true sensor offset."""
+    from pathlib import Path
+
+    from edge.calibration import load_calibration
+    from edge.radiometry import to_celsius
+    from edge.recording import open_recording
+
+    repo = Path(__file__).resolve().parent.parent
+    stream = repo / "sample_streams" / scenario
+    if not (stream / "stream.json").is_file():
+        pytest.skip(f"{stream} not rendered (make setup renders the sample streams)")
+    cfg = load_calibration(repo / "calibration" / "sample-gate-1.toml").blackbody
+    if auto_roi:
+        cfg = cfg.model_copy(update={"roi_xywh": None})
+    rec = open_recording(stream)
+    truth = rec.truth()["frames"]["thermal"]
+    mon = BlackbodyMonitor(cfg)
+    src = rec.source("thermal")
+    seen = set()
+    while (f := src.read()) is not None:
+        st = mon.update(to_celsius(f.image, rec.meta.thermal.units), f.ffc_state, f.t_ns)
+        t = truth[f.index]
+        seen.add(st.state)
+        if t["blackbody_state"] != "ok":
+            assert st.state != "ok", (f.index, t["blackbody_state"])
+        if st.state == "ok":
+            assert abs(st.offset_c + t["offset_c"]) < 0.05, (f.index, st.offset_c, t["offset_c"])
+    assert "ok" in seen
+    if scenario == "blackbody_moved":
+        assert "moved" in seen
+    if scenario == "blackbody_occluded":
+        assert "missing" in seen and "moved" not in seen
+    if scenario == "ffc":
+        assert "ffc" in seen
