@@ -178,3 +178,27 @@ journal_path = "{tmp_path / 'journal.sqlite'}"
     cams = bodies[-1]["status"]["cameras"]
     assert cams["thermal"]["frames"] > 0 and cams["rgb"]["frames"] > 0
     assert "stopped (SIGTERM)" in err.decode()
+
+
+def test_service_unit_runs_the_station_hardened():
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(REPO / "deploy" / "thermal-edge.service")
+    svc = unit["Service"]
+    assert svc["Restart"] == "always" and svc["User"] == "thermal-edge" and svc["Type"] == "notify"
+    for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                       ("PrivateTmp", "yes"), ("ReadWritePaths", "/var/lib/thermal-edge"),
+                       ("SupplementaryGroups", "video")):
+        assert svc[key] == value, key
+    # the commands it runs exist in our CLI, with the options it passes
+    from edge.cli import build_parser
+
+    for line in (svc["ExecStartPre"], svc["ExecStart"]):
+        argv = line.split()[1:]
+        args = build_parser().parse_args(argv)
+        assert args.func is not None
+    assert "--config /etc/thermal-edge/station.toml" in svc["ExecStart"]
+    # the journal the feed writes lies inside the one writable path
+    assert "THERMAL_EDGE_JOURNAL=/var/lib/thermal-edge/" in svc["Environment"]
