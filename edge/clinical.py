@@ -123,15 +123,19 @@ def fit_model(skin_c: np.ndarray, ambient_c: np.ndarray, core_c: np.ndarray, mod
                       ambient_ref_c=AMBIENT_REF_C, ambient_range_c=[lo, hi])
 
 
-def choose_threshold(core_hat: np.ndarray, fever: np.ndarray, rule: str | float) -> float:
-    """Decision threshold on the estimated core, from training data only.
+THRESHOLD_STEP_C = 0.1  # the decision stage takes thresholds in 0.1 degC steps (issue 5)
+
+
+def choose_threshold(core_hat: np.ndarray, fever: np.ndarray, rule: str | float,
+                     step_c: float = THRESHOLD_STEP_C) -> float:
+    """Decision threshold on the estimated core, from training data only, on a ``step_c`` grid.
 
     rule: a number (fixed), 'youden' (max sensitivity + specificity; ties -> the higher
     threshold), or 'sensitivity:0.9' (highest threshold with sensitivity >= 0.9).
     """
     if isinstance(rule, (int, float)):
         return float(rule)
-    grid = np.round(np.arange(36.5, 38.505, 0.01), 2)
+    grid = np.round(np.arange(36.5, 38.5 + step_c / 2, step_c), 3)
     pos = core_hat[None, :] >= grid[:, None]
     n_pos, n_neg = max(int(fever.sum()), 1), max(int((~fever).sum()), 1)
     sens = (pos & fever).sum(1) / n_pos
