@@ -168,9 +168,9 @@ class Calibration:
                    f.blackbody, f.skin_to_core, f, path)
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
+def _format_validation_error(path: Path, err: ValidationError, prefix: str = "") -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    loc = prefix + ".".join(str(p) for p in e["loc"]) or "(top level)"
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -189,18 +189,33 @@ def parse_calibration(data: dict[str, Any], path: Path | str = "<calibration>") 
     return Calibration.from_file_model(f, path)
 
 
-def load_calibration(path: str | Path) -> Calibration:
-    """Read and validate a calibration TOML. Raises CalibrationError (one line) on any problem."""
+def read_toml(path: str | Path, what: str = "calibration file") -> dict[str, Any]:
+    """Parse a TOML file; CalibrationError naming the file if it is missing or not TOML."""
     path = Path(path)
     if not path.is_file():
-        raise CalibrationError(f"{path}: calibration file not found")
+        raise CalibrationError(f"{path}: {what} not found")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise CalibrationError(f"{path}: not valid TOML: {e}") from None
     except UnicodeDecodeError:
         raise CalibrationError(f"{path}: not a text file") from None
-    return parse_calibration(data, path)
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read and validate a calibration TOML. Raises CalibrationError (one line) on any problem."""
+    return parse_calibration(read_toml(path), path)
+
+
+def load_skin_to_core(path: str | Path) -> SkinToCore:
+    """[skin_to_core] of a skin_to_core.toml or of a full station calibration file."""
+    data = read_toml(path, "skin-to-core model file")
+    if "skin_to_core" not in data:
+        raise CalibrationError(f"{path}: skin_to_core: table missing")
+    try:
+        return SkinToCore.model_validate(data["skin_to_core"])
+    except ValidationError as err:
+        raise CalibrationError(_format_validation_error(Path(path), err, prefix="skin_to_core.")) from None
 
 
 def _plain(f: CalibrationFile) -> dict[str, Any]:

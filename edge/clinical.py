@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import csv
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge import calibration
 from edge.calibration import CalibrationError, SkinToCore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -257,22 +257,8 @@ def _rounded(m: SkinToCore) -> SkinToCore:
 
 
 def load_skin_to_core(path: str | Path = SHIPPED_MODEL) -> SkinToCore:
-    """Read [skin_to_core] from a skin_to_core.toml or a full station calibration file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"{path}: skin-to-core model file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise CalibrationError(f"{path}: not valid TOML: {e}") from None
-    if "skin_to_core" not in data:
-        raise CalibrationError(f"{path}: skin_to_core: table missing")
-    from pydantic import ValidationError
-    try:
-        return SkinToCore.model_validate(data["skin_to_core"])
-    except ValidationError as err:
-        e = err.errors()[0]
-        raise CalibrationError(f"{path}: skin_to_core.{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+    """The shipped model (calibration/skin_to_core.toml), or [skin_to_core] of ``path``."""
+    return calibration.load_skin_to_core(path)
 
 
 def evaluate(data: ClinicalData, model: SkinToCore, threshold_c: float, fever_c: float = 37.5) -> dict[str, Any]:

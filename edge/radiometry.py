@@ -121,6 +121,23 @@ def _planck_raw(temp_c: float | np.ndarray, p: PlanckParams) -> float | np.ndarr
     return p.r1 / (p.r2 * (np.exp(p.b / (np.asarray(temp_c, dtype=np.float64) + KELVIN_OFFSET)) - p.f)) - p.o
 
 
+def _scene_counts(p: PlanckParams) -> tuple[float, float]:
+    """(gain, extra): the camera records raw = gain * (S_obj + extra), with S_obj the object's
+    blackbody counts, gain = e * tau^2 * window transmission and extra the counts, referred to
+    the object, that the reflected surroundings, both air halves and the window add (FLIR's
+    model assumes an anti-reflective window, so window reflections add nothing)."""
+    e, tw = p.emissivity, p.ir_window_transmission
+    tau = atmospheric_transmission(p)
+    raw_refl = float(_planck_raw(p.reflected_c, p))
+    raw_atm = float(_planck_raw(p.atmosphere_c, p))
+    raw_wind = float(_planck_raw(p.ir_window_c, p))
+    refl = (1 - e) / e * raw_refl
+    atm1 = (1 - tau) / e / tau * raw_atm
+    wind = (1 - tw) / e / tau / tw * raw_wind
+    atm2 = (1 - tau) / e / tau / tw / tau * raw_atm
+    return e * tau * tw * tau, atm1 + atm2 + wind + refl
+
+
 def raw_to_celsius(raw: np.ndarray, p: PlanckParams) -> np.ndarray:
     """Raw sensor counts -> object temperature, degC (float32, same shape as ``raw``).
 
@@ -129,20 +146,8 @@ def raw_to_celsius(raw: np.ndarray, p: PlanckParams) -> np.ndarray:
     T = B / ln(R1 / (R2 * (S + O)) + F) - 273.15. Counts that the model cannot invert (the
     corrected signal at or below -O) become NaN instead of a made-up temperature.
     """
-    raw = np.asarray(raw, dtype=np.float64)
-    e, tw = p.emissivity, p.ir_window_transmission
-    tau = atmospheric_transmission(p)
-    emiss_wind = 1.0 - tw
-    refl_wind = 0.0  # FLIR assumes an anti-reflective coated window
-    raw_refl = float(_planck_raw(p.reflected_c, p))
-    raw_atm = float(_planck_raw(p.atmosphere_c, p))
-    raw_wind = float(_planck_raw(p.ir_window_c, p))
-    refl1 = (1 - e) / e * raw_refl
-    atm1 = (1 - tau) / e / tau * raw_atm
-    wind = emiss_wind / e / tau / tw * raw_wind
-    refl2 = refl_wind / e / tau / tw * raw_refl
-    atm2 = (1 - tau) / e / tau / tw / tau * raw_atm
-    raw_obj = raw / e / tau / tw / tau - atm1 - atm2 - wind - refl1 - refl2
+    gain, extra = _scene_counts(p)
+    raw_obj = np.asarray(raw, dtype=np.float64) / gain - extra
     with np.errstate(invalid="ignore", divide="ignore"):
         arg = p.r1 / (p.r2 * (raw_obj + p.o)) + p.f
         temp_c = p.b / np.log(arg) - KELVIN_OFFSET
@@ -153,14 +158,5 @@ def raw_to_celsius(raw: np.ndarray, p: PlanckParams) -> np.ndarray:
 def celsius_to_raw(temp_c: np.ndarray, p: PlanckParams) -> np.ndarray:
     """Inverse of ``raw_to_celsius`` (float64 counts): what the camera would record for an
     object at ``temp_c`` under the same scene parameters. Used by tests and the simulator."""
-    e, tw = p.emissivity, p.ir_window_transmission
-    tau = atmospheric_transmission(p)
-    raw_refl = float(_planck_raw(p.reflected_c, p))
-    raw_atm = float(_planck_raw(p.atmosphere_c, p))
-    raw_wind = float(_planck_raw(p.ir_window_c, p))
-    refl1 = (1 - e) / e * raw_refl
-    atm1 = (1 - tau) / e / tau * raw_atm
-    wind = (1 - tw) / e / tau / tw * raw_wind
-    atm2 = (1 - tau) / e / tau / tw / tau * raw_atm
-    raw_obj = np.asarray(_planck_raw(temp_c, p), dtype=np.float64)
-    return (raw_obj + atm1 + atm2 + wind + refl1) * (e * tau * tw * tau)
+    gain, extra = _scene_counts(p)
+    return (np.asarray(_planck_raw(temp_c, p), dtype=np.float64) + extra) * gain
