@@ -35,7 +35,8 @@ least ``min_valid_frames`` valid frames. The first time it is elevated -> Screen
 'update' (at most max_alert_updates). Once alerted, a person's verdict stays elevated. When the
 track ends: kind='alert' type='end' for alerted people, then for every person kind='screening'
 type='end' with the final verdict (indeterminate with the most common gate reason, or
-'no_valid_frames', when fewer than min_valid_frames were measurable).
+'no_valid_frames', when fewer than min_valid_frames were measurable; approach gates too_far /
+outside_thermal_view only count when no other gate held at least min_valid_frames frames).
 Event t_ns: the frame that triggered new/update; the person's last frame for end events.
 """
 from __future__ import annotations
@@ -204,6 +205,22 @@ def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
     return img[ya:yb, xa:xb].copy() if xb > xa and yb > ya else None
 
 
+# Gates every passing subject goes through while walking up or leaving: they explain an
+# indeterminate verdict only when nothing else blocked the frames where the subject was in place.
+POSITION_GATES = ("too_far", "outside_thermal_view")
+
+
+def _reason(gates: Counter, min_frames: int) -> str:
+    """Reason of an indeterminate verdict from a person's gate counts: the most common gate
+    among the frames where the subject was near and in view, if there were enough of those
+    frames for a verdict (glasses worn all along, not the 'too_far' of the approach), else the
+    most common gate overall; 'no_valid_frames' without any."""
+    near = Counter({g: c for g, c in gates.items() if g not in POSITION_GATES})
+    if sum(near.values()) >= min_frames:
+        return near.most_common(1)[0][0]
+    return gates.most_common(1)[0][0] if gates else "no_valid_frames"
+
+
 @dataclass
 class _Person:
     track_id: int
@@ -342,7 +359,7 @@ class Screener:
             if p.alert is not None and v.status != "elevated":
                 v = p.alert  # once alerted, never pulled back toward normal
         else:
-            reason = p.gates.most_common(1)[0][0] if p.gates else "no_valid_frames"
+            reason = _reason(p.gates, cfg.min_valid_frames)
             v = Verdict("indeterminate", reason, "none")
         self._verdicts[p.track_id] = v
         self.counts[v.status] += 1

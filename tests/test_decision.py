@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from edge.decision import (
     DecisionConfig, RelativeBaseline, Screener, absolute_verdict, aggregate, combine_verdicts,
@@ -190,9 +191,13 @@ def test_normal_person_gives_one_screening_event_only():
 
 @pytest.mark.parametrize("gates,reason", [
     (["glasses"] * 10, "glasses"),
-    (["too_far"] * 6 + ["turned_away"] * 3, "too_far"),
+    (["too_far"] * 6 + ["turned_away"] * 3, "turned_away"),  # in place long enough, turned away
+    (["too_far"] * 6 + ["turned_away"] * 2, "too_far"),
     (["blackbody_missing"] * 4, "blackbody_missing"),
     (["", "", "motion_blur", "motion_blur", "motion_blur"], "motion_blur"),  # 2 valid < 3 needed
+    (["too_far"] * 20 + ["glasses"] * 5 + ["outside_thermal_view"] * 2, "glasses"),  # worn all along
+    (["too_far"] * 20 + ["motion_blur"] * 2, "too_far"),  # never really in place
+    ([""], "no_valid_frames"),  # one valid frame, none gated
 ])
 def test_gated_person_is_indeterminate_with_reason_never_normal(gates, reason):
     s = Screener()
@@ -317,3 +322,33 @@ def test_baseline_resets_on_blackbody_not_ok_and_drifts_out():
     assert len(s.baseline) == 0
     t = normal_crowd(s, 4, t0=t + DT)
     assert s.baseline.value(t + 61 * 10**9 + 50 * DT) is None  # an hour-old baseline is not used
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+frames_st = st.lists(st.tuples(st.floats(35.0, 40.0), st.floats(0.0, 1.0)), min_size=3, max_size=30)
+RANK = {"normal": 0, "indeterminate": 1, "elevated": 2}
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=frames_st, bump=st.floats(0.0, 2.0), which=st.integers(0, 29))
+def test_a_hotter_frame_never_makes_the_verdict_less_alarming(frames, bump, which):
+    core = np.array([c for c, _ in frames])
+    q = np.array([x for _, x in frames])
+
+    def verdict(c):
+        ag = aggregate(c, c - 1.3, np.full(len(c), 0.4), np.full(len(c), 0.1), q, 10, 90)
+        return absolute_verdict(ag[0], ag[2], 37.5, 2.0, ag[1], ag[3])
+
+    hotter = core.copy()
+    hotter[which % len(core)] += bump
+    assert RANK[verdict(hotter).status] >= RANK[verdict(core).status]
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=frames_st)
+def test_all_frames_febrile_is_always_elevated(frames):
+    core = np.array([max(c, 37.5) for c, _ in frames])
+    q = np.array([x for _, x in frames])
+    ag = aggregate(core, core - 1.3, np.full(len(core), 0.4), np.full(len(core), 0.1), q, 10, 90)
+    assert absolute_verdict(ag[0], ag[2], 37.5, 2.0, ag[1], ag[3]).status == "elevated"

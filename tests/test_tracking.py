@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from edge.tracking import Tracker, TrackingConfig, center_distance_matrix, greedy_match, iou_matrix
 from edge.types import Detections
@@ -142,3 +143,23 @@ def test_iou_and_greedy_match():
     d = center_distance_matrix(a, np.r_[b, [[0, 0, 40, 40]]])
     np.testing.assert_allclose(d[0, :2], [2.0, 0.5])
     assert np.isinf(d[0, 2])  # 4x the size: never the same face
+
+
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(0, 600), st.floats(0, 400), st.floats(20, 120), st.floats(0.0, 1.0)),
+                         max_size=5), min_size=1, max_size=25))
+def test_ids_are_unique_per_frame_and_ended_ids_never_come_back(stream):
+    tr = Tracker()
+    ended: set[int] = set()
+    for k, faces in enumerate(stream):
+        boxes = [box(x, y, s) for x, y, s, _ in faces]
+        d, e = tr.update(dets(boxes, [sc for *_, sc in faces]), k * DT_NS)
+        live = [i for i in d.data["track_id"] if i >= 0]
+        assert len(live) == len(set(live))
+        assert not (set(live) & ended)
+        assert not (set(e) & ended) and len(e) == len(set(e))
+        ended |= set(e)
+    rest = tr.finish()
+    assert not (set(rest) & ended)
