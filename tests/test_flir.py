@@ -126,6 +126,18 @@ def test_real_files_decode_plausibly(shared_data):
     assert 20 < np.nanmedian(t1) < 30 and 45 < np.nanmax(t1) < 80  # a hot drink on a table
 
 
+@pytest.mark.parametrize("name,expect", [
+    # Reference numbers from flyr 5.1.0 (an independent pure-Python FLIR decoder), file parameters:
+    # min, median, max, pixel (y10, x20), pixel (y60, x80), degC
+    ("audience_e40.jpg", (18.7708, 25.4146, 35.6423, 20.3911, 28.2592)),
+    ("flir_one_with_rgb.jpg", (25.9483, 26.5778, 62.3203, 26.1415, 26.3344)),
+])
+def test_real_files_match_an_independent_decoder(shared_data, name, expect):
+    t = read_flir(shared_data / "flir_rjpeg" / name).temperatures_c()
+    got = (t.min(), np.median(t), t.max(), t[10, 20], t[60, 80])
+    assert np.allclose(got, expect, atol=0.001)
+
+
 def test_real_face_canthus(shared_data, centerface_path, tmp_path):
     from edge.detection import build_detector
     from edge.flir import face_report
