@@ -53,22 +53,56 @@ from edge.types import Detections, ScreeningEvent, Verdict
 
 
 class DecisionConfig(StrictModel):
-    threshold_c: float = Field(37.5, ge=34.0, le=39.0, description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 steps")
-    method: Literal["absolute", "relative", "both"] = Field("both", description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both (either fires)")
-    borderline_k: float = Field(2.0, ge=0, le=4, description="Normal needs reading + k * measurement sigma (skin_sd_c) below the threshold, sigmas")
-    relative_delta_c: float = Field(1.0, ge=0.3, le=3.0, description="Relative alarm at baseline skin + this, degC")
-    relative_margin_c: float = Field(0.1, ge=0, le=1.0, description="Relative normal needs skin + k * sigma < baseline + delta - this (baseline uncertainty), degC")
-    baseline_window: int = Field(20, ge=3, le=500, description="Normal subjects in the relative baseline, subjects")
-    warmup_subjects: int = Field(5, ge=2, le=500, description="Subjects needed before relative verdicts, subjects")
-    trim_fraction: float = Field(0.1, ge=0, le=0.45, description="Fraction cut from each end before the baseline mean, unitless")
-    baseline_max_age_s: float = Field(1800.0, ge=10, le=86400, description="Baseline entries older than this drop out (drift), s")
-    min_valid_frames: int = Field(3, ge=1, le=100, description="Measurable frames a person needs for a verdict, frames")
+    threshold_c: float = Field(
+        37.5, ge=34.0, le=39.0,
+        description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 "
+                    "steps")
+    method: Literal["absolute", "relative", "both"] = Field(
+        "both",
+        description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both "
+                    "(either fires)")
+    borderline_k: float = Field(
+        2.0, ge=0, le=4,
+        description="Normal needs reading + k * measurement sigma (skin_sd_c) below the threshold, sigmas")
+    relative_delta_c: float = Field(
+        1.0, ge=0.3, le=3.0,
+        description="Relative alarm at baseline skin + this, degC")
+    relative_margin_c: float = Field(
+        0.1, ge=0, le=1.0,
+        description="Relative normal needs skin + k * sigma < baseline + delta - this (baseline uncertainty), "
+                    "degC")
+    baseline_window: int = Field(
+        20, ge=3, le=500,
+        description="Normal subjects in the relative baseline, subjects")
+    warmup_subjects: int = Field(
+        5, ge=2, le=500,
+        description="Subjects needed before relative verdicts, subjects")
+    trim_fraction: float = Field(
+        0.1, ge=0, le=0.45,
+        description="Fraction cut from each end before the baseline mean, unitless")
+    baseline_max_age_s: float = Field(
+        1800.0, ge=10, le=86400,
+        description="Baseline entries older than this drop out (drift), s")
+    min_valid_frames: int = Field(
+        3, ge=1, le=100,
+        description="Measurable frames a person needs for a verdict, frames")
     best_n: int = Field(10, ge=1, le=1000, description="Frames (by quality) the aggregation uses, frames")
-    percentile: float = Field(90.0, ge=50, le=100, description="Percentile of the best frames' core/skin used, percent")
-    alert_update_delta_c: float = Field(0.3, gt=0, le=5, description="Alert 'update' when the aggregated core moved this much since the last alert event, degC")
-    alert_update_quality_gain: float = Field(0.2, gt=0, le=1, description="Alert 'update' when the best frame's quality rose this much since the last alert event, 0..1")
-    max_alert_updates: int = Field(3, ge=0, le=100, description="Alert 'update' events per person at most, events")
-    snapshot_margin_frac: float = Field(0.15, ge=0, le=1, description="Margin added around the face box for snapshots, fraction of box size")
+    percentile: float = Field(
+        90.0, ge=50, le=100,
+        description="Percentile of the best frames' core/skin used, percent")
+    alert_update_delta_c: float = Field(
+        0.3, gt=0, le=5,
+        description="Alert 'update' when the aggregated core moved this much since the last alert event, degC")
+    alert_update_quality_gain: float = Field(
+        0.2, gt=0, le=1,
+        description="Alert 'update' when the best frame's quality rose this much since the last alert event, "
+                    "0..1")
+    max_alert_updates: int = Field(
+        3, ge=0, le=100,
+        description="Alert 'update' events per person at most, events")
+    snapshot_margin_frac: float = Field(
+        0.15, ge=0, le=1,
+        description="Margin added around the face box for snapshots, fraction of box size")
 
     @field_validator("threshold_c")
     @classmethod
@@ -115,9 +149,10 @@ def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k:
 
 def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfig,
                      core_c: float | None = None, uncertainty_c: float | None = None,
-                     guard_sd_c: float | None = 0.0) -> Verdict:
+                     guard_sd_c: float | None = None) -> Verdict:
     """Skin temperature vs baseline + delta (degC); baseline None = still warming up.
-    The verdict's threshold_c is then a *skin* temperature."""
+    The verdict's threshold_c is then a *skin* temperature. Guard sigma as in absolute_verdict
+    (neither guard_sd_c nor uncertainty_c known: never normal)."""
     m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
     if baseline_c is None:
         return Verdict("indeterminate", "relative_warmup", **m)
@@ -221,6 +256,10 @@ def _reason(gates: Counter, min_frames: int) -> str:
     return gates.most_common(1)[0][0] if gates else "no_valid_frames"
 
 
+def _resets_baseline(blackbody_state: str | None) -> bool:
+    return blackbody_state not in (None, "ok", "ffc", "disabled")
+
+
 @dataclass
 class _Person:
     track_id: int
@@ -257,10 +296,13 @@ class Screener:
                rgb_bgr: np.ndarray | None = None, thermal_c: np.ndarray | None = None,
                blackbody_state: str | None = None) -> list[ScreeningEvent]:
         """dets: tracked and measured faces of one pair (track_id, gate, core_temp_c, ... in
-        data); rgb_bgr/thermal_c: that pair's images for snapshots; blackbody_state: optional,
-        anything but 'ok' resets the relative baseline (so does a face gated blackbody_*)."""
-        gates = dets.data.get("gate", np.full(len(dets), "", object))
-        if (blackbody_state not in (None, "ok")) or any(str(g).startswith("blackbody_") for g in gates):
+        data); rgb_bgr/thermal_c: that pair's images for snapshots; blackbody_state: optional
+        BlackbodyStatus.state -- missing/moved/unstable reset the relative baseline (so does a
+        face gated blackbody_<that>); 'ffc' (routine, every few minutes on a Lepton, and the
+        blackbody offset carries over) and 'disabled' (no blackbody at all) do not."""
+        gates = dets.data.get("gate", ())
+        if _resets_baseline(blackbody_state) or any(
+                str(g).startswith("blackbody_") and _resets_baseline(str(g)[10:]) for g in gates):
             self.baseline.reset()
         events: list[ScreeningEvent] = []
         ids = dets.data.get("track_id", np.full(len(dets), -1, np.int64))

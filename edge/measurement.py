@@ -3,8 +3,9 @@
 For each face: locate both inner canthi from the eye landmarks (eye centre moved toward the
 nose along the eye line, in proportion to the inter-ocular distance, IOD), map them into the
 thermal frame, and take a robust hot statistic (mean of the top-k pixels, k = a quarter of the
-canthus area in pixels, so only the smallest faces fall back to the noise-driven single max) in a disc around each canthus sized by the IOD in thermal pixels. The
-disc is wide (default 0.35 IOD) because masks shift the landmarks by up to ~0.35 IOD; pixels
+canthus area in pixels, so only the smallest faces fall back to the noise-driven single max) in
+a disc around each canthus sized by the IOD in thermal pixels. The disc is wide (default 0.35
+IOD) because masks shift the landmarks by up to ~0.35 IOD; pixels
 below a line parallel to the eye line are never searched (the nose line for every face, 0.15 IOD
 below the eye line when the face wears a mask), so a warm mask can never win.
 
@@ -17,7 +18,9 @@ Gates (``gate`` data key; '' = measurable), first that applies wins, station-wid
 ``turned_away``, ``motion_blur``, ``glasses``. A gated face gets NaN skin/core/uncertainty and
 quality 0 -- it is never measured as normal.
 
-Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python).
+Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python);
+~0.2 ms per face for the canthus/glasses work and ~0.05 ms for the blur gate, plus ~0.25 ms per
+frame of fixed numpy overhead (CPU time on the shared 2-core dev box under load 5).
 """
 from __future__ import annotations
 

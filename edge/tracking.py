@@ -32,20 +32,37 @@ from edge.types import Detections
 
 
 class TrackingConfig(StrictModel):
-    high_score: float = Field(0.5, gt=0, le=1, description="Detections at/above this score are matched first and may start tracks, 0..1")
-    low_score: float = Field(0.2, ge=0, le=1, description="Detections below this score are ignored; between low and high they only extend confirmed tracks, 0..1")
-    iou_threshold: float = Field(0.2, gt=0, le=1, description="Min IoU between a predicted track box and a high-score detection, 0..1")
-    low_iou_threshold: float = Field(0.4, gt=0, le=1, description="Min IoU for a low-score detection to extend a track, 0..1")
+    high_score: float = Field(
+        0.5, gt=0, le=1,
+        description="Detections at/above this score are matched first and may start tracks, 0..1")
+    low_score: float = Field(
+        0.2, ge=0, le=1,
+        description="Detections below this score are ignored; between low and high they only extend confirmed "
+                    "tracks, 0..1")
+    iou_threshold: float = Field(
+        0.2, gt=0, le=1,
+        description="Min IoU between a predicted track box and a high-score detection, 0..1")
+    low_iou_threshold: float = Field(
+        0.4, gt=0, le=1,
+        description="Min IoU for a low-score detection to extend a track, 0..1")
     max_center_dist: float = Field(
         1.0, ge=0, le=5,
         description="Fallback for confirmed tracks IoU missed (a person who stood still, then "
                     "walks off faster than the filter follows at ~9 Hz): match a high-score "
                     "detection whose centre is within this many box sizes (sqrt of the predicted "
                     "box area) and whose size is within 1.5x; 0 disables, box sizes")
-    min_hits: int = Field(3, ge=1, le=100, description="Matched updates before a track counts as a person, paired frames")
-    max_tentative_misses: int = Field(1, ge=0, le=100, description="Consecutive misses that kill a tentative track, paired frames")
-    max_age_s: float = Field(1.0, gt=0, le=60, description="A confirmed track ends after this long without a match, s")
-    alpha: float = Field(0.7, gt=0, le=1, description="Alpha-beta filter position gain (1 = trust the detection), unitless")
+    min_hits: int = Field(
+        3, ge=1, le=100,
+        description="Matched updates before a track counts as a person, paired frames")
+    max_tentative_misses: int = Field(
+        1, ge=0, le=100,
+        description="Consecutive misses that kill a tentative track, paired frames")
+    max_age_s: float = Field(
+        1.0, gt=0, le=60,
+        description="A confirmed track ends after this long without a match, s")
+    alpha: float = Field(
+        0.7, gt=0, le=1,
+        description="Alpha-beta filter position gain (1 = trust the detection), unitless")
     beta: float = Field(0.3, ge=0, le=2, description="Alpha-beta filter velocity gain, unitless")
 
     @model_validator(mode="after")

@@ -321,7 +321,11 @@ def test_baseline_resets_on_blackbody_not_ok_and_drifts_out():
     s.update(person_frame(9, 36.3, gate="blackbody_unstable"), t, [])  # a gated face says so too
     assert len(s.baseline) == 0
     t = normal_crowd(s, 4, t0=t + DT)
-    assert s.baseline.value(t + 61 * 10**9 + 50 * DT) is None  # an hour-old baseline is not used
+    for state in ("ok", "ffc", "disabled"):  # routine FFC or no blackbody: keep the baseline
+        s.update(Detections.empty(), t, [], blackbody_state=state)
+    s.update(person_frame(9, 36.3, gate="blackbody_disabled"), t, [])
+    assert len(s.baseline) == 4
+    assert s.baseline.value(t + 61 * 10**9 + 50 * DT) is None  # entries older than 60 s age out
 
 
 # -- properties ----------------------------------------------------------------------------------
