@@ -34,6 +34,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _rel(p: Path) -> str:
+    """A path as the reader would type it from the repo (../shared/data/...)."""
+    return os.path.relpath(p, REPO_ROOT)
+
+
 def _f(v: Any, nd: int = 2) -> str:
     if v is None:
         return "–"
@@ -117,7 +122,7 @@ def real_faces_section(data: Path) -> list[str]:
         res = evaluate_faces_dir(d, build_detector())
     except Exception as e:  # noqa: BLE001 -- the report must say what failed, not die
         return out + [f"Failed: evaluate_faces_dir({d}) raised {type(e).__name__}: {e}", ""]
-    return out + [f"`thermal-edge eval-faces {d}` -- {res.get('n_images')} photos, {res.get('n_faces')} faces, "
+    return out + [f"`thermal-edge eval-faces {_rel(d)}` -- {res.get('n_images')} photos, {res.get('n_faces')} faces, "
                   f"mean detect {_f(res.get('mean_detect_ms'), 1)} ms/photo", "", "```", format_table(res), "```", ""]
 
 
@@ -136,10 +141,38 @@ def real_clinical_section(data: Path) -> list[str]:
         return out + [f"Failed: evaluate_csv({csv}) raised {type(e).__name__}: {e}", ""]
     keys = [k for k in ("n", "threshold_c", "sensitivity", "specificity", "tp", "fn", "tn", "fp", "in_sample")
             if k in res]
-    lines = [f"`thermal-edge eval-clinical {csv}`", ""] + [f"- {k}: {_f(res[k], 3)}" for k in keys]
+    lines = [f"`thermal-edge eval-clinical {_rel(csv)}`", ""] + [f"- {k}: {_f(res[k], 3)}" for k in keys]
     extra = {k: v for k, v in res.items() if k not in keys and not isinstance(v, (list, dict))}
     lines += [f"- {k}: {v}" for k, v in extra.items()]
     return out + lines + [""]
+
+
+def _optional_section(title: str, module: str, call) -> list[str]:
+    """A section produced by another stage's module; says why when it cannot run."""
+    out = [f"## {title}", ""]
+    try:
+        mod = __import__(module, fromlist=["_"])
+    except ImportError as e:
+        return out + [f"Missing: {module} is not importable ({e}).", ""]
+    try:
+        text = call(mod)
+    except Exception as e:  # noqa: BLE001 -- the report must say what failed, not die
+        return out + [f"Failed: {module} raised {type(e).__name__}: {e}", ""]
+    return out + [text.strip(), ""]
+
+
+def lab_battery_section() -> list[str]:
+    return _optional_section("Lab battery on simulated frames (after IEC 80601-2-59)", "edge.labbattery",
+                             lambda m: m.lab_battery_markdown(m.run_lab_battery()))
+
+
+def real_flir_section(data: Path) -> list[str]:
+    folder = data / "flir_rjpeg"
+    if not folder.is_dir():
+        return ["## Real data: FLIR radiometric JPEGs (flir_rjpeg)", "",
+                f"Missing: {folder} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
+    return _optional_section("Real data: FLIR radiometric JPEGs (flir_rjpeg)", "edge.flir",
+                             lambda m: m.real_files_markdown(folder))
 
 
 def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
@@ -171,8 +204,10 @@ def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
         "",
         *person_table(rows),
         "",
+        *lab_battery_section(),
         *real_faces_section(data),
         *real_clinical_section(data),
+        *real_flir_section(data),
     ]
     return "\n".join(lines) + "\n"
 

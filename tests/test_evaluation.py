@@ -133,11 +133,15 @@ def test_combine_pools_streams(truth):
 def test_report_names_commit_and_explains_missing_real_data(truth, tmp_path, monkeypatch):
     from edge.evalreport import console_table, git_commit, markdown_report
 
+    import edge.evalreport
+
     monkeypatch.setenv("THERMAL_EDGE_SHARED_DATA", str(tmp_path / "no-such-dir"))
+    # the lab battery is the radiometry stage's own (tested there); keep this test about the report
+    monkeypatch.setattr(edge.evalreport, "lab_battery_section", lambda: ["## Lab battery", "", "(stub)", ""])
     rows = [score(truth, oracle_result(truth))]
     md = markdown_report(rows, combine(rows), "thermal-edge eval X")
     assert f"commit `{git_commit()}`" in md and git_commit() != ""
-    assert md.count("Missing:") == 2 and "no-such-dir" in md
+    assert md.count("Missing:") == 3 and "no-such-dir" in md  # faces, clinical, flir_rjpeg
     assert "| evaltwo |" in md
     assert "evaltwo" in console_table(rows, combine(rows))
 

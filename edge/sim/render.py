@@ -26,10 +26,10 @@ from edge.sim.cameras import StationGeometry, apply_homography
 from edge.sim.mkvfix import make_reproducible
 from edge.sim.scenario import PersonSpec, Scenario, load_scenario
 from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
-from edge.sim.truth import (CANTHUS_OFFSET_MEAN_C, CANTHUS_OFFSET_SD_C, FLIR_DEV_PROVENANCE, expected_verdict,
-                            frame_gate)
+from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
+                            expected_verdict, frame_gate)
 
-GENERATOR_VERSION = "sim-2"
+GENERATOR_VERSION = "sim-3"
 TRUTH_VERSION = 1
 
 
@@ -111,11 +111,13 @@ class Renderer:
         self.persons = sorted(sc.person, key=lambda p: p.id)
         self.canthus_c = {}
         self.offsets = {}
-        for p in self.persons:
-            off = p.canthus_offset_c if p.canthus_offset_c is not None else CANTHUS_OFFSET_MEAN_C
-            self.offsets[p.id] = off
-            self.canthus_c[p.id] = p.core_c - off
         amb = sc.scene.ambient_c
+        for p in self.persons:
+            if p.canthus_offset_c is not None:
+                self.canthus_c[p.id] = p.core_c - p.canthus_offset_c
+            else:
+                self.canthus_c[p.id] = canthus_from_core(p.core_c, amb, p.canthus_residual_c)
+            self.offsets[p.id] = p.core_c - self.canthus_c[p.id]
         self.rgb_levels, self.th_tmpl = {}, {}
         for p in self.persons:
             cut, alpha = F.person_cutout(photo_bgr, p.mask, p.mask_colour, p.glasses)
@@ -329,8 +331,9 @@ def build_truth(sc: Scenario, rd: Renderer, rgb_truth, th_truth, gates, scenario
         "station_id": sc.station_id,
         "threshold_c": sc.truth.threshold_c,
         "rules": sc.truth.model_dump(),
-        "physiology": {"canthus_offset_mean_c": CANTHUS_OFFSET_MEAN_C, "canthus_offset_sd_c": CANTHUS_OFFSET_SD_C,
-                       "source": FLIR_DEV_PROVENANCE},
+        "physiology": {"canthus_from_core": dict(zip(("intercept_c", "core_coef", "ambient_coef", "ambient_ref_c"),
+                                                     CANTHUS_FROM_CORE)),
+                       "canthus_residual_sd_c": CANTHUS_RESIDUAL_SD_C, "source": FLIR_DEV_PROVENANCE},
         "cameras": {
             "rgb": {"width": g.rgb.width, "height": g.rgb.height, "fps": g.rgb.fps, "hfov_deg": g.rgb.hfov_deg,
                     "K": _r(g.rgb.K, 6)},

@@ -80,8 +80,11 @@ class SensorSpec(StrictModel):
 class PersonSpec(StrictModel):
     id: int = Field(..., ge=1, description="person id (truth key)")
     core_c: float = Field(..., ge=34, le=42, description="true core (oral) temperature, degC")
+    canthus_residual_c: float = Field(
+        0.0, ge=-1.5, le=1.5,
+        description="this person's canthus above the FLIR_dev regression on core and ambient, degC (data SD 0.31)")
     canthus_offset_c: float | None = Field(
-        None, ge=0, le=3, description="core minus canthus max, degC (default: drawn from the FLIR_dev statistics)")
+        None, ge=0, le=3, description="if set: canthus = core - this, degC, instead of the regression")
     waypoints: list[tuple[float, float, float, float]] = Field(
         ..., min_length=2, description="[t_s, x_m, y_m, z_m] eye-midpoint positions, linearly interpolated")
     iod_m: float = Field(0.063, ge=0.05, le=0.075, description="inter-ocular distance, m")

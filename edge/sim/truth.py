@@ -5,7 +5,9 @@ Wang et al., Sensors 2022; 625 volunteers, ODC-By 1.0) and written here so rende
 the shared data:
 
     canthus   = mean of canthiMax1..4 per subject (max of the inner-canthi region, 4 rounds)
-    oral      = aveOralM (monitor-mode oral thermometer), degC
+    oral      = aveOralM (monitor-mode oral thermometer), degC; ambient = T_atm, degC
+    least squares canthus ~ core + ambient (n = 625; the calibration engineer's fit agrees):
+        canthus = 5.0434 + 0.8303 * core + 0.0818 * (ambient - 24),  residual SD 0.310
     oral - canthus:          mean 1.232, SD 0.335  (n = 625)
     canthus, oral < 37.5:    p1 34.82, p5 35.05, median 35.67, p95 36.21, p99 36.55 (n = 555)
     canthus, oral >= 37.5:   p5 35.93, median 36.66, p95 37.81 (n = 70)
@@ -23,11 +25,25 @@ from __future__ import annotations
 
 from collections import Counter
 
+# Skin from core: E[canthus | core, ambient] -- the generative direction, so a simulated
+# population has the data's canthus spread at every core temperature (slope < 1: febrile people
+# show less of their fever at the canthus than a fixed offset would suggest).
+CANTHUS_FROM_CORE = (5.0434, 0.8303, 0.0818, 24.0)  # intercept, core coef, ambient coef, ambient ref
+CANTHUS_RESIDUAL_SD_C = 0.310
 CANTHUS_OFFSET_MEAN_C = 1.232  # aveOralM - canthiMax (4-round mean), FLIR_dev.csv, n=625
 CANTHUS_OFFSET_SD_C = 0.335
 NONFEBRILE_CANTHUS_RANGE_C = (34.82, 36.55)  # p1..p99 of canthus where aveOralM < 37.5 (n=555)
 FLIR_DEV_PROVENANCE = ("FLIR_dev.csv (FDA/PhysioNet facial and oral temperature data, Wang et al., "
-                       "Sensors 2022), 625 subjects: aveOralM - mean(canthiMax1..4) = 1.232 +- 0.335 degC")
+                       "Sensors 2022), 625 subjects: mean(canthiMax1..4) = 5.0434 + 0.8303*aveOralM "
+                       "+ 0.0818*(T_atm - 24), residual SD 0.310 degC")
+
+
+
+def canthus_from_core(core_c: float, ambient_c: float, residual_c: float = 0.0) -> float:
+    """Expected inner-canthus maximum for a core temperature and room temperature, degC."""
+    a, b, c, ref = CANTHUS_FROM_CORE
+    return a + b * core_c + c * (ambient_c - ref) + residual_c
+
 
 # Gate order: the first that applies is the frame's reason (person-level gates first).
 GATE_ORDER = ("outside_thermal_view", "ffc", "blackbody_missing", "blackbody_moved", "glasses", "too_far")
