@@ -135,3 +135,29 @@ def test_calibrate_registration_from_point_pairs(tmp_path, capsys):
     csv.write_text("rgb_x,rgb_y\n1,2\n")
     assert main(["calibrate", "registration", "--points", str(csv), "--calibration", str(cal_file)]) == 2
     assert "missing column(s) thermal_x, thermal_y" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bright", [False, True])
+def test_find_target_circle_grid_either_polarity(bright):
+    import cv2
+
+    from edge.registration import find_target
+
+    img = np.full((240, 320), 220, np.uint8)
+    centres = np.array([[60 + 40 * c, 50 + 40 * r] for r in range(3) for c in range(5)], float)
+    for x, y in centres:
+        cv2.circle(img, (int(x), int(y)), 10, 30, -1, lineType=cv2.LINE_AA)
+    if bright:  # a heated grid seen by a thermal camera: warm discs on a cool board
+        img = 255 - img
+    pts = find_target(img, "circles", (5, 3))
+    assert pts is not None and pts.shape == (15, 2)
+    # same set of centres (the detector may report the grid in either order)
+    d = np.linalg.norm(pts[:, None, :] - centres[None, :, :], axis=2).min(axis=1)
+    assert d.max() < 0.5
+
+
+def test_find_target_rejects_unknown_kind():
+    from edge.registration import find_target
+
+    with pytest.raises(ValueError, match="allowed"):
+        find_target(np.zeros((10, 10), np.uint8), "stars")
