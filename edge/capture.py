@@ -271,7 +271,8 @@ class CameraWorker:
                     st.outages_s.append(outage)
                     st.gaps_s.append((frame.t_ns - prev_frame_ns) / 1e9 if self.live else 0.0)
                     log.info("camera %s online again after %.2f s", self.camera, outage,
-                             extra={"camera": self.camera, "event": "camera_online", "outage_s": round(outage, 3)})
+                             extra={"camera": self.camera, "event": "camera_online", "outage_s": round(outage, 3),
+                                    "gap_s": round(st.gaps_s[-1], 3)})
                 st.state, st.offline_since_ns = "online", None
             st.dropped += self.hub.put(self.camera, frame, self.stop_event)
 
@@ -330,6 +331,7 @@ class Watchdog:
         self.stop = stop
         self.thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
         self.checks = 0
+        self.native_id: int | None = None  # OS thread id, to read its CPU time in /proc
 
     def start(self) -> None:
         self.thread.start()
@@ -348,5 +350,6 @@ class Watchdog:
         return stalled
 
     def _run(self) -> None:
+        self.native_id = threading.get_native_id()
         while not self.stop.wait(self.period_s):
             self.check()

@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from edge.configbase import StrictModel
 from edge.health import HealthConfig
 from edge.pairing import PairingConfig
-from edge.sources import SourcesConfig
+from edge.sources import SourcesConfig, resolve_path
 
 
 class ConfigError(ValueError):
@@ -60,17 +60,10 @@ class CalibrationSection(StrictModel):
     @field_validator("path")
     @classmethod
     def _exists(cls, v: Path, info: Any) -> Path:
-        v = _resolve(v, info)
+        v = resolve_path(v, info)
         if not v.is_file():
             raise ValueError(f"calibration file not found: {v}")
         return v
-
-
-def _resolve(p: Path, info: Any) -> Path:
-    """Relative paths are relative to the config file's folder (validation context 'base_dir')."""
-    base = (info.context or {}).get("base_dir") if info is not None else None
-    p = Path(os.path.expanduser(str(p)))
-    return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
 
 
 # Sections owned by other stage modules: (TOML key, module, class). Composed if the module exists.

@@ -52,6 +52,14 @@ class FrameSource(Protocol):
 
 # ----------------------------------------------------------------------------- config
 
+def resolve_path(p: Path, info: Any) -> Path:
+    """A config path: relative ones are relative to the config file's folder (pydantic
+    validation context 'base_dir'; the working directory when there is none)."""
+    base = (info.context or {}).get("base_dir") if info is not None else None
+    p = Path(p).expanduser()
+    return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
+
+
 FAULT_RE = re.compile(r"^(stall|disconnect|corrupt|ts_jump)@(\d+)(?::(\d+(?:\.\d+)?))?$")
 
 
@@ -98,12 +106,9 @@ class CameraConfig(StrictModel):
     @field_validator("path")
     @classmethod
     def _path(cls, v: Path | None, info: Any) -> Path | None:
-        # relative to the config file's folder (validation context 'base_dir'); must exist
-        base = (info.context or {}).get("base_dir")
         if v is None:
             return v
-        v = v.expanduser()
-        v = v if v.is_absolute() or base is None else (Path(base) / v).resolve()
+        v = resolve_path(v, info)
         if not v.exists():
             raise ValueError(f"not found: {v}")
         return v

@@ -2,6 +2,7 @@
 every frame identifiable (thermal pixel (0,0) = frame index + 30000, RGB pixel (0,0) = index % 256)."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,10 @@ def make_recording(path: Path, seconds: float = 2.0, rgb_fps: float = 30.0, ther
                 ffc = "in_progress" if ffc_at is not None and i == ffc_at else "none"
                 w.write("thermal", img, t_ns, ffc)
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for feeds, metrics and ffmpeg servers in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

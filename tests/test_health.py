@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import urllib.request
 
 import numpy as np
@@ -18,6 +17,7 @@ from edge.health import FpsMeter, StationMetrics, blackbody_summary, build_statu
 from edge.logs import JsonFormatter, RepeatFilter, setup_logging
 from edge.pairing import PairingStats
 from edge.types import Detections
+from tests.synth_streams import free_port
 
 
 def cams(**states: str) -> dict:
@@ -76,11 +76,6 @@ def test_metrics_in_own_registries_do_not_collide():
     assert a.registry.get_sample_value("thermal_edge_pairs_total") == 1.0
     assert b.registry.get_sample_value("thermal_edge_pairs_total") == 0.0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_prometheus_endpoint_serves_camera_counters_and_stage_histograms():

@@ -4,11 +4,9 @@ served by ffmpeg on loopback."""
 from __future__ import annotations
 
 import shutil
-import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +17,7 @@ from edge.sources import (CameraConfig, ColorSource, CorruptFrame, FaultPlan, Fa
                           SourceError, Y16Source, decode_y16, source_opener, split_telemetry)
 from edge.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
 from edge.types import FFC_STATES
-from tests.synth_streams import make_recording
+from tests.synth_streams import free_port, make_recording
 
 W, H = 160, 120  # Lepton 3.5
 
@@ -236,11 +234,6 @@ def test_camera_config_rejects(kind, fields, match):
         CameraConfig(kind=kind, **fields)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg); "
                                                              "network stream test skipped")
@@ -248,7 +241,7 @@ def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
     """ffmpeg in listen mode serves a recording's RGB video over HTTP (MPEG-TS), as an IP camera
     would; the RGB source reads it through OpenCV's FFmpeg backend."""
     rec_dir = make_recording(tmp_path / "rec", seconds=2.0)
-    url = f"http://127.0.0.1:{_free_port()}/stream.ts"
+    url = f"http://127.0.0.1:{free_port()}/stream.ts"
     server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(rec_dir / "rgb.avi"),
                                "-c:v", "mpeg4", "-q:v", "2", "-f", "mpegts", "-listen", "1", url],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from edge.config import validate_data
 from edge.station import Station
-from tests.synth_streams import make_recording
+from tests.synth_streams import free_port, make_recording
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 CALIBRATION = REPO / "calibration" / "sample-gate-1.toml"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PairLog:
