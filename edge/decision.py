@@ -272,9 +272,21 @@ class _Person:
     gates: Counter = field(default_factory=Counter)
     best_rank: tuple = (-1.0, -1.0)
     best: dict = field(default_factory=dict)
+    n_valid: int = 0  # valid frames seen (the lists keep only the best of them)
     alert: Verdict | None = None
     alert_quality: float = 0.0
     n_updates: int = 0
+
+
+def _prune(p: _Person, keep: int) -> None:
+    """Bound the memory and the per-frame aggregation cost of a person who stays in view for
+    long: keep the ``keep`` (>= best_n) best frames by quality, in time order, so aggregate()
+    still sees the same best_n frames with the same later-first tie-break."""
+    q = np.asarray(p.quality)
+    idx = np.sort(np.lexsort((-np.arange(len(q)), -q))[:keep])
+    for name in ("core", "skin", "unc", "sd", "quality"):
+        vals = getattr(p, name)
+        setattr(p, name, [vals[i] for i in idx])
 
 
 class Screener:
@@ -308,7 +320,7 @@ class Screener:
         ids = dets.data.get("track_id", np.full(len(dets), -1, np.int64))
         for i in np.flatnonzero(ids >= 0):
             p = self._people.setdefault(int(ids[i]), _Person(int(ids[i])))
-            if self._record(p, dets, int(i), t_ns, rgb_bgr, thermal_c) and len(p.core) >= self.cfg.min_valid_frames:
+            if self._record(p, dets, int(i), t_ns, rgb_bgr, thermal_c) and p.n_valid >= self.cfg.min_valid_frames:
                 events += self._live(p, t_ns)
         for tid in ended_track_ids:
             if tid in self._people:
@@ -337,6 +349,9 @@ class Screener:
             p.unc.append(float(d["uncertainty_c"][i]))
             p.sd.append(float(d["skin_sd_c"][i]) if "skin_sd_c" in d else float(d["uncertainty_c"][i]))
             p.quality.append(q)
+            p.n_valid += 1
+            if len(p.core) > 4 * max(self.cfg.best_n, 16):
+                _prune(p, 2 * self.cfg.best_n)
         else:
             p.gates[gate or "no_valid_frames"] += 1
         rank = (q, float(dets.score[i]))
@@ -367,7 +382,7 @@ class Screener:
         return ScreeningEvent(
             kind=kind, type=typ, track_id=p.track_id, t_ns=t_ns, verdict=v, box_xyxy_rgb=b["box_rgb"],
             box_xyxy_thermal=b["box_th"], score=b["score"], mask=b["mask"], mask_conf=b["mask_conf"],
-            n_frames=len(p.core), snapshot_rgb=b["rgb"], snapshot_thermal_c=b["thermal"])
+            n_frames=p.n_valid, snapshot_rgb=b["rgb"], snapshot_thermal_c=b["thermal"])
 
     def _live(self, p: _Person, t_ns: int) -> list[ScreeningEvent]:
         v, _, _ = self._measured_verdict(p, t_ns)
@@ -388,7 +403,7 @@ class Screener:
 
     def _end(self, p: _Person) -> list[ScreeningEvent]:
         cfg = self.cfg
-        if len(p.core) >= cfg.min_valid_frames:
+        if p.n_valid >= cfg.min_valid_frames:
             v, a, r = self._measured_verdict(p, p.last_t_ns)
             # Baseline guard: only clearly normal subjects, never elevated or borderline ones.
             # While warming up the absolute rule must call them normal (even in relative mode:

@@ -231,6 +231,20 @@ def test_alert_update_on_clearly_higher_reading_and_verdict_stays_elevated():
     assert ev[-1].verdict.status == "elevated"  # never pulled back toward normal once alerted
 
 
+def test_person_in_view_for_long_keeps_bounded_state_and_the_same_verdict():
+    rng = np.random.default_rng(5)
+    cores = 36.9 + rng.normal(0, 0.15, 1500)
+    quals = rng.uniform(0.2, 0.95, 1500)
+    s = Screener()
+    ev = walk(s, 8, cores, qualities=list(quals), end=False)
+    p = s._people[8]
+    assert len(p.core) <= 4 * 16 + 1 and p.n_valid == 1500
+    ev += s.finish()
+    best = np.lexsort((-np.arange(1500), -quals))[:10]
+    expected = np.percentile(cores[best], 90)
+    assert ev[-1].verdict.core_temp_c == pytest.approx(expected, abs=1e-4) and ev[-1].n_frames == 1500
+
+
 def test_snapshot_comes_from_the_best_frame():
     s = Screener()
     events = []
