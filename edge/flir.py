@@ -211,12 +211,34 @@ def decode_embedded(rec: bytes) -> np.ndarray | None:
     return img
 
 
-def parse_pip(rec: bytes) -> dict[str, Any]:
-    bo = _record_order(rec)
-    real2ir = struct.unpack(bo + "f", rec[0:4])[0] if len(rec) >= 16 else 0.0
-    ox, oy, x1, x2, y1, y2 = struct.unpack(bo + "hhHHHH", rec[4:16]) if len(rec) >= 16 else (0,) * 6
-    return {"real2ir": round(real2ir, 6), "offset_x": ox, "offset_y": oy, "pip_x1": x1, "pip_x2": x2,
-            "pip_y1": y1, "pip_y2": y2}
+def parse_pip(rec: bytes) -> dict[str, Any] | None:
+    """PiP record: float Real2IR, int16 OffsetX/Y, uint16 PiPX1/X2/Y1/Y2. It has no byte-order
+    word, so take the order in which Real2IR is plausible (0.1..20) and the window fits."""
+    if len(rec) < 16:
+        return None
+    for bo in (">", "<"):
+        real2ir = struct.unpack(bo + "f", rec[0:4])[0]
+        ox, oy, x1, x2, y1, y2 = struct.unpack(bo + "hhHHHH", rec[4:16])
+        if 0.1 <= real2ir <= 20 and x1 <= x2 < 8192 and y1 <= y2 < 8192:
+            return {"real2ir": round(real2ir, 6), "offset_x": ox, "offset_y": oy, "pip_x1": x1, "pip_x2": x2,
+                    "pip_y1": y1, "pip_y2": y2}
+    return None
+
+
+def pip_homography(im: FlirImage) -> np.ndarray | None:
+    """(3,3) visible-photo px -> thermal px from the PiP record, or None without photo/PiP.
+
+    FLIR's overlay (as its tools and ExifTool users apply it): the thermal image, scaled by
+    s = visible width / (Real2IR x thermal width) visible px per thermal px, sits centred on the
+    visible image's centre moved by (OffsetX, OffsetY) visible px.
+    """
+    if im.visible_bgr is None or not im.pip or not im.pip.get("real2ir"):
+        return None
+    hv, wv = im.visible_bgr.shape[:2]
+    ht, wt = im.raw.shape
+    s = wv / (im.pip["real2ir"] * wt)
+    cx, cy = (wv - 1) / 2 + im.pip["offset_x"], (hv - 1) / 2 + im.pip["offset_y"]
+    return np.array([[1 / s, 0, (wt - 1) / 2 - cx / s], [0, 1 / s, (ht - 1) / 2 - cy / s], [0, 0, 1.0]])
 
 
 def read_flir(path: str | Path) -> FlirImage:
@@ -252,7 +274,7 @@ def decode_flir_bytes(data: bytes, name: str = "<bytes>") -> FlirImage:
 def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndarray | None = None,
                      raw_format: str = "png", byte_order: str = ">", png_byte_swapped: bool = True,
                      chunk_size: int = 65000, camera_model: str = "synthetic", time_unix_s: float = 0.0,
-                     container: str = "jpeg") -> bytes:
+                     container: str = "jpeg", pip: dict[str, Any] | None = None) -> bytes:
     """Build an R-JPEG the way FLIR cameras lay it out (used by the round-trip tests).
 
     raw_format 'png' stores the counts as a 16-bit PNG, byte-swapped like most FLIR cameras
@@ -291,6 +313,9 @@ def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndar
         ok, jpg = cv2.imencode(".jpg", visible_bgr)
         vh, vw = visible_bgr.shape[:2]
         records.append((REC_EMBEDDED, struct.pack(bo + "HHH", 2, vw, vh) + b"\x00" * 26 + jpg.tobytes()))
+    if pip is not None:
+        records.append((REC_PIP, struct.pack(bo + "fhhHHHH", pip["real2ir"], pip["offset_x"], pip["offset_y"],
+                                             0, w - 1, 0, h - 1)))
     fff = _assemble_fff(records, bo)
     if container == "fff":
         return fff

@@ -87,6 +87,31 @@ def test_import_command_writes_recording(tmp_path, capsys):
     assert main(["import", str(tmp_path / "missing.jpg"), "--out", str(tmp_path / "s2")]) == 2
 
 
+def test_pip_mapping_and_import_calibration(tmp_path):
+    from edge.calibration import load_calibration
+    from edge.flir import pip_homography
+
+    raw, _ = scene_raw()  # 80x60 thermal
+    visible = np.zeros((240, 320, 3), np.uint8)
+    data = encode_flir_jpeg(raw, PARAMS, visible, pip={"real2ir": 2.0, "offset_x": 8, "offset_y": -4})
+    im = decode_flir_bytes(data, "pip.jpg")
+    assert im.pip["real2ir"] == pytest.approx(2.0) and (im.pip["offset_x"], im.pip["offset_y"]) == (8, -4)
+    h = pip_homography(im)
+    # thermal spans 320 / 2.0 = 160 visible px (2 visible px per thermal px), centred at centre + offset
+    centre = h @ np.array([159.5 + 8, 119.5 - 4, 1.0])
+    assert np.allclose(centre[:2], [39.5, 29.5])
+    assert h[0, 0] == pytest.approx(0.5)
+    # false-colour import: the written calibration maps RGB px onto the thermal px they came from
+    f = tmp_path / "a.jpg"
+    f.write_bytes(encode_flir_jpeg(raw, PARAMS))
+    cal_path = tmp_path / "cal.toml"
+    assert main(["import", str(f), "--out", str(tmp_path / "s"), "--calibration-out", str(cal_path)]) == 0
+    cal = load_calibration(cal_path)
+    assert not cal.blackbody.enabled and cal.cameras.thermal_id == "flir0"
+    # RGB pixel 4x+1.5 is the centre of thermal pixel x (4x upscale)
+    assert np.allclose(cal.registration.map_points(np.array([[4 * 10 + 1.5, 4 * 7 + 1.5]])), [[10, 7]])
+
+
 def test_seq_frames_and_camera_clock(tmp_path):
     raw, truth_c = scene_raw()
     frames = []

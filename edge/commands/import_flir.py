@@ -20,6 +20,8 @@ import numpy as np
 
 from edge.cli import UserError
 
+RGB_SCALE = 4  # false-colour RGB frames are the thermal image upscaled this much (detector input size)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert FLIR radiometric JPEG/FFF/SEQ files into a recording (centi-kelvin)")
@@ -31,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="nominal frame rate of the recording (default 1)")
     p.add_argument("--faces", action="store_true", help="detect faces and report canthus temperatures")
     p.add_argument("--json", dest="json_out", help="write the per-file report as JSON")
+    p.add_argument("--calibration-out", help="also write a station calibration TOML for replaying the recording: "
+                   "RGB->thermal mapping from the file's PiP record (visible photo) or the exact 4x scale "
+                   "(false colour), blackbody disabled, the shipped skin->core model")
     p.set_defaults(func=_run)
 
 
@@ -55,7 +60,7 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
         raise UserError(f"{bad[0]}: thermal image is {decoded[[d[0] for d in decoded].index(bad[0])][2].shape[::-1]}, "
                         f"the first file's is {th_shape[::-1]}; a recording has one resolution -- import them separately")
     rgb0 = decoded[0][1].visible_bgr
-    rgb_wh = (rgb0.shape[1], rgb0.shape[0]) if rgb0 is not None else (th_shape[1] * 4, th_shape[0] * 4)
+    rgb_wh = (rgb0.shape[1], rgb0.shape[0]) if rgb0 is not None else (th_shape[1] * RGB_SCALE, th_shape[0] * RGB_SCALE)
     meta = StreamMeta(
         station_id=station_id, start_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t0_ns=0,
         rgb=CameraMeta("rgb0", rgb_wh[0], rgb_wh[1], fps, "bgr24", "rgb.avi"),
@@ -72,7 +77,10 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
                 rgb, src = im.visible_bgr, "embedded visible photo"
             else:
                 rgb, src = false_colour(temp), "false colour of the thermal image (file has no visible photo)"
-            if rgb.shape[1::-1] != rgb_wh:
+            if im.visible_bgr is None and rgb_wh == (temp.shape[1] * RGB_SCALE, temp.shape[0] * RGB_SCALE):
+                rgb = cv2.resize(rgb, rgb_wh, interpolation=cv2.INTER_CUBIC)
+                src += f", upscaled {RGB_SCALE}x"
+            elif rgb.shape[1::-1] != rgb_wh:
                 rgb = cv2.resize(rgb, rgb_wh, interpolation=cv2.INTER_AREA)
                 src += f", resized to {rgb_wh[0]}x{rgb_wh[1]}"
             w.write("thermal", from_celsius(temp, "centikelvin"), t_ns)
@@ -93,6 +101,36 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
     return summaries
 
 
+def write_import_calibration(files: list[str], summaries: list[dict], out: str | Path, station_id: str) -> Path:
+    """A calibration file matching an imported recording (see --calibration-out)."""
+    import datetime as _dt
+
+    from edge.calibration import CalibrationFile, RegistrationSection, save_calibration
+    from edge.clinical import load_skin_to_core
+    from edge.flir import pip_homography, read_flir_any
+
+    sources = {s["rgb_source"] for s in summaries}
+    if len(sources) != 1 or "resized" in next(iter(sources)):
+        raise UserError(f"--calibration-out: the frames' RGB images differ in kind or size ({sorted(sources)}); "
+                        "import such files into separate recordings")
+    if summaries[0]["rgb_source"].startswith("embedded"):
+        homs = [pip_homography(im) for f in files for im in read_flir_any(f)]
+        if any(h is None for h in homs) or any(not np.allclose(h, homs[0]) for h in homs):
+            raise UserError("--calibration-out: the files carry no PiP record, or different ones; "
+                            "fit the mapping with `thermal-edge calibrate registration --points`")
+        h, how = homs[0], "FLIR PiP record (Real2IR, OffsetX/Y) of the imported files"
+    else:  # false colour drawn from the thermal image itself, upscaled by RGB_SCALE
+        k = RGB_SCALE
+        h = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5], [0, 0, 1.0]])
+        how = f"exact: the RGB frames are the thermal image in false colour, upscaled {k}x"
+    cal = CalibrationFile(
+        station_id=station_id, date=_dt.date.today(),
+        cameras={"rgb_id": "rgb0", "thermal_id": "flir0"},
+        registration=RegistrationSection(homography=h.tolist(), fitted_on=how),
+        blackbody={"enabled": False}, skin_to_core=load_skin_to_core())
+    return save_calibration(cal, out)
+
+
 def _run(args: argparse.Namespace) -> int:
     emissivity = None if args.emissivity == "file" else float(args.emissivity)
     if emissivity is not None and not 0.01 <= emissivity <= 1.0:
@@ -101,6 +139,9 @@ def _run(args: argparse.Namespace) -> int:
         if not Path(f).is_file():
             raise UserError(f"{f}: file not found")
     summaries = import_files(args.files, args.out, emissivity, args.station_id, args.fps)
+    if args.calibration_out:
+        write_import_calibration(args.files, summaries, args.calibration_out, args.station_id)
+        print(f"wrote {args.calibration_out}")
     detector = frames = None
     if args.faces:
         from edge.detection import build_detector
