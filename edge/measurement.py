@@ -313,7 +313,8 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
                   rgb_bgr: np.ndarray | None = None) -> Detections:
     """Measure every face of one paired frame.
 
-    dets: faces in RGB px (``data['mask']`` == 'yes' marks masked faces, optional).
+    dets: faces in RGB px; ``data['mask']`` 'yes' or 'unknown' gets the masked-face search clip
+        (no 'mask' key: unmasked).
     thermal_c: (h,w) float32 degC, blackbody-corrected.
     registration: RGB px -> thermal px (``map_points``, ``map_boxes``).
     rgb_bgr: (H,W,3) uint8 RGB frame for the motion_blur gate (skipped when None).
@@ -335,7 +336,9 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     canthus_px = iod_th * np.float32(cfg.canthus_width_frac)
     yaw, roll = head_pose_deg(dets.landmarks_xy)
     inside = _box_inside_frac(box_th, w, h)
-    masked = (np.asarray(dets.data["mask"]) == "yes") if "mask" in dets.data else np.zeros(n, bool)
+    # 'unknown' is treated as masked: a warm mask must never win, and the tighter clip costs an
+    # unmasked face nothing unless its eye landmarks sit > 0.1 IOD too high
+    masked = (np.asarray(dets.data["mask"]) != "no") if "mask" in dets.data else np.zeros(n, bool)
 
     # Station-wide reasons first (they gate every face), then the cheap per-face ones; the first
     # that applies is the face's gate.

@@ -125,10 +125,13 @@ def test_warm_mask_never_wins_even_with_landmarks_pushed_down():
     unflagged = measure_faces(dets_for([face], SCALE, shift_iod=(0, 0.12)), img, REG, MeasureContext(), CFG)
     assert unflagged.data["skin_temp_c"][0] > 36.5  # shows the test can fail
     for shift in [(0, 0.12), (0, 0.0), (0, -0.1), (0.3, 0.1), (-0.3, 0.0)]:
-        out = measure_faces(dets_for([face], SCALE, mask=["yes"], shift_iod=shift), img, REG,
-                            MeasureContext(), CFG)
-        assert out.data["gate"][0] == ""
-        assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15, shift
+        for status in ("yes", "unknown"):  # unsure of the mask: still never the mask
+            out = measure_faces(dets_for([face], SCALE, mask=[status], shift_iod=shift), img, REG,
+                                MeasureContext(), CFG)
+            assert out.data["gate"][0] == ""
+            assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15, (shift, status)
+    said_no = measure_faces(dets_for([face], SCALE, mask=["no"], shift_iod=(0, 0.12)), img, REG, MeasureContext(), CFG)
+    assert said_no.data["skin_temp_c"][0] > 36.5  # a confident 'no' searches down to the nose line
 
 
 GATE_CASES = [
