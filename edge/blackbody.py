@@ -64,11 +64,16 @@ class BlackbodyConfig(StrictModel):
     auto_max_area_px: int = Field(
         200, ge=1, le=100000, description="start-up search: largest blackbody area, thermal px (keeps faces out)")
     max_spatial_sd_c: float = Field(0.3, gt=0.0, le=5.0, description="bound on the SD of pixels inside the ROI, degC")
-    max_temporal_sd_c: float = Field(0.2, gt=0.0, le=5.0, description="bound on the SD of the ROI reading over the averaging window, degC")
-    max_jump_c: float = Field(0.3, gt=0.0, le=5.0, description="bound on the frame-to-frame change of the ROI reading, degC")
-    missing_delta_c: float = Field(1.0, gt=0.0, le=10.0, description="ROI reading this far from the reference reading means it is not the blackbody, degC")
+    max_temporal_sd_c: float = Field(
+        0.2, gt=0.0, le=5.0, description="bound on the SD of the ROI reading over the averaging window, degC")
+    max_jump_c: float = Field(
+        0.3, gt=0.0, le=5.0, description="bound on the frame-to-frame change of the ROI reading, degC")
+    missing_delta_c: float = Field(
+        1.0, gt=0.0, le=10.0,
+        description="ROI reading this far from the reference reading means it is not the blackbody, degC")
     average_frames: int = Field(8, ge=1, le=1000, description="good frames averaged into the offset")
-    recover_frames: int = Field(3, ge=1, le=1000, description="consecutive good frames needed before ok (also at start-up)")
+    recover_frames: int = Field(
+        3, ge=1, le=1000, description="consecutive good frames needed before ok (also at start-up)")
     recover_s: float = Field(1.0, ge=0.0, le=60.0,
                              description="after a missing/moved/unstable spell, good frames must also span this long, s")
     settle_s: float = Field(0.5, ge=0.0, le=30.0, description="measurements suppressed this long after an FFC ends, s")

@@ -110,7 +110,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def _paired_frames(stream: str, every: int):
-    """Yield (rgb Frame, thermal Frame) pairs of a recording, every ``every``-th thermal frame."""
+    """Yield the FramePairs of a recording, every ``every``-th one."""
     from edge.pairing import Pairer
     from edge.recording import open_recording
 
@@ -126,11 +126,11 @@ def _paired_frames(stream: str, every: int):
             frame, nxt[cam] = nxt[cam], srcs[cam].read()
             for pair in pairer.push(frame):
                 if n % every == 0:
-                    yield rec, pair
+                    yield pair
                 n += 1
         for pair in pairer.flush():
             if n % every == 0:
-                yield rec, pair
+                yield pair
             n += 1
     finally:
         rgb.close()
@@ -149,7 +149,7 @@ def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int
 
     rgb_all, th_all, dist_all = [], [], []
     n_pairs = n_views = 0
-    for rec, pair in _paired_frames(stream, every):
+    for pair in _paired_frames(stream, every):
         n_pairs += 1
         r = find_target(pair.rgb.image, kind, size)
         if r is None:
