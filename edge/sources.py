@@ -17,12 +17,14 @@ Capture threads, queues and the watchdog are in edge/capture.py.
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -83,6 +85,8 @@ class CameraConfig(StrictModel):
     loop: bool = Field(False, description="recording: start again at the end (a camera that never ends)")
     open_timeout_s: float = Field(5.0, gt=0, le=120, description="url: give up opening after this long, s")
     read_timeout_s: float = Field(5.0, gt=0, le=120, description="url: give up a read after this long, s")
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="url rtsp:// only: RTP over the RTSP TCP connection (robust through NAT/firewalls) or UDP")
     faults: list[str] = Field(
         default_factory=list,
         description="Testing aid: inject faults at frame numbers, e.g. ['stall@40:5', 'disconnect@80', "
@@ -259,6 +263,26 @@ class Y16Source:
         self._cap.release()
 
 
+_FFMPEG_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ffmpeg_env_lock = threading.Lock()
+
+
+@contextmanager
+def _ffmpeg_options(options: str) -> Iterator[None]:
+    """OpenCV takes FFmpeg demuxer options only from this environment variable, read when a
+    capture opens; set it around one open (locked: capture threads open concurrently)."""
+    with _ffmpeg_env_lock:
+        old = os.environ.get(_FFMPEG_ENV)
+        os.environ[_FFMPEG_ENV] = options if not old else f"{old}|{options}"
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop(_FFMPEG_ENV, None)
+            else:
+                os.environ[_FFMPEG_ENV] = old
+
+
 def _timeouts(cfg: CameraConfig) -> list[int]:
     return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000)]
@@ -281,8 +305,11 @@ class ColorSource:
                 if cfg.fps:
                     cap.set(cv2.CAP_PROP_FPS, cfg.fps)
                 cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # latest frame, not a backlog
+        elif cfg.kind == "url":
+            with _ffmpeg_options(f"rtsp_transport;{cfg.rtsp_transport}"):
+                cap = capture_factory(str(target), cv2.CAP_FFMPEG, _timeouts(cfg))
         else:
-            cap = capture_factory(str(target), cv2.CAP_FFMPEG, _timeouts(cfg) if cfg.kind == "url" else [])
+            cap = capture_factory(str(target), cv2.CAP_FFMPEG, [])
         if not cap.isOpened():
             raise SourceError(f"{name}: cannot open {target if target is not None else cfg.device}")
         self._cap = cap

@@ -4,6 +4,7 @@ served by ffmpeg on loopback."""
 from __future__ import annotations
 
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -265,3 +266,62 @@ def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
     # the painted frame number survives the lossy codec closely enough to follow the stream
     marks = [int(np.median(f.image[2:6, 2:6])) for f in frames]
     assert marks == sorted(marks) and marks[-1] - marks[0] >= 5
+
+
+RTSP_RELAY = """
+use strict; use AnyEvent; use RTSP::Server;
+my ($client_port, $source_port) = @ARGV;
+my $srv = RTSP::Server->new(client_listen_port => $client_port, source_listen_port => $source_port,
+    client_listen_address => '127.0.0.1', source_listen_address => '127.0.0.1', log_level => 1);
+$srv->listen;
+AnyEvent->condvar->recv;
+"""
+
+
+def _have_rtsp_relay() -> bool:
+    return shutil.which("perl") is not None and subprocess.run(
+        ["perl", "-MRTSP::Server", "-e", "1"], capture_output=True).returncode == 0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or not _have_rtsp_relay(),
+                    reason="needs Debian's ffmpeg and librtsp-server-perl (apt-get install ffmpeg librtsp-server-perl)")
+def test_rtsp_stream_on_loopback(tmp_path):
+    """A real RTSP session: ffmpeg publishes a recording's RGB video to a small RTSP server on
+    loopback (Debian's RTSP::Server), and the RGB source plays it like an IP camera."""
+    rec_dir = make_recording(tmp_path / "rec", seconds=3.0)
+    (tmp_path / "relay.pl").write_text(RTSP_RELAY)
+    client_port, source_port = free_port(), free_port()
+    procs = [subprocess.Popen(["perl", str(tmp_path / "relay.pl"), str(client_port), str(source_port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(100):
+            if _listening(source_port) and _listening(client_port):
+                break
+            time.sleep(0.1)
+        procs.append(subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(rec_dir / "rgb.avi"),
+             "-c:v", "mpeg4", "-q:v", "2", "-g", "10", "-f", "rtsp", f"rtsp://127.0.0.1:{source_port}/cam"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        url = f"rtsp://127.0.0.1:{client_port}/cam"
+        cfg = CameraConfig(kind="url", url=url, rtsp_transport="udp", open_timeout_s=10, read_timeout_s=10)
+        src = None
+        for _ in range(100):  # until ffmpeg has announced the stream
+            try:
+                src = ColorSource("rgb", cfg, url)
+                break
+            except SourceError:
+                time.sleep(0.1)
+        assert src is not None, f"could not open {url}"
+        frames = [src.read() for _ in range(15)]
+        src.close()
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait(5)
+    assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
+    assert len({int(np.median(f.image[2:6, 2:6])) for f in frames}) > 5  # a moving stream, not one frame
