@@ -25,8 +25,8 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 
 The reading is the mean of the ROI without its 1-px border (the optics blur pulls edge pixels
 towards the colder surroundings). "Elsewhere" candidates for ``moved`` must be as uniform and
-as warm as the blackbody AND stand out from their surroundings as it did (a forehead patch is
-uniform and warm, but surrounded by skin).
+as warm as the blackbody AND stand out on all four sides as it did (a forehead or a hand is
+uniform and warm too, but has skin on at least one side).
 * ``ok`` -- offset measured this frame from the mean of the last ``average_frames`` good frames.
 
 While the state is not ``ok`` the pipeline must not report normal/elevated: subjects become
@@ -313,12 +313,11 @@ def _core(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def _surround_contrast(thermal_c: np.ndarray, roi: tuple[int, int, int, int], inside_c: float) -> float:
-    """inside_c minus the median of a 2-px ring starting 2 px outside the ROI (clipped to the frame)."""
+    """inside_c minus the WARMEST of the four 2-px strips 2 px above, below, left and right of the
+    ROI (strips cut off by the frame edge are skipped). A blackbody stands out on every side; a
+    patch of skin has a face, a neck or an arm on at least one."""
     x, y, w, h = roi
-    H, W = thermal_c.shape
-    ya, yb, xa, xb = max(0, y - 4), min(H, y + h + 4), max(0, x - 4), min(W, x + w + 4)
-    block = thermal_c[ya:yb, xa:xb].astype(np.float32, copy=True)
-    block[max(0, y - 2 - ya):y + h + 2 - ya, max(0, x - 2 - xa):x + w + 2 - xa] = np.nan
-    if not np.isfinite(block).any():
-        return float("nan")
-    return inside_c - float(np.nanmedian(block))
+    strips = (thermal_c[max(0, y - 4):max(0, y - 2), x:x + w], thermal_c[y + h + 2:y + h + 4, x:x + w],
+              thermal_c[y:y + h, max(0, x - 4):max(0, x - 2)], thermal_c[y:y + h, x + w + 2:x + w + 4])
+    meds = [float(np.nanmedian(a)) for a in strips if a.size and np.isfinite(a).any()]
+    return inside_c - max(meds) if meds else float("nan")
