@@ -10,8 +10,8 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 * ``disabled`` -- the station has no blackbody (config); offset 0. Verdicts are then only as
   good as the camera's own accuracy; the measurement stage decides whether to allow them.
 * ``ffc`` -- the camera reports FFC imminent / in progress, or less than ``settle_s`` has
-  passed since it ended (telemetry then reads 'complete' -- and keeps reading
-  'complete' until the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
+  passed since it ended (telemetry then reads 'complete' -- and keeps reading 'complete' until
+  the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
   shutter image is not the scene, and the offset steps at FFC); the last good offset is kept.
   After FFC the averaging window restarts so the step is not smeared over old frames.
 * ``missing`` -- no reference: the ROI does not read like the blackbody (occluded, switched
@@ -22,12 +22,12 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 * ``unstable`` -- the ROI still reads roughly right but is noisy (spatial SD, temporal SD) or
   jumped between frames beyond a bound, or it is settling: ``recover_frames`` consecutive good
   frames are needed (at start-up too), and after a fault they must also span ``recover_s``.
+* ``ok`` -- offset measured this frame from the mean of the last ``average_frames`` good frames.
 
 The reading is the mean of the ROI without its 1-px border (the optics blur pulls edge pixels
 towards the colder surroundings). "Elsewhere" candidates for ``moved`` must be as uniform and
 as warm as the blackbody AND stand out on all four sides as it did (a forehead or a hand is
 uniform and warm too, but has skin on at least one side).
-* ``ok`` -- offset measured this frame from the mean of the last ``average_frames`` good frames.
 
 While the state is not ``ok`` the pipeline must not report normal/elevated: subjects become
 indeterminate with reason ``blackbody_<state>`` (``status.gate_reason``).
