@@ -28,6 +28,8 @@ KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "ffc": {1: ("elevated", ""), 2: ("indeterminate", "ffc")},
     "thermal_dropout": {1: ("elevated", "")},
     "too_far": {1: ("indeterminate", "too_far")},
+    "warm_mask": {1: ("normal", "")},
+    "hires_thermal": {1: ("normal", ""), 2: ("elevated", "")},
 }
 NAMES = sorted(KEY_VERDICTS)
 

@@ -29,7 +29,9 @@ from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
                             expected_verdict, frame_gate)
 
-GENERATOR_VERSION = "sim-3"
+GENERATOR_VERSION = "sim-4"
+# camera ids in stream.json, as the station calibration files name them
+THERMAL_CAMERA_IDS = {"lepton35": "lepton0", "boson320": "boson0", "boson640": "boson0"}
 TRUTH_VERSION = 1
 
 
@@ -259,7 +261,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
     meta = StreamMeta(
         station_id=sc.station_id, start_utc=sc.start_utc, t0_ns=0,
         rgb=CameraMeta("rgb0", g.rgb.width, g.rgb.height, g.rgb.fps, "bgr24", "rgb.avi"),
-        thermal=CameraMeta("thermal0", g.thermal.width, g.thermal.height, g.thermal.fps, "gray16le", "thermal.mkv",
+        thermal=CameraMeta(THERMAL_CAMERA_IDS[sc.station.thermal_preset], g.thermal.width, g.thermal.height, g.thermal.fps, "gray16le", "thermal.mkv",
                            sc.sensor.units),
         extra={"scenario": sc.name, "seed": sc.seed, "generator": GENERATOR_VERSION},
     )
