@@ -205,3 +205,27 @@ def test_simulator_scenarios_fail_closed(scenario, auto_roi):
         assert "missing" in seen and "moved" not in seen
     if scenario == "ffc":
         assert "ffc" in seen
+
+
+def test_calibrate_blackbody_command_writes_roi(tmp_path, capsys):
+    from edge.calibration import load_calibration
+    from edge.cli import main
+    from edge.radiometry import from_celsius
+    from edge.recording import CameraMeta, RecordingWriter, StreamMeta
+
+    rng = np.random.default_rng(11)
+    meta = StreamMeta("g", "2026-11-26T09:00:00.000000Z", 0, CameraMeta("rgb0", 64, 48, 30.0, "bgr24", "rgb.avi"),
+                      CameraMeta("lepton0", W, H, 8.7, "gray16le", "thermal.mkv", "centikelvin"))
+    with RecordingWriter(tmp_path / "s", meta) as w:
+        for i in range(6):
+            w.write("thermal", from_celsius(scene(rng, offset_c=0.6)), i * 115_000_000,
+                    "in_progress" if i == 0 else "none")
+            w.write("rgb", np.zeros((48, 64, 3), np.uint8), i * 115_000_000 + 1_000_000)
+    cal = tmp_path / "g.toml"
+    cal.write_text('# keep me\nschema_version = 1\nstation_id = "g"\ndate = "2026-11-26"\n[blackbody]\nsetpoint_c = 35.0\n')
+    assert main(["calibrate", "blackbody", str(tmp_path / "s"), "--calibration", str(cal)]) == 0
+    out = capsys.readouterr().out
+    assert "camera offset +0.6" in out
+    x, y, w, h = load_calibration(cal).blackbody.roi_xywh
+    assert BB[0] <= x and x + w <= BB[0] + BB[2] and BB[1] <= y and y + h <= BB[1] + BB[3] and w * h >= 16
+    assert cal.read_text().startswith("# keep me")

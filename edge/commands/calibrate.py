@@ -1,4 +1,4 @@
-"""`thermal-edge calibrate registration|clinical`: fit a station's calibration from data."""
+"""`thermal-edge calibrate registration|blackbody|clinical`: fit a station's calibration from data."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from edge.cli import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="fit the RGB->thermal registration or the skin->core model")
+    p = sub.add_parser("calibrate", help="fit the RGB->thermal registration, the blackbody ROI or the skin->core model")
     cs = p.add_subparsers(dest="what", required=True, metavar="WHAT")
 
     r = cs.add_parser("registration", help="fit the RGB->thermal homography (+parallax) from a target recording")
@@ -28,6 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--ransac-px", type=float, default=1.5, help="RANSAC inlier threshold, thermal px")
     r.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
     r.set_defaults(func=_registration)
+
+    b = cs.add_parser("blackbody", help="find the blackbody in a recording and write its ROI")
+    b.add_argument("stream", help="recording with the blackbody in view (nobody in front of it)")
+    b.add_argument("--calibration", default=None,
+                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
+    b.add_argument("--frames", type=int, default=20, help="thermal frames to average (default 20)")
+    b.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
+    b.set_defaults(func=_blackbody)
 
     c = cs.add_parser("clinical", help="fit the skin->core model from paired canthus / reference temperatures")
     c.add_argument("csv", help="CSV with the FLIR_dev.csv columns (canthiMax1..4, T_atm, aveOralM)")
@@ -193,6 +201,46 @@ def _read_points_csv(path: str):
     a = np.array(rows)
     dist = a[:, 4] if np.isfinite(a[:, 4]).all() else None
     return a[:, :2], a[:, 2:4], dist
+
+
+def _blackbody(args: argparse.Namespace) -> int:
+    from edge.blackbody import FFC_ACTIVE, find_patch
+    from edge.calibration import load_calibration, save_calibration
+    from edge.radiometry import to_celsius
+    from edge.recording import open_recording
+
+    rec = open_recording(args.stream)
+    cal_path = args.calibration or f"calibration/{rec.meta.station_id}.toml"
+    cal = load_calibration(cal_path)
+    cfg = cal.blackbody
+    src = rec.source("thermal")
+    frames = []
+    try:
+        while len(frames) < max(1, args.frames) and (f := src.read()) is not None:
+            if f.ffc_state not in FFC_ACTIVE:  # the shutter image is not the scene
+                frames.append(to_celsius(f.image, rec.meta.thermal.units or "centikelvin"))
+    finally:
+        src.close()
+    if not frames:
+        raise UserError(f"{args.stream}: no thermal frames outside FFC")
+    mean_c = np.nanmean(np.stack(frames), axis=0)  # averaging frames beats down temporal noise
+    roi = find_patch(mean_c, cfg.expected_c(), cfg.auto_tolerance_c, cfg.max_spatial_sd_c, cfg.auto_min_area_px,
+                     cfg.auto_max_area_px)
+    if roi is None:
+        raise UserError(f"{args.stream}: no uniform patch within {cfg.auto_tolerance_c} degC of the "
+                        f"{cfg.expected_c():.2f} degC set point in {len(frames)} frames (blackbody on and in view?)")
+    x, y, w, h = roi
+    patch = mean_c[y:y + h, x:x + w]
+    print(f"{args.stream}: blackbody at roi_xywh [{x}, {y}, {w}, {h}] ({len(frames)} frames averaged): "
+          f"reads {np.nanmean(patch):.3f} degC (SD {np.nanstd(patch):.3f}), set point {cfg.setpoint_c} degC -> "
+          f"camera offset {np.nanmean(patch) - cfg.expected_c():+.3f} degC")
+    if args.dry_run:
+        print("dry run: calibration file not changed")
+        return 0
+    new_bb = cfg.model_copy(update={"roi_xywh": [x, y, w, h]})
+    save_calibration(cal.file.model_copy(update={"blackbody": new_bb}), cal_path, only=("blackbody",))
+    print(f"updated [blackbody] roi_xywh in {cal_path}")
+    return 0
 
 
 def _registration(args: argparse.Namespace) -> int:
