@@ -117,18 +117,35 @@ def match_greedy(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.nda
     return match
 
 
+def _into_frame(bgr: np.ndarray, frame_wh: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """The photo scaled to fit a (w,h) frame at its top-left, black elsewhere; and the scale."""
+    w, h = frame_wh
+    s = min(w / bgr.shape[1], h / bgr.shape[0])
+    rw, rh = max(1, round(bgr.shape[1] * s)), max(1, round(bgr.shape[0] * s))
+    frame = np.zeros((h, w, 3), np.uint8)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    frame[:rh, :rw] = cv2.resize(bgr, (rw, rh), interpolation=interp)
+    return frame, s
+
+
 def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
 def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cfg: Any = None,
                        classify_mask: bool = True, iou_threshold: float = 0.5,
+                       frame_wh: tuple[int, int] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> dict:
     """Evaluate ``detector`` (and the mask classifier) on a labelled photo folder.
 
+    frame_wh: if given, each photo is first scaled (keeping aspect, up or down) into the top-left
+    of a black frame of that size -- what a camera of that resolution would see of the scene --
+    and boxes and face-height buckets are in that frame's pixels. Use it to measure how the
+    detector's input size behaves on camera-sized frames (e.g. (640, 480)).
+
     Returns a JSON-ready dict (stable keys; the evaluation report reads them)::
 
-      dir, n_images, n_faces, iou_threshold,
+      dir, n_images, n_faces, iou_threshold, frame_wh (None: photos as they are),
       detector: {name, config (the detector's cfg as a dict, if it has one)},
       dataset: the manifest's "dataset" name or None,
       mask_classified: whether the mask classifier ran,
@@ -179,6 +196,10 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
         bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise UserError(f"{im.path}: missing or not a readable image (listed in {Path(directory) / 'manifest.json'})")
+        gt_boxes = im.boxes_xyxy
+        if frame_wh is not None:
+            bgr, s = _into_frame(bgr, frame_wh)
+            gt_boxes = gt_boxes * np.float32(s)
         t0 = time.perf_counter()
         dets: Detections = detector.detect(bgr)
         total_ms += (time.perf_counter() - t0) * 1e3
@@ -186,8 +207,8 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
             dets = classify_masks(bgr, dets, mask_cfg)
         status = dets.data.get("mask", np.full(len(dets), "unknown", dtype=object))
         empty_images += not im.labels
-        match = match_greedy(dets.box_xyxy, dets.score, im.boxes_xyxy, iou_threshold)
-        gt_h = im.boxes_xyxy[:, 3] - im.boxes_xyxy[:, 1]
+        match = match_greedy(dets.box_xyxy, dets.score, gt_boxes, iou_threshold)
+        gt_h = gt_boxes[:, 3] - gt_boxes[:, 1]
         det_h = dets.box_xyxy[:, 3] - dets.box_xyxy[:, 1]
         det_to_gt = {int(d): g for g, d in enumerate(match) if d >= 0}
         for size, min_h in SIZE_BUCKETS_PX.items():
@@ -236,6 +257,7 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
         "n_images": len(images),
         "n_faces": int(sum(len(im.labels) for im in images)),
         "iou_threshold": iou_threshold,
+        "frame_wh": list(frame_wh) if frame_wh is not None else None,
         "detector": {"name": type(detector).__name__,
                      "config": cfg.model_dump() if hasattr(cfg, "model_dump") else None},
         "dataset": manifest.dataset,
@@ -258,7 +280,8 @@ def _fmt(v: Any) -> str:
 def format_table(result: dict) -> str:
     """The result as a fixed-width text table (also valid Markdown-ish for the report)."""
     cfg = (result.get("detector") or {}).get("config") or {}
-    head = (f"{result['dir']}: {result['n_images']} images, {result['n_faces']} labelled faces, "
+    framed = f" (each scaled into a {result['frame_wh'][0]}x{result['frame_wh'][1]} frame)" if result.get("frame_wh") else ""
+    head = (f"{result['dir']}{framed}: {result['n_images']} images, {result['n_faces']} labelled faces, "
             f"IoU >= {result['iou_threshold']}; detector {result['detector']['name']} "
             f"{cfg.get('input_width_px', '?')}x{cfg.get('input_height_px', '?')} "
             f"score >= {cfg.get('score_threshold', '?')}, {result['mean_detect_ms']} ms/image")

@@ -78,6 +78,16 @@ def test_synthetic_manifest_counts(synthetic_dir, detector):
     assert "| all | >=32px |" in table and "in-sample" not in table
 
 
+def test_frame_size_rescales_photos_and_buckets(synthetic_dir, detector):
+    """Photos scaled into a bigger camera frame: boxes and face heights follow the frame."""
+    res = evaluate_faces_dir(synthetic_dir, detector, frame_wh=(1280, 960), classify_mask=False)
+    assert res["frame_wh"] == [1280, 960]
+    # vga.png (640x480) doubles, so its 40 px face is 80 px: all three real faces are >= 64 px
+    assert (row(res, "all", ">=64px")["faces"], row(res, "all", ">=64px")["detected"]) == (4, 3)
+    assert row(res, "all", "all")["precision"] == 1.0
+    assert "1280x960 frame" in format_table(res)
+
+
 def test_without_mask_classifier(synthetic_dir, detector):
     res = evaluate_faces_dir(synthetic_dir, detector, classify_mask=False)
     assert res["mask_model"] is None

@@ -15,6 +15,8 @@ def _size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 320x256") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be 16..8192 px")
     return w, h
 
 
@@ -28,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                "(default: the shipped defaults)")
     p.add_argument("--input-size", type=_size, metavar="WxH",
                    help="override the detector input size (multiples of 32), to measure the trade-off")
+    p.add_argument("--frame-size", type=_size, metavar="WxH",
+                   help="scale each photo into a camera frame of this size first (e.g. 640x480), so face "
+                        "sizes and the detector's downscaling are those of that camera")
     p.add_argument("--score-threshold", type=float, help="override the detector score threshold")
     p.add_argument("--no-mask", action="store_true", help="skip the mask classifier")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     result = evaluate_faces_dir(args.dir, detector, mask_cfg=mask_cfg, classify_mask=not args.no_mask,
-                                progress=progress)
+                                frame_wh=args.frame_size, progress=progress)
     print(format_table(result))
     if args.json is not None:
         try:
