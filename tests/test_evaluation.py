@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.evaluation import _OracleEvent, combine, iou, match, oracle_result, score
 from edge.sim import render_scenario
@@ -161,3 +163,20 @@ def test_truth_is_not_mutated_by_scoring(truth):
     before = copy.deepcopy(truth)
     score(truth, oracle_result(truth))
     assert truth == before
+
+
+boxes = st.lists(st.tuples(st.floats(0, 600), st.floats(0, 400), st.floats(1, 200), st.floats(1, 200)),
+                 max_size=6).map(lambda bs: np.array([[x, y, x + w, y + h] for x, y, w, h in bs], float).reshape(-1, 4))
+
+
+@given(boxes, boxes)
+@settings(max_examples=60, deadline=None)
+def test_matching_is_one_to_one_and_above_threshold(a, b):
+    m = iou(a, b)
+    assert ((m >= 0) & (m <= 1 + 1e-9)).all()
+    np.testing.assert_allclose(m, iou(b, a).T)
+    pairs = match(a, b)
+    assert len({i for i, _ in pairs}) == len(pairs) == len({j for _, j in pairs})
+    assert all(m[i, j] >= 0.5 for i, j in pairs)
+    if len(a):
+        np.testing.assert_allclose(np.diag(iou(a, a)), 1.0)
