@@ -145,8 +145,8 @@ def find_patch(thermal_c: np.ndarray, target_c: float, tol_c: float, max_sd_c: f
     Pixels close to the target whose 3x3 neighbourhood is smooth form candidate blobs; the
     blob whose median is closest to the target, with min_area_px <= area <= max_area_px and
     filling most of its bounding box (a blackbody aperture is a square or disc), wins.
-    Returns its bounding box (x, y, w, h), or None. Blurred edge pixels are not smooth, so the
-    box already sits inside the aperture; the monitor reads the box without its border.
+    Returns its bounding box grown by the 1-px ring the smoothness test removes (x, y, w, h),
+    or None; the monitor reads the box without that border.
     """
     img = np.nan_to_num(thermal_c.astype(np.float32), nan=-1000.0)
     mean3 = cv2.blur(img, (3, 3))
@@ -161,7 +161,14 @@ def find_patch(thermal_c: np.ndarray, target_c: float, tol_c: float, max_sd_c: f
         err = abs(float(np.median(img[labels == i])) - target_c)
         if err < best_err:
             best, best_err = (int(x), int(y), int(w), int(h)), err
-    return best
+    if best is None:
+        return None
+    # the smoothness test drops the ring of aperture pixels next to the edge: give it back (the
+    # monitor trims the ROI's border again when it reads it)
+    x, y, w, h = best
+    x0, y0 = max(0, x - 1), max(0, y - 1)
+    x1, y1 = min(img.shape[1], x + w + 1), min(img.shape[0], y + h + 1)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 class BlackbodyMonitor:
@@ -232,7 +239,7 @@ class BlackbodyMonitor:
         x, y, w, h = self.roi
         if x + w > thermal_c.shape[1] or y + h > thermal_c.shape[0]:
             return self._status("missing", float("nan"), f"roi {self.roi} outside the {thermal_c.shape[::-1]} frame")
-        core = _core(thermal_c, self.roi)
+        core = roi_core(thermal_c, self.roi)
         measured = float(np.nanmean(core)) if np.isfinite(core).any() else float("nan")
         spatial_sd = float(np.nanstd(core)) if np.isfinite(core).any() else float("inf")
         ref = self._ref_c if self._ref_c is not None else self.expected_c
@@ -304,7 +311,7 @@ class BlackbodyMonitor:
 MIN_CONTRAST_C = 2.0  # a blackbody stands out from a room wall by more than this
 
 
-def _core(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+def roi_core(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
     """ROI pixels without its 1-px border when it is at least 5 px wide/high: the optics blur
     pulls edge pixels towards the (colder) surroundings."""
     x, y, w, h = roi

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +205,7 @@ def _read_points_csv(path: str):
 
 
 def _blackbody(args: argparse.Namespace) -> int:
-    from edge.blackbody import FFC_ACTIVE, find_patch
+    from edge.blackbody import FFC_ACTIVE, find_patch, roi_core
     from edge.calibration import load_calibration, save_calibration
     from edge.radiometry import to_celsius
     from edge.recording import open_recording
@@ -223,14 +224,16 @@ def _blackbody(args: argparse.Namespace) -> int:
         src.close()
     if not frames:
         raise UserError(f"{args.stream}: no thermal frames outside FFC")
-    mean_c = np.nanmean(np.stack(frames), axis=0)  # averaging frames beats down temporal noise
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # dead pixels are NaN in every frame
+        mean_c = np.nanmean(np.stack(frames), axis=0)  # averaging frames beats down temporal noise
     roi = find_patch(mean_c, cfg.expected_c(), cfg.auto_tolerance_c, cfg.max_spatial_sd_c, cfg.auto_min_area_px,
                      cfg.auto_max_area_px)
     if roi is None:
         raise UserError(f"{args.stream}: no uniform patch within {cfg.auto_tolerance_c} degC of the "
                         f"{cfg.expected_c():.2f} degC set point in {len(frames)} frames (blackbody on and in view?)")
     x, y, w, h = roi
-    patch = mean_c[y:y + h, x:x + w]
+    patch = roi_core(mean_c, roi)  # what the monitor reads: the ROI without its blurred border
     print(f"{args.stream}: blackbody at roi_xywh [{x}, {y}, {w}, {h}] ({len(frames)} frames averaged): "
           f"reads {np.nanmean(patch):.3f} degC (SD {np.nanstd(patch):.3f}), set point {cfg.setpoint_c} degC -> "
           f"camera offset {np.nanmean(patch) - cfg.expected_c():+.3f} degC")
