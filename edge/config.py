@@ -49,7 +49,8 @@ class StationSection(StrictModel):
         False, description="Site lets one person through at a time: frames with several faces are gated "
                            "('several_faces') instead of measured")
     annotate: Path | None = Field(
-        None, description="Write an annotated preview video here while running (mp4); none by default")
+        None, description="Write an annotated preview video here while running (mp4, relative to the working "
+                          "directory); none by default")
 
 
 class CalibrationSection(StrictModel):

@@ -179,7 +179,7 @@ class Station:
                     raise
                 # one bad pair must not stop screening; the log is rate-limited per message
                 result.pipeline_errors += 1
-                log.exception("pipeline failed on pair t_ns=%d; continuing", pair.t_ns)
+                log.exception("pipeline failed on a pair; continuing", extra={"t_ns": pair.t_ns})
                 continue
             result.pairs += 1
             events = list(getattr(res, "events", []) or [])

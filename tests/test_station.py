@@ -196,3 +196,17 @@ def test_service_unit_runs_the_station_hardened():
     assert "--config /etc/thermal-edge/station.toml" in svc["ExecStart"]
     # the journal the feed writes lies inside the one writable path
     assert "THERMAL_EDGE_JOURNAL=/var/lib/thermal-edge/" in svc["Environment"]
+
+
+def test_a_failing_pair_does_not_stop_a_live_station(tmp_path):
+    class Flaky(PairLog):
+        def process_pair(self, pair):
+            if len(self.pairs) == 2 and not getattr(self, "raised", False):
+                self.raised = True
+                raise RuntimeError("boom")
+            return super().process_pair(pair)
+
+    rec = make_recording(tmp_path / "rec", seconds=3.0)
+    pipe = Flaky()
+    result = Station(station_cfg(tmp_path, rec, []), pipeline=pipe).run(max_seconds=1.5)
+    assert result.pipeline_errors == 1 and len(pipe.pairs) >= 5 and pipe.finished
