@@ -108,45 +108,6 @@ def summary_lines(total: dict) -> list[str]:
     ]
 
 
-def real_faces_section(data: Path) -> list[str]:
-    out = ["## Real data: face detection and mask status (masked_faces)", ""]
-    d = data / "masked_faces"
-    if not d.is_dir():
-        return out + [f"Missing: {d} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
-    try:
-        from edge.detection import build_detector
-        from edge.evalfaces import evaluate_faces_dir, format_table
-    except ImportError as e:
-        return out + [f"Missing: edge.evalfaces is not importable ({e}).", ""]
-    try:
-        res = evaluate_faces_dir(d, build_detector())
-    except Exception as e:  # noqa: BLE001 -- the report must say what failed, not die
-        return out + [f"Failed: evaluate_faces_dir({d}) raised {type(e).__name__}: {e}", ""]
-    return out + [f"`thermal-edge eval-faces {_rel(d)}` -- {res.get('n_images')} photos, {res.get('n_faces')} faces, "
-                  f"mean detect {_f(res.get('mean_detect_ms'), 1)} ms/photo", "", "```", format_table(res), "```", ""]
-
-
-def real_clinical_section(data: Path) -> list[str]:
-    out = ["## Real data: skin-to-core model and fever decision (facial_oral)", ""]
-    csv = data / "facial_oral" / "FLIR_dev.csv"
-    if not csv.is_file():
-        return out + [f"Missing: {csv} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
-    try:
-        from edge.clinical import evaluate_csv
-    except ImportError as e:
-        return out + [f"Missing: edge.clinical is not importable ({e}).", ""]
-    try:
-        res = evaluate_csv(csv)
-    except Exception as e:  # noqa: BLE001
-        return out + [f"Failed: evaluate_csv({csv}) raised {type(e).__name__}: {e}", ""]
-    keys = [k for k in ("n", "threshold_c", "sensitivity", "specificity", "tp", "fn", "tn", "fp", "in_sample")
-            if k in res]
-    lines = [f"`thermal-edge eval-clinical {_rel(csv)}`", ""] + [f"- {k}: {_f(res[k], 3)}" for k in keys]
-    extra = {k: v for k, v in res.items() if k not in keys and not isinstance(v, (list, dict))}
-    lines += [f"- {k}: {v}" for k, v in extra.items()]
-    return out + lines + [""]
-
-
 def _optional_section(title: str, module: str, call) -> list[str]:
     """A section produced by another stage's module; says why when it cannot run."""
     out = [f"## {title}", ""]
@@ -166,13 +127,42 @@ def lab_battery_section() -> list[str]:
                              lambda m: m.lab_battery_markdown(m.run_lab_battery()))
 
 
-def real_flir_section(data: Path) -> list[str]:
-    folder = data / "flir_rjpeg"
-    if not folder.is_dir():
-        return ["## Real data: FLIR radiometric JPEGs (flir_rjpeg)", "",
-                f"Missing: {folder} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
-    return _optional_section("Real data: FLIR radiometric JPEGs (flir_rjpeg)", "edge.flir",
-                             lambda m: m.real_files_markdown(folder))
+def _data_section(title: str, path: Path, module: str, call) -> list[str]:
+    if not path.exists():
+        return [f"## {title}", "", f"Missing: {path} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
+    return _optional_section(title, module, call)
+
+
+def _faces(m, d: Path) -> str:
+    from edge.detection import build_detector
+
+    res = m.evaluate_faces_dir(d, build_detector())
+    return "\n".join([f"`thermal-edge eval-faces {_rel(d)}` -- {res.get('n_images')} photos, {res.get('n_faces')} "
+                      f"faces, mean detect {_f(res.get('mean_detect_ms'), 1)} ms/photo", "", "```",
+                      m.format_table(res), "```"])
+
+
+def _clinical(m, csv: Path) -> str:
+    res = m.evaluate_csv(csv)
+    keys = [k for k in ("n", "threshold_c", "sensitivity", "specificity", "tp", "fn", "tn", "fp", "in_sample")
+            if k in res]
+    extra = [k for k, v in res.items() if k not in keys and not isinstance(v, (list, dict)) and k != "csv"
+             and k != "model_file"]
+    return "\n".join([f"`thermal-edge eval-clinical {_rel(csv)}` (model {_rel(Path(res['model_file']))})", ""]
+                     + [f"- {k}: {_f(res[k], 3)}" for k in keys] + [f"- {k}: {res[k]}" for k in extra])
+
+
+def real_data_sections(data: Path) -> list[str]:
+    """The evaluations on ../shared/data that other stages own, in report order."""
+    faces, csv, flir = data / "masked_faces", data / "facial_oral" / "FLIR_dev.csv", data / "flir_rjpeg"
+    return [
+        *_data_section("Real data: face detection and mask status (masked_faces)", faces, "edge.evalfaces",
+                       lambda m: _faces(m, faces)),
+        *_data_section("Real data: skin-to-core model and fever decision (facial_oral)", csv, "edge.clinical",
+                       lambda m: _clinical(m, csv)),
+        *_data_section("Real data: FLIR radiometric JPEGs (flir_rjpeg)", flir, "edge.flir",
+                       lambda m: m.real_files_markdown(flir)),
+    ]
 
 
 def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
@@ -205,9 +195,7 @@ def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
         *person_table(rows),
         "",
         *lab_battery_section(),
-        *real_faces_section(data),
-        *real_clinical_section(data),
-        *real_flir_section(data),
+        *real_data_sections(data),
     ]
     return "\n".join(lines) + "\n"
 

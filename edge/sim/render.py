@@ -166,17 +166,20 @@ class Renderer:
         return [int(x0), int(y0), int(max(1, x1 - x0 + 1)), int(max(1, y1 - y0 + 1))]
 
     # --- frames ----------------------------------------------------------------------------------
-    def rgb_frame(self, idx: int, t_s: float) -> tuple[np.ndarray, list[dict]]:
-        g, sc = self.geo, self.sc
-        img = self.bg_rgb.copy()
-        bb_c = self.blackbody_center(t_s)
-        layers = [(bb_c[2], "bb", None)]
+    def _layers(self, t_s: float) -> list[tuple[str, tuple[PersonSpec, PersonState] | None]]:
+        """What is in view at t_s, farthest first (painter's order): ('bb', None), ('p', (spec, state))."""
+        layers = [(self.blackbody_center(t_s)[2], "bb", None)]
         for p in self.persons:
             st = person_state(p, t_s)
             if st is not None:
                 layers.append((st.pos_m[2], "p", (p, st)))
+        return [(kind, obj) for _, kind, obj in sorted(layers, key=lambda x: -x[0])]
+
+    def rgb_frame(self, idx: int, t_s: float) -> tuple[np.ndarray, list[dict]]:
+        g, sc = self.geo, self.sc
+        img = self.bg_rgb.copy()
         truth = []
-        for _, kind, obj in sorted(layers, key=lambda x: -x[0]):
+        for kind, obj in self._layers(t_s):
             if kind == "bb":
                 corners = g.project_rgb(self.blackbody_corners(t_s))
                 R.draw_blackbody(img, corners, self._event_active("blackbody_occluded", t_s), True)
@@ -204,16 +207,11 @@ class Renderer:
         g, sc = self.geo, self.sc
         T = self.bg_th.copy()
         bb_c = self.blackbody_center(t_s)
-        layers = [(bb_c[2], "bb", None)]
-        for p in self.persons:
-            st = person_state(p, t_s)
-            if st is not None:
-                layers.append((st.pos_m[2], "p", (p, st)))
         bb_poly = apply_homography(self.S_ss, g.project_thermal(self.blackbody_corners(t_s)))
         bb_mask = np.zeros(T.shape, np.float32)
         cv2.fillConvexPoly(bb_mask, np.round(bb_poly * 16).astype(np.int32), 1.0, cv2.LINE_AA, 4)
         truth, covered = [], 0.0
-        for _, kind, obj in sorted(layers, key=lambda x: -x[0]):
+        for kind, obj in self._layers(t_s):
             if kind == "bb":
                 amb = sc.scene.ambient_c
                 if self._event_active("blackbody_off", t_s):
