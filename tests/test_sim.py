@@ -230,6 +230,9 @@ def test_bad_scenario_files_give_one_line_errors(tmp_path, capsys):
     bad_mask = _write(tmp_path, TINY.format(sensor="") + 'mask = "scarf"\n', "c.toml")
     with pytest.raises(ScenarioError, match=r"c\.toml: person\.0.*scarf"):
         load_scenario(bad_mask)
+    moved = _write(tmp_path, TINY.format(sensor="") + '[[event]]\nkind = "blackbody_moved"\nt0_s = 1.0\n', "d.toml")
+    with pytest.raises(ScenarioError, match=r"d\.toml: event\.0.*to_m"):
+        load_scenario(moved)
     with pytest.raises(ScenarioError, match="not found"):
         load_scenario(tmp_path / "nope.toml")
     from edge.cli import main

@@ -114,6 +114,14 @@ class EventSpec(StrictModel):
     t1_s: float = Field(1e9, ge=0, description="end, s (default: never)")
     to_m: tuple[float, float, float] | None = Field(None, description="blackbody_moved: new aperture centre, m")
 
+    @model_validator(mode="after")
+    def _check(self) -> "EventSpec":
+        if self.t1_s <= self.t0_s:
+            raise ValueError(f"t1_s={self.t1_s} must be after t0_s={self.t0_s}")
+        if self.kind == "blackbody_moved" and self.to_m is None:
+            raise ValueError("blackbody_moved needs to_m = [x, y, z] (the new aperture centre, m)")
+        return self
+
 
 class TruthSpec(StrictModel):
     threshold_c: float = Field(37.5, ge=34, le=39, description="fever threshold on core temperature, degC")
