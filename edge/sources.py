@@ -77,6 +77,10 @@ class CameraConfig(StrictModel):
     width: int | None = Field(None, ge=16, le=8192, description="Expected image width, px; frames of another size count as corrupt")
     height: int | None = Field(None, ge=16, le=8192, description="Expected image height, px (thermal: sensor rows, without telemetry)")
     fps: float | None = Field(None, gt=0, le=240, description="Requested/nominal frame rate, frames/s")
+    fourcc: str | None = Field(
+        None, min_length=4, max_length=4,
+        description="v4l2 RGB only: pixel format to request, e.g. 'MJPG' (most USB cameras reach 30 frames/s at "
+                    "640x480 and above only compressed) or 'YUYV'; thermal always uses Y16")
     telemetry: Literal["auto", "footer", "header", "off"] = Field(
         "auto", description="thermal: Lepton telemetry rows; auto = footer if the frame has the extra rows")
     units: Literal["centikelvin", "decikelvin"] = Field(
@@ -299,6 +303,8 @@ class ColorSource:
         if cfg.kind == "v4l2":
             cap = capture_factory(_v4l2_target(str(cfg.device)), cv2.CAP_V4L2)
             if cap.isOpened():
+                if cfg.fourcc:  # before the size: the sizes a camera offers depend on the format
+                    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*cfg.fourcc))
                 if cfg.width and cfg.height:
                     cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.width)
                     cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.height)

@@ -325,3 +325,26 @@ def test_rtsp_stream_on_loopback(tmp_path):
             p.wait(5)
     assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
     assert len({int(np.median(f.image[2:6, 2:6])) for f in frames}) > 5  # a moving stream, not one frame
+
+
+def test_v4l2_rgb_requests_format_then_size_then_rate():
+    calls = []
+
+    class Cam:
+        def isOpened(self):
+            return True
+
+        def set(self, prop, value):
+            calls.append(prop)
+            return True
+
+        def read(self):
+            return True, np.zeros((480, 640, 3), np.uint8)
+
+        def release(self):
+            pass
+
+    cfg = CameraConfig(kind="v4l2", device="0", width=640, height=480, fps=30, fourcc="MJPG")
+    src = ColorSource("rgb", cfg, capture_factory=lambda *a: Cam())
+    assert calls[:4] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS]
+    assert src.read().image.shape == (480, 640, 3)
