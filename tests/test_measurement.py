@@ -255,3 +255,35 @@ def test_ffc_settle(states, expect):
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(ValueError, match=key):
         MeasurementConfig(**{key: value})
+
+
+def test_measured_faces_flow_through_tracker_and_screener():
+    """Two people cross the thermal view for 20 pairs (one febrile); the measurements, the
+    tracker and the screener together give one alert for the febrile one and two verdicts."""
+    from edge.decision import DecisionConfig, Screener
+    from edge.tracking import Tracker
+
+    tracker, screener = Tracker(), Screener(DecisionConfig())
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    events = []
+    for k in range(20):
+        a = dict(cx=35.0 + 4.5 * k, cy=50.0, iod=22.0)  # walks right
+        b = dict(cx=125.0 - 4.5 * k, cy=62.0, iod=20.0)  # walks left, a bit lower
+        img, _ = render((120, 160), [a, b], seed=100 + k)
+        # person a's canthi are 1.7 degC warmer (core ~38.6 vs ~36.9 with the default offset)
+        ys, xs = np.mgrid[0:120, 0:160]
+        near_a = np.hypot(xs - a["cx"], ys - a["cy"]) < 0.45 * a["iod"]
+        img = np.where(near_a & (img > SKIN_C + 0.3), img + 1.7, img).astype(np.float32)
+        dets = measure_faces(dets_for([a, b], SCALE), img, REG, MeasureContext(), CFG)
+        dets, ended = tracker.update(dets, k * 115_000_000)
+        events += screener.update(dets, k * 115_000_000, ended, rgb, img)
+    events += screener.update(Detections.empty(), 20 * 115_000_000, tracker.finish(), rgb, None)
+    events += screener.finish()
+    alerts = [e for e in events if e.kind == "alert"]
+    assert [e.type for e in alerts] == ["new", "end"] and alerts[0].track_id == alerts[1].track_id
+    febrile = alerts[0].track_id
+    assert 38.3 < alerts[0].verdict.core_temp_c < 39.0
+    v = screener.verdicts()
+    assert len(v) == 2 and v.pop(febrile).status == "elevated"
+    assert [x.status for x in v.values()] == ["normal"]
+    assert sorted(e.kind for e in events if e.type == "end") == ["alert", "screening", "screening"]
