@@ -14,7 +14,8 @@ uncertainty (1 sigma, degC) = sqrt(skin_sd^2 + skin_to_core_residual^2), skin_sd
 noise_of_statistic^2 + small_target_penalty^2 [+ camera_accuracy^2 without a blackbody]).
 
 Gates (``gate`` data key; '' = measurable), first that applies wins, station-wide gates first:
-``ffc``, ``blackbody_<state>``, ``several_faces``, ``outside_thermal_view``, ``too_far``,
+``ffc``, ``blackbody_<state>``, then ``outside_thermal_view``, ``too_far``, ``several_faces``
+(one_person_at_a_time and more than one face in view and near enough to measure),
 ``turned_away``, ``motion_blur``, ``glasses``. A gated face gets NaN skin/core/uncertainty and
 quality 0 -- it is never measured as normal.
 
@@ -114,7 +115,8 @@ class MeasurementConfig(StrictModel):
     camera_accuracy_c: float = Field(
         0.5, ge=0, le=10, description="1-sigma radiometric accuracy of the camera without a blackbody, degC")
     one_person_at_a_time: bool = Field(
-        False, description="Gate several_faces on every face when more than one face is in the frame")
+        False, description="Gate several_faces when more than one face in the frame is in view and near "
+                           "enough to measure (faces farther back, e.g. a queue, do not count)")
 
 
 SkinToCore = Callable[[np.ndarray, "float | None"], np.ndarray]
@@ -345,15 +347,19 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     bb = ctx.blackbody_state
     no_bb = bb == "disabled" and cfg.allow_without_blackbody
     station = ("ffc" if ctx.ffc_active or bb == "ffc" else
-               f"blackbody_{bb}" if bb != "ok" and not no_bb else
-               "several_faces" if cfg.one_person_at_a_time and n > 1 else "")
+               f"blackbody_{bb}" if bb != "ok" and not no_bb else "")
     if station:
         gate = np.full(n, station, dtype=object)
     else:
+        outside, far = inside < cfg.min_box_inside_frac, canthus_px < cfg.min_canthus_px
+        # one person at a time: only faces close enough to measure count (a queue behind the
+        # subject does not block the station; two people at it do)
+        crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1
         gate = np.select(
-            [inside < cfg.min_box_inside_frac, canthus_px < cfg.min_canthus_px,
+            [outside, far, np.full(n, crowded),
              (np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)],
-            np.array(["outside_thermal_view", "too_far", "turned_away"], dtype=object), "").astype(object)
+            np.array(["outside_thermal_view", "too_far", "several_faces", "turned_away"], dtype=object),
+            "").astype(object)
 
     sharp = np.full(n, np.nan, np.float32)
     if rgb_bgr is not None:

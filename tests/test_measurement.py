@@ -180,6 +180,11 @@ def test_several_faces_only_when_one_person_at_a_time():
     assert list(strict.data["gate"]) == ["several_faces", "several_faces"]
     single = measure_faces(dets[0], img, REG, MeasureContext(), MeasurementConfig(one_person_at_a_time=True))
     assert single.data["gate"][0] == ""
+    # a queue farther back (too far to measure) does not block the subject at the station
+    queue = [faces[0], dict(cx=118.0, cy=40.0, iod=8.0)]
+    img, _ = render((120, 160), queue, seed=4)
+    out = measure_faces(dets_for(queue, SCALE), img, REG, MeasureContext(), MeasurementConfig(one_person_at_a_time=True))
+    assert list(out.data["gate"]) == ["", "too_far"]
 
 
 def test_motion_blur_on_a_real_face(astronaut_bgr):
