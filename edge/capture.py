@@ -294,15 +294,22 @@ class CameraWorker:
             log.warning("camera %s: %s", self.camera, st.last_error, extra={"camera": self.camera})
             return False
         if self.live:
-            # One clock for every camera: stamp on arrival. The source's own time is kept for
-            # diagnosis; if it runs backwards (device clock reset, injected jump) we count it.
-            if self._last_src_t_ns is not None and frame.t_ns < self._last_src_t_ns:
+            # One clock for every camera. A driver's capture time on that clock is kept (it does
+            # not include queueing); any other source time is replaced by the arrival time and
+            # kept in meta for diagnosis. A source time running backwards (device clock reset,
+            # injected jump) is counted; the frame goes on with its arrival time.
+            src_t = frame.t_ns
+            went_back = self._last_src_t_ns is not None and src_t < self._last_src_t_ns
+            if went_back:
                 st.ts_jumps += 1
                 log.warning("camera %s: source timestamp went back; using arrival time", self.camera,
-                            extra={"camera": self.camera, "back_s": round((self._last_src_t_ns - frame.t_ns) / 1e9, 3)})
-            self._last_src_t_ns = frame.t_ns
-            frame.meta["source_t_ns"] = frame.t_ns
-            frame.t_ns = now
+                            extra={"camera": self.camera, "back_s": round((self._last_src_t_ns - src_t) / 1e9, 3)})
+            self._last_src_t_ns = src_t
+            frame.meta["source_t_ns"] = src_t
+            keep = frame.meta.get("clock") == "monotonic" and not went_back
+            frame.t_ns = src_t if keep else now
+            if self._last_t_ns is not None and frame.t_ns <= self._last_t_ns:
+                frame.t_ns = max(now, self._last_t_ns + 1)  # strictly forward per camera
             frame.index = self._next_index
             self._next_index += 1
         elif self._last_t_ns is not None and frame.t_ns < self._last_t_ns:

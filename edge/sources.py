@@ -1,7 +1,9 @@
 """Camera sources: everything that yields ``Frame``s, behind one small interface.
 
 ``FrameSource``: ``.name``, ``.read() -> Frame | None`` (blocks for the next frame; ``None`` =
-end of stream or stream lost), ``.close()``. ``read()`` raises ``CorruptFrame`` for a frame that
+end of stream or stream lost), ``.close()``. A source whose ``t_ns`` is a capture time on
+time.monotonic_ns()'s clock (V4L2 driver timestamps) says so with ``frame.meta['clock'] =
+'monotonic'``; other sources' times are replaced by the arrival time in live mode. ``read()`` raises ``CorruptFrame`` for a frame that
 arrived damaged (skip it, count it) and ``SourceError`` when the device is gone.
 
 Implementations:
@@ -205,6 +207,25 @@ def _v4l2_target(device: str) -> int | str:
     return int(device) if device.isdigit() else device
 
 
+# A driver timestamp older than this is not trusted (a stale or foreign clock); arrival time is used.
+MAX_DRIVER_AGE_NS = 2_000_000_000
+
+
+def capture_time_ns(cap: Any, arrival_ns: int) -> tuple[int, bool]:
+    """(t_ns, from_driver) for a frame just read from a V4L2 capture.
+
+    UVC drivers stamp each buffer on CLOCK_MONOTONIC -- the clock time.monotonic_ns() reads --
+    when the frame arrives over USB; OpenCV reports it as CAP_PROP_POS_MSEC. It is the better
+    capture time: it does not include the time the frame waited in the driver's queue, which
+    differs between the two cameras and would skew pairing. Implausible values fall back to
+    arrival time.
+    """
+    t = int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
+    if t > 0 and 0 <= arrival_ns - t <= MAX_DRIVER_AGE_NS:
+        return t, True
+    return arrival_ns, False
+
+
 FOURCC_Y16 = cv2.VideoWriter.fourcc("Y", "1", "6", " ")
 
 
@@ -253,12 +274,16 @@ class Y16Source:
         img = decode_y16(buf, width, rows)
         img, tel = split_telemetry(img, self.cfg.height, self.cfg.telemetry)
         meta: dict[str, Any] = {}
+        if self.cfg.kind == "v4l2":
+            t_ns, from_driver = capture_time_ns(self._cap, t_ns)
+            if from_driver:
+                meta["clock"] = "monotonic"
         ffc = "none"
         if tel is not None:
             self.telemetry = tel
             ffc = tel.ffc_state
-            meta = {"sensor_temp_c": tel.fpa_temp_c, "housing_temp_c": tel.housing_temp_c,
-                    "sensor_frame_counter": tel.frame_counter, "ms_since_ffc": tel.ms_since_ffc}
+            meta.update({"sensor_temp_c": tel.fpa_temp_c, "housing_temp_c": tel.housing_temp_c,
+                         "sensor_frame_counter": tel.frame_counter, "ms_since_ffc": tel.ms_since_ffc})
         frame = Frame(self.name, self._index, t_ns, img, ffc, meta)
         self._index += 1
         return frame
@@ -327,7 +352,12 @@ class ColorSource:
             return None
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise CorruptFrame(f"{self.name}: frame is {img.dtype} {img.shape}, expected (H, W, 3) uint8")
-        frame = Frame(self.name, self._index, t_ns, img)
+        meta: dict[str, Any] = {}
+        if self.cfg.kind == "v4l2":
+            t_ns, from_driver = capture_time_ns(self._cap, t_ns)
+            if from_driver:
+                meta["clock"] = "monotonic"
+        frame = Frame(self.name, self._index, t_ns, img, meta=meta)
         self._index += 1
         return frame
 

@@ -174,3 +174,33 @@ def test_watchdog_check_declares_only_silent_online_cameras():
     assert wd.check(now) == []  # offline cameras are in their own reconnect loop
     stop.set()
     a.join(5)
+
+
+def test_live_keeps_driver_capture_times_and_restamps_the_rest():
+    """Frames whose source says t_ns is a monotonic-clock capture time keep it; others get the
+    arrival time (the source's own time stays in meta)."""
+    now = time.monotonic_ns()
+    stamped = [Frame("rgb", i, now - 50_000_000 + i, np.zeros((4, 4, 3), np.uint8), meta={"clock": "monotonic"})
+               for i in range(2)]
+    foreign = [Frame("rgb", i, 1000 + i, np.zeros((4, 4, 3), np.uint8)) for i in range(2)]
+    frames = iter(stamped + foreign)
+
+    class Src:
+        name = "rgb"
+
+        def read(self):
+            return next(frames, None)
+
+        def close(self):
+            pass
+
+    hub = FrameHub(["rgb"], 8, live=True)
+    stop = threading.Event()
+    w = CameraWorker("rgb", Src, hub, SourcesConfig(reconnect_initial_s=30), stop=stop)
+    w.start()
+    got = []
+    assert wait_until(lambda: (f := hub.get(0.05)) is not None and got.append(f) is None and len(got) == 4)
+    stop.set()
+    assert [f.t_ns for f in got[:2]] == [now - 50_000_000, now - 50_000_000 + 1]
+    assert all(f.t_ns > now for f in got[2:]) and got[2].meta["source_t_ns"] == 1000
+    assert w.stats.ts_jumps == 1  # the foreign clock starts 'before' the driver's: counted once

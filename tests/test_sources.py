@@ -57,6 +57,7 @@ class FakePureThermal:
         self.fourcc = 0
         self.convert_rgb = True
         self.released = False
+        self.pos_ms = 0.0  # driver timestamp of the last frame (CAP_PROP_POS_MSEC)
 
     def isOpened(self) -> bool:
         return True
@@ -71,7 +72,8 @@ class FakePureThermal:
         return True
 
     def get(self, prop: int) -> float:
-        return {cv2.CAP_PROP_FRAME_WIDTH: W, cv2.CAP_PROP_FRAME_HEIGHT: self.rows}.get(prop, 0.0)
+        return {cv2.CAP_PROP_FRAME_WIDTH: W, cv2.CAP_PROP_FRAME_HEIGHT: self.rows,
+                cv2.CAP_PROP_POS_MSEC: self.pos_ms}.get(prop, 0.0)
 
     def read(self):
         if not self.frames:
@@ -338,6 +340,9 @@ def test_v4l2_rgb_requests_format_then_size_then_rate():
             calls.append(prop)
             return True
 
+        def get(self, prop):
+            return 0.0  # no driver timestamp: arrival time is used
+
         def read(self):
             return True, np.zeros((480, 640, 3), np.uint8)
 
@@ -348,3 +353,17 @@ def test_v4l2_rgb_requests_format_then_size_then_rate():
     src = ColorSource("rgb", cfg, capture_factory=lambda *a: Cam())
     assert calls[:4] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS]
     assert src.read().image.shape == (480, 640, 3)
+
+
+@pytest.mark.parametrize("age_ms, from_driver", [(30.0, True), (None, False), (5000.0, False)])
+def test_v4l2_capture_time_comes_from_the_driver_when_plausible(age_ms, from_driver):
+    """UVC buffers carry a CLOCK_MONOTONIC capture stamp; it excludes driver queueing."""
+    pixels = np.full((H, W), 30000, np.uint16)
+    src, fake = y16_source([purethermal_buffer(pixels, None)], H)
+    before = time.monotonic_ns()
+    fake.pos_ms = 0.0 if age_ms is None else (before / 1e6 - age_ms)
+    frame = src.read()
+    if from_driver:
+        assert frame.t_ns == round(fake.pos_ms * 1e6) and frame.meta["clock"] == "monotonic"
+    else:
+        assert frame.t_ns >= before and "clock" not in frame.meta
