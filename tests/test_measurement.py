@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from edge.measurement import (
     DEFAULT_SKIN_TO_CORE_OFFSET_C, DEFAULT_SKIN_TO_CORE_SD_C, FfcSettle, MeasureContext,
@@ -292,3 +293,16 @@ def test_measured_faces_flow_through_tracker_and_screener():
     assert len(v) == 2 and v.pop(febrile).status == "elevated"
     assert [x.status for x in v.values()] == ["normal"]
     assert sorted(e.kind for e in events if e.type == "end") == ["alert", "screening", "screening"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(cx=st.floats(50, 110), cy=st.floats(35, 60), iod=st.floats(15, 32), mask_c=st.floats(34.0, 40.0),
+       dx=st.floats(-0.3, 0.3), dy=st.floats(-0.1, 0.12), status=st.sampled_from(["yes", "unknown"]),
+       seed=st.integers(0, 1000))
+def test_a_warm_mask_never_wins_within_the_documented_landmark_tolerance(cx, cy, iod, mask_c, dx, dy, status, seed):
+    face = dict(cx=cx, cy=cy, iod=iod, mask_c=mask_c)
+    img, _ = render((120, 160), [face], seed=seed)
+    out = measure_faces(dets_for([face], SCALE, mask=[status], shift_iod=(dx, dy)), img, REG, MeasureContext(), CFG)
+    assert out.data["gate"][0] == ""  # the face is in view, near and frontal
+    assert out.data["skin_temp_c"][0] < CANTHUS_C + 0.2
+    assert out.data["skin_temp_c"][0] > CANTHUS_C - 0.4  # and it still found the canthus
