@@ -168,8 +168,8 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
                         without_mask -> 'no'),
          mask_correct   of those, classified as expected ('unknown' counts as wrong),
          mask_unknown   of those, classified 'unknown',
-         mask_accuracy  mask_correct / mask_scored (None when 0),
-         mask_accuracy_decided  mask_correct / (mask_scored - mask_unknown),
+         mask_accuracy  mask_correct / mask_scored (None when 0 or the classifier did not run),
+         mask_accuracy_decided  mask_correct / (mask_scored - mask_unknown) (same None rule),
          mask_status    counts of 'yes'/'no'/'unknown' over the detected faces of this label}
       images_with_no_faces_labelled: photos whose manifest entry lists no face.
     """
@@ -249,8 +249,8 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
             rows.append({"label": g, "size": size, "min_height_px": min_h, **c,
                          "recall": _ratio(c["detected"], c["faces"]),
                          "precision": _ratio(c["true_positives"], c["detections"]),
-                         "mask_accuracy": _ratio(c["mask_correct"], c["mask_scored"]),
-                         "mask_accuracy_decided": _ratio(c["mask_correct"], decided)})
+                         "mask_accuracy": _ratio(c["mask_correct"], c["mask_scored"]) if classify_mask else None,
+                         "mask_accuracy_decided": _ratio(c["mask_correct"], decided) if classify_mask else None})
     cfg = getattr(detector, "cfg", None)
     return {
         "dir": str(directory),
@@ -285,7 +285,9 @@ def format_table(result: dict) -> str:
             f"IoU >= {result['iou_threshold']}; detector {result['detector']['name']} "
             f"{cfg.get('input_width_px', '?')}x{cfg.get('input_height_px', '?')} "
             f"score >= {cfg.get('score_threshold', '?')}, {result['mean_detect_ms']} ms/image")
-    cols = ["label", "size", "faces", "detected", "recall", "precision", "mask_accuracy", "mask_unknown"]
+    cols = ["label", "size", "faces", "detected", "recall", "precision"]
+    if result.get("mask_classified"):
+        cols += ["mask_accuracy", "mask_unknown"]
     lines = [head]
     mm = result.get("mask_model")
     if mm and mm.get("in_sample"):
