@@ -37,7 +37,9 @@ track ends: kind='alert' type='end' for alerted people, then for every person ki
 type='end' with the final verdict (indeterminate with the most common gate reason, or
 'no_valid_frames', when fewer than min_valid_frames were measurable; approach gates too_far /
 outside_thermal_view only count when no other gate held at least min_valid_frames frames).
-Event t_ns: the frame that triggered new/update; the person's last frame for end events.
+Every event's t_ns, box_xyxy_rgb/_thermal, score, mask and snapshots come from one frame: the
+person's best frame so far (highest quality, then detector score) -- "the thermal frame behind
+the measurement" (edge/types.py), so a consumer can match the box to the scene at that time.
 """
 from __future__ import annotations
 
@@ -377,10 +379,10 @@ class Screener:
         r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc, sd)
         return combine_verdicts(a, r, cfg.method), a, r
 
-    def _event(self, kind: str, typ: str, p: _Person, t_ns: int, v: Verdict) -> ScreeningEvent:
+    def _event(self, kind: str, typ: str, p: _Person, v: Verdict) -> ScreeningEvent:
         b = p.best
         return ScreeningEvent(
-            kind=kind, type=typ, track_id=p.track_id, t_ns=t_ns, verdict=v, box_xyxy_rgb=b["box_rgb"],
+            kind=kind, type=typ, track_id=p.track_id, t_ns=b["t_ns"], verdict=v, box_xyxy_rgb=b["box_rgb"],
             box_xyxy_thermal=b["box_th"], score=b["score"], mask=b["mask"], mask_conf=b["mask_conf"],
             n_frames=p.n_valid, snapshot_rgb=b["rgb"], snapshot_thermal_c=b["thermal"])
 
@@ -391,14 +393,14 @@ class Screener:
         if p.alert is None:
             p.alert, p.alert_quality = v, p.best["quality"]
             self.counts["alerts"] += 1
-            return [self._event("alert", "new", p, t_ns, v)]
+            return [self._event("alert", "new", p, v)]
         moved = abs(v.core_temp_c - p.alert.core_temp_c) >= self.cfg.alert_update_delta_c if (
             v.core_temp_c is not None and p.alert.core_temp_c is not None) else False
         better = p.best["quality"] >= p.alert_quality + self.cfg.alert_update_quality_gain
         if (moved or better) and p.n_updates < self.cfg.max_alert_updates:
             p.alert, p.alert_quality = v, p.best["quality"]
             p.n_updates += 1
-            return [self._event("alert", "update", p, t_ns, v)]
+            return [self._event("alert", "update", p, v)]
         return []
 
     def _end(self, p: _Person) -> list[ScreeningEvent]:
@@ -424,6 +426,6 @@ class Screener:
             self.counts[f"indeterminate:{v.reason}"] += 1
         events = []
         if p.alert is not None:
-            events.append(self._event("alert", "end", p, p.last_t_ns, v))
-        events.append(self._event("screening", "end", p, p.last_t_ns, v))
+            events.append(self._event("alert", "end", p, v))
+        events.append(self._event("screening", "end", p, v))
         return events

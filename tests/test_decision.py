@@ -175,7 +175,7 @@ def test_febrile_person_gives_exactly_one_alert_then_end_and_one_screening():
     assert new.verdict.threshold_c == 37.5 and new.verdict.core_temp_c >= 38.2
     assert new.snapshot_rgb.shape[2] == 3 and new.snapshot_rgb.dtype == np.uint8
     assert new.snapshot_thermal_c.dtype == np.float32 and new.box_xyxy_thermal is not None
-    assert new.t_ns == 2 * DT  # decided at the 3rd valid frame (min_valid_frames)
+    assert new.t_ns == 0  # the best frame so far (equal quality: the first) -- box and snapshot's time
     assert ev[-1].verdict.status == "elevated" and ev[-1].n_frames == 20
     assert s.verdicts()[7].status == "elevated"
     assert s.counts["alerts"] == 1 and s.counts["elevated"] == 1
@@ -252,7 +252,7 @@ def test_snapshot_comes_from_the_best_frame():
         events += s.update(person_frame(1, 38.5, quality=q, x=x), k * DT, [], RGB, THERMAL)
     events += s.finish()
     end = events[-1]
-    assert end.box_xyxy_rgb[0] == 200
+    assert end.box_xyxy_rgb[0] == 200 and end.t_ns == DT  # box, snapshot and time of one frame
     x1 = int(200 - 0.15 * 60)
     np.testing.assert_array_equal(end.snapshot_rgb, RGB[int(50 - 0.15 * 80):int(130 + 0.15 * 80), x1:int(260 + 9)])
     assert not np.shares_memory(end.snapshot_rgb, RGB)
