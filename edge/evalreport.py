@@ -119,7 +119,11 @@ def _optional_section(title: str, module: str, call) -> list[str]:
         text = call(mod)
     except Exception as e:  # noqa: BLE001 -- the report must say what failed, not die
         return out + [f"Failed: {module} raised {type(e).__name__}: {e}", ""]
-    return out + [text.strip(), ""]
+    text = text.strip()
+    if text.startswith("#"):  # the module titles its own section
+        text = "## " + text.lstrip("#").strip()
+        return [text, ""]
+    return out + [text, ""]
 
 
 def lab_battery_section() -> list[str]:
