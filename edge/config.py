@@ -6,7 +6,7 @@ problem into a one-line message naming the file and the key path::
 
     station.toml: decision.threshold_c: must be <= 39 (got 40.2)
 
-Relative paths in the file (calibration, recordings, model) are resolved against the folder of
+Relative paths in the file (calibration, recordings, video files) are resolved against the folder of
 the config file, so a station behaves the same whatever the working directory is.
 
 Environment overrides (paths and secrets; see ``ENV_OVERRIDES``) replace the file's value
@@ -14,18 +14,23 @@ before validation, and errors in them name the variable.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge.configbase import StrictModel
+from edge.decision import DecisionConfig
+from edge.detection import DetectorConfig
 from edge.health import HealthConfig
+from edge.mask import MaskConfig
+from edge.measurement import MeasurementConfig
 from edge.pairing import PairingConfig
+from edge.publishing import FeedConfig
 from edge.sources import SourcesConfig, resolve_path
+from edge.tracking import TrackingConfig
 
 
 class ConfigError(ValueError):
@@ -42,12 +47,9 @@ class StationSection(StrictModel):
     """This station: its id and site rules."""
 
     id: str = Field(
-        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ . -")
+        ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ -")
     location: str = Field("", max_length=200, description="Free text shown to operators, e.g. 'terminal 2, gate B'")
-    one_person_at_a_time: bool = Field(
-        False, description="Site lets one person through at a time: frames with several faces are gated "
-                           "('several_faces') instead of measured")
     annotate: Path | None = Field(
         None, description="Write an annotated preview video here while running (mp4, relative to the working "
                           "directory); none by default")
@@ -67,65 +69,41 @@ class CalibrationSection(StrictModel):
         return v
 
 
-# Sections owned by other stage modules: (TOML key, module, class). Composed if the module exists.
-STAGE_SECTIONS = (
-    ("detector", "edge.detection", "DetectorConfig"),
-    ("mask", "edge.mask", "MaskConfig"),
-    ("measurement", "edge.measurement", "MeasurementConfig"),
-    ("tracking", "edge.tracking", "TrackingConfig"),
-    ("decision", "edge.decision", "DecisionConfig"),
-    ("feed", "edge.publishing", "FeedConfig"),
-)
+class StationConfig(StrictModel):
+    """The whole station config: this module's sections (station, calibration, sources, pairing,
+    health) and each stage's own, defined in the stage's module."""
 
-
-def _stage_section(module: str, cls: str) -> type | None:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name == module:  # the stage is not written yet; an import error inside it is a bug
-            return None
-        raise
-    return getattr(mod, cls, None)
-
-
-class _StationBase(StrictModel):
     station: StationSection
     calibration: CalibrationSection
     sources: SourcesConfig = Field(default_factory=SourcesConfig, description="Cameras, capture and watchdog")
     pairing: PairingConfig = Field(default_factory=PairingConfig, description="Thermal <-> RGB frame pairing")
     health: HealthConfig = Field(default_factory=HealthConfig, description="Status messages, metrics, logs")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detector (edge.detection)")
+    mask: MaskConfig = Field(default_factory=MaskConfig, description="Mask classifier (edge.mask)")
+    measurement: MeasurementConfig = Field(default_factory=MeasurementConfig,
+                                           description="Canthus temperature and quality gates (edge.measurement)")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracker (edge.tracking)")
+    decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Alarm rules (edge.decision)")
+    feed: FeedConfig = Field(default_factory=FeedConfig, description="Alert feed (edge.publishing)")
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "_StationBase":
+    def _cross_checks(self) -> "StationConfig":
         # RGB frames arrive every 1/fps s: a tolerance below half that period leaves thermal
         # frames unpaired by construction.
         rgb_fps = self.sources.rgb.fps
         if rgb_fps and self.pairing.tolerance_ms < 500.0 / rgb_fps:
+            lost = 100 * (1 - self.pairing.tolerance_ms * rgb_fps / 500.0)
             raise ValueError(
                 f"pairing.tolerance_ms={self.pairing.tolerance_ms} is below half the RGB frame period "
-                f"({500.0 / rgb_fps:.1f} ms at sources.rgb.fps={rgb_fps}); most thermal frames would go unpaired")
-        feed = getattr(self, "feed", None)
+                f"({500.0 / rgb_fps:.1f} ms at sources.rgb.fps={rgb_fps}); about {lost:.0f}% of thermal frames "
+                "would go unpaired")
         port = self.health.metrics_port
         for attr in ("endpoint", "catchup_endpoint"):
-            eps = getattr(feed, attr, None)
-            for ep in ([eps] if isinstance(eps, str) else (eps or [])):
-                if port and isinstance(ep, str) and ep.rsplit(":", 1)[-1] == str(port):
-                    raise ValueError(f"health.metrics_port={port} collides with feed.{attr}={ep!r}")
+            ep = getattr(self.feed, attr)
+            if port and ep is not None and ep.rsplit(":", 1)[-1] == str(port):
+                raise ValueError(f"health.metrics_port={port} collides with feed.{attr}={ep!r}")
         return self
 
-
-def _compose() -> type[StrictModel]:
-    fields: dict[str, Any] = {}
-    for key, module, cls in STAGE_SECTIONS:
-        model = _stage_section(module, cls)
-        if model is not None:
-            fields[key] = (model, Field(default_factory=model, description=f"{cls} ({module})"))
-    return create_model("StationConfig", __base__=_StationBase, **fields)
-
-
-StationConfig = _compose()
-"""The whole station config. Sections: station, calibration, sources, pairing, health, and each
-stage's own (detector, mask, measurement, tracking, decision, feed)."""
 
 # Environment variable -> key path it overrides. Paths and secrets, so a deployment can keep
 # secrets out of the file (systemd EnvironmentFile / credentials) and move files around.
@@ -154,8 +132,7 @@ def _model_has(path: tuple[str, ...]) -> bool:
 
 
 def apply_env(data: dict[str, Any], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
-    """Apply ENV_OVERRIDES to the raw dict in place. Returns {dotted key path: variable name}.
-    Variables that name a key the composed model lacks are ignored (e.g. before a section exists)."""
+    """Apply ENV_OVERRIDES to the raw dict in place. Returns {dotted key path: variable name}."""
     applied: dict[str, str] = {}
     for var, path in ENV_OVERRIDES.items():
         if var not in environ or not _model_has(path):
