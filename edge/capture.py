@@ -216,6 +216,13 @@ class CameraWorker:
             frames_before = st.frames
             try:
                 ended = self._pump(src, gen)
+            except Exception as e:  # a bug must not end this camera for good: log, reconnect
+                log.exception("camera %s: capture failed", self.camera, extra={"camera": self.camera})
+                st.last_error = f"capture failed: {type(e).__name__}: {e}"[:300]
+                ended = not self.live
+                if ended:
+                    st.state = "ended"
+                    self.hub.end(self.camera)
             finally:
                 try:
                     src.close()

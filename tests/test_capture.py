@@ -204,3 +204,29 @@ def test_live_keeps_driver_capture_times_and_restamps_the_rest():
     assert [f.t_ns for f in got[:2]] == [now - 50_000_000, now - 50_000_000 + 1]
     assert all(f.t_ns > now for f in got[2:]) and got[2].meta["source_t_ns"] == 1000
     assert w.stats.ts_jumps == 1  # the foreign clock starts 'before' the driver's: counted once
+
+
+def test_a_capture_bug_is_logged_and_the_camera_reconnects():
+    class Src:
+        name = "rgb"
+
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            if self.n == 2:
+                return "not a frame"  # _accept trips over it
+            return Frame("rgb", self.n, time.monotonic_ns(), np.zeros((4, 4, 3), np.uint8))
+
+        def close(self):
+            pass
+
+    hub = FrameHub(["rgb"], 64, live=True)
+    stop = threading.Event()
+    w = CameraWorker("rgb", Src, hub, SourcesConfig(reconnect_initial_s=0.05), stop=stop)
+    w.start()
+    assert wait_until(lambda: w.stats.reconnects >= 1 and w.stats.frames >= 3)
+    stop.set()
+    w.join(5)
+    assert w.stats.last_error.startswith("capture failed: AttributeError")
