@@ -16,7 +16,9 @@ noise_of_statistic^2 + small_target_penalty^2 [+ camera_accuracy^2 without a bla
 Gates (``gate`` data key; '' = measurable), first that applies wins, station-wide gates first:
 ``ffc``, ``blackbody_<state>``, then ``outside_thermal_view``, ``too_far``, ``several_faces``
 (one_person_at_a_time and more than one face in view and near enough to measure),
-``turned_away``, ``motion_blur``, ``glasses``. A gated face gets NaN skin/core/uncertainty and
+``turned_away``, ``motion_blur``, ``no_skin`` (no pixel in min_skin_c..max_skin_c near either
+canthus: a photo or visor held up; out-of-range pixels -- stuck, dead, NaN -- are never used),
+``glasses``. A gated face gets NaN skin/core/uncertainty and
 quality 0 -- it is never measured as normal.
 
 Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python);
@@ -47,7 +49,8 @@ DEFAULT_SKIN_TO_CORE_SD_C = 0.3585
 NOSE_DEPTH_IOD = 0.5
 
 GATES = ("ffc", "blackbody_missing", "blackbody_unstable", "blackbody_moved", "blackbody_disabled",
-         "several_faces", "outside_thermal_view", "too_far", "turned_away", "motion_blur", "glasses")
+         "several_faces", "outside_thermal_view", "too_far", "turned_away", "motion_blur", "no_skin",
+         "glasses")
 
 
 class MeasurementConfig(StrictModel):
@@ -100,6 +103,12 @@ class MeasurementConfig(StrictModel):
                     "below it, IOD units. The nose landmark is unreliable under a mask; a mask "
                     "starts ~0.3 IOD below the eyes, so with 0.15 the eye landmarks may sit up "
                     "to ~0.15 IOD too low or ~0.1 IOD too high (sideways: the full search radius)")
+    min_skin_c: float = Field(
+        25.0, ge=15, le=35,
+        description="Canthus pixels colder than this are not skin (dead pixels, NaN, a photo or a "
+                    "visor held up), degC")
+    max_skin_c: float = Field(
+        45.0, ge=38, le=60, description="Canthus pixels hotter than this are not skin (stuck pixels, a lamp), degC")
     netd_c: float = Field(
         0.05, gt=0, le=1, description="Sensor noise floor (NETD) used when the crop looks quieter, degC")
     small_target_penalty_c: float = Field(
@@ -283,9 +292,16 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     cw = crop.shape[1]
     for i, (cx, cy) in enumerate(canthi.tolist()):
         idx = np.flatnonzero(allowed & (((xs - cx) ** 2 + (ys - cy) ** 2) <= r * r))
-        if len(idx) == 0:
-            return None
+        if len(idx) == 0:  # the clip removed the whole disc: landmarks far off
+            hot[i], xy[i] = float("nan"), (cx, cy)
+            continue
         vals = crop.ravel()[idx]
+        ok = (vals >= cfg.min_skin_c) & (vals <= cfg.max_skin_c)  # also drops NaN
+        if not ok.all():
+            idx, vals = idx[ok], vals[ok]
+        if len(vals) == 0:  # this canthus shows no skin: the other one may
+            hot[i], xy[i] = float("nan"), (cx, cy)
+            continue
         kk = min(k, len(vals))
         top = np.argpartition(vals, len(vals) - kk)[len(vals) - kk:]
         hot[i] = float(vals[top].sum()) / kk
@@ -295,6 +311,7 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     # carries at least the sensor NETD.
     d = np.diff(crop, axis=1).ravel()
     sigma = 1.4826 * float(_median(np.abs(d - _median(d)))) / np.sqrt(2) if d.size else 0.0
+    sigma = sigma if np.isfinite(sigma) else 0.0
     noise = max(sigma, cfg.netd_c) / np.sqrt(k)
     # Glasses: inner-eye patches (half way from eye centre to canthus) vs the coolest skin
     # reference (forehead above the eyes; cheeks too unless a mask covers them). The coolest, so
@@ -307,7 +324,8 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     med = _patch_medians(thermal_c, np.array(pts), max(0.5, cfg.eye_patch_frac * iod))
     eye, ref = med[:2][np.isfinite(med[:2])], med[2:][np.isfinite(med[2:])]
     contrast = float(ref.min() - np.sort(eye)[len(eye) // 2]) if len(eye) and len(ref) else float("nan")
-    return _CanthusResult(max(hot), xy, float(noise), contrast)
+    skin = max((v for v in hot if np.isfinite(v)), default=float("nan"))
+    return _CanthusResult(skin, xy, float(noise), contrast)
 
 
 def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registration,
@@ -374,6 +392,9 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         res = _measure_one(thermal_c, lm_th[i], canthi_th[i], float(iod_th[i]), bool(masked[i]), cfg)
         if res is None:
             gate[i] = "outside_thermal_view"
+            continue
+        if not np.isfinite(res.skin_c):
+            gate[i] = "no_skin"
             continue
         if res.glasses_contrast_c > cfg.glasses_contrast_c:
             gate[i] = "glasses"

@@ -171,6 +171,25 @@ def test_gates(name, face, dkw, ckw, cfgkw, expected):
         assert np.isfinite(out.data["core_temp_c"][0])
 
 
+def test_stuck_hot_pixels_and_nan_are_never_the_reading():
+    img, truth = render((120, 160), [FACE], seed=9)
+    (lx, ly), (rx, ry) = truth[0]
+    img[int(round(ly)), int(round(lx)) + 1] = 382.0  # a stuck pixel (raw 65535) on the canthus
+    img[int(round(ry)) + 1, int(round(rx))] = np.nan  # and a NaN one on the other
+    img[int(round(ly)) - 3, int(round(lx))] = -273.15  # a dead pixel (raw 0)
+    out = measure_faces(dets_for([FACE], SCALE), img, REG, MeasureContext(), CFG)
+    assert out.data["gate"][0] == ""
+    assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15
+    assert np.isfinite(out.data["uncertainty_c"][0])
+
+
+def test_a_photo_held_up_is_no_skin():
+    # a face-shaped object at room temperature (a printed photo, a mannequin): RGB sees a face
+    img = np.full((120, 160), 23.0, np.float32) + np.random.default_rng(10).normal(0, 0.05, (120, 160)).astype(np.float32)
+    out = measure_faces(dets_for([FACE], SCALE), img, REG, MeasureContext(), CFG)
+    assert out.data["gate"][0] == "no_skin" and np.isnan(out.data["core_temp_c"][0])
+
+
 def test_several_faces_only_when_one_person_at_a_time():
     faces = [dict(cx=40.0, cy=50.0, iod=30.0), dict(cx=118.0, cy=50.0, iod=30.0)]
     img, _ = render((120, 160), faces, seed=4)
