@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,3 +211,16 @@ def test_a_failing_pair_does_not_stop_a_live_station(tmp_path):
     pipe = Flaky()
     result = Station(station_cfg(tmp_path, rec, []), pipeline=pipe).run(max_seconds=1.5)
     assert result.pipeline_errors == 1 and len(pipe.pairs) >= 5 and pipe.finished
+
+
+def test_sd_notify_speaks_the_systemd_protocol(tmp_path, monkeypatch):
+    from edge.station import sd_notify
+
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert sd_notify("READY=1")
+        assert server.recv(64) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not sd_notify("WATCHDOG=1")  # outside systemd: a no-op
