@@ -152,3 +152,9 @@ def test_run_refuses_an_invalid_config_with_the_same_lines(station_dir, capsys):
     assert main(["run", "--config", str(p)]) == 2
     err = capsys.readouterr().err
     assert f"error: {p}: decision.threshold_c: must be <= 39.0 (got 40.2)" in err and "not starting" in err
+
+
+def test_validate_config_checks_the_calibration_it_names(station_dir, capsys):
+    (station_dir / "cal.toml").write_text('station_id = "gate-1"\ndate = "someday"\n')
+    assert main(["validate-config", str(write(station_dir, ""))]) == 1
+    assert "cal.toml: date:" in capsys.readouterr().err

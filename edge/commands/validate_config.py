@@ -65,11 +65,19 @@ def run(args: argparse.Namespace) -> int:
     if args.file is None:
         print("error: give a config FILE (or --print-example)", file=sys.stderr)
         return 2
+    from edge.calibration import CalibrationError, load_calibration
+
     try:
         cfg = load_config(args.file)
     except ConfigError as e:
         print_errors(e.errors)
         print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
+        return 1
+    try:  # the file it names must be a valid calibration too, or `run` would stop at start-up
+        load_calibration(cfg.calibration.path)
+    except CalibrationError as e:
+        print_errors([str(e)])
+        print(f"{args.file}: calibration.path names an invalid calibration", file=sys.stderr)
         return 1
     if not args.quiet:
         print(f"{args.file}: OK")
