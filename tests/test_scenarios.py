@@ -25,7 +25,7 @@ KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "drift": {1: ("normal", "")},
     "blackbody_occluded": {1: ("normal", ""), 2: ("indeterminate", "blackbody_missing"), 3: ("normal", "")},
     "blackbody_moved": {1: ("normal", ""), 2: ("indeterminate", "blackbody_moved")},
-    "ffc": {1: ("elevated", ""), 2: ("indeterminate", "ffc")},
+    "ffc": {1: ("elevated", ""), 2: ("indeterminate", "ffc"), 3: ("normal", "")},
     "thermal_dropout": {1: ("elevated", "")},
     "too_far": {1: ("indeterminate", "too_far")},
     "warm_mask": {1: ("normal", "")},
