@@ -90,6 +90,13 @@ def test_distance_fallback_does_not_take_a_stranger():
     assert ids[4] == [1] and ids[-1] == [2]
 
 
+def test_subject_who_turns_away_for_1_5_s_is_still_one_person():
+    tr = Tracker()  # defaults
+    frames = [([box(200, 150, 80)], None)] * 6 + [([], None)] * 13 + [([box(204, 152, 80)], None)] * 4
+    ids, ended = run(tr, frames)
+    assert ids[-1] == [1] and ended == []
+
+
 def test_short_track_never_becomes_a_person():
     tr = Tracker(TrackingConfig(min_hits=3))
     frames = [([box(100, 100)], None)] * 2 + [([], None)] * 10 + [([box(300, 100)], None)]
