@@ -58,8 +58,9 @@ class TrackingConfig(StrictModel):
         1, ge=0, le=100,
         description="Consecutive misses that kill a tentative track, paired frames")
     max_age_s: float = Field(
-        1.0, gt=0, le=60,
-        description="A confirmed track ends after this long without a match, s")
+        2.0, gt=0, le=60,
+        description="A confirmed track ends after this long without a match (a subject who turns "
+                    "away or is occluded for a moment must not come back as a second person), s")
     alpha: float = Field(
         0.7, gt=0, le=1,
         description="Alpha-beta filter position gain (1 = trust the detection), unitless")
