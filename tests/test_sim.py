@@ -290,3 +290,24 @@ def test_render_all_stamps(tmp_path, astronaut_bgr, monkeypatch):
     assert render_all.main(["--root", str(root)]) == 0
     assert (root / "tiny" / ".rendered").read_text() != stamp
     assert json.loads((root / "tiny" / "truth.json").read_text())["persons"][0]["core_c"] == 36.5
+
+
+def test_glasses_hide_the_canthi_and_the_mask_shows_its_own_temperature(tmp_path, astronaut_bgr):
+    text = TINY.format(sensor="netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0")
+    text = text.replace("core_c = 38.2", 'core_c = 38.2\nglasses = true\nmask = "surgical"\nmask_temp_c = 31.0')
+    truth = render_scenario(_write(tmp_path, text), tmp_path / "out", astronaut_bgr)
+    frames = _read_all(tmp_path / "out", "thermal")
+    p = truth["persons"][0]
+    assert truth["frames"]["thermal"][-1]["faces"][0]["gate"] == "glasses"
+    assert p["expected"] == {**p["expected"], "status": "indeterminate", "reason": "glasses"}
+    f, t = frames[-1], truth["frames"]["thermal"][-1]["faces"][0]
+    temp_c = f.image.astype(np.float64) * 0.01 - 273.15
+    for x, y in t["canthi_xy"]:  # behind LWIR-opaque lenses: far below the canthus
+        assert temp_c[int(round(y)), int(round(x))] < p["canthus_c"] - 3.0
+    for x, y in t["landmarks_xy"][3:]:  # mouth corners, under the mask
+        assert abs(temp_c[int(round(y)), int(round(x))] - 31.0) < 0.3
+    # the RGB frame shows the drawn mask over the mouth (blue surgical mask, not skin)
+    rgb = _read_all(tmp_path / "out", "rgb")[-1].image.astype(int)
+    x, y = np.asarray(truth["frames"]["rgb"][-1]["faces"][0]["landmarks_xy"][3]).round().astype(int)
+    b, g, r = rgb[y, x]
+    assert b > r + 40, f"mouth corner colour {b, g, r} is not the blue mask"
