@@ -311,3 +311,19 @@ def test_glasses_hide_the_canthi_and_the_mask_shows_its_own_temperature(tmp_path
     x, y = np.asarray(truth["frames"]["rgb"][-1]["faces"][0]["landmarks_xy"][3]).round().astype(int)
     b, g, r = rgb[y, x]
     assert b > r + 40, f"mouth corner colour {b, g, r} is not the blue mask"
+
+
+@pytest.mark.parametrize("preset, size", [("boson320", (240, 320)), ("boson640", (480, 640))])
+def test_higher_resolution_thermal_presets(tmp_path, astronaut_bgr, preset, size):
+    text = TINY.format(sensor="netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0")
+    text = text.replace("duration_s = 1.2", f'duration_s = 0.4\n[station]\nthermal_preset = "{preset}"')
+    truth = render_scenario(_write(tmp_path, text), tmp_path / "out", astronaut_bgr)
+    f = _read_all(tmp_path / "out", "thermal")[-1]
+    assert f.image.shape == size
+    face = truth["frames"]["thermal"][-1]["faces"][0]
+    temp_c = f.image.astype(np.float64) * 0.01 - 273.15
+    yy, xx = np.unravel_index(np.argmax(temp_c), temp_c.shape)
+    assert np.min(np.hypot(*(np.asarray(face["canthi_xy"]) - [xx, yy]).T)) < 0.1 * face["iod_px"]
+    assert temp_c.max() == pytest.approx(truth["persons"][0]["canthus_c"], abs=0.05)
+    geo = make_station(preset)
+    assert truth["registration"]["thermal_focal_px"] == pytest.approx(geo.thermal.focal_px, abs=1e-5)
