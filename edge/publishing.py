@@ -264,10 +264,12 @@ class Feed:
         return self.publisher.catchup_endpoint
 
     def close(self) -> None:
+        """Stop heartbeats and catch-up, then close the PUB socket (linger 0.5 s) and journal. Idempotent."""
         self.server.close()
         self.publisher.close()
         if self.auth is not None:
             self.auth.stop()
+            self.auth = None
 
     def __enter__(self) -> "Feed":
         return self

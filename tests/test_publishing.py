@@ -12,7 +12,7 @@ from edge.feed.journal import Journal
 from edge.feed.messages import decode
 from edge.publishing import FeedConfig, Publisher, encode_thermal_jpeg, open_feed, utc_iso
 
-from feed.helpers import alert_event, open_test_feed, wait_until
+from feed.helpers import Feeds, alert_event, wait_until
 
 
 @pytest.mark.parametrize("fields, error", [
@@ -46,10 +46,15 @@ def test_feed_config_defaults_are_private():
 
 
 @pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.term()
+def feeds(tmp_path):
+    f = Feeds(tmp_path)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def ctx(feeds):
+    return feeds.ctx
 
 
 def subscriber(ctx, feed, prefix=b""):
@@ -73,8 +78,8 @@ def receive(sub, n, ping=None):
     return got
 
 
-def test_event_is_journaled_before_it_is_sent_and_identical(ctx, tmp_path):
-    feed = open_test_feed(ctx, tmp_path)
+def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path):
+    feed = feeds.open()
     sub = subscriber(ctx, feed, b"alert.")
     hb = subscriber(ctx, feed, b"heartbeat.")
     receive(hb, 1)  # connected
@@ -87,7 +92,6 @@ def test_event_is_journaled_before_it_is_sent_and_identical(ctx, tmp_path):
     sub.close(linger=0)
     hb.close(linger=0)
     journal.close()
-    feed.close()
 
 
 def test_images_only_when_enabled_and_bad_snapshot_keeps_alert(ctx, tmp_path):
@@ -102,13 +106,12 @@ def test_images_only_when_enabled_and_bad_snapshot_keeps_alert(ctx, tmp_path):
     bad.snapshot_thermal_c = np.zeros((3, 3, 3, 3), np.float32)  # wrong shape: logged, alert still sent
     body = on.publish_event(bad, utc_iso())
     assert body["images"] == [] and body["track_id"] == 2
-    on.close()
 
 
-def test_epoch_changes_on_restart_and_event_id_groups_lifecycle(ctx, tmp_path):
+def test_epoch_changes_on_restart_and_event_id_groups_lifecycle(feeds, ctx, tmp_path):
     bodies = []
     for _ in range(2):
-        feed = open_test_feed(ctx, tmp_path)
+        feed = feeds.open()
         for type_ in ("new", "update", "end"):
             bodies.append(feed.publisher.publish_event(alert_event(5, type_=type_), utc_iso()))
         feed.close()
@@ -119,32 +122,29 @@ def test_epoch_changes_on_restart_and_event_id_groups_lifecycle(ctx, tmp_path):
     assert len({b["msg_id"] for b in bodies}) == 6
 
 
-def test_heartbeat_carries_last_seq_and_catchup_endpoint(ctx, tmp_path):
-    feed = open_test_feed(ctx, tmp_path)
+def test_heartbeat_carries_last_seq_and_catchup_endpoint(feeds, ctx, tmp_path):
+    feed = feeds.open()
     feed.publisher.publish_event(alert_event(1), utc_iso())
     feed.publisher.publish_event(alert_event(2), utc_iso())
     feed.publisher.publish_event(alert_event(3, kind="screening"), utc_iso())
     beat = feed.publisher.heartbeat()
     assert beat["last"] == {"alert": 2, "screening": 1}
     assert beat["catchup"] == feed.catchup_endpoint and feed.catchup_endpoint.startswith("tcp://127.0.0.1:")
-    feed.close()
 
 
-def test_nan_temperatures_are_sent_as_null(ctx, tmp_path):
-    feed = open_test_feed(ctx, tmp_path)
+def test_nan_temperatures_are_sent_as_null(feeds, ctx, tmp_path):
+    feed = feeds.open()
     ev = alert_event(1, kind="screening")
     ev.verdict.core_temp_c = float("nan")
     body = feed.publisher.publish_event(ev, utc_iso())
     assert body["core_temp_c"] is None
     assert decode([b"screening.gate-1", json.dumps(body).encode()]).body["verdict"]["reason"] == "glasses"
-    feed.close()
 
 
-def test_bind_conflict_is_a_one_line_error(ctx, tmp_path):
-    feed = open_test_feed(ctx, tmp_path)
+def test_bind_conflict_is_a_one_line_error(feeds, ctx, tmp_path):
+    feed = feeds.open()
     with pytest.raises(ValueError, match="cannot bind"):
         open_feed(ctx, FeedConfig(endpoint=feed.endpoint, journal_path=None), "gate-2")
-    feed.close()
 
 
 def test_thermal_false_colour_is_enlarged_and_fixed_scale():

@@ -75,7 +75,9 @@ class CatchupServer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        self.router.close(linger=0)
+            self._thread = None
+        if not self.router.closed:
+            self.router.close(linger=0)
 
     def _run(self) -> None:
         journal = Journal(self.journal_path, readonly=True) if self.journal_path else None

@@ -22,6 +22,9 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 
+ZAP_DOMAIN = "thermal-edge"  # every server socket of ours authenticates in this ZAP domain
+
+
 class KeyFileError(ValueError):
     """A key file is missing or unreadable (message names the file)."""
 
@@ -78,7 +81,7 @@ def start_authenticator(ctx: zmq.Context, authorized_dir: str | Path) -> ThreadA
     """
     auth = ThreadAuthenticator(ctx)
     auth.start()
-    auth.configure_curve(domain="*", location=str(authorized_dir))
+    auth.configure_curve(domain=ZAP_DOMAIN, location=str(authorized_dir))
     return auth
 
 
@@ -90,7 +93,7 @@ def make_server(sock: zmq.Socket, keys: ServerKeys | None) -> None:
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True
-    sock.zap_domain = b"thermal-edge"
+    sock.zap_domain = ZAP_DOMAIN.encode()
 
 
 def make_client(sock: zmq.Socket, keys: ClientKeys | None, server_public_file: Path | None = None) -> None:
@@ -130,6 +133,9 @@ def create_keys(folder: str | Path, names: list[str], authorize_into: str | Path
     for name in names:
         if (folder / f"{name}.key_secret").exists():
             raise KeyFileError(f"{folder / (name + '.key_secret')}: already exists; not overwriting a key")
+        if authorize_into is not None and (Path(authorize_into) / f"{name}.key").exists():
+            raise KeyFileError(f"{Path(authorize_into) / (name + '.key')}: another key of that name is already "
+                               "authorized; choose another --name")
     out = []
     for name in names:
         public, secret = zmq.auth.create_certificates(folder, name)

@@ -88,3 +88,22 @@ def assert_exactly_once(received: list[str], sent: list[str], label: str) -> Non
     assert not missing, f"{label}: {len(missing)} of {len(sent)} alerts never arrived, e.g. {sorted(missing)[:3]}"
     assert not extra, f"{label}: received alerts that were never sent: {sorted(extra)[:3]}"
     assert dups == 0, f"{label}: {dups} alerts delivered more than once"
+
+
+class Feeds:
+    """Opens test feeds and closes whatever is left open, so a failed test cannot hang ctx.term()."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.ctx = zmq.Context()
+        self.tmp_path = tmp_path
+        self.opened = []
+
+    def open(self, station: str = "gate-1", **cfg):
+        feed = open_test_feed(self.ctx, self.tmp_path, station, **cfg)
+        self.opened.append(feed)
+        return feed
+
+    def close(self) -> None:
+        for feed in self.opened:
+            feed.close()
+        self.ctx.destroy(linger=0)

@@ -1,0 +1,212 @@
+"""Subscriber client on real loopback sockets: catch-up, gaps, dedupe, slow consumer, bad input."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+import zmq
+
+from edge.feed.client import Listener, Store, format_alert_line
+from edge.feed.journal import Journal
+from edge.feed.proxy import Proxy
+from edge.publishing import utc_iso
+
+from .helpers import Feeds, ListenerThread, alert_event, assert_exactly_once, wait_until
+
+
+@pytest.fixture
+def feeds(tmp_path):
+    f = Feeds(tmp_path)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def ctx(feeds):
+    return feeds.ctx
+
+
+def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:
+    import json
+
+    j = Journal(tmp_path / f"{station}.sqlite", readonly=True)
+    ids = [json.loads(b)["msg_id"] for _, b in j.all_frames(kind)]
+    j.close()
+    return ids
+
+
+def test_late_subscriber_catches_up_then_follows_live(feeds, ctx, tmp_path):
+    feed = feeds.open()
+    for i in range(30):  # nobody is listening yet
+        feed.publisher.publish_event(alert_event(i), utc_iso())
+    with ListenerThread(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint]) as lt:
+        wait_until(lambda: len(lt.messages) >= 30, what="catch-up")
+        for i in range(30, 60):
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        wait_until(lambda: len(lt.messages) >= 60, what="live alerts")
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "late subscriber")
+    assert lt.listener.stats.caught_up >= 30
+
+
+def test_catchup_endpoint_learned_from_messages(feeds, ctx, tmp_path):
+    """No --catchup: the heartbeat names the gateway's catch-up endpoint and says what we missed."""
+    feed = feeds.open()
+    for i in range(5):
+        feed.publisher.publish_event(alert_event(i), utc_iso())
+    with ListenerThread(ctx, [feed.endpoint]) as lt:
+        wait_until(lambda: len(lt.messages) >= 5, what="catch-up via the advertised endpoint")
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "learned catch-up")
+
+
+def test_restarted_listener_resumes_from_its_store(feeds, ctx, tmp_path):
+    feed = feeds.open()
+    store_path = tmp_path / "room.sqlite"
+    delivered = []
+    for round_ in range(3):
+        for i in range(10 * round_, 10 * round_ + 10):  # published while the listener is down
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        store = Store(store_path)
+        with ListenerThread(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint], store=store) as lt:
+            wait_until(lambda: len(lt.messages) >= 10, what=f"round {round_}")
+            wait_until(lambda: lt.listener.stats.catchup_requests > 0 and not lt.listener._requests,
+                       what="catch-up finished")
+        delivered += lt.msg_ids()
+        store.close()
+    assert_exactly_once(delivered, journal_ids(tmp_path), "listener restarts in-process")
+
+
+def test_two_paths_to_one_gateway_deliver_once(feeds, ctx, tmp_path):
+    """Subscribed directly and through a proxy: every alert arrives twice, is delivered once."""
+    feed = feeds.open()
+    proxy = Proxy(ctx, [(feed.endpoint, None)], "tcp://127.0.0.1:*")
+    stop_proxy = threading.Event()
+    proxy_thread = threading.Thread(target=proxy.run, args=(stop_proxy,), daemon=True)
+    proxy_thread.start()
+    assert proxy.bound.wait(10)
+    try:
+        with ListenerThread(ctx, [feed.endpoint, proxy.last_endpoint], catchup=[feed.catchup_endpoint]) as lt:
+            wait_until(lambda: proxy.stats.forwarded > 2, what="proxy forwarding")
+            for i in range(50):
+                feed.publisher.publish_event(alert_event(i), utc_iso())
+            wait_until(lambda: len(lt.messages) >= 50, what="alerts")
+            wait_until(lambda: lt.listener.stats.duplicates >= 40, what="second copies")
+    finally:
+        stop_proxy.set()
+        proxy_thread.join(5)
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "two paths")
+
+
+def test_slow_subscriber_beyond_high_water_mark_loses_nothing(feeds, ctx, tmp_path):
+    feed = feeds.open(snd_hwm=5)
+    with ListenerThread(ctx, [feed.endpoint], rcv_hwm=5) as lt:
+        lt.listener.slow_down_s = 0.003  # consumer slower than the publisher
+        wait_until(lambda: lt.listener.stats.received > 0, what="connected")
+        for i in range(400):
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        wait_until(lambda: len(lt.messages) >= 400, what="all alerts")
+    stats = lt.listener.stats
+    assert stats.gaps > 0, "the high-water mark was never reached: the test did not test anything"
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), f"slow subscriber (gaps {stats.gaps})")
+
+
+def test_without_journal_gaps_are_counted_as_lost(feeds, ctx, tmp_path):
+    feed = feeds.open(journal_path=None, snd_hwm=5)
+    with ListenerThread(ctx, [feed.endpoint], rcv_hwm=5) as lt:
+        lt.listener.slow_down_s = 0.003
+        wait_until(lambda: lt.listener.stats.received > 0, what="connected")
+        for i in range(300):
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        stream = ("gate-1", "alert")
+        wait_until(lambda: stream in lt.listener._streams and lt.listener._streams[stream].pos[1] == 300,
+                   what="end of stream (from heartbeats)")
+    assert 0 < lt.listener.stats.lost < 300 and len(lt.messages) < 300
+    assert len(set(lt.msg_ids())) == len(lt.msg_ids())
+
+
+def test_retention_loss_is_reported(feeds, ctx, tmp_path, caplog):
+    feed = feeds.open()
+    for i in range(20):
+        feed.publisher.publish_event(alert_event(i), utc_iso())
+    feed.publisher.journal.max_bytes = 3000  # about 4 alerts
+    feed.publisher.journal.prune()
+    store = Store()
+    epoch = feed.publisher.epoch
+    store.set_position("gate-1", "alert", (epoch, 2))  # we had 2, the journal kept only the newest few
+    with caplog.at_level(logging.WARNING), ListenerThread(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint],
+                                                        store=store) as lt:
+        wait_until(lambda: store.position("gate-1", "alert") == (epoch, 20), what="caught up")
+    assert 0 < len(lt.messages) < 18
+    assert "deleted by the gateway's retention" in caplog.text
+
+
+def test_malformed_messages_are_counted_logged_once_and_survived(feeds, ctx, tmp_path, caplog):
+    feed = feeds.open()
+    rogue = ctx.socket(zmq.PUB)
+    rogue.linger = 0
+    port = rogue.bind_to_random_port("tcp://127.0.0.1")
+    garbage = [[b"alert.x", b"{not json"], [b"alert.x"], [b"alert.x", b"\xff" * 10],
+               [b"alert.x", b"[]"], [b"alert.x", b"{}", b"img", b"img", b"img"], [b"heartbeat.x", b'{"schema": 9}']]
+    with caplog.at_level(logging.WARNING), ListenerThread(
+            ctx, [feed.endpoint, f"tcp://127.0.0.1:{port}"], catchup=[feed.catchup_endpoint]) as lt:
+        def spray():
+            for frames in garbage * 3:
+                rogue.send_multipart(frames)
+            return sum(lt.listener.stats.bad.values()) >= len(garbage) * 3
+        wait_until(spray, what="garbage received")
+        for i in range(10):
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        wait_until(lambda: len(lt.messages) >= 10, what="alerts after garbage")
+    bad = lt.listener.stats.bad
+    assert set(bad) == {"json", "frames", "encoding", "version"}
+    assert caplog.text.count("dropped a malformed message (json") == 1  # logged once per reason
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "after garbage")
+    rogue.close()
+
+
+def test_catchup_server_answers_garbage_with_err_and_keeps_serving(feeds, ctx, tmp_path):
+    feed = feeds.open()
+    feed.publisher.publish_event(alert_event(1), utc_iso())
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.connect(feed.catchup_endpoint)
+    for frames in ([b"HELLO"], [b"CATCHUP", b"{bad"], [b"CATCHUP", b'{"kind": "status"}'],
+                   [b"CATCHUP", b'{"kind": "alert", "positions": {"gate-1": [1]}}']):
+        dealer.send_multipart(frames)
+        assert dealer.poll(5000), "no answer"
+        assert dealer.recv_multipart()[0] == b"ERR"
+    dealer.send_multipart([b"CATCHUP", b'{"req": 3, "kind": "alert", "positions": {}}'])
+    assert dealer.poll(5000)
+    assert dealer.recv_multipart()[:2] == [b"MSG", b"3"]
+    assert dealer.recv_multipart()[0] == b"END"
+    assert feed.server.bad_requests == 4
+    dealer.close()
+
+
+def test_silent_gateway_is_reported(feeds, ctx, tmp_path, caplog):
+    feed = feeds.open(heartbeat_s=0.1)
+    with caplog.at_level(logging.WARNING), ListenerThread(ctx, [feed.endpoint]) as lt:
+        wait_until(lambda: lt.listener.stats.received >= 2, what="heartbeats")
+        feed.close()
+        wait_until(lambda: "silent" in caplog.text, what="silence noticed")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ({"kind": "alert", "type": "new", "time_utc": "T", "station_id": "g1", "track_id": 7, "core_temp_c": 38.44,
+      "skin_temp_c": 35.9, "uncertainty_c": 0.25, "threshold_c": 37.5, "mask": "no",
+      "verdict": {"status": "elevated", "reason": "", "method": "absolute"}},
+     "T ALERT station g1 track 7: core 38.4 °C (skin 35.9 ±0.25) >= 37.5 °C (absolute), mask no [new]"),
+    ({"kind": "screening", "type": "end", "time_utc": "T", "station_id": "g1", "track_id": 2, "core_temp_c": None,
+      "skin_temp_c": None, "uncertainty_c": None, "threshold_c": None, "mask": "unknown",
+      "verdict": {"status": "indeterminate", "reason": "glasses", "method": "none"}},
+     "T INDETERMINATE station g1 track 2: core n/a °C (skin n/a) indeterminate (glasses), mask unknown [end]"),
+    ({"kind": "status", "time_utc": "T", "station_id": "g1"}, "T STATUS station g1"),
+])
+def test_format_alert_line(body, expected):
+    assert format_alert_line(body) == expected
+
+
+def test_listener_needs_an_endpoint(ctx):
+    with pytest.raises(ValueError, match="at least one endpoint"):
+        Listener(ctx, [])
+    assert threading.active_count() >= 1
