@@ -327,3 +327,21 @@ def test_higher_resolution_thermal_presets(tmp_path, astronaut_bgr, preset, size
     assert temp_c.max() == pytest.approx(truth["persons"][0]["canthus_c"], abs=0.05)
     geo = make_station(preset)
     assert truth["registration"]["thermal_focal_px"] == pytest.approx(geo.thermal.focal_px, abs=1e-5)
+
+
+def test_concurrent_renders_of_one_folder_do_not_collide(tmp_path, astronaut_bgr):
+    """Two `make test` runs in one checkout render the same stale folder: one waits for the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edge.sim import render_all
+
+    (tmp_path / "tiny").mkdir()
+    sc = tmp_path / "tiny" / "scenario.toml"
+    sc.write_text(TINY.format(sensor="").replace("duration_s = 1.2", "duration_s = 0.4"))
+    with ThreadPoolExecutor(2) as pool:
+        times = list(pool.map(lambda _: render_all.render_folder(sc, astronaut_bgr, force=False), range(2)))
+    assert sorted(t > 0 for t in times) == [False, True]  # exactly one rendered, the other found it fresh
+    assert render_all.is_fresh(sc)
+    assert sorted(p.name for p in sc.parent.iterdir()) == [
+        ".rendered", "rgb.avi", "scenario.toml", "stream.json", "thermal.mkv", "timestamps.csv", "truth.json"]
+    assert len(_read_all(sc.parent, "thermal")) == len(json.loads((sc.parent / "truth.json").read_text())["frames"]["thermal"])

@@ -7,7 +7,10 @@ generator version and stream.json exists (written last, so a half-rendered folde
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,15 +40,32 @@ def is_fresh(scenario_file: Path) -> bool:
     return (folder / "stream.json").is_file() and stamp.is_file() and stamp.read_text().strip() == scenario_stamp(scenario_file)
 
 
-def render_folder(scenario_file: Path, photo=None) -> float:
-    """Render one scenario into its own folder; returns the seconds it took."""
+def render_folder(scenario_file: Path, photo=None, force: bool = True) -> float:
+    """Render one scenario into its own folder; returns the seconds it took (0 if another process
+    rendered it meanwhile). Safe against concurrent runs (two `make test` in one checkout): an
+    exclusive lock on scenario.toml serialises them, the stream is written into a scratch folder
+    and moved into place file by file (os.replace), stream.json last, so a reader never sees a
+    half-written recording."""
     folder = scenario_file.parent
-    (folder / STAMP).unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    # Render next to the scenario file; scenario.toml itself is the input and stays untouched.
-    render_scenario(scenario_file, folder, photo)
-    (folder / STAMP).write_text(scenario_stamp(scenario_file) + "\n")
-    return time.perf_counter() - t0
+    with open(scenario_file, "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and is_fresh(scenario_file):
+            return 0.0
+        t0 = time.perf_counter()
+        scratch = folder / f".render-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            render_scenario(scenario_file, scratch, photo)
+            (folder / STAMP).unlink(missing_ok=True)
+            (folder / "stream.json").unlink(missing_ok=True)  # incomplete while files are swapped
+            for f in sorted(scratch.iterdir()):
+                if f.name not in ("stream.json", "scenario.toml"):
+                    os.replace(f, folder / f.name)
+            os.replace(scratch / "stream.json", folder / "stream.json")
+            (folder / STAMP).write_text(scenario_stamp(scenario_file) + "\n")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = 0.0
     for f in todo:
-        dt = render_folder(f, photo)
+        dt = render_folder(f, photo, force=args.force)
         total += dt
-        print(f"rendered {f.parent.relative_to(args.root.parent) if args.root.parent in f.parents else f.parent} "
-              f"in {dt:.1f} s")
+        print(f"rendered {f.parent.relative_to(args.root.parent)} in {dt:.1f} s" if dt else
+              f"{f.parent.relative_to(args.root.parent)}: rendered meanwhile by another process")
     print(f"sample streams: {len(todo)} rendered in {total:.1f} s, {len(files) - len(todo)} up to date")
     return 0
 
