@@ -85,23 +85,36 @@ def _ratio(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
-def score(truth: dict, result: Any) -> dict[str, Any]:
-    """Score a replay ``result`` (edge.pipeline.ReplayResult or the same shape) against truth."""
+@dataclass
+class _FrameTally:
+    """What the per-frame pass over a replay collects."""
+
+    faces: dict[str, list[int]] = field(default_factory=lambda: {
+        k: [0, 0] for k in ("masked", "unmasked", "masked_h64", "unmasked_h64")})  # [detected, expected]
+    detections: int = 0
+    true_positives: int = 0
+    votes: dict[int, dict[int, int]] = field(default_factory=dict)  # track -> person -> frames matched
+    track_frames: dict[int, int] = field(default_factory=dict)
+    frame_err: _Stats = field(default_factory=_Stats)
+
+    def track_person(self) -> dict[int, int | None]:
+        """Each track's person: the one it matched in most frames (None: matched nobody)."""
+        out: dict[int, int | None] = {}
+        for tid in set(self.track_frames) | set(self.votes):
+            v = self.votes.get(tid, {})
+            out[tid] = min(v, key=lambda p: (-v[p], p)) if v else None
+        return out
+
+
+def _tally_frames(truth: dict, result: Any) -> _FrameTally:
     w, h = truth["cameras"]["rgb"]["width"], truth["cameras"]["rgb"]["height"]
     rgb_truth = {f["index"]: f["faces"] for f in truth["frames"]["rgb"]}
     th_truth = {f["index"]: f for f in truth["frames"]["thermal"]}
-    persons = {p["id"]: p for p in truth["persons"]}
-    threshold = float(truth["threshold_c"])
-
-    det = {k: [0, 0] for k in ("masked", "unmasked", "masked_h64", "unmasked_h64")}  # [detected, expected]
-    n_det = n_det_tp = 0
-    votes: dict[int, dict[int, int]] = {}  # track -> person -> frames matched
-    track_frames: dict[int, int] = {}
-    frame_err = _Stats()
+    canthus = {p["id"]: p["canthus_c"] for p in truth["persons"]}
+    t = _FrameTally()
     for rec in result.frames:
-        faces = rgb_truth.get(rec.rgb_index, [])
         gt, gt_ids, gt_keys, ignored = [], [], [], []
-        for f in faces:
+        for f in rgb_truth.get(rec.rgb_index, []):
             box, frac = _clip_box(f["box_xyxy"], w, h)
             if frac >= 0.5:
                 gt.append(box)
@@ -116,100 +129,104 @@ def score(truth: dict, result: Any) -> dict[str, Any]:
         pairs = match(boxes, np.asarray(gt).reshape(-1, 4))
         free = sorted(set(range(len(d))) - {i for i, _ in pairs})
         n_ignored = len(match(boxes[free], np.asarray(ignored).reshape(-1, 4))) if free else 0
-        n_det += len(d) - n_ignored
-        n_det_tp += len(pairs)
+        t.detections += len(d) - n_ignored
+        t.true_positives += len(pairs)
         for keys in gt_keys:
             for k in keys:
-                det[k][1] += 1
+                t.faces[k][1] += 1
         for _, j in pairs:
             for k in gt_keys[j]:
-                det[k][0] += 1
+                t.faces[k][0] += 1
         tids = d.data.get("track_id")
-        for i in range(len(d)):
-            tid = int(tids[i]) if tids is not None else -1
-            if tid >= 0:
-                track_frames[tid] = track_frames.get(tid, 0) + 1
+        tids = np.full(len(d), -1) if tids is None else np.asarray(tids).astype(int)
+        for tid in tids[tids >= 0]:
+            t.track_frames[int(tid)] = t.track_frames.get(int(tid), 0) + 1
         th = th_truth.get(rec.thermal_index)
-        th_faces = {f["id"]: f for f in th["faces"]} if th else {}
+        in_thermal = {f["id"] for f in th["faces"]} if th else set()
+        skin, gate = d.data.get("skin_temp_c"), d.data.get("gate")
         for i, j in pairs:
             pid = gt_ids[j]
-            if tids is not None and int(tids[i]) >= 0:
-                votes.setdefault(int(tids[i]), {}).setdefault(pid, 0)
-                votes[int(tids[i])][pid] += 1
-            skin = d.data.get("skin_temp_c")
-            gate = d.data.get("gate")
-            if skin is not None and np.isfinite(skin[i]) and (gate is None or gate[i] == "") and pid in th_faces:
-                frame_err.values.append(float(skin[i]) - persons[pid]["canthus_c"])
+            if tids[i] >= 0:
+                per = t.votes.setdefault(int(tids[i]), {})
+                per[pid] = per.get(pid, 0) + 1
+            if skin is not None and np.isfinite(skin[i]) and (gate is None or gate[i] == "") and pid in in_thermal:
+                t.frame_err.values.append(float(skin[i]) - canthus[pid])
+    return t
 
-    track_person: dict[int, int | None] = {}
-    for tid in set(track_frames) | set(votes):
-        v = votes.get(tid, {})
-        track_person[tid] = min(v, key=lambda p: (-v[p], p)) if v else None
 
+def _person_rows(truth: dict, result: Any, track_person: dict[int, int | None], track_frames: dict[int, int]):
+    """One row per truth person with the pipeline's verdict for it, plus confusion and errors."""
     verdicts: dict[int, Verdict] = dict(result.verdicts)
     rank = {"elevated": 0, "normal": 1, "indeterminate": 2}
-    person_rows, subj_err = [], _Stats()
+    rows, subj_err = [], _Stats()
     confusion = {e: {g: 0 for g in GOT} for e in STATUSES}
-    for pid, p in sorted(persons.items()):
+    for p in sorted(truth["persons"], key=lambda q: q["id"]):
+        pid = p["id"]
         tracks = sorted(t for t, q in track_person.items() if q == pid)
         vs = [(verdicts[t], t) for t in tracks if t in verdicts]
-        if vs:
-            best, best_tid = min(vs, key=lambda x: (rank[x[0].status], -track_frames.get(x[1], 0)))
-            got, reason = best.status, best.reason
-        else:
-            best, got, reason = None, "missed", ""
+        best = min(vs, key=lambda x: (rank[x[0].status], -track_frames.get(x[1], 0)))[0] if vs else None
+        got, reason = (best.status, best.reason) if best else ("missed", "")
         exp = p["expected"]
         confusion[exp["status"]][got] += 1
         err = None
         if best is not None and best.skin_temp_c is not None and np.isfinite(best.skin_temp_c):
             err = float(best.skin_temp_c) - p["canthus_c"]
             subj_err.values.append(err)
-        person_rows.append({
+        rows.append({
             "id": pid, "core_c": p["core_c"], "canthus_c": p["canthus_c"], "mask": p["mask"], "glasses": p["glasses"],
             "expected": exp["status"], "expected_reason": exp["reason"], "got": got, "got_reason": reason,
             "method": best.method if best else "", "core_est_c": _round(best.core_temp_c if best else None),
             "skin_c": _round(best.skin_temp_c if best else None), "skin_error_c": _round(err),
             "tracks": tracks, "correct": got == exp["status"],
         })
+    return rows, confusion, subj_err
 
-    alerts = [e for e in result.events if e.kind == "alert" and e.type == "new"]
-    alert_rows, alerted_persons = [], set()
-    for e in alerts:
+
+def _alerts(truth: dict, result: Any, track_person: dict[int, int | None]) -> dict[str, Any]:
+    persons = {p["id"]: p for p in truth["persons"]}
+    rows, alerted = [], set()
+    for e in (e for e in result.events if e.kind == "alert" and e.type == "new"):
         pid = track_person.get(e.track_id)
-        febrile = pid is not None and persons[pid]["core_c"] >= threshold
         if pid is not None:
-            alerted_persons.add(pid)
-        alert_rows.append({"track_id": e.track_id, "person": pid, "true": febrile,
-                           "core_est_c": _round(e.verdict.core_temp_c)})
-    expected_elev = [pid for pid, p in persons.items() if p["expected"]["status"] == "elevated"]
-    n_true = sum(1 for a in alert_rows if a["true"])
+            alerted.add(pid)
+        rows.append({"track_id": e.track_id, "person": pid,
+                     "true": pid is not None and persons[pid]["core_c"] >= float(truth["threshold_c"]),
+                     "core_est_c": _round(e.verdict.core_temp_c)})
+    expected = [pid for pid, p in persons.items() if p["expected"]["status"] == "elevated"]
+    n_true = sum(1 for a in rows if a["true"])
+    unmatched = sum(1 for a in rows if a["person"] is None)
+    recalled = sum(1 for pid in expected if pid in alerted)
+    return {"n": len(rows), "true": n_true, "false": len(rows) - n_true, "unmatched": unmatched,
+            "duplicates": len(rows) - unmatched - len(alerted), "precision": _ratio(n_true, len(rows)),
+            "expected_elevated": len(expected), "recalled": recalled, "recall": _ratio(recalled, len(expected)),
+            "rows": rows}
+
+
+def score(truth: dict, result: Any) -> dict[str, Any]:
+    """Score a replay ``result`` (edge.pipeline.ReplayResult or the same shape) against truth."""
+    t = _tally_frames(truth, result)
+    track_person = t.track_person()
+    rows, confusion, subj_err = _person_rows(truth, result, track_person, t.track_frames)
     return {
         "scenario": truth.get("scenario", ""),
         "hard_case": truth.get("hard_case", ""),
         "pairs": int(result.pairs),
         "pairs_per_s": round(float(result.pairs_per_s), 2),
         "faces": {
-            **{k: {"detected": v[0], "expected": v[1], "recall": _ratio(*v)} for k, v in det.items()},
-            "detections": n_det, "true_positives": n_det_tp, "precision": _ratio(n_det_tp, n_det),
+            **{k: {"detected": v[0], "expected": v[1], "recall": _ratio(*v)} for k, v in t.faces.items()},
+            "detections": t.detections, "true_positives": t.true_positives,
+            "precision": _ratio(t.true_positives, t.detections),
         },
         "canthus_error_subject": subj_err.summary(),
-        "canthus_error_frame": frame_err.summary(),
+        "canthus_error_frame": t.frame_err.summary(),
         "_subject_errors": subj_err.values,
-        "_frame_errors": frame_err.values,
+        "_frame_errors": t.frame_err.values,
         "confusion": confusion,
-        "persons": person_rows,
-        "verdicts_correct": sum(r["correct"] for r in person_rows),
-        "tracks": {"n": len(track_person), "unmatched": sorted(t for t, q in track_person.items() if q is None),
-                   "fragmented_persons": sorted(r["id"] for r in person_rows if len(r["tracks"]) > 1)},
-        "alerts": {"n": len(alert_rows), "true": n_true, "false": len(alert_rows) - n_true,
-                   "unmatched": sum(1 for a in alert_rows if a["person"] is None),
-                   "duplicates": len(alert_rows) - len({a["person"] for a in alert_rows if a["person"] is not None})
-                   - sum(1 for a in alert_rows if a["person"] is None),
-                   "precision": _ratio(n_true, len(alert_rows)),
-                   "expected_elevated": len(expected_elev),
-                   "recalled": sum(1 for pid in expected_elev if pid in alerted_persons),
-                   "recall": _ratio(sum(1 for pid in expected_elev if pid in alerted_persons), len(expected_elev)),
-                   "rows": alert_rows},
+        "persons": rows,
+        "verdicts_correct": sum(r["correct"] for r in rows),
+        "tracks": {"n": len(track_person), "unmatched": sorted(k for k, q in track_person.items() if q is None),
+                   "fragmented_persons": sorted(r["id"] for r in rows if len(r["tracks"]) > 1)},
+        "alerts": _alerts(truth, result, track_person),
     }
 
 
