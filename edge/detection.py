@@ -54,6 +54,10 @@ class DetectorConfig(StrictModel):
 
 @runtime_checkable
 class FaceDetector(Protocol):
+    """What the pipeline needs of a detector. Implementations should also keep a
+    ``last_timing_ms`` dict ({'preprocess', 'inference', 'postprocess', 'total'}, ms) for the
+    pipeline's stage times and the benchmark."""
+
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in one (H,W,3) uint8 BGR frame; boxes and landmarks in that frame's pixels."""
         ...
@@ -98,6 +102,9 @@ class CenterFaceDetector:
 
     ``last_timing_ms`` holds the stage times of the latest ``detect`` call:
     {'preprocess', 'inference', 'postprocess', 'total'} in milliseconds.
+
+    Not thread-safe (the buffers are per instance): use one detector per thread; they may
+    share one session, which onnxruntime allows to run concurrently.
     """
 
     def __init__(self, session: ort.InferenceSession, cfg: DetectorConfig | None = None):
