@@ -54,4 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m edge.cli` runs this file as __main__; the commands raise edge.cli.UserError,
+    # a different class object from __main__.UserError, so dispatch through the real module.
+    from edge.cli import main as _main
+
+    sys.exit(_main())

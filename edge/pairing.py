@@ -41,6 +41,7 @@ class Pairer:
         self._rgb: deque[Frame] = deque()
         self._thermal: deque[Frame] = deque()
         self._last_t = {"rgb": -(1 << 62), "thermal": -(1 << 62)}
+        self._rgb_intervals: deque[int] = deque(maxlen=16)
         self.stats = PairingStats()
 
     def push(self, frame: Frame) -> list[FramePair]:
@@ -48,6 +49,8 @@ class Pairer:
             # a clock that jumps backwards would pair the wrong frames; drop and count
             self.stats.out_of_order += 1
             return []
+        if frame.camera == "rgb" and self._last_t["rgb"] > -(1 << 62):
+            self._rgb_intervals.append(frame.t_ns - self._last_t["rgb"])
         self._last_t[frame.camera] = frame.t_ns
         (self._rgb if frame.camera == "rgb" else self._thermal).append(frame)
         while len(self._rgb) > self.cfg.max_buffer:
@@ -58,13 +61,24 @@ class Pairer:
     def flush(self) -> list[FramePair]:
         return self._resolve(final=True)
 
+    def _rgb_settles(self, t_ns: int) -> bool:
+        last = self._last_t["rgb"]
+        if last >= t_ns:
+            return True
+        if len(self._rgb_intervals) < 4:
+            return False
+        period = sorted(self._rgb_intervals)[len(self._rgb_intervals) // 2]
+        return t_ns - last <= period // 2
+
     def _resolve(self, final: bool) -> list[FramePair]:
         out: list[FramePair] = []
         while self._thermal:
             th = self._thermal[0]
-            # Undecided until an RGB frame at/after th has arrived: later RGB frames can only be
-            # farther away. A stalled RGB camera must not hold thermal frames forever, though.
-            if not final and self._last_t["rgb"] < th.t_ns and len(self._thermal) <= self.cfg.max_buffer:
+            # Undecided until no later RGB frame can be nearer: one at/after th has arrived, or
+            # the newest is within half an RGB period before th (the next one, a period later,
+            # is farther). Waiting less here is capture-to-alert latency saved. A stalled RGB
+            # camera must not hold thermal frames forever, though.
+            if not final and not self._rgb_settles(th.t_ns) and len(self._thermal) <= self.cfg.max_buffer:
                 break
             self._thermal.popleft()
             # drop RGB frames that are too old for this (and so for any later) thermal frame

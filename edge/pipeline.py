@@ -12,6 +12,8 @@ pipeline from a recording (testers, evaluation, ``make run``); edge/station.py d
 from __future__ import annotations
 
 import heapq
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -129,7 +131,7 @@ class Pipeline:
         timing["track"] = clock() - t
 
         t = clock()
-        events = self.screener.update(dets, pair.t_ns, ended, pair.rgb.image, thermal_c)
+        events = self.screener.update(dets, pair.t_ns, ended, pair.rgb.image, thermal_c, blackbody_state=bb.state)
         timing["decide"] = clock() - t
 
         t = clock()
@@ -178,7 +180,52 @@ def build_pipeline(cfg: Any, *, detector: FaceDetector | None = None, publisher:
                     wall_clock=wall_clock, metrics=metrics)
 
 
-def merged_frames(sources: list[RecordingSource]) -> Iterator[Frame]:
+class _Prefetch:
+    """Reads a source in its own thread into a small bounded queue, so video decoding (which
+    releases the GIL) overlaps detection on the other core. Replay never drops: put() waits."""
+
+    _END = object()
+
+    def __init__(self, source: RecordingSource, depth: int = 8):
+        self.source = source
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"prefetch-{source.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self.source.read()
+                self._put(self._END if item is None else item)
+                if item is None:
+                    return
+        except BaseException as e:  # handed to the reader, raised there
+            self._put(e)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self) -> Frame | None:
+        item = self._q.get()
+        if item is self._END:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.source.close()
+
+
+def merged_frames(sources: list[Any]) -> Iterator[Frame]:
     """Frames of several recorded cameras in capture-time order (replay never drops)."""
     heap: list[tuple[int, int, Frame]] = []
     for k, src in enumerate(sources):
@@ -192,6 +239,20 @@ def merged_frames(sources: list[RecordingSource]) -> Iterator[Frame]:
         nxt = sources[k].read()
         if nxt is not None:
             heapq.heappush(heap, (nxt.t_ns, k, nxt))
+
+
+def planned_rgb_frames(rec: Recording, pairing_cfg: Any) -> set[int]:
+    """RGB frame indices the Pairer will choose, worked out from timestamps.csv alone (same
+    merge order as replay), so replay decodes only those."""
+    placeholder = np.zeros((0,), np.uint8)
+    frames = [Frame(cam, idx, t_ns, placeholder) for cam in ("rgb", "thermal") for idx, t_ns, _ in rec.rows[cam]]
+    frames.sort(key=lambda f: (f.t_ns, f.camera != "rgb"))
+    pairer = Pairer(pairing_cfg)
+    used: set[int] = set()
+    for f in frames:
+        used.update(p.rgb.index for p in pairer.push(f))
+    used.update(p.rgb.index for p in pairer.flush())
+    return used
 
 
 @dataclass
@@ -235,7 +296,8 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
                           thermal_units=rec.meta.thermal.units or "centikelvin")
     pairer = Pairer(cfg.pairing)
-    sources = [rec.source("rgb"), rec.source("thermal")]
+    sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
+               _Prefetch(rec.source("thermal"))]
     frames: list[PairRecord] = []
     events: list[ScreeningEvent] = []
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}

@@ -142,8 +142,13 @@ class RecordingSource:
     wrong shape/dtype -- a truncated recording must not pass silently.
     """
 
-    def __init__(self, path: Path, camera: str, meta: CameraMeta, rows: list[tuple[int, int, str]]):
+    def __init__(self, path: Path, camera: str, meta: CameraMeta, rows: list[tuple[int, int, str]],
+                 decode: set[int] | None = None):
+        """decode: RGB frame indices to decode (None = all). Other frames come back with
+        ``image=None`` -- a replay that knows which RGB frames pairing will use skips the rest,
+        which is most of them at 30 fps RGB vs 8.7 Hz thermal."""
         self.name = camera
+        self._decode = decode
         self.path = path
         self.meta = meta
         self._rows = rows
@@ -156,6 +161,11 @@ class RecordingSource:
         if not self._cap.isOpened():
             raise RecordingError(f"{video}: OpenCV cannot open it")
         self._video = video
+        # MJPEG packets are whole JPEG images: read them undecoded and decode only the frames
+        # asked for (cv2.imdecode), instead of FFmpeg decoding every frame.
+        fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        self._raw_jpeg = (camera == "rgb" and decode is not None and fourcc.upper() == "MJPG"
+                          and self._cap.set(cv2.CAP_PROP_FORMAT, -1))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -163,11 +173,23 @@ class RecordingSource:
     def read(self) -> Frame | None:
         if self._next >= len(self._rows):
             return None
-        ok, img = self._cap.read()
         idx, t_ns, ffc = self._rows[self._next]
-        if not ok or img is None:
+        wanted = self._decode is None or idx in self._decode
+        if self._decode is not None and not wanted and not self._raw_jpeg:
+            ok = self._cap.grab()
+            img = None
+        else:
+            ok, img = self._cap.read()
+            if ok and self._raw_jpeg:
+                img = cv2.imdecode(img.reshape(-1), cv2.IMREAD_COLOR) if wanted else None
+                if wanted and img is None:
+                    raise RecordingError(f"{self._video}: frame {idx} is not a decodable JPEG")
+        if not ok or (wanted and img is None):
             raise RecordingError(
                 f"{self._video}: ends after {self._next} frames but timestamps.csv lists {len(self._rows)}")
+        if img is None:  # skipped on purpose: nothing pairs with it
+            self._next += 1
+            return Frame(self.name, idx, t_ns, None, "none")  # type: ignore[arg-type]
         m = self.meta
         if self.name == "thermal":
             if img.ndim == 3:  # some backends hand back (h,w,1)
@@ -192,9 +214,9 @@ class Recording:
         self.meta = _load_meta(self.path)
         self.rows = _load_timestamps(self.path)
 
-    def source(self, camera: str) -> RecordingSource:
+    def source(self, camera: str, decode: set[int] | None = None) -> RecordingSource:
         cam_meta = self.meta.rgb if camera == "rgb" else self.meta.thermal
-        return RecordingSource(self.path, camera, cam_meta, self.rows[camera])
+        return RecordingSource(self.path, camera, cam_meta, self.rows[camera], decode)
 
     @property
     def thermal_scale_k(self) -> float:

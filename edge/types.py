@@ -21,6 +21,7 @@ DATA_KEYS = {
     "canthus_xy_thermal": "(N,2,2) float32 -- both inner canthi in thermal pixels",
     "skin_temp_c": "(N,) float32 -- measured canthus skin temperature, degC (NaN if unmeasured)",
     "core_temp_c": "(N,) float32 -- estimated core temperature, degC (NaN if unmeasured)",
+    "skin_sd_c": "(N,) float32 -- 1-sigma uncertainty of skin_temp_c (noise, small-face penalty), degC",
     "uncertainty_c": "(N,) float32 -- 1-sigma uncertainty of core_temp_c, degC",
     "gate": "(N,) object -- '' when measurable, else the reason it is not (e.g. 'glasses')",
     "quality": "(N,) float32 0..1 -- how good this frame's measurement is (for best-N)",

@@ -71,3 +71,16 @@ def test_config_bounds_are_enforced():
         PairingConfig(tolerance_ms=0)
     with pytest.raises(ValueError, match="extra|unknown|tolerance_mss"):
         PairingConfig(tolerance_mss=3)
+
+
+def test_thermal_frame_pairs_without_waiting_when_no_later_rgb_can_be_nearer():
+    p = Pairer(PairingConfig())
+    for i in range(6):
+        assert p.push(_f("rgb", i, i * 33.3)) == []
+    # newest RGB at 166.5 ms; thermal at 170 ms: the next RGB (~199.8) cannot be nearer
+    pairs = p.push(_f("thermal", 0, 170))
+    assert len(pairs) == 1 and pairs[0].rgb.index == 5
+    # thermal at 190 ms is nearer to the RGB frame still to come: it must wait for it
+    assert p.push(_f("thermal", 1, 190)) == []
+    pairs = p.push(_f("rgb", 6, 199.8))
+    assert len(pairs) == 1 and pairs[0].rgb.index == 6

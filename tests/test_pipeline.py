@@ -1,0 +1,181 @@
+"""End to end: the bundled sample stream through the real pipeline (real ONNX detector, real
+recording files) into a real ZeroMQ SUB socket on a random loopback port, scored against the
+stream's ground truth."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from edge.pipeline import replay
+from edge.publishing import Publisher
+from edge.recording import open_recording
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_streams" / "walkthrough"
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _truth_person(truth: dict, t_ns: int, box) -> dict | None:
+    """The truth person whose RGB box (nearest frame in time) overlaps ``box`` best."""
+    frame = min(truth["frames"]["rgb"], key=lambda f: abs(f["t_ns"] - t_ns))
+    best = max(frame["faces"], key=lambda f: _iou(f["box_xyxy"], box), default=None)
+    if best is None or _iou(best["box_xyxy"], box) < 0.3:
+        return None
+    return next(p for p in truth["persons"] if p["id"] == best["id"])
+
+
+@pytest.fixture(scope="module")
+def sample_run():
+    """Replay the sample with a real PUB -> SUB pair; return (result, received bodies, truth)."""
+    if not (SAMPLE / "stream.json").is_file():
+        pytest.fail(f"{SAMPLE} is not rendered; `make test` renders it (python -m edge.sim.render_all)")
+    rec = open_recording(SAMPLE)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"alert.")
+    sub.setsockopt(zmq.SUBSCRIBE, b"screening.")
+    sub.connect(f"tcp://127.0.0.1:{port}")
+    assert pub.poll(5000, zmq.POLLIN), "subscription never reached the publisher"
+    while pub.poll(200, zmq.POLLIN):
+        pub.recv()
+    received: list[tuple[bytes, dict]] = []
+    done = threading.Event()
+
+    def drain():
+        while not done.is_set() or sub.poll(200):
+            if sub.poll(50):
+                frames = sub.recv_multipart()
+                received.append((frames[0], json.loads(frames[1])))
+
+    th = threading.Thread(target=drain)
+    th.start()
+    try:
+        result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None))
+    finally:
+        done.set()
+        th.join(10)
+        sub.close(linger=0)
+        pub.close(linger=0)
+        ctx.term()
+    return result, received, rec.truth()
+
+
+def test_every_published_message_reaches_the_subscriber(sample_run):
+    result, received, _ = sample_run
+    assert len(result.published) > 0
+    assert [b["msg_id"] for _, b in received] == [b["msg_id"] for b in result.published]
+
+
+def test_febrile_person_gives_exactly_one_alert_within_0_3_c(sample_run):
+    result, received, truth = sample_run
+    febrile = [p for p in truth["persons"] if p["febrile"]]
+    assert len(febrile) == 1
+    new_alerts = [b for t, b in received if t.startswith(b"alert.") and b["type"] == "new"]
+    assert len(new_alerts) == 1, [b["track_id"] for b in new_alerts]
+    alert = new_alerts[0]
+    person = _truth_person(truth, alert["t_ns"], alert["box_xyxy_rgb"])
+    assert person is not None and person["id"] == febrile[0]["id"]
+    # The camera measures skin: compare with the true canthus temperature.
+    assert abs(alert["skin_temp_c"] - person["canthus_c"]) <= 0.3
+    assert alert["verdict"]["status"] == "elevated"
+    assert alert["core_temp_c"] >= alert["threshold_c"]
+    # the alert's lifecycle ends with the person leaving: one 'end' for the same event id
+    ends = [b for t, b in received if t.startswith(b"alert.") and b["type"] == "end"]
+    assert [b["event_id"] for b in ends] == [alert["event_id"]]
+
+
+def test_non_febrile_person_gives_no_alert_and_a_screening_result(sample_run):
+    result, received, truth = sample_run
+    alerts = [b for t, b in received if t.startswith(b"alert.")]
+    other = [p for p in truth["persons"] if not p["febrile"]]
+    for b in alerts:
+        person = _truth_person(truth, b["t_ns"], b["box_xyxy_rgb"])
+        assert person is None or person["febrile"], f"alert for non-febrile person {person}"
+    screenings = [b for t, b in received if t.startswith(b"screening.")]
+    statuses = {_truth_person(truth, b["t_ns"], b["box_xyxy_rgb"])["id"]: b["verdict"]["status"]
+                for b in screenings if _truth_person(truth, b["t_ns"], b["box_xyxy_rgb"])}
+    for p in other:
+        assert statuses.get(p["id"]) in ("normal", "indeterminate"), statuses
+
+
+def test_masked_face_is_detected(sample_run):
+    result, _, truth = sample_run
+    masked_ids = {p["id"] for p in truth["persons"] if p["mask"] != "none"}
+    assert masked_ids
+    hits = total = 0
+    for rec in result.frames:
+        tf = truth["frames"]["rgb"][rec.rgb_index]
+        for face in tf["faces"]:
+            if face["id"] in masked_ids and face["in_view"] and face["box_xyxy"][3] - face["box_xyxy"][1] >= 32:
+                total += 1
+                hits += any(_iou(face["box_xyxy"], b) >= 0.5 for b in rec.detections.box_xyxy)
+    assert total > 0
+    assert hits / total >= 0.8, f"masked face found in {hits}/{total} frames"
+
+
+def test_verdicts_are_backed_by_measurements(sample_run):
+    _, received, _ = sample_run
+    results = [b for t, b in received if b["type"] == "end"]
+    assert results
+    for b in results:
+        v = b["verdict"]
+        if v["status"] == "indeterminate":
+            assert v["reason"], b
+        else:  # normal and elevated name the rule and the measurement it used
+            assert v["method"] in ("absolute", "relative") and b["core_temp_c"] is not None, b
+            assert (b["core_temp_c"] >= b["threshold_c"]) == (v["status"] == "elevated") or v["method"] == "relative"
+
+
+@pytest.mark.parametrize("make_bad, match", [
+    (lambda p: p / "missing", "recording folder not found"),
+    (lambda p: (p / "stream.json").write_text("{not json") and p, r"stream\.json: invalid JSON"),
+])
+def test_cli_bad_input_is_one_line_error_without_traceback(tmp_path, make_bad, match):
+    import re
+    import shutil
+
+    stream = tmp_path / "s"
+    shutil.copytree(SAMPLE, stream)
+    target = make_bad(stream)
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "demo", str(target)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert re.search(match, lines[0])
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_short_thermal_video_is_one_line_error(tmp_path):
+    import shutil
+
+    stream = tmp_path / "s"
+    shutil.copytree(SAMPLE, stream)
+    ts = stream / "timestamps.csv"
+    last_t = max(int(r.split(",")[2]) for r in ts.read_text().splitlines()[1:])
+    n_thermal = sum(1 for r in ts.read_text().splitlines() if r.startswith("thermal,"))
+    ts.write_text(ts.read_text() + f"thermal,{n_thermal},{last_t + 1},none\n")
+    proc = subprocess.run([sys.executable, "-m", "edge.cli", "demo", str(stream)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "thermal.mkv: ends after" in err[0], proc.stderr
+    assert "Traceback" not in proc.stderr
