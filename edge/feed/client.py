@@ -150,6 +150,7 @@ class _Peer:
     last_heard: float
     interval_s: float = 1.0
     alive: bool = True
+    next_poll: float = 0.0  # while silent: when to poll its catch-up channel next
 
 
 @dataclass
@@ -454,5 +455,13 @@ class Listener:
         for pub, peer in self._peers.items():
             if peer.alive and now - peer.last_heard > 3 * peer.interval_s:
                 peer.alive = False
+                peer.next_poll = now
                 log.warning("publisher %s: silent for %.1f s (3 heartbeats missed): gateway or link down",
                             pub, now - peer.last_heard)
+            if not peer.alive and now >= peer.next_poll and pub in self._catchup_of:
+                # The feed path (e.g. a proxy) may be down while the gateway is up: ask its
+                # journal directly, so alerts keep arriving during the outage.
+                peer.next_poll = now + max(1.0, 2 * peer.interval_s)
+                for kind in self._journaled_kinds():
+                    if self._stream(pub, kind).request is None:
+                        self._send_request(self._catchup_of[pub], kind, pub)
