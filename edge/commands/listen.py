@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -75,7 +76,10 @@ def run(args) -> int:
     if not kinds or any(k not in allowed for k in kinds):
         raise UserError(f"--kinds={args.kinds!r}; allowed: {','.join(allowed)}")
     keys = client_keys(args)
-    store = Store(args.store) if args.store else Store()
+    try:
+        store = Store(args.store) if args.store else Store()
+    except sqlite3.Error as e:
+        raise UserError(f"{args.store}: cannot open the listener store: {e}") from None
 
     def show(msg: Message) -> None:
         # Images never reach stdout: only the JSON body (which names them) is printed.
@@ -87,7 +91,10 @@ def run(args) -> int:
     ctx = zmq.Context()
     try:
         listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys)
-        stats = listener.run(stop, show)
+        try:
+            stats = listener.run(stop, show)
+        except (ValueError, KeyFileError) as e:
+            raise UserError(str(e)) from None
     finally:
         store.close()
         ctx.term()

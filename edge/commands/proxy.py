@@ -53,7 +53,10 @@ def run(args) -> int:
             raise UserError(str(e)) from None
         if server_keys is None:
             logging.warning("proxy: no CURVE keys: unencrypted, loopback only")
-        stats = proxy.run(stop)
+        try:
+            stats = proxy.run(stop)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     finally:
         if auth is not None:
             auth.stop()

@@ -196,6 +196,7 @@ class Listener:
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._peers: dict[str, _Peer] = {}
         self._catchup_of: dict[str, str] = {}  # publisher_id -> catch-up endpoint
+        self._bad_endpoints: set[str] = set()  # advertised endpoints we cannot connect to
         self._dealers: dict[str, zmq.Socket] = {}
         self._requests: dict[int, _Request] = {}
         self._req_ids = itertools.count(1)
@@ -212,10 +213,14 @@ class Listener:
             sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
         for endpoint, key in self.endpoints:
             make_client(sub, self.keys, key)
-            sub.connect(endpoint)
+            try:
+                sub.connect(endpoint)
+            except zmq.ZMQError as e:
+                sub.close(linger=0)
+                raise ValueError(f"cannot connect to {endpoint!r}: {e}") from None
         return sub
 
-    def _dealer(self, endpoint: str, fresh: bool = False) -> zmq.Socket:
+    def _dealer(self, endpoint: str, fresh: bool = False) -> zmq.Socket | None:
         sock = self._dealers.get(endpoint)
         if sock is not None and fresh:
             self._poller.unregister(sock)
@@ -227,7 +232,12 @@ class Listener:
             sock.rcvhwm = 0  # replies come in bounded batches
             sock.reconnect_ivl = 100
             make_client(sock, self.keys, self.catchup_keys.get(endpoint))
-            sock.connect(endpoint)
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as e:  # e.g. a garbled 'catchup' field: never fatal
+                sock.close(linger=0)
+                self._bad(MessageError("catchup_endpoint", f"cannot connect to {endpoint!r}: {e}"), "catch-up")
+                return None
             self._dealers[endpoint] = sock
             self._poller.register(sock, zmq.POLLIN)
         return sock
@@ -292,7 +302,7 @@ class Listener:
         body = msg.body
         pub = body["publisher_id"]
         self._heard(pub, body)
-        if body.get("catchup") and pub not in self._catchup_of:
+        if body.get("catchup") and pub not in self._catchup_of and body["catchup"] not in self._bad_endpoints:
             self._catchup_of[pub] = body["catchup"]
         if msg.kind == "heartbeat":
             for kind in self._journaled_kinds():
@@ -382,13 +392,18 @@ class Listener:
         else:
             s = self._stream(pub, kind)
             positions = {pub: list(after or s.pos)}
+        dealer = self._dealer(endpoint, fresh)
+        if dealer is None:
+            self._bad_endpoints.add(endpoint)
+            self._catchup_of = {p: e for p, e in self._catchup_of.items() if e != endpoint}
+            return
         req = next(self._req_ids)
         self._requests[req] = _Request(endpoint, kind, positions, pub, time.monotonic() + self.request_timeout_s)
         if pub is not None:
             self._stream(pub, kind).request = req
         self.stats.catchup_requests += 1
         body = {"req": req, "kind": kind, "positions": positions}
-        self._dealer(endpoint, fresh).send_multipart([b"CATCHUP", json.dumps(body).encode()])
+        dealer.send_multipart([b"CATCHUP", json.dumps(body).encode()])
 
     def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
         try:
@@ -422,7 +437,7 @@ class Listener:
         except (ValueError, KeyError, TypeError):
             self._bad(MessageError("reply", f"unreadable catch-up reply from {endpoint}"), "catch-up")
             return
-        self._catchup_of.setdefault(pub, endpoint)
+        self._catchup_of[pub] = endpoint  # it answered: prefer it to an advertised one
         s = self._stream(pub, request.kind)
         if s.request in (None, req):
             s.request = None

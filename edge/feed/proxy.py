@@ -68,11 +68,17 @@ class Proxy:
             xsub.reconnect_ivl = 100
             xsub.reconnect_ivl_max = 2000
             make_server(xpub, self.server_keys)
-            xpub.bind(self.bind)
+            try:
+                xpub.bind(self.bind)
+            except zmq.ZMQError as e:
+                raise ValueError(f"proxy: cannot bind {self.bind!r}: {e}") from None
             self.last_endpoint = xpub.last_endpoint.decode()
             for endpoint, key in self.upstreams:
                 make_client(xsub, self.client_keys, key)
-                xsub.connect(endpoint)
+                try:
+                    xsub.connect(endpoint)
+                except zmq.ZMQError as e:
+                    raise ValueError(f"proxy: cannot connect to upstream {endpoint!r}: {e}") from None
             self.bound.set()
             poller = zmq.Poller()
             poller.register(xsub, zmq.POLLIN)

@@ -210,3 +210,15 @@ def test_listener_needs_an_endpoint(ctx):
     with pytest.raises(ValueError, match="at least one endpoint"):
         Listener(ctx, [])
     assert threading.active_count() >= 1
+
+
+def test_garbled_catchup_endpoint_in_messages_is_survived(feeds, ctx, tmp_path):
+    """A gateway advertising an endpoint we cannot connect to: counted, the feed still flows."""
+    feed = feeds.open(journal_path=None)
+    feed.publisher.catchup_endpoint = "tcp:/not an endpoint"
+    with ListenerThread(ctx, [feed.endpoint]) as lt:
+        wait_until(lambda: lt.listener.stats.received > 0, what="connected")
+        for i in range(5):
+            feed.publisher.publish_event(alert_event(i), utc_iso())
+        wait_until(lambda: len(lt.messages) >= 5, what="alerts")
+    assert lt.listener.stats.bad["catchup_endpoint"] == 1
