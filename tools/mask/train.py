@@ -9,17 +9,19 @@
    augmentation. Labels: with_mask = 1, without_mask = 0; mask_weared_incorrect is not trained
    on, only reported (which status it gets).
 3. Nested cross-validation grouped by photo: 5 outer folds (faces of one photo are never split),
-   the L2 strength chosen by an inner 4-fold CV on the training part only. The outer-fold
-   predictions, passed through classify_masks' own rules (min face size, unreadable crops,
-   min_confidence -> 'unknown'), give the accuracy we report.
-4. Fits the final model on all faces with the L2 strength chosen by CV on all of them, folds the
-   feature standardisation into the weights, and with --write replaces the weights block in
-   edge/mask.py. Writes the CV numbers to tools/mask/cv_report.json.
+   the L2 strength and a confidence temperature chosen by an inner 4-fold CV on the training
+   part only. The outer-fold predictions, passed through classify_masks' own rules (min face
+   size, unreadable crops, min_confidence -> 'unknown'), give the accuracy we report.
+4. Fits the final model on all faces with the L2 strength and temperature chosen by CV on all
+   of them, folds the feature standardisation into the weights, and with --write replaces the
+   weights block in edge/mask.py (same data -> same weights). Writes the CV numbers to
+   tools/mask/cv_report.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -65,8 +67,8 @@ def collect(data_dir: Path, mask_cfg: MaskConfig) -> dict[str, np.ndarray]:
             height_px.append(float(im.boxes_xyxy[g, 3] - im.boxes_xyxy[g, 1]))
     print(f"{len(feats)} detected labelled faces in {len(images)} photos, {n_unreadable} of them "
           "too small or unreadable ('unknown')")
-    return {"dataset": manifest.dataset or str(data_dir), "X": np.array(feats), "Xm": np.array(mirrored), "label": np.array(labels),
-            "photo": np.array(photo), "height_px": np.array(height_px)}
+    return {"dataset": manifest.dataset or str(data_dir), "X": np.array(feats), "Xm": np.array(mirrored),
+            "label": np.array(labels), "photo": np.array(photo), "height_px": np.array(height_px)}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 30) -> tuple[np.ndarray, float]:
@@ -166,7 +168,8 @@ def main() -> int:
     expected = np.where(d["label"] == "with_mask", "yes", "no")
 
     acc_summary: dict = {}
-    report: dict = {"data": str(args.data), "dataset": d["dataset"], "cv": "5-fold outer by photo, inner 4-fold L2 choice",
+    report: dict = {"data": os.path.relpath(args.data, ROOT), "dataset": d["dataset"],
+                    "cv": "5-fold outer by photo, inner 4-fold choice of L2 and temperature",
                     "chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
     print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
     for size, min_h in (("all", 0.0), (">=32px", 32.0), (">=64px", 64.0)):
