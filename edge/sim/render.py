@@ -29,7 +29,7 @@ from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
                             expected_verdict, frame_gate)
 
-GENERATOR_VERSION = "sim-5"
+GENERATOR_VERSION = "sim-6"
 # camera ids in stream.json, as the station calibration files name them
 THERMAL_CAMERA_IDS = {"lepton35": "lepton0", "boson320": "boson0", "boson640": "boson0"}
 TRUTH_VERSION = 1
@@ -126,7 +126,7 @@ class Renderer:
             self.rgb_levels[p.id] = R.pyramid(cut, alpha)
             self.th_tmpl[p.id] = F.thermal_template(photo_bgr, self.canthus_c[p.id], amb, p.mask, p.mask_temp_c, p.glasses)
         self.bg_rgb = R.background(g.rgb.width, g.rgb.height, self.rng, sc.scene.rgb_brightness)
-        self.noise_bank = self.rng.normal(0, 2.0, (6, g.rgb.height, g.rgb.width, 3)).astype(np.float32)
+        self.noise_bank = R.noise_bank(self.rng, 6, (g.rgb.height, g.rgb.width, 3), 2.0)
         yy = np.linspace(1.0, 0.0, self.ss_size[1], dtype=np.float32)[:, None]
         xx = np.linspace(-0.5, 0.5, self.ss_size[0], dtype=np.float32)[None, :]
         self.bg_th = (amb - 0.5 * sc.scene.gradient_c + sc.scene.gradient_c * yy + 0.3 * xx).astype(np.float32)
