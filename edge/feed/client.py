@@ -156,6 +156,7 @@ class _Peer:
 @dataclass
 class Stats:
     received: int = 0  # live messages decoded
+    heartbeats: int = 0  # of which heartbeats
     delivered: int = 0  # passed to on_message
     duplicates: int = 0
     caught_up: int = 0  # delivered through catch-up
@@ -305,6 +306,7 @@ class Listener:
         if body.get("catchup") and pub not in self._catchup_of and body["catchup"] not in self._bad_endpoints:
             self._catchup_of[pub] = body["catchup"]
         if msg.kind == "heartbeat":
+            self.stats.heartbeats += 1
             for kind in self._journaled_kinds():
                 last = body["last"].get(kind, 0)
                 if last > 0:

@@ -3,11 +3,13 @@
     python tests/feed/gateway_proc.py JOURNAL PUB_EP CATCHUP_EP N_ALERTS INTERVAL_S [--keys DIR]
 
 Publishes alerts until the journal holds N_ALERTS (so a restarted gateway goes on where the
-killed one stopped, as a real gateway's decided alerts are not decided again), printing
-"ready PUB_EP CATCHUP_EP" once bound and "done" at the end, then keeps heartbeating until killed.
+killed one stopped, as a real gateway's decided alerts are not decided again) or SIGUSR1 says
+stop, printing "ready PUB_EP CATCHUP_EP" once bound and "done" at the end, then keeps
+heartbeating until killed.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -30,8 +32,12 @@ def main(argv: list[str]) -> None:
     ctx = zmq.Context()
     feed = open_feed(ctx, FeedConfig(endpoint=pub_ep, catchup_endpoint=catchup_ep, journal_path=journal_path,
                                      heartbeat_s=0.2, **keys), "gate-1")
+    stop = []
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
     print("ready", feed.endpoint, feed.catchup_endpoint, flush=True)
     for i in range(start, int(n_alerts)):
+        if stop:
+            break
         feed.publisher.publish_event(alert_event(i), utc_iso())
         time.sleep(float(interval_s))
     print("done", flush=True)
