@@ -12,7 +12,7 @@ from edge.feed.journal import Journal
 from edge.feed.messages import decode
 from edge.publishing import FeedConfig, Publisher, encode_thermal_jpeg, open_feed, utc_iso
 
-from feed.helpers import Feeds, alert_event, wait_until
+from feed.helpers import alert_event, ctx, feeds, wait_until  # noqa: F401 (fixtures)
 
 
 @pytest.mark.parametrize("fields, error", [
@@ -43,18 +43,6 @@ def test_feed_config_defaults_are_private():
     cfg = FeedConfig()
     assert cfg.include_images is False and cfg.server_secret_key is None
     assert cfg.endpoint.startswith("tcp://127.0.0.1:")
-
-
-@pytest.fixture
-def feeds(tmp_path):
-    f = Feeds(tmp_path)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def ctx(feeds):
-    return feeds.ctx
 
 
 def subscriber(ctx, feed, prefix=b""):

@@ -44,23 +44,33 @@ def _feed(ctx, folder: Path, journal: bool):
     return open_feed(ctx, cfg, "bench")
 
 
+class _Listening:
+    """A Listener on ``feed`` in a thread, collecting what it delivers."""
+
+    def __init__(self, ctx, feed, catchup: bool) -> None:
+        self.got: list = []
+        self.stop = threading.Event()
+        self.listener = Listener(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint] if catchup else [])
+        self.thread = threading.Thread(target=self.listener.run, args=(self.stop, self.got.append), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def live_rate(folder: Path, n: int, journal: bool) -> float:
     """Alerts/s from the first publish to the last delivery at the Listener."""
     ctx = zmq.Context()
     feed = _feed(ctx, folder, journal)
-    got: list = []
-    stop = threading.Event()
-    listener = Listener(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint] if journal else [])
-    thread = threading.Thread(target=listener.run, args=(stop, got.append), daemon=True)
-    thread.start()
-    _wait(lambda: listener.stats.received > 0)  # subscribed (a heartbeat arrived)
+    sub = _Listening(ctx, feed, catchup=journal)
+    _wait(lambda: sub.listener.stats.received > 0)  # subscribed (a heartbeat arrived)
     t0 = time.perf_counter()
     for i in range(n):
         feed.publisher.publish_event(_event(i), utc_iso())
-    _wait(lambda: len(got) >= n)
+    _wait(lambda: len(sub.got) >= n)
     elapsed = time.perf_counter() - t0
-    stop.set()
-    thread.join()
+    sub.close()
     feed.close()
     ctx.term()
     return n / elapsed
@@ -72,16 +82,11 @@ def catchup_seconds(folder: Path, n: int) -> float:
     feed = _feed(ctx, folder, True)
     for i in range(n):
         feed.publisher.publish_event(_event(i), utc_iso())
-    got: list = []
-    stop = threading.Event()
-    listener = Listener(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint])
-    thread = threading.Thread(target=listener.run, args=(stop, got.append), daemon=True)
     t0 = time.perf_counter()
-    thread.start()
-    _wait(lambda: len(got) >= n)
+    sub = _Listening(ctx, feed, catchup=True)
+    _wait(lambda: len(sub.got) >= n)
     elapsed = time.perf_counter() - t0
-    stop.set()
-    thread.join()
+    sub.close()
     feed.close()
     ctx.term()
     return elapsed

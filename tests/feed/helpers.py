@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zmq
 
 from edge.feed.client import Listener
@@ -107,3 +108,16 @@ class Feeds:
         for feed in self.opened:
             feed.close()
         self.ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def feeds(tmp_path):
+    """Test feeds on random loopback ports, all closed (and the context destroyed) at the end."""
+    f = Feeds(tmp_path)
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def ctx(feeds):
+    return feeds.ctx

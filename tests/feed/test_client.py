@@ -1,6 +1,7 @@
 """Subscriber client on real loopback sockets: catch-up, gaps, dedupe, slow consumer, bad input."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -12,24 +13,11 @@ from edge.feed.journal import Journal
 from edge.feed.proxy import Proxy
 from edge.publishing import utc_iso
 
-from .helpers import Feeds, ListenerThread, alert_event, assert_exactly_once, wait_until
-
-
-@pytest.fixture
-def feeds(tmp_path):
-    f = Feeds(tmp_path)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def ctx(feeds):
-    return feeds.ctx
+from .helpers import ctx, feeds  # noqa: F401 (fixtures)
+from .helpers import ListenerThread, alert_event, assert_exactly_once, wait_until
 
 
 def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:
-    import json
-
     j = Journal(tmp_path / f"{station}.sqlite", readonly=True)
     ids = [json.loads(b)["msg_id"] for _, b in j.all_frames(kind)]
     j.close()
