@@ -10,10 +10,11 @@ Two latencies, both from that capture stamp of a paired thermal frame:
 - per pair, to the moment ``process_pair`` returned -- every event the pair decided (alerts
   included) has been journaled and handed to the PUB socket by then, so this is the latency an
   alert decided on that pair has when it leaves the socket; every pair is a sample;
-- per alert, to the moment a SUB socket on loopback received it (``t_ns`` in the message is
-  the capture stamp of the pair that decided it) -- the end-to-end check, few samples. Only
-  'new' and 'update' alerts count: an 'end' alert carries the person's last frame and is sent
-  when the track ends, later by design.
+- per alert, to the moment a SUB socket on loopback received it, from the capture stamp of
+  the pair whose processing published it (noted by wrapping ``process_pair`` and
+  ``publish_event``; the message's own ``t_ns`` is the person's best frame, possibly older) --
+  the end-to-end check, few samples. Only 'new' and 'update' alerts count: an 'end' alert is
+  sent when the track ends, later by design.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _subscribe(ctx, endpoint: str, out: list, ready: threading.Event, stop: thre
             frames = sub.recv_multipart()
             now = time.monotonic_ns()
             body = json.loads(frames[1])
-            out.append((now, int(body.get("t_ns", 0)), body.get("type")))
+            out.append((body.get("kind"), body.get("seq"), now))
     finally:
         sub.close(linger=0)
 
@@ -91,12 +92,32 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
 
     pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
                           thermal_units=rec.meta.thermal.units or "centikelvin")
+    # Which pair decided each message: the loop sets the pair being processed, the publisher
+    # notes it with the message's seq. (An event's own t_ns is its person's best frame, which
+    # may be older than the frame that tipped the decision.)
+    current = {"t_ns": 0}
+    sent: dict[tuple[str, int], tuple[str, int]] = {}
+    process_pair, publish_event = pipe.process_pair, feed.publisher.publish_event
+
+    def process_pair_noted(pair):
+        current["t_ns"] = pair.t_ns
+        return process_pair(pair)
+
+    def publish_event_noted(event, time_utc):
+        body = publish_event(event, time_utc)
+        sent[(body["kind"], body["seq"])] = (body["type"], current["t_ns"])
+        return body
+
+    pipe.process_pair = process_pair_noted
+    feed.publisher.publish_event = publish_event_noted
     lat_ms = np.full(int(seconds * 12) + 64, np.nan)
+    proc_ms = np.full_like(lat_ms, np.nan)  # the pipeline's own time for that pair
     n = [0]
 
     def on_pair(pair, res) -> None:
         if n[0] < len(lat_ms):
             lat_ms[n[0]] = (time.monotonic_ns() - pair.t_ns) / 1e6
+            proc_ms[n[0]] = sum(res.timing_ms.values())
         n[0] += 1
 
     openers = {cam: (lambda cam=cam: RecordingCameraSource(stream, cam, realtime=True, loop=True))
@@ -118,13 +139,23 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     ctx.term()
     tmp.cleanup()
 
-    lat = lat_ms[: min(n[0], len(lat_ms))]
-    lat = lat[np.isfinite(lat)]
+    k = min(n[0], len(lat_ms))
+    ok = np.isfinite(lat_ms[:k])
     # skip the first second: sessions and caches warm up, the first pair waits on both cameras
-    warm = lat[int(info["thermal_fps"]):] if len(lat) > 2 * info["thermal_fps"] else lat
-    # 'end' alerts carry the person's last frame and leave when the track ends (by design
-    # later); the latency that matters is the decision's: 'new' (and 'update')
-    alert_lat = [(now - t) / 1e6 for now, t, typ in received if t > 0 and typ in ("new", "update")]
+    skip = int(info["thermal_fps"]) if ok.sum() > 2 * info["thermal_fps"] else 0
+    warm, proc = lat_ms[:k][ok][skip:], proc_ms[:k][ok][skip:]
+    wait = warm - proc  # pairing (waiting for the next RGB frame), queues, the loop
+
+    def dist(v: np.ndarray) -> dict:
+        return {"n": int(len(v)), "p50": ps.rnd(ps.pct(v, 50)), "p90": ps.rnd(ps.pct(v, 90)),
+                "p99": ps.rnd(ps.pct(v, 99)), "max": ps.rnd(v.max() if len(v) else None)}
+    # 'end' alerts leave when the track ends (later by design); the latency that matters is the
+    # decision's: 'new' (and 'update'), from the capture stamp of the pair that decided it
+    alert_lat = []
+    for kind, seq, now in received:
+        typ, t_ns = sent.get((kind, seq), ("", 0))
+        if typ in ("new", "update") and t_ns > 0:
+            alert_lat.append((now - t_ns) / 1e6)
     expected_pairs = wall_s * info["thermal_fps"]
     return {
         "kind": "live",
@@ -138,8 +169,9 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
         "frames": {c: cams[c]["frames"] for c in cams},
         "cpu_s": round(cpu_used, 3),
         "cpu_cores_used": round(cpu_used / wall_s, 3) if wall_s > 0 else None,
-        "pair_latency_ms": {"n": int(len(warm)), "p50": ps.rnd(ps.pct(warm, 50)), "p90": ps.rnd(ps.pct(warm, 90)),
-                            "p99": ps.rnd(ps.pct(warm, 99)), "max": ps.rnd(warm.max() if len(warm) else None)},
+        "pair_latency_ms": dist(warm),
+        "pair_processing_ms": dist(proc),
+        "pair_wait_ms": dist(wait),
         "alert_latency_ms": {"n": len(alert_lat), "p50": ps.rnd(ps.pct(alert_lat, 50)),
                              "p99": ps.rnd(ps.pct(alert_lat, 99)),
                              "max": ps.rnd(max(alert_lat) if alert_lat else None)},

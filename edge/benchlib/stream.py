@@ -8,10 +8,10 @@ holds both, as for sample_streams/).
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
-from edge.recording import open_recording
-from edge.sources import RecordingCameraSource
+from edge.recording import Recording, open_recording
 from edge.types import Frame
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -41,24 +41,6 @@ def ensure_stream(scenario_file: Path = BENCH_SCENARIO, out_dir: Path | None = N
     return out_dir
 
 
-class LimitedSource:
-    """A FrameSource that ends after ``n_frames`` frames of ``inner`` (which may loop forever)."""
-
-    def __init__(self, inner, n_frames: int):
-        self.inner = inner
-        self.name = inner.name
-        self.left = int(n_frames)
-
-    def read(self) -> Frame | None:
-        if self.left <= 0:
-            return None
-        self.left -= 1
-        return self.inner.read()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def stream_info(stream: Path) -> dict:
     """Frame counts, rates and duration of a recording."""
     rec = open_recording(stream)
@@ -70,12 +52,82 @@ def stream_info(stream: Path) -> dict:
             "duration_s": round((max(t_all) - min(t_all)) / 1e9, 3), "station_id": rec.meta.station_id}
 
 
-def looped_sources(stream: Path, loops: float, *, realtime: bool = False) -> list:
-    """[rgb, thermal] sources replaying ``stream`` ``loops`` times back to back (fractional loops
-    cut the last pass short). Timestamps keep increasing across passes, as a camera's would."""
+class LoopedRecordingSource:
+    """One camera of a recording played ``loops`` times back to back, as ``replay()`` reads it:
+    RGB frames nobody pairs with are skipped undecoded (``image=None``).
+
+    Every pass is shifted by the same offset for both cameras (the stream's span plus one RGB
+    period), so each pass pairs exactly like the first and one decode plan serves them all.
+    A fractional last pass stops after that fraction of the camera's frames.
+    """
+
+    def __init__(self, rec: Recording, camera: str, loops: float, decode: set[int] | None):
+        self.rec, self.name, self.decode = rec, camera, decode
+        rows = rec.rows[camera]
+        self.left = round(len(rows) * loops)
+        t_all = [r[1] for cam in ("rgb", "thermal") for r in rec.rows[cam]]
+        self.pass_ns = max(t_all) - min(t_all) + int(1e9 / max(rec.meta.rgb.fps, 1e-3))
+        self.k = 0
+        self._src = rec.source(camera, decode=decode)
+        self._in_pass = 0
+        self._n = len(rows)
+
+    def read(self) -> Frame | None:
+        if self.left <= 0:
+            return None
+        if self._in_pass >= self._n:
+            self._src.close()
+            self._src = self.rec.source(self.name, decode=self.decode)
+            self.k += 1
+            self._in_pass = 0
+        f = self._src.read()
+        if f is None:
+            return None
+        self.left -= 1
+        self._in_pass += 1
+        f.t_ns += self.k * self.pass_ns
+        f.index += self.k * self._n  # frame numbers keep counting, as a camera's would
+        return f
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class TimedSource:
+    """Times every read() of a source: total seconds and frames."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.total_s = 0.0
+        self.frames = 0
+
+    def read(self) -> Frame | None:
+        t = time.perf_counter()
+        f = self.inner.read()
+        self.total_s += time.perf_counter() - t
+        self.frames += f is not None
+        return f
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list, list[TimedSource], list[TimedSource]]:
+    """[rgb, thermal] sources exactly as ``edge.pipeline.replay`` builds them (decode only the RGB
+    frames pairing uses; each camera read in its own prefetch thread), looped ``loops`` times.
+
+    Returns (sources for the loop, decode timers inside the prefetch threads = decode work,
+    timers around the loop's reads = time the loop waited for frames)."""
+    from edge.pipeline import _Prefetch, planned_rgb_frames  # the replay's own machinery
+
     rec = open_recording(stream)
-    out = []
-    for cam in ("rgb", "thermal"):
-        inner = RecordingCameraSource(stream, cam, realtime=realtime, loop=loops > 1)
-        out.append(LimitedSource(inner, round(len(rec.rows[cam]) * loops)))
-    return out
+    plan = planned_rgb_frames(rec, pairing_cfg)
+    work = [TimedSource(LoopedRecordingSource(rec, cam, loops, plan if cam == "rgb" else None))
+            for cam in ("rgb", "thermal")]
+    wait = []
+    for w in work:
+        pre = _Prefetch(w)
+        pre.name = w.name
+        wait.append(TimedSource(pre))
+    return wait, work, wait
