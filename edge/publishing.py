@@ -282,7 +282,8 @@ def open_feed(ctx: zmq.Context, cfg: FeedConfig, station_id: str) -> Feed:
     """Bind the PUB and catch-up sockets described by ``cfg`` and start the feed thread.
 
     Without CURVE keys the config only allows loopback endpoints; this logs that the feed is
-    unencrypted. The journal directory is created if needed.
+    unencrypted. The journal directory is created if needed. Raises ValueError (one line naming
+    the key, file or endpoint) for unreadable keys, an unusable journal or an endpoint in use.
     """
     keys = cfg.server_keys
     auth = None
@@ -293,8 +294,13 @@ def open_feed(ctx: zmq.Context, cfg: FeedConfig, station_id: str) -> Feed:
         log.warning("feed: no CURVE keys configured (feed.server_secret_key): unencrypted, bound to loopback only")
     journal = None
     if cfg.journal_path is not None:
-        journal = Journal(cfg.journal_path, max_age_days=cfg.journal_max_age_days,
-                          max_bytes=int(cfg.journal_max_mb * 2**20))
+        try:
+            journal = Journal(cfg.journal_path, max_age_days=cfg.journal_max_age_days,
+                              max_bytes=int(cfg.journal_max_mb * 2**20))
+        except JournalError as e:
+            if auth is not None:
+                auth.stop()
+            raise ValueError(f"feed.journal_path: {e}") from None
     pub = ctx.socket(zmq.PUB)
     router = None
     try:
@@ -313,6 +319,8 @@ def open_feed(ctx: zmq.Context, cfg: FeedConfig, station_id: str) -> Feed:
             router.close(linger=0)
         if auth is not None:
             auth.stop()
+        if journal is not None:
+            journal.close()
         raise ValueError(f"feed: cannot bind {cfg.endpoint} / {cfg.catchup_endpoint}: {e}") from None
     publisher = Publisher(pub, station_id, journal, publisher_id=cfg.publisher_id,
                           include_images=cfg.include_images, catchup_endpoint=advertise,

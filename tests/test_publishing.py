@@ -143,3 +143,13 @@ def test_thermal_false_colour_is_enlarged_and_fixed_scale():
     img = cv2.imdecode(np.frombuffer(encode_thermal_jpeg(crop), np.uint8), cv2.IMREAD_COLOR)
     assert img.shape[0] >= 96
     assert img[2, 2].sum() > img[-3, -3].sum() + 200  # 40 degC bright, 30 degC dark
+
+
+def test_open_feed_user_errors_name_the_key(ctx, tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="feed.journal_path: .*cannot open journal"):
+        open_feed(ctx, FeedConfig(endpoint="tcp://127.0.0.1:*", catchup_endpoint=None,
+                                  journal_path=str(tmp_path / "file" / "j.sqlite")), "gate-1")
+    with pytest.raises(ValueError, match="missing.key_secret"):
+        open_feed(ctx, FeedConfig(server_secret_key=str(tmp_path / "missing.key_secret"),
+                                  authorized_clients_dir=str(tmp_path)), "gate-1")

@@ -61,6 +61,7 @@ class CatchupServer:
         self.requests = 0
         self.sent = 0
         self.bad_requests = 0
+        self.errors = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -88,17 +89,28 @@ class CatchupServer:
             while not self._stop.is_set():
                 now = time.monotonic()
                 if self.heartbeat is not None and now >= next_beat:
-                    self.heartbeat()
                     next_beat = now + self.heartbeat_s
+                    self._guard("heartbeat", self.heartbeat)
                 timeout_ms = max(0.0, min(0.1, next_beat - now)) * 1000
                 if dict(poller.poll(timeout_ms)).get(self.router):
                     frames = self.router.recv_multipart()
-                    self._handle(journal, frames)
+                    self._guard("catch-up request", self._handle, journal, frames)
         except zmq.ContextTerminated:
             pass
         finally:
             if journal is not None:
                 journal.close()
+
+    def _guard(self, what: str, fn, *args) -> None:
+        """One failing request or heartbeat (journal locked, disk error) must not end the service."""
+        try:
+            fn(*args)
+        except zmq.ContextTerminated:
+            raise
+        except Exception as e:  # noqa: BLE001 -- logged with its traceback, the loop goes on
+            self.errors += 1
+            if self.errors == 1 or self.errors % 1000 == 0:
+                log.exception("feed thread: %s failed (%d so far): %s", what, self.errors, e)
 
     def _handle(self, journal: Journal | None, frames: list[bytes]) -> None:
         identity = frames[0]

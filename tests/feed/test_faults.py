@@ -115,7 +115,8 @@ def test_gateway_sigkilled_and_restarted(procs, tmp_path):
             wait_until(lambda: len(lt.messages) >= n, what="every alert")
         epochs = {m.body["epoch"] for m in lt.messages}
         assert len(epochs) == 3, f"expected alerts from three gateway runs, got epochs {epochs}"
-        assert_exactly_once(lt.msg_ids(), journaled_alerts(journal), "gateway SIGKILLed twice")
+        assert_exactly_once(lt.msg_ids(), journaled_alerts(journal),
+                            f"gateway SIGKILLed twice ({lt.listener.stats.caught_up} via catch-up)")
     finally:
         ctx.destroy(linger=0)
 
@@ -148,6 +149,7 @@ def test_proxy_stopped_for_a_while(procs, tmp_path):
             wait_until(lambda: lt.listener.stats.received > live_after, what="live messages through the restarted proxy")
         print(f"\nFEED-FIGURE proxy outage {OUTAGE_S:.0f} s: {during} alerts delivered during it via the gateway's "
               f"catch-up channel")
-        assert_exactly_once(lt.msg_ids(), journaled_alerts(journal), f"proxy stopped {OUTAGE_S:.0f} s")
+        assert_exactly_once(lt.msg_ids(), journaled_alerts(journal),
+                            f"proxy stopped {OUTAGE_S:.0f} s ({lt.listener.stats.caught_up} via catch-up)")
     finally:
         ctx.destroy(linger=0)
