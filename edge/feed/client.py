@@ -357,6 +357,7 @@ class Listener:
             self._set_pos(pub, kind, s, s.seen)
             return
         self.stats.gaps += 1
+        log.info("%s %s: holding %s, %s exists: catching up from %s", pub, kind, s.pos, s.seen, endpoint)
         self._send_request(endpoint, kind, pub)
 
     def _advance(self, pub: str, kind: str, s: _Stream) -> None:
@@ -446,6 +447,8 @@ class Listener:
         if reply.get("truncated"):
             log.warning("catch-up %s: %s %s messages after %s were deleted by the gateway's retention; lost",
                         endpoint, pub, request.kind, s.pos)
+        log.info("catch-up %s: %d %s message(s) of %s up to %s%s", endpoint, reply.get("count", 0), request.kind,
+                 pub, last, " (more follow)" if more else "")
         if last > s.pos:
             self._set_pos(pub, request.kind, s, last)
         s.seen = max(s.seen, s.pos)
