@@ -62,6 +62,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print raw JSON bodies, one per line")
     p.add_argument("--store", type=Path, metavar="FILE",
                    help="local SQLite store of received messages and positions (resume after restart)")
+    p.add_argument("--images", type=Path, metavar="DIR",
+                   help="save image frames that come with alerts (stations with include_images) as "
+                        "DIR/<msg_id>.<name>.jpg; they are never printed")
     p.add_argument("--kinds", default="alert", help="comma list of alert,screening,status (default: alert)")
     add_client_key_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log gaps, catch-ups and liveness to stderr")
@@ -81,8 +84,14 @@ def run(args) -> int:
     except sqlite3.Error as e:
         raise UserError(f"{args.store}: cannot open the listener store: {e}") from None
 
+    if args.images is not None:
+        args.images.mkdir(parents=True, exist_ok=True)
+
     def show(msg: Message) -> None:
         # Images never reach stdout: only the JSON body (which names them) is printed.
+        if args.images is not None:
+            for name, data in msg.images.items():
+                (args.images / f"{msg.msg_id.replace('/', '_')}.{name.removesuffix('_jpeg')}.jpg").write_bytes(data)
         line = json.dumps(msg.body, separators=(",", ":")) if args.json else format_alert_line(msg.body)
         print(line, flush=True)
 

@@ -153,3 +153,34 @@ def test_proxy_stopped_for_a_while(procs, tmp_path):
                             f"proxy stopped {OUTAGE_S:.0f} s ({lt.listener.stats.caught_up} via catch-up)")
     finally:
         ctx.destroy(linger=0)
+
+
+def test_listen_command_saves_images_and_prints_readable_lines(tmp_path):
+    """`thermal-edge listen` in-process against a real feed with images: lines without image bytes."""
+    from edge.publishing import FeedConfig, open_feed, utc_iso
+
+    from .helpers import alert_event
+
+    ctx = zmq.Context()
+    feed = open_feed(ctx, FeedConfig(endpoint="tcp://127.0.0.1:*", catchup_endpoint="tcp://127.0.0.1:*",
+                                     journal_path=str(tmp_path / "gw.sqlite"), include_images=True), "gate-1")
+    try:
+        for i in range(3):
+            feed.publisher.publish_event(alert_event(i, images=True), utc_iso())
+        out = tmp_path / "out.txt"
+        proc = python_proc(["-m", "edge.cli", "listen", feed.endpoint, "--images", str(tmp_path / "img")],
+                           stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: len(out.read_text().splitlines()) >= 3, what="three lines")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        lines = out.read_text().splitlines()
+        assert all(" ALERT station gate-1 track " in line and "°C" in line for line in lines)
+        assert len(list((tmp_path / "img").glob("*.rgb.jpg"))) == 3
+        assert len(list((tmp_path / "img").glob("*.thermal.jpg"))) == 3
+        assert "3 delivered (3 via catch-up)" in err
+    finally:
+        feed.close()
+        ctx.destroy(linger=0)
