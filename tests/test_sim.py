@@ -345,3 +345,20 @@ def test_concurrent_renders_of_one_folder_do_not_collide(tmp_path, astronaut_bgr
     assert sorted(p.name for p in sc.parent.iterdir()) == [
         ".rendered", "rgb.avi", "scenario.toml", "stream.json", "thermal.mkv", "timestamps.csv", "truth.json"]
     assert len(_read_all(sc.parent, "thermal")) == len(json.loads((sc.parent / "truth.json").read_text())["frames"]["thermal"])
+
+
+def test_bolometer_time_constant_smears_a_fast_subject(tmp_path, astronaut_bgr):
+    peaks = {}
+    for tau in (0.0, 30.0):
+        text = TINY.format(sensor=f"netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0\n"
+                                  f"time_constant_ms = {tau}")
+        # crossing sideways at 2 m/s, 0.5 m away: ~7 thermal px per time constant of 12 ms
+        text = text.replace("waypoints = [[0.0, 0.02, 0.0, 0.7], [1.2, 0.0, 0.0, 0.5]]",
+                            "waypoints = [[0.0, -0.3, 0.0, 0.5], [0.4, 0.5, 0.0, 0.5]]").replace(
+            "duration_s = 1.2", "duration_s = 0.4")
+        truth = render_scenario(_write(tmp_path, text, f"t{tau}.toml"), tmp_path / f"o{tau}", astronaut_bgr)
+        f = _read_all(tmp_path / f"o{tau}", "thermal")[2]
+        peaks[tau] = f.image.max() * 0.01 - 273.15
+        canthus = truth["persons"][0]["canthus_c"]
+    assert peaks[0.0] == pytest.approx(canthus, abs=0.05)
+    assert peaks[30.0] < canthus - 0.2  # the smeared canthus reads low

@@ -29,7 +29,7 @@ from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
                             expected_verdict, frame_gate)
 
-GENERATOR_VERSION = "sim-6"
+GENERATOR_VERSION = "sim-8"
 # camera ids in stream.json, as the station calibration files name them
 THERMAL_CAMERA_IDS = {"lepton35": "lepton0", "boson320": "boson0", "boson640": "boson0"}
 TRUTH_VERSION = 1
@@ -168,11 +168,18 @@ class Renderer:
         return [int(x0), int(y0), int(max(1, x1 - x0 + 1)), int(max(1, y1 - y0 + 1))]
 
     # --- frames ----------------------------------------------------------------------------------
-    def _layers(self, t_s: float) -> list[tuple[str, tuple[PersonSpec, PersonState] | None]]:
-        """What is in view at t_s, farthest first (painter's order): ('bb', None), ('p', (spec, state))."""
+    def _layers(self, t_s: float, ref_s: float | None = None) -> list[tuple[str, tuple[PersonSpec, PersonState] | None]]:
+        """What is in view at t_s, farthest first (painter's order): ('bb', None), ('p', (spec, state)).
+        With ``ref_s``: the people in view at ref_s, placed where they were at t_s (clamped to their
+        waypoints) -- the sensor's recent past for its time constant."""
         layers = [(self.blackbody_center(t_s)[2], "bb", None)]
         for p in self.persons:
-            st = person_state(p, t_s)
+            if ref_s is None:
+                st = person_state(p, t_s)
+            elif person_state(p, ref_s) is not None:
+                st = person_state(p, min(max(t_s, p.waypoints[0][0]), p.waypoints[-1][0]))
+            else:
+                st = None
             if st is not None:
                 layers.append((st.pos_m[2], "p", (p, st)))
         return [(kind, obj) for _, kind, obj in sorted(layers, key=lambda x: -x[0])]
@@ -204,7 +211,36 @@ class Renderer:
                           "in_view": _inside(box, g.rgb.width, g.rgb.height)})
         return R.finish(img, self.noise_bank, idx), truth
 
-    def thermal_scene(self, t_s: float) -> tuple[np.ndarray, list[dict], float]:
+    def thermal_exposure(self, t_s: float) -> tuple[np.ndarray, list[dict], float]:
+        """The scene as the microbolometer integrates it: an exponential average over the recent
+        past with the sensor's time constant (samples at t, t - tau, t - 2 tau, weights e^0,
+        e^-1, e^-2), so a subject moving fast smears. Truth is the scene at t."""
+        tau = self.sc.sensor.time_constant_ms / 1000.0
+        scene, faces, covered = self.thermal_scene(t_s)
+        if tau <= 0 or not faces or self._thermal_motion_px(t_s, 2 * tau) < 0.25:
+            return scene, faces, covered  # nothing moved enough to smear: skip two renders
+        weights = np.exp(-np.arange(3.0))
+        acc = scene * weights[0]
+        for k in (1, 2):
+            acc += self.thermal_scene(t_s - k * tau, ref_s=t_s)[0] * weights[k]
+        return acc / weights.sum(), faces, covered
+
+    def _thermal_motion_px(self, t_s: float, dt_s: float) -> float:
+        """Largest image motion of any visible face between t_s - dt_s and t_s, thermal px
+        (eye midpoint shift plus the change of its inter-ocular distance)."""
+        worst = 0.0
+        for kind, obj in self._layers(t_s):
+            if kind != "p":
+                continue
+            p, st = obj
+            past = self._layers(t_s - dt_s, ref_s=t_s)
+            st0 = next(o[1] for k, o in past if k == "p" and o[0].id == p.id)
+            pts = [apply_homography(self.geo.homography_at(s.pos_m[2]) @ source_to_rgb_matrix(self.geo, p, s),
+                                    F.SRC_LANDMARKS[:2]) for s in (st, st0)]
+            worst = max(worst, float(np.abs(pts[0] - pts[1]).max()))
+        return worst
+
+    def thermal_scene(self, t_s: float, ref_s: float | None = None) -> tuple[np.ndarray, list[dict], float]:
         """Supersampled scene degC, per-person truth, fraction of the blackbody ROI covered."""
         g, sc = self.geo, self.sc
         T = self.bg_th.copy()
@@ -213,7 +249,7 @@ class Renderer:
         bb_mask = np.zeros(T.shape, np.float32)
         cv2.fillConvexPoly(bb_mask, np.round(bb_poly * 16).astype(np.int32), 1.0, cv2.LINE_AA, 4)
         truth, covered = [], 0.0
-        for kind, obj in self._layers(t_s):
+        for kind, obj in self._layers(t_s, ref_s):
             if kind == "bb":
                 amb = sc.scene.ambient_c
                 if self._event_active("blackbody_off", t_s):
@@ -277,7 +313,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
                 idx = writer.write("rgb", img, t_ns)
                 rgb_truth.append({"index": idx, "t_ns": t_ns, "faces": faces})
                 continue
-            scene, faces, covered = rd.thermal_scene(t_s)
+            scene, faces, covered = rd.thermal_exposure(t_s)
             raw, ffc_state = rd.sensor.expose(scene, t_s)  # the sensor runs even when frames are lost
             if any(a <= t_s < b for a, b in sc.sensor.drop_windows_s):
                 continue

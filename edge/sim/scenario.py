@@ -63,6 +63,9 @@ class SensorSpec(StrictModel):
         0.05, ge=0, le=2, description="residual fixed-pattern noise per pixel after FFC (about the NETD), degC 1 sigma")
     column_fpn_c: float = Field(0.02, ge=0, le=2, description="column fixed-pattern noise, degC 1 sigma")
     blur_sigma_px: float = Field(0.6, ge=0, le=3, description="optics blur (Gaussian PSF), thermal px 1 sigma")
+    time_constant_ms: float = Field(
+        12.0, ge=0, le=100,
+        description="microbolometer thermal time constant, ms (Lepton: ~12): moving subjects smear")
     offset_c: float = Field(0.0, ge=-10, le=10, description="sensor absolute offset at stream start, degC")
     drift_c_per_h: float = Field(
         0.0, ge=-3600, le=3600,
