@@ -169,7 +169,7 @@ def real_data_sections(data: Path) -> list[str]:
     ]
 
 
-def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
+def markdown_report(rows: list[dict], total: dict, commands: str, failures: list[str] = ()) -> str:
     data = shared_data_dir()
     lines = [
         "# Evaluation report",
@@ -185,6 +185,7 @@ def markdown_report(rows: list[dict], total: dict, commands: str) -> str:
         "person (threshold 37.5 °C on true core), face boxes per frame, true canthus maximum.",
         "",
         *summary_lines(total),
+        *([""] + [f"- **FAILED** (not in the numbers above): {m}" for m in failures] if failures else []),
         "",
         "### Verdict confusion (persons)",
         "",

@@ -159,6 +159,30 @@ def test_eval_command_oracle_json(stream, tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
 
 
+def test_eval_keeps_going_when_one_stream_fails(stream, tmp_path, capsys, monkeypatch):
+    import edge.commands.eval  # noqa: F401
+    import edge.evaluation
+    from edge.cli import main
+
+    def flaky(path, config=None):
+        if Path(path).name == "broken":
+            raise RuntimeError("stage crashed")
+        truth = json.loads((Path(path) / "truth.json").read_text())
+        return {**score(truth, oracle_result(truth)), "stream": str(path)}
+
+    monkeypatch.setattr(edge.evaluation, "evaluate_stream", flaky)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    md = tmp_path / "r.md"
+    monkeypatch.setattr("edge.evalreport.lab_battery_section", lambda: [])
+    monkeypatch.setattr("edge.evalreport.real_data_sections", lambda data: [])
+    assert main(["eval", str(stream), str(broken), "--report", str(md)]) == 1
+    out = capsys.readouterr()
+    assert "broken: RuntimeError: stage crashed" in out.err and "FAILED" in out.out
+    text = md.read_text()
+    assert "**FAILED**" in text and "| evaltwo |" in text
+
+
 def test_truth_is_not_mutated_by_scoring(truth):
     before = copy.deepcopy(truth)
     score(truth, oracle_result(truth))

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         streams += [f.parent for f in scenario_files()]
     if not streams:
         raise UserError("eval: give one or more stream folders, or --all")
-    rows = []
+    rows, failures = [], []
     for s in streams:
         print(f"evaluating {s} ...", file=sys.stderr, flush=True)
         if args.oracle:
@@ -45,21 +45,31 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"{s / 'truth.json'}: missing (only simulated streams carry truth)")
             r = score(truth, oracle_result(truth))
             r["stream"] = str(s)
+        elif len(streams) == 1:
+            r = evaluate_stream(s)  # one stream: its error is the command's error
         else:
-            r = evaluate_stream(s)
+            try:  # many streams: one broken stage or stream must not hide the others' results
+                r = evaluate_stream(s)
+            except Exception as e:  # noqa: BLE001
+                msg = f"{s}: {type(e).__name__}: {e}"
+                print(f"error: {msg}", file=sys.stderr)
+                failures.append(msg)
+                continue
         rows.append(r)
     total = combine(rows)
     print(console_table(rows, total))
+    for msg in failures:
+        print(f"FAILED {msg}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-        args.json.write_text(json.dumps({"streams": clean, "total": total}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"streams": clean, "total": total, "failures": failures}, indent=1) + "\n")
         print(f"wrote {args.json}")
     if args.report:
         cmd = "thermal-edge eval " + ("--all" if args.all else " ".join(map(str, args.streams)))
         if args.oracle:
             cmd += " --oracle"
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(markdown_report(rows, total, cmd + f" --report {args.report}"))
+        args.report.write_text(markdown_report(rows, total, cmd + f" --report {args.report}", failures))
         print(f"wrote {args.report}")
-    return 0
+    return 1 if failures else 0
