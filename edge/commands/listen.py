@@ -65,6 +65,8 @@ def register(sub) -> None:
     p.add_argument("--images", type=Path, metavar="DIR",
                    help="save image frames that come with alerts (stations with include_images) as "
                         "DIR/<msg_id>.<name>.jpg; they are never printed")
+    p.add_argument("--keep-days", type=float, default=90.0,
+                   help="forget stored messages older than this at start-up (positions are kept; default 90)")
     p.add_argument("--kinds", default="alert", help="comma list of alert,screening,status (default: alert)")
     add_client_key_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log gaps, catch-ups and liveness to stderr")
@@ -81,6 +83,7 @@ def run(args) -> int:
     keys = client_keys(args)
     try:
         store = Store(args.store) if args.store else Store()
+        store.prune(args.keep_days)
     except sqlite3.Error as e:
         raise UserError(f"{args.store}: cannot open the listener store: {e}") from None
 

@@ -85,6 +85,13 @@ class Store:
         rows = self._db.execute("SELECT publisher_id, epoch, seq FROM positions WHERE kind=?", (kind,))
         return {p: [e, s] for p, e, s in rows}
 
+    def prune(self, max_age_days: float, now_unix_s: float | None = None) -> int:
+        """Forget messages received more than ``max_age_days`` ago; positions stay. Safe for dedupe:
+        catch-up only ever sends what follows a position, and two-path copies arrive together."""
+        now = time.time() if now_unix_s is None else now_unix_s
+        return self._db.execute("DELETE FROM messages WHERE received_unix_s < ?",
+                                (now - max_age_days * 86400.0,)).rowcount
+
     def bodies(self, kind: str | None = None) -> list[dict]:
         q = "SELECT body FROM messages" + (" WHERE kind=?" if kind else "") + " ORDER BY rowid"
         return [json.loads(b) for (b,) in self._db.execute(q, (kind,) if kind else ())]

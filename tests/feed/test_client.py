@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import pytest
 import zmq
@@ -265,3 +266,33 @@ def test_fuzz_catchup_replies_never_crash_the_client(frames, tag):
         listener._on_reply("tcp://127.0.0.1:2", [tag, *frames])
     finally:
         ctx.destroy(linger=0)
+
+
+def test_several_gateways_directly(feeds, ctx, tmp_path):
+    """One listener, two gateways: each one's alerts caught up from its own journal, none mixed up."""
+    gw1, gw2 = feeds.open("gate-1"), feeds.open("gate-2")
+    for i in range(10):
+        gw1.publisher.publish_event(alert_event(i), utc_iso())
+        gw2.publisher.publish_event(alert_event(100 + i), utc_iso())
+    with ListenerThread(ctx, [gw1.endpoint, gw2.endpoint]) as lt:
+        wait_until(lambda: len(lt.messages) >= 20, what="both gateways caught up")
+        for i in range(10, 20):
+            gw1.publisher.publish_event(alert_event(i), utc_iso())
+            gw2.publisher.publish_event(alert_event(100 + i), utc_iso())
+        wait_until(lambda: len(lt.messages) >= 40, what="live alerts of both")
+    assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path, "gate-1") + journal_ids(tmp_path, "gate-2"),
+                        "two gateways")
+    assert {m.body["station_id"] for m in lt.messages if m.body["track_id"] >= 100} == {"gate-2"}
+
+
+def test_store_prune_keeps_positions(tmp_path):
+    from edge.feed.messages import decode as decode_frames
+
+    store = Store(tmp_path / "room.sqlite")
+    body = {"schema": 1, "kind": "heartbeat", "publisher_id": "p", "epoch": 5, "seq": 2, "msg_id": "p/5/heartbeat/2",
+            "station_id": "s", "time_utc": "2026-01-01T00:00:00Z", "interval_s": 1.0, "last": {}}
+    store.add(decode_frames([b"heartbeat.s", json.dumps(body).encode()]))
+    store.set_position("p", "alert", (5, 9))
+    assert store.prune(1.0) == 0 and store.has("p/5/heartbeat/2")
+    assert store.prune(1.0, now_unix_s=time.time() + 2 * 86400) == 1 and not store.has("p/5/heartbeat/2")
+    assert store.position("p", "alert") == (5, 9)

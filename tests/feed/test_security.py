@@ -9,7 +9,6 @@ import pytest
 import zmq
 
 from edge.cli import main as cli_main
-from edge.feed.client import Listener
 from edge.feed.proxy import Proxy
 from edge.feed.security import ClientKeys, ServerKeys, create_keys, start_authenticator
 from edge.publishing import utc_iso
@@ -145,11 +144,3 @@ def test_cli_key_errors_are_one_line(argv, message, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
-
-
-def test_listener_with_keys_needs_no_authenticator(keys):
-    """Clients never start a ZAP handler: Listener only configures its sockets."""
-    ctx = zmq.Context()
-    Listener(ctx, ["tcp://127.0.0.1:1"], keys=ClientKeys(keys / "room" / "client.key_secret",
-                                                         keys / "gateway" / "server.key"))
-    ctx.term()
