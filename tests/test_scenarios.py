@@ -107,3 +107,13 @@ def test_walkthrough_masked_face_is_detected_and_temperature_within_0_3(streams)
     assert r["faces"]["masked_h64"]["recall"] >= 0.9
     febrile = next(p for p in r["persons"] if p["id"] == 2)
     assert abs(febrile["skin_error_c"]) <= 0.3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_measured_subjects_read_the_true_canthus_within_0_3(streams, name):
+    """Through blackbody correction (drift +1.6 C, FFC steps), masks and parallax, every subject
+    that got a measured verdict reads its true inner-canthus maximum within 0.3 degC."""
+    r = scored(streams, name)
+    for p in r["persons"]:
+        if p["skin_error_c"] is not None:
+            assert abs(p["skin_error_c"]) <= 0.3, f"{name} person {p['id']}: skin error {p['skin_error_c']} C"
