@@ -182,12 +182,13 @@ class Listener:
         to get status messages too (live only). store: the local Store (":memory:" if None).
     keys: this client's CURVE keys (secret file, default server public key) or None.
     request_timeout_s: a catch-up request without progress for this long is retried.
+    rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
     """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
-                 poll_ms: int = 50) -> None:
+                 rcv_buf: int = 0, poll_ms: int = 50) -> None:
         if not endpoints:
             raise ValueError("Listener needs at least one endpoint")
         self.ctx = ctx
@@ -198,6 +199,7 @@ class Listener:
         self.keys = keys
         self.request_timeout_s = request_timeout_s
         self.rcv_hwm = rcv_hwm
+        self.rcv_buf = rcv_buf
         self.poll_ms = poll_ms
         self.stats = Stats()
         self.slow_down_s = 0.0  # tests: simulate a slow consumer
@@ -215,6 +217,8 @@ class Listener:
     def _open_sub(self) -> zmq.Socket:
         sub = self.ctx.socket(zmq.SUB)
         sub.rcvhwm = self.rcv_hwm
+        if self.rcv_buf > 0:
+            sub.rcvbuf = self.rcv_buf
         sub.reconnect_ivl = 100
         sub.reconnect_ivl_max = 2000
         for kind in (*self.kinds, "heartbeat"):
