@@ -158,8 +158,7 @@ class Publisher:
         self._closed = False
 
     def _envelope(self, kind: str, time_utc: str) -> dict[str, Any]:
-        self.seq[kind] += 1
-        seq = self.seq[kind]
+        seq = self.seq[kind] + 1  # taken by _send only once the message is valid: no holes
         return {"schema": SCHEMA_VERSION, "kind": kind, "publisher_id": self.publisher_id, "epoch": self.epoch,
                 "seq": seq, "msg_id": msg_id(self.publisher_id, self.epoch, kind, seq),
                 "station_id": self.station_id, "time_utc": time_utc, "catchup": self.catchup_endpoint}
@@ -219,14 +218,15 @@ class Publisher:
         with self._lock:
             body = self._envelope("heartbeat", utc_iso())
             body["interval_s"] = self.heartbeat_s
-            body["last"] = {kind: self.seq[kind] for kind in JOURNALED_KINDS}
+            body["last"] = {kind: self.seq[kind] for kind in JOURNALED_KINDS}  # sent so far
             self._send("heartbeat", body, [])
         return body
 
     def _send(self, kind: str, body: dict[str, Any], images: list[bytes]) -> None:
         if self._closed:
             raise RuntimeError("Publisher is closed")
-        frames = [make_topic(kind, self.station_id), encode_body(body), *images]
+        frames = [make_topic(kind, self.station_id), encode_body(body), *images]  # ValueError if invalid
+        self.seq[kind] = body["seq"]
         if self.journal is not None and kind in JOURNALED_KINDS:
             try:
                 self.journal.append(self.publisher_id, self.epoch, kind, body["seq"], frames)

@@ -153,3 +153,15 @@ def test_open_feed_user_errors_name_the_key(ctx, tmp_path):
     with pytest.raises(ValueError, match="missing.key_secret"):
         open_feed(ctx, FeedConfig(server_secret_key=str(tmp_path / "missing.key_secret"),
                                   authorized_clients_dir=str(tmp_path)), "gate-1")
+
+
+def test_invalid_message_fails_at_the_sender_and_leaves_no_hole(feeds, ctx):
+    feed = feeds.open()
+    with pytest.raises(ValueError, match="time_utc"):
+        feed.publisher.publish_event(alert_event(1), "yesterday")
+    bad = alert_event(2)
+    bad.n_frames = -1
+    with pytest.raises(ValueError, match="n_frames"):
+        feed.publisher.publish_event(bad, utc_iso())
+    assert feed.publisher.publish_event(alert_event(3), utc_iso())["seq"] == 1  # no seq was used up
+    assert feed.publisher.heartbeat()["last"]["alert"] == 1

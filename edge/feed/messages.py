@@ -67,7 +67,7 @@ def msg_id(publisher_id: str, epoch: int, kind: str, seq: int) -> str:
 # --- body models (the schema) ----------------------------------------------------------------
 
 _Id = Annotated[str, Field(pattern=ID_PATTERN)]
-_Temp = Annotated[float | None, Field(ge=-50.0, le=150.0, description="degC; null when not measured")]
+_Temp = Annotated[float | None, Field(ge=-273.15, le=2000.0, description="degC; null when not measured")]
 _Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1 y1 x2 y2, pixels")]
 
 
@@ -157,9 +157,17 @@ def clean_float(value: float | None, ndigits: int = 3) -> float | None:
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
+    """JSON bytes of a body that receivers will accept: checked against the schema and size here,
+    so a message that would be rejected downstream fails loudly at the sender instead."""
     data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     if len(data) > MAX_BODY_BYTES:
         raise ValueError(f"message body is {len(data)} bytes; limit {MAX_BODY_BYTES}")
+    try:
+        _BODY.validate_python(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{body.get('kind')} message breaks the schema at {where}: {err['msg']}") from None
     return data
 
 
