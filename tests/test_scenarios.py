@@ -30,8 +30,17 @@ KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "too_far": {1: ("indeterminate", "too_far")},
     "warm_mask": {1: ("normal", "")},
     "hires_thermal": {1: ("normal", ""), 2: ("elevated", "")},
+    "running": {1: ("indeterminate", "motion_blur")},
 }
 NAMES = sorted(KEY_VERDICTS)
+# Key verdicts that other stages do not deliver yet (the safety properties still hold for them).
+NOT_YET = {
+    "running": "tracking/measurement: crossing 0.6 m away at 1 m/s the face moves ~130 px (a face width) "
+               "between paired frames, so the tracker confirms no track and no indeterminate screening "
+               "result is published; the smeared frames are measured with gate '' (no thermal-motion gate)",
+}
+KEY_PARAMS = [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=False)) if n in NOT_YET else n
+              for n in NAMES]
 # every bundled scenario, including those scored but not asserted (population: clinical spread)
 ALL_NAMES = sorted(f.parent.name for f in scenario_files())
 
@@ -74,7 +83,7 @@ def test_scenario_reads_back_with_the_recording_reader(streams, name):
         assert n == len(truth["frames"][cam]) > 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", KEY_PARAMS)
 def test_key_subjects_get_the_expected_verdict(streams, name):
     r = scored(streams, name)
     got = {p["id"]: p for p in r["persons"]}

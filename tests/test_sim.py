@@ -218,6 +218,9 @@ def test_frame_gate_order():
     assert frame_gate(True, False, "missing", True, 10.0, 13.0) == "blackbody_missing"
     assert frame_gate(True, True, "moved", True, 10.0, 13.0) == "ffc"
     assert frame_gate(False, True, "ok", False, 20.0, 13.0) == "outside_thermal_view"
+    assert frame_gate(True, False, "ok", False, 20.0, 13.0, 5.0, 4.0) == "motion_blur"
+    assert frame_gate(True, False, "ok", False, 20.0, 13.0, 3.0, 4.0) == ""
+    assert frame_gate(True, False, "ok", False, 10.0, 13.0, 5.0, 4.0) == "too_far"
 
 
 def test_bad_scenario_files_give_one_line_errors(tmp_path, capsys):

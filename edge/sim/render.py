@@ -29,7 +29,9 @@ from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
                             expected_verdict, frame_gate)
 
-GENERATOR_VERSION = "sim-8"
+GENERATOR_VERSION = "sim-9"
+# Motion is judged over two bolometer time constants (24 ms): what smears one thermal frame.
+MOTION_WINDOW_S = 0.024
 # camera ids in stream.json, as the station calibration files name them
 THERMAL_CAMERA_IDS = {"lepton35": "lepton0", "boson320": "boson0", "boson640": "boson0"}
 TRUTH_VERSION = 1
@@ -225,20 +227,20 @@ class Renderer:
             acc += self.thermal_scene(t_s - k * tau, ref_s=t_s)[0] * weights[k]
         return acc / weights.sum(), faces, covered
 
+    def face_motion_px(self, p: PersonSpec, t_s: float, dt_s: float) -> float:
+        """How far the eyes of ``p`` move in the thermal image between t_s - dt_s and t_s, px."""
+        st = person_state(p, t_s)
+        st0 = person_state(p, min(max(t_s - dt_s, p.waypoints[0][0]), p.waypoints[-1][0]))
+        if st is None or st0 is None:
+            return 0.0
+        pts = [apply_homography(self.geo.homography_at(s.pos_m[2]) @ source_to_rgb_matrix(self.geo, p, s),
+                                F.SRC_LANDMARKS[:2]) for s in (st, st0)]
+        return float(np.abs(pts[0] - pts[1]).max())
+
     def _thermal_motion_px(self, t_s: float, dt_s: float) -> float:
-        """Largest image motion of any visible face between t_s - dt_s and t_s, thermal px
-        (eye midpoint shift plus the change of its inter-ocular distance)."""
-        worst = 0.0
-        for kind, obj in self._layers(t_s):
-            if kind != "p":
-                continue
-            p, st = obj
-            past = self._layers(t_s - dt_s, ref_s=t_s)
-            st0 = next(o[1] for k, o in past if k == "p" and o[0].id == p.id)
-            pts = [apply_homography(self.geo.homography_at(s.pos_m[2]) @ source_to_rgb_matrix(self.geo, p, s),
-                                    F.SRC_LANDMARKS[:2]) for s in (st, st0)]
-            worst = max(worst, float(np.abs(pts[0] - pts[1]).max()))
-        return worst
+        """Largest image motion of any face in view at t_s over the last dt_s, thermal px."""
+        return max((self.face_motion_px(obj[0], t_s, dt_s) for kind, obj in self._layers(t_s) if kind == "p"),
+                   default=0.0)
 
     def thermal_scene(self, t_s: float, ref_s: float | None = None) -> tuple[np.ndarray, list[dict], float]:
         """Supersampled scene degC, per-person truth, fraction of the blackbody ROI covered."""
@@ -328,8 +330,9 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
                     f["gate"] = "not_in_rgb"
                     continue
                 in_view = f["in_view"] and _inside(box_rgb, g.rgb.width, g.rgb.height)
+                f["motion_px"] = round(rd.face_motion_px(p, t_s, MOTION_WINDOW_S), 3)
                 f["gate"] = frame_gate(in_view, ffc_blocked, bb_state, p.glasses, f["iod_px"],
-                                       sc.truth.min_iod_thermal_px)
+                                       sc.truth.min_iod_thermal_px, f["motion_px"], sc.truth.max_motion_thermal_px)
                 gates[p.id].append(f["gate"])
             th_truth.append({"index": idx, "t_ns": t_ns, "ffc_state": ffc_state, "ffc_blocked": bool(ffc_blocked),
                              "offset_c": round(rd.sensor.offset_c(t_s), 4), "blackbody_state": bb_state,

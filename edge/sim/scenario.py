@@ -132,6 +132,10 @@ class TruthSpec(StrictModel):
         13.0, gt=0, le=100,
         description="fewer thermal px between the eyes -> too_far (the blurred canthus reads >0.1 degC low below it)")
     min_valid_frames: int = Field(3, ge=1, le=100, description="measurable thermal frames needed for a verdict")
+    max_motion_thermal_px: float = Field(
+        4.0, gt=0, le=100,
+        description="eyes moving more than this in the thermal image within 24 ms -> motion_blur, px "
+                    "(the 12 ms bolometer smear then costs the canthus ~0.2 degC)")
     ffc_settle_s: float = Field(0.5, ge=0, le=10, description="after an FFC, measurements are suppressed this long, s")
     blackbody_settle_s: float = Field(1.0, ge=0, le=10, description="after the blackbody returns, still not ok this long, s")
 

@@ -16,8 +16,9 @@ the shared data:
 
 Verdict rule (what an ideal pipeline should say, docs/truth.md): a person is measurable in a
 thermal frame when the face is inside both views, no FFC is in progress or settling, the
-blackbody is in place and settled, the canthi are not behind glasses and the inter-ocular
-distance covers at least ``min_iod_thermal_px`` thermal pixels. With at least
+blackbody is in place and settled, the canthi are not behind glasses, the inter-ocular
+distance covers at least ``min_iod_thermal_px`` thermal pixels and the face moved less than
+``max_motion_thermal_px`` in the last 24 ms (else the bolometer smears the canthus). With at least
 ``min_valid_frames`` such frames the verdict is elevated if core >= threshold else normal;
 otherwise indeterminate with a reason (``expected_verdict``).
 """
@@ -46,12 +47,14 @@ def canthus_from_core(core_c: float, ambient_c: float, residual_c: float = 0.0) 
 
 
 # Gate order: the first that applies is the frame's reason (person-level gates first).
-GATE_ORDER = ("outside_thermal_view", "ffc", "blackbody_missing", "blackbody_moved", "glasses", "too_far")
+GATE_ORDER = ("outside_thermal_view", "ffc", "blackbody_missing", "blackbody_moved", "glasses", "too_far",
+              "motion_blur")
 
 
 def frame_gate(in_view: bool, ffc_blocked: bool, blackbody_state: str, glasses: bool, iod_thermal_px: float,
-               min_iod_px: float) -> str:
-    """'' when the person is measurable in this thermal frame, else the reason (GATE_ORDER)."""
+               min_iod_px: float, motion_px: float = 0.0, max_motion_px: float = float("inf")) -> str:
+    """'' when the person is measurable in this thermal frame, else the reason (GATE_ORDER).
+    motion_px: how far the eyes moved in the thermal image over the last 24 ms (2 time constants)."""
     if not in_view:
         return "outside_thermal_view"
     if ffc_blocked:
@@ -64,6 +67,8 @@ def frame_gate(in_view: bool, ffc_blocked: bool, blackbody_state: str, glasses: 
         return "glasses"
     if iod_thermal_px < min_iod_px:
         return "too_far"
+    if motion_px > max_motion_px:
+        return "motion_blur"
     return ""
 
 
