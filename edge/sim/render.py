@@ -299,8 +299,8 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
     meta = StreamMeta(
         station_id=sc.station_id, start_utc=sc.start_utc, t0_ns=0,
         rgb=CameraMeta("rgb0", g.rgb.width, g.rgb.height, g.rgb.fps, "bgr24", "rgb.avi"),
-        thermal=CameraMeta(THERMAL_CAMERA_IDS[sc.station.thermal_preset], g.thermal.width, g.thermal.height, g.thermal.fps, "gray16le", "thermal.mkv",
-                           sc.sensor.units),
+        thermal=CameraMeta(THERMAL_CAMERA_IDS[sc.station.thermal_preset], g.thermal.width, g.thermal.height,
+                           g.thermal.fps, "gray16le", "thermal.mkv", sc.sensor.units),
         extra={"scenario": sc.name, "seed": sc.seed, "generator": GENERATOR_VERSION},
     )
     rgb_truth, th_truth, gates = [], [], {p.id: [] for p in rd.persons}
@@ -342,7 +342,12 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
         raise
     truth = build_truth(sc, rd, rgb_truth, th_truth, gates, scenario_file)
     writer.close(truth)
+    # stream.json marks a complete recording: withdraw it while the thermal file is rewritten
+    marker = out_dir / "stream.json"
+    marker_bytes = marker.read_bytes()
+    marker.unlink()
     make_reproducible(out_dir / meta.thermal.file, truth["scenario_sha256"].encode())
+    marker.write_bytes(marker_bytes)
     copy = out_dir / "scenario.toml"
     if not copy.exists() or not copy.samefile(scenario_file):
         copy.write_bytes(scenario_file.read_bytes())
