@@ -2,7 +2,8 @@
 
 ``python -m edge.sim.render_all [--force] [--only NAME...] [--root DIR]`` (``make setup`` runs it).
 A folder is up to date when its ``.rendered`` stamp holds the sha256 of its scenario.toml plus the
-generator version and stream.json exists (written last, so a half-rendered folder is re-rendered).
+generator (version and source files) and stream.json exists (written last, so a half-rendered
+folder is re-rendered).
 """
 from __future__ import annotations
 
@@ -23,9 +24,25 @@ STREAMS_DIR = REPO_ROOT / "sample_streams"
 STAMP = ".rendered"
 
 
+# Code whose change changes the rendered bytes: the simulator itself and the recording writer.
+_GENERATOR_SOURCES = sorted(p for p in (REPO_ROOT / "edge" / "sim").glob("*.py")
+                            if p.name not in ("render_all.py", "__init__.py")) + [REPO_ROOT / "edge" / "recording.py"]
+
+
+def generator_digest() -> str:
+    """GENERATOR_VERSION plus the sha256 of the generator's source files: editing the simulator
+    re-renders the streams even if nobody remembered to bump the version."""
+    h = hashlib.sha256(GENERATOR_VERSION.encode())
+    for p in _GENERATOR_SOURCES:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
 def scenario_stamp(scenario_file: Path) -> str:
+    """What a rendered folder's .rendered holds: sha256 of the scenario file + generator_digest()."""
     h = hashlib.sha256(scenario_file.read_bytes())
-    h.update(GENERATOR_VERSION.encode())
+    h.update(generator_digest().encode())
     return h.hexdigest()
 
 
