@@ -110,7 +110,12 @@ def format_alert_line(body: dict) -> str:
         return "n/a" if v is None else f"{v:.1f}"
 
     if body.get("kind") not in JOURNALED_KINDS:
-        return f"{body.get('time_utc', '?')} {str(body.get('kind', '?')).upper()} station {body.get('station_id', '?')}"
+        head = f"{body.get('time_utc', '?')} {str(body.get('kind', '?')).upper()} station {body.get('station_id', '?')}"
+        status = body.get("status")
+        if isinstance(status, dict) and status:  # top-level scalars only: one line stays one line
+            items = [f"{k}={v}" for k, v in status.items() if isinstance(v, (str, int, float, bool)) or v is None]
+            return f"{head}: {' '.join(items)[:300]}"
+        return head
     v = body.get("verdict", {})
     label = "ALERT" if body["kind"] == "alert" else v.get("status", "?").upper()
     unc = body.get("uncertainty_c")

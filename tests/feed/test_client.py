@@ -207,6 +207,9 @@ def test_silent_gateway_is_reported(feeds, ctx, tmp_path, caplog):
       "verdict": {"status": "indeterminate", "reason": "glasses", "method": "none"}},
      "T INDETERMINATE station g1 track 2: core n/a °C (skin n/a) indeterminate (glasses), mask unknown [end]"),
     ({"kind": "status", "time_utc": "T", "station_id": "g1"}, "T STATUS station g1"),
+    ({"kind": "status", "time_utc": "T", "station_id": "g1", "status": {"pairs_per_s": 9.5, "ok": True,
+                                                                       "cameras": {"rgb": {}}}},
+     "T STATUS station g1: pairs_per_s=9.5 ok=True"),
 ])
 def test_format_alert_line(body, expected):
     assert format_alert_line(body) == expected
