@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     n_rgb, n_th = len(truth["frames"]["rgb"]), len(truth["frames"]["thermal"])
     print(f"{args.out}: {n_rgb} RGB + {n_th} thermal frames in {time.perf_counter() - t0:.1f} s")
+    cal = Path(__file__).resolve().parent.parent.parent / "calibration" / f"{truth['station_id']}.toml"
+    if not cal.is_file():
+        print(f"  note: {cal.name} does not exist in calibration/: replaying needs one; its [registration] "
+              f"numbers are truth.json 'registration'")
     for p in truth["persons"]:
         e = p["expected"]
         verdict = e["status"] + (f" ({e['reason']})" if e["reason"] else "")
