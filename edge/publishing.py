@@ -7,7 +7,6 @@ the CURVE authenticator and the catch-up/heartbeat thread from a ``FeedConfig``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
