@@ -58,7 +58,8 @@ class FfcSchedule:
 
 @dataclass
 class ThermalSensor:
-    """Stateful per-stream sensor. ``expose(scene_c_ss, t_s)`` -> (raw uint16, state, truth dict)."""
+    """Stateful per-stream sensor: fixed pattern and dead pixels drawn once from the stream's rng,
+    ``expose(scene_c_ss, t_s)`` -> (raw (h,w) uint16 in the stream's units, telemetry FFC state)."""
 
     spec: SensorSpec
     width: int
@@ -91,6 +92,7 @@ class ThermalSensor:
         return cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
     def expose(self, scene_c_ss: np.ndarray, t_s: float) -> tuple[np.ndarray, str]:
+        """One frame from the supersampled scene (degC) at t_s; see the module docstring."""
         state = self.ffc.state(t_s)
         if state == "in_progress" and self._last_c is not None:
             img = self._last_c  # shutter closed: the camera repeats its last frame
