@@ -267,7 +267,10 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     else:
         res["rss_peak_mb"] = long["rss_peak_mb"]
         res["rss_growth_pct"] = long["rss_growth"]["growth_pct"]
-        res["rss_slope_mb_per_min"] = long["rss_growth"]["slope_mb_per_min"]
+        res["rss_slope_mb_per_min"] = long["rss_growth"]["slope_mb_per_min"]  # per wall minute
+        if long["rss_growth"]["slope_mb_per_min"] is not None and long["stream_s"]:
+            res["rss_slope_mb_per_stream_min"] = round(
+                long["rss_growth"]["slope_mb_per_min"] * long["wall_s"] / long["stream_s"], 4)
         res["rss_long_stream_min"] = round(long["stream_s"] / 60, 2)
         if res["rss_growth_pct"] is None:
             missing["rss_growth_pct"] = f"only {long['rss_growth']['samples']} RSS samples (< 10)"

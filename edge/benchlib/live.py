@@ -62,7 +62,6 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     start capturing at, so parallel stations measure the same window after all set up."""
     from edge.pipeline import WallClock, build_pipeline
     from edge.recording import open_recording
-    from edge.sources import RecordingCameraSource
     from edge.station import Station
 
     info = stream_info(stream)
@@ -120,10 +119,9 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
             proc_ms[n[0]] = sum(res.timing_ms.values())
         n[0] += 1
 
-    openers = {cam: (lambda cam=cam: RecordingCameraSource(stream, cam, realtime=True, loop=True))
-               for cam in ("rgb", "thermal")}
+    # the station opens its cameras from the config: recording, realtime, loop (RecordingCameraSource)
     station = Station(cfg, pipeline=pipe, publisher=feed.publisher, registry=CollectorRegistry(),
-                      openers=openers, on_pair=on_pair)
+                      on_pair=on_pair)
     if start_at is not None and start_at > time.monotonic():
         time.sleep(start_at - time.monotonic())
     cpu0, t0 = ps.cpu_s(), time.monotonic()

@@ -66,7 +66,7 @@ def bench_config(station_id: str, threads: int, journal_path: Path, detector: di
 
 
 def open_bench_feed(cfg: Any):
-    """(zmq context, Feed) as the station opens it, or (None, None) if publishing is absent."""
+    """(zmq context, Feed) opened as the station opens its feed (``open_feed``)."""
     import zmq
 
     from edge.publishing import open_feed
