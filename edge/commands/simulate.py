@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("scenario", nargs="?", type=Path, help="scenario TOML (e.g. sample_streams/walkthrough/scenario.toml)")
     p.add_argument("--out", type=Path, help="output recording folder")
+    p.add_argument("--seed", type=int, help="override the scenario's seed (same people, new noise and background)")
     p.add_argument("--list", action="store_true", help="list the bundled scenarios with one-line descriptions")
     p.set_defaults(func=run)
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     try:
-        truth = render_scenario(args.scenario, args.out)
+        truth = render_scenario(args.scenario, args.out, seed=args.seed)
     except ScenarioError as e:
         raise UserError(str(e)) from None
     n_rgb, n_th = len(truth["frames"]["rgb"]), len(truth["frames"]["thermal"])

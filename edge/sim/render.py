@@ -283,10 +283,14 @@ class Renderer:
         return T, truth, covered
 
 
-def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: np.ndarray | None = None) -> dict:
-    """Render ``scenario_file`` into the recording folder ``out_dir``; returns the truth dict."""
+def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: np.ndarray | None = None,
+                    seed: int | None = None) -> dict:
+    """Render ``scenario_file`` into the recording folder ``out_dir``; returns the truth dict.
+    ``seed`` overrides the file's seed (new noise, FPN, dead pixels, background; same people)."""
     scenario_file = Path(scenario_file)
     sc = load_scenario(scenario_file)
+    if seed is not None:
+        sc = sc.model_copy(update={"seed": int(seed)})
     rd = Renderer(sc, photo_bgr if photo_bgr is not None else load_photo())
     g = rd.geo
     out_dir = Path(out_dir)
