@@ -111,12 +111,15 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     feed.publisher.publish_event = publish_event_noted
     lat_ms = np.full(int(seconds * 12) + 64, np.nan)
     proc_ms = np.full_like(lat_ms, np.nan)  # the pipeline's own time for that pair
+    stage_ms: dict[str, np.ndarray] = {}  # per pipeline stage, for the tail
     n = [0]
 
     def on_pair(pair, res) -> None:
         if n[0] < len(lat_ms):
             lat_ms[n[0]] = (time.monotonic_ns() - pair.t_ns) / 1e6
             proc_ms[n[0]] = sum(res.timing_ms.values())
+            for k, v in res.timing_ms.items():
+                stage_ms.setdefault(k, np.full_like(lat_ms, np.nan))[n[0]] = v
         n[0] += 1
 
     # the station opens its cameras from the config: recording, realtime, loop (RecordingCameraSource)
@@ -143,6 +146,10 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     skip = int(info["thermal_fps"]) if ok.sum() > 2 * info["thermal_fps"] else 0
     warm, proc = lat_ms[:k][ok][skip:], proc_ms[:k][ok][skip:]
     wait = warm - proc  # pairing (waiting for the next RGB frame), queues, the loop
+    stages = {}
+    for name, v in stage_ms.items():
+        v = v[:k][ok][skip:]
+        stages[name] = {"p50": ps.rnd(ps.pct(v, 50)), "p99": ps.rnd(ps.pct(v, 99))}
 
     def dist(v: np.ndarray) -> dict:
         return {"n": int(len(v)), "p50": ps.rnd(ps.pct(v, 50)), "p90": ps.rnd(ps.pct(v, 90)),
@@ -170,6 +177,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
         "pair_latency_ms": dist(warm),
         "pair_processing_ms": dist(proc),
         "pair_wait_ms": dist(wait),
+        "pair_stage_ms": stages,
         "alert_latency_ms": {"n": len(alert_lat), "p50": ps.rnd(ps.pct(alert_lat, 50)),
                              "p99": ps.rnd(ps.pct(alert_lat, 99)),
                              "max": ps.rnd(max(alert_lat) if alert_lat else None)},
