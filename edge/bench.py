@@ -205,7 +205,19 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
                            if Path(scenario).resolve().is_relative_to(REPO_ROOT) else str(scenario)}
     missing: dict[str, str] = {}
     cores = res["machine"]["cores_usable"]
+    runs = {}
+    runs.update(_replay_figures(res, missing, stream, info, plan, cores, log))
+    runs["live"] = _live_figures(res, missing, stream, plan, cores, log)
+    runs["long"] = _long_figures(res, missing, stream, info, plan, log)
+    runs["gateway"] = _gateway_figures(res, missing, stream, plan, cores, log)
+    res["targets"] = judge_targets(res)
+    res["missing"] = missing
+    res["runs"] = runs
+    res["bench_wall_s"] = round(time.monotonic() - t_start, 1)
+    return res
 
+
+def _replay_figures(res: dict, missing: dict, stream: Path, info: dict, plan: dict, cores: int, log) -> dict:
     log(f"bench: replay on one core ({plan['runs']} runs x {plan['loops']} x {info['duration_s']:.0f} s of stream)")
     one = [run_worker("replay", stream, pin_core=0, threads=1, loops=plan["loops"]) for _ in range(plan["runs"])]
     log(f"bench: replay on {cores} cores ({plan['runs']} runs)")
@@ -228,10 +240,15 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     res["stage_ms"] = {k: ps.rnd(ps.median([r["stage_ms_mean"][k] for r in ok1 if r["stage_ms_mean"].get(k) is not None]), 3)
                        for k in STAGE_KEYS}
     res["faces_per_pair"] = ps.rnd(_median_of(one, "faces_per_pair"), 3)
-    for key, runs in (("pairs_per_s_1core", one), ("pairs_per_s_2core", two)):
+    failed = [(k, one) for k in ("pairs_per_s_1core", "detector_ms", "pipeline_ms_per_pair",
+                                 "pipeline_to_detector_ratio")] + [("pairs_per_s_2core", two)]
+    for key, runs in failed:
         if res[key] is None:
             missing[key] = f"every run failed: {_errors(runs)}"
+    return {"replay_1core": one, "replay_2core": two, "replay_2core_ort1": two_t1}
 
+
+def _live_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: int, log) -> dict:
     log(f"bench: live station in real time for {plan['live_s']:.0f} s (capture threads, queues, PUB/SUB)")
     live = run_worker("live", stream, threads=1, seconds=plan["live_s"])
     if "error" in live:
@@ -251,12 +268,15 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
         res["alert_latency_p99_ms"] = live["alert_latency_ms"]["p99"]
         res["alert_latency_max_ms"] = live["alert_latency_ms"]["max"]
         res["alerts_received"] = live["alert_latency_ms"]["n"]
-        res["live_cpu_cores_per_pair"] = live["cpu_cores_used"]
+        res["live_cpu_cores_per_station"] = live["cpu_cores_used"]
         # what the CPU alone allows: stations whose measured real-time CPU use fits in 85 %
         # of the cores (an estimate, not a trial; the trial below is the measurement)
         if live["cpu_cores_used"]:
             res["camera_pairs_cpu_estimate"] = int(0.85 * cores / live["cpu_cores_used"])
+    return live
 
+
+def _long_figures(res: dict, missing: dict, stream: Path, info: dict, plan: dict, log) -> dict:
     stream_min = plan["long_loops"] * info["duration_s"] / 60
     log(f"bench: long replay for RSS ({stream_min:.0f} min of stream, at most {plan['long_max_wall_s']:.0f} s wall)")
     # ORT threads 1 (the station default): more stream per second of wall time on a busy box
@@ -274,7 +294,10 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
         res["rss_long_stream_min"] = round(long["stream_s"] / 60, 2)
         if res["rss_growth_pct"] is None:
             missing["rss_growth_pct"] = f"only {long['rss_growth']['samples']} RSS samples (< 10)"
+    return long
 
+
+def _gateway_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: int, log) -> dict:
     from edge.benchlib.gateway import search
 
     # first guess: the CPU estimate from the live run, else what the one-core rate carries at 85 %
@@ -296,13 +319,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     elif gw["bounded_by_trials"]:
         res["camera_pairs_realtime_note"] = (f"at least {gw['camera_pairs_realtime']}: the trial budget ran out "
                                              "before a K that is not sustained")
-
-    res["targets"] = judge_targets(res)
-    res["missing"] = missing
-    res["runs"] = {"replay_1core": one, "replay_2core": two, "replay_2core_ort1": two_t1, "live": live,
-                   "long": long, "gateway": gw}
-    res["bench_wall_s"] = round(time.monotonic() - t_start, 1)
-    return res
+    return gw
 
 
 def judge_targets(res: dict) -> dict:
