@@ -299,7 +299,10 @@ class Screener:
         self.station_id = station_id
         self.baseline = RelativeBaseline(self.cfg)
         self._people: dict[int, _Person] = {}
+        # Final verdicts for the evaluator and replays; bounded so a station running for months
+        # does not keep every person it ever screened.
         self._verdicts: dict[int, Verdict] = {}
+        self.max_kept_verdicts = 10_000
         self.counts: Counter = Counter()  # final statuses, 'alerts', 'indeterminate:<reason>'
 
     def verdicts(self) -> dict[int, Verdict]:
@@ -421,6 +424,8 @@ class Screener:
             reason = _reason(p.gates, cfg.min_valid_frames)
             v = Verdict("indeterminate", reason, "none")
         self._verdicts[p.track_id] = v
+        if len(self._verdicts) > self.max_kept_verdicts:
+            del self._verdicts[next(iter(self._verdicts))]  # oldest first (dicts keep order)
         self.counts[v.status] += 1
         if v.status == "indeterminate":
             self.counts[f"indeterminate:{v.reason}"] += 1

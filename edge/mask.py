@@ -247,3 +247,43 @@ _B = -0.0388542
 MODEL_INFO = {'trained_on': 'Face Mask Detection (Kaggle, andrewmvd), CC0 1.0', 'cv_accuracy': {'all': 0.9097, '>=32px': 0.9618, '>=64px': 0.9701}}
 # --- end weights ---
 # fmt: on
+
+
+class TrackMaskCache:
+    """Mask status per tracked person, re-classified every ``refresh_frames`` frames.
+
+    A mask does not come and go between frames 115 ms apart, and classifying every face of
+    every pair was the largest non-detector cost. Faces without a confirmed track (-1) and
+    faces whose status is still 'unknown' (too small, turned) are classified every frame.
+    """
+
+    def __init__(self, cfg: MaskConfig | None = None, refresh_frames: int = 10):
+        if refresh_frames < 1:
+            raise ValueError(f"refresh_frames={refresh_frames}; must be >= 1")
+        self.cfg = cfg or MaskConfig()
+        self.refresh_frames = refresh_frames
+        self._by_track: dict[int, tuple[str, float, int]] = {}  # track -> (status, conf, age)
+
+    def apply(self, bgr: np.ndarray, dets: Detections, ended_track_ids: list[int]) -> Detections:
+        """dets must carry data['track_id']; returns them with data['mask'] and ['mask_conf']."""
+        for tid in ended_track_ids:
+            self._by_track.pop(int(tid), None)
+        n = len(dets)
+        if n == 0:
+            return dets.with_data(mask=np.full(0, "unknown", dtype=object), mask_conf=np.zeros(0, np.float32))
+        ids = dets.data["track_id"]
+        cached = [self._by_track.get(int(t)) if t >= 0 else None for t in ids]
+        need = np.array([c is None or c[0] == "unknown" or c[2] + 1 >= self.refresh_frames for c in cached])
+        status = np.empty(n, dtype=object)
+        conf = np.empty(n, np.float32)
+        if need.any():
+            fresh = classify_masks(bgr, dets[need], self.cfg)
+            for j, k in enumerate(np.flatnonzero(need)):
+                status[k], conf[k] = fresh.data["mask"][j], fresh.data["mask_conf"][j]
+                if ids[k] >= 0:
+                    self._by_track[int(ids[k])] = (status[k], float(conf[k]), 0)
+        for k in np.flatnonzero(~need):
+            s, c, age = cached[k]
+            status[k], conf[k] = s, c
+            self._by_track[int(ids[k])] = (s, c, age + 1)
+        return dets.with_data(mask=status, mask_conf=conf)

@@ -1,9 +1,9 @@
 """The data path, top to bottom: one paired frame in, screening events out.
 
     thermal raw ──► °C ──► blackbody check + offset correction
-    RGB ──► face detection ──► mask status
+    RGB ──► face detection ──► tracking ──► mask status (kept per person)
         ──► registration into thermal + canthus measurement + quality gates
-        ──► tracking ──► per-person decision ──► events ──► publisher
+        ──► per-person decision ──► events ──► publisher
 
 Every stage lives in its own module; this file only wires them. ``replay()`` drives the
 pipeline from a recording (testers, evaluation, ``make run``); edge/station.py drives the same
@@ -26,7 +26,7 @@ from edge.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
 from edge.calibration import Calibration, load_calibration
 from edge.decision import Screener
 from edge.detection import CenterFaceDetector, FaceDetector, load_session
-from edge.mask import classify_masks
+from edge.mask import TrackMaskCache
 from edge.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.pairing import Pairer, PairingStats
 from edge.radiometry import to_celsius
@@ -36,7 +36,7 @@ from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CALIBRATION_DIR = REPO_ROOT / "calibration"
-STAGES = ("radiometry", "detect", "mask", "measure", "track", "decide", "publish")
+STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Pipeline:
 
     def __init__(self, cfg: Any, calibration: Calibration, detector: FaceDetector, *,
                  thermal_units: str = "centikelvin", publisher: Any = None,
-                 wall_clock: WallClock | None = None, metrics: Any = None):
+                 wall_clock: WallClock | None = None, metrics: Any = None, keep_published: bool = False):
         self.cfg = cfg
         self.station_id = cfg.station.id
         self.calibration = calibration
@@ -88,13 +88,14 @@ class Pipeline:
         self.metrics = metrics
         self.blackbody = BlackbodyMonitor(calibration.blackbody)
         self.tracker = Tracker(cfg.tracking)
+        self.masks = TrackMaskCache(cfg.mask)
         self.screener = Screener(cfg.decision)
         self.ffc_settle = FfcSettle(cfg.measurement)
         self.skin_to_core = calibration.skin_to_core
+        # Replays keep every published body for the caller; a live station must not (memory).
+        self.keep_published = keep_published
         self.published: list[dict] = []
         self.last_t_ns = 0
-        self._last_pair: FramePair | None = None
-        self._last_thermal_c: np.ndarray | None = None
 
     def process_pair(self, pair: FramePair) -> PairResult:
         timing: dict[str, float] = {}
@@ -111,9 +112,13 @@ class Pipeline:
         dets = self.detector.detect(pair.rgb.image)
         timing["detect"] = clock() - t
 
+        # Tracking needs only boxes; doing it first lets the mask status be kept per person.
         t = clock()
-        if len(dets):
-            dets = classify_masks(pair.rgb.image, dets, self.cfg.mask)
+        dets, ended = self.tracker.update(dets, pair.t_ns)
+        timing["track"] = clock() - t
+
+        t = clock()
+        dets = self.masks.apply(pair.rgb.image, dets, ended)
         timing["mask"] = clock() - t
 
         t = clock()
@@ -125,10 +130,6 @@ class Pipeline:
         )
         dets = measure_faces(dets, thermal_c, self.registration, ctx, self.cfg.measurement, rgb_bgr=pair.rgb.image)
         timing["measure"] = clock() - t
-
-        t = clock()
-        dets, ended = self.tracker.update(dets, pair.t_ns)
-        timing["track"] = clock() - t
 
         t = clock()
         events = self.screener.update(dets, pair.t_ns, ended, pair.rgb.image, thermal_c, blackbody_state=bb.state)
@@ -155,7 +156,9 @@ class Pipeline:
         if self.publisher is None:
             return
         for ev in events:
-            self.published.append(self.publisher.publish_event(ev, self.wall_clock.iso(ev.t_ns)))
+            body = self.publisher.publish_event(ev, self.wall_clock.iso(ev.t_ns))
+            if self.keep_published:
+                self.published.append(body)
 
 
 def default_config(station_id: str, calibration_path: Path | None = None) -> Any:
@@ -168,7 +171,7 @@ def default_config(station_id: str, calibration_path: Path | None = None) -> Any
 
 def build_pipeline(cfg: Any, *, detector: FaceDetector | None = None, publisher: Any = None,
                    wall_clock: WallClock | None = None, thermal_units: str = "centikelvin",
-                   metrics: Any = None) -> Pipeline:
+                   metrics: Any = None, keep_published: bool = False) -> Pipeline:
     """Open what the config names (calibration file, ONNX session) and wire the stages."""
     calibration = load_calibration(cfg.calibration.path)
     if detector is None:
@@ -177,7 +180,7 @@ def build_pipeline(cfg: Any, *, detector: FaceDetector | None = None, publisher:
         session = load_session(require(CENTERFACE_MODEL), cfg.detector.intra_op_threads)
         detector = CenterFaceDetector(session, cfg.detector)
     return Pipeline(cfg, calibration, detector, thermal_units=thermal_units, publisher=publisher,
-                    wall_clock=wall_clock, metrics=metrics)
+                    wall_clock=wall_clock, metrics=metrics, keep_published=keep_published)
 
 
 class _Prefetch:
@@ -294,7 +297,7 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     cfg = config if config is not None else default_config(rec.meta.station_id)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units or "centikelvin")
+                          thermal_units=rec.meta.thermal.units or "centikelvin", keep_published=True)
     pairer = Pairer(cfg.pairing)
     sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
                _Prefetch(rec.source("thermal"))]

@@ -149,3 +149,37 @@ def test_training_logistic_regression_learns_a_rule():
     acc = ((train.predict(w, b, x) >= 0.5) == (y == 1)).mean()
     assert acc > 0.95
     assert w[0] > 0 and w[2] < 0 and abs(w[1]) < abs(w[0]) / 3
+
+
+def test_track_cache_classifies_each_person_once_per_refresh(astronaut_bgr, centerface_path, monkeypatch):
+    import edge.mask as mask_mod
+    from edge.detection import CenterFaceDetector, load_session
+
+    dets = CenterFaceDetector(load_session(centerface_path)).detect(astronaut_bgr)
+    assert len(dets) == 1
+    calls = []
+    real = mask_mod.classify_masks
+    monkeypatch.setattr(mask_mod, "classify_masks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cache = mask_mod.TrackMaskCache(refresh_frames=3)
+    tracked = dets.with_data(track_id=np.array([7]))
+    first = cache.apply(astronaut_bgr, tracked, [])
+    assert first.data["mask"][0] == real(astronaut_bgr, dets).data["mask"][0] == "no"
+    for _ in range(2):
+        again = cache.apply(astronaut_bgr, tracked, [])
+        assert again.data["mask"][0] == "no"
+    assert len(calls) == 1  # frames 2 and 3 reuse it
+    cache.apply(astronaut_bgr, tracked, [])
+    assert len(calls) == 2  # refreshed on the 4th frame
+    # unconfirmed tracks (-1) are never cached; an ended track is forgotten
+    cache.apply(astronaut_bgr, dets.with_data(track_id=np.array([-1])), [])
+    cache.apply(astronaut_bgr, dets.with_data(track_id=np.array([-1])), [7])
+    assert len(calls) == 4
+    cache.apply(astronaut_bgr, tracked, [])
+    assert len(calls) == 5
+
+
+def test_track_cache_rejects_bad_refresh():
+    from edge.mask import TrackMaskCache
+
+    with pytest.raises(ValueError, match="refresh_frames=0"):
+        TrackMaskCache(refresh_frames=0)
