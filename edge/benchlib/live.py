@@ -31,6 +31,9 @@ from edge.benchlib.replay import bench_config, open_bench_feed
 from edge.benchlib.stream import stream_info
 
 
+WARMUP_S = 2.0
+
+
 def _subscribe(ctx, endpoint: str, out: list, ready: threading.Event, stop: threading.Event) -> None:
     import zmq
 
@@ -113,8 +116,11 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     stage_ms: dict[str, np.ndarray] = {}  # per pipeline stage, for the tail
     n = [0]
 
+    done_ns = np.zeros(len(lat_ms), np.int64)  # when each pair finished (warm-up split)
+
     def on_pair(pair, res) -> None:
         if n[0] < len(lat_ms):
+            done_ns[n[0]] = time.monotonic_ns()
             lat_ms[n[0]] = (time.monotonic_ns() - pair.t_ns) / 1e6
             proc_ms[n[0]] = sum(res.timing_ms.values())
             for k, v in res.timing_ms.items():
@@ -161,13 +167,23 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
         if typ in ("new", "update") and t_ns > 0:
             alert_lat.append((now - t_ns) / 1e6)
     expected_pairs = wall_s * info["thermal_fps"]
+    # steady state: after the first WARMUP_S (cameras opening, sessions warming; the first
+    # thermal frames can arrive before any RGB frame and stay unpaired)
+    t_warm = int((t0 + WARMUP_S) * 1e9)
+    steady_pairs = int((done_ns[:min(n[0], len(done_ns))] >= t_warm).sum())
+    steady_expected = max(0.0, wall_s - WARMUP_S) * info["thermal_fps"]
     return {
         "kind": "live",
         "seconds": round(wall_s, 2),
         "threads": threads,
         "pairs": result.pairs,
         "expected_pairs": round(expected_pairs, 1),
+        "steady_pairs": steady_pairs,
+        "steady_expected_pairs": round(steady_expected, 1),
         "pipeline_errors": result.pipeline_errors,
+        # thermal frames no RGB frame was near enough to (|dt| > pairing tolerance): in live mode
+        # frames are stamped on arrival, so a capture thread delayed by CPU load skews its stamps
+        "unpaired_thermal": station.pairer.stats.unpaired_thermal,
         "rgb_dropped": cams["rgb"]["dropped"],
         "thermal_dropped": cams["thermal"]["dropped"],
         "frames": {c: cams[c]["frames"] for c in cams},
