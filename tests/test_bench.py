@@ -138,11 +138,14 @@ def test_gateway_search_bisects_down_after_a_bad_first_guess():
 
     res = search(trial, start_k=9, cores=2, max_trials=10, log=lambda s: None)
     assert res["camera_pairs_realtime"] == 2 and not res["bounded_by_trials"]
-    assert calls == [9, 4, 2, 3]
+    assert calls == [9, 8, 4, 2, 3]
     res = search(lambda k: ([_station(dropped=50)] * k, 10.0), start_k=4, cores=2, max_trials=5, log=lambda s: None)
     assert res["camera_pairs_realtime"] == 0  # not even one pair
     res = search(trial, start_k=9, cores=2, max_trials=1, log=lambda s: None)
     assert res["camera_pairs_realtime"] is None  # one failed trial decides nothing
+    calls.clear()
+    res = search(trial, start_k=3, cores=2, max_trials=3, log=lambda s: None)
+    assert calls == [3, 2] and res["camera_pairs_realtime"] == 2  # estimate one too high
 
 
 def test_rss_growth_flat_and_growing():

@@ -49,8 +49,8 @@ def judge(runs: list[dict], wall_s: float, cores: int, *, cpu_budget: float = 0.
 
 def search(run_trial: Callable[[int], tuple[list[dict], float]], start_k: int, cores: int, *,
            max_trials: int = 4, k_max: int = 16, log=print) -> dict:
-    """Find the largest sustained K: from ``start_k`` step up while sustained, bisect down
-    once a K fails (so a bad first guess costs few trials).
+    """Find the largest sustained K: from ``start_k`` step up while sustained; if it fails, try
+    one below, then halve until one is sustained, then bisect (a bad guess costs few trials).
 
     run_trial(k) -> (per-station results, wall seconds). Returns {camera_pairs_realtime,
     bounded_by_trials, trials}: camera_pairs_realtime is the largest sustained K, 0 when K=1
@@ -74,8 +74,10 @@ def search(run_trial: Callable[[int], tuple[list[dict], float]], start_k: int, c
             if k >= k_max:
                 break
             k += 1
-        else:
-            k = max(1, (best + worst) // 2) if best else max(1, worst // 2)
+        elif best:
+            k = (best + worst) // 2
+        else:  # the CPU estimate is usually close: try one below first, then halve
+            k = max(1, k - 1) if len(trials) == 1 else max(1, worst // 2)
         if k in trials:
             break
     settled = worst is not None and worst <= best + 1
