@@ -93,6 +93,14 @@ class MeasurementConfig(StrictModel):
         description="Gate motion_blur below this sharpness (see sharpness(); measured on a real "
                     "face at 36-120 px: sharp 1.2-2.1, smeared by 10% of the face width ~0.4, "
                     "by 15% 0.23-0.38, by 20% 0.13-0.23), unitless")
+    max_thermal_smear_px: float = Field(
+        4.0, ge=0.5, le=50,
+        description="Gate motion_blur when the face moves more than this many thermal px during "
+                    "the bolometer's integration (2 x bolometer_time_constant_ms): the smear reads "
+                    "the canthus ~0.2 degC low at 4 px on a Lepton 3.5, thermal px")
+    bolometer_time_constant_ms: float = Field(
+        12.0, ge=1, le=100,
+        description="Thermal sensor time constant (Lepton microbolometer ~12 ms), ms")
     min_box_inside_frac: float = Field(
         0.9, ge=0, le=1,
         description="Gate outside_thermal_view when less than this fraction of the face box "
@@ -378,6 +386,13 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
              (np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)],
             np.array(["outside_thermal_view", "too_far", "several_faces", "turned_away"], dtype=object),
             "").astype(object)
+
+    # The microbolometer integrates over ~2 time constants, so a face crossing fast is smeared in
+    # the thermal image even when the RGB frame is sharp (tracker speed, RGB px/s -> thermal px).
+    if "speed_px_s" in dets.data:
+        smear_th = (np.asarray(dets.data["speed_px_s"], np.float32) * iod_th / np.maximum(iod_rgb, 1e-3)
+                    * np.float32(2e-3 * cfg.bolometer_time_constant_ms))
+        gate[(gate == "") & (np.nan_to_num(smear_th) > cfg.max_thermal_smear_px)] = "motion_blur"
 
     sharp = np.full(n, np.nan, np.float32)
     if rgb_bgr is not None:

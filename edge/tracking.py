@@ -176,6 +176,7 @@ class Tracker:
         self._last_t_ns = t_ns
         cfg = self.cfg
         ids = np.full(len(dets), -1, np.int64)
+        speed = np.full(len(dets), np.nan, np.float32)  # unknown until a track has two sightings
         score = dets.score
         high = np.flatnonzero(score >= cfg.high_score)
         low = np.flatnonzero((score >= cfg.low_score) & (score < cfg.high_score))
@@ -204,13 +205,18 @@ class Tracker:
                     self._tracks[ti].track_id = self._next_id
                     self._next_id += 1
                 ids[di] = self._tracks[ti].track_id
+                speed[di] = np.hypot(*self._tracks[ti].v[:2])
             return [t for t in track_idx if t not in used_t], np.array([d for d in det_idx if d not in used_d], int)
 
         confirmed, high = associate(confirmed, high, cfg.iou_threshold)
         if cfg.max_center_dist > 0:
             confirmed, high = associate(confirmed, high, cfg.max_center_dist, by_distance=True)
         confirmed, _ = associate(confirmed, low, cfg.low_iou_threshold)
-        _, high = associate(tentative, high, cfg.iou_threshold)
+        tentative, high = associate(tentative, high, cfg.iou_threshold)
+        if cfg.max_center_dist > 0:
+            # A person crossing fast moves about a face width between paired frames at ~9 Hz,
+            # so IoU alone never lets them reach min_hits; they would pass with no result.
+            _, high = associate(tentative, high, cfg.max_center_dist, by_distance=True)
 
         ended: list[int] = []
         kept: list[_Track] = []
@@ -230,7 +236,7 @@ class Tracker:
                 ids[di] = t.track_id
             kept.append(t)
         self._tracks = kept
-        return dets.with_data(track_id=ids), ended
+        return dets.with_data(track_id=ids, speed_px_s=speed), ended
 
     def finish(self) -> list[int]:
         """End every confirmed track (end of stream); returns their ids. Tentative ones vanish."""

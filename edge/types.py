@@ -26,6 +26,7 @@ DATA_KEYS = {
     "gate": "(N,) object -- '' when measurable, else the reason it is not (e.g. 'glasses')",
     "quality": "(N,) float32 0..1 -- how good this frame's measurement is (for best-N)",
     "track_id": "(N,) int64 -- tracker id, -1 before tracking",
+    "speed_px_s": "(N,) float32 -- face centre speed from the tracker, RGB px/s (NaN if unknown)",
 }
 
 

@@ -325,3 +325,25 @@ def test_a_warm_mask_never_wins_within_the_documented_landmark_tolerance(cx, cy,
     assert out.data["gate"][0] == ""  # the face is in view, near and frontal
     assert out.data["skin_temp_c"][0] < CANTHUS_C + 0.2
     assert out.data["skin_temp_c"][0] > CANTHUS_C - 0.4  # and it still found the canthus
+
+
+@pytest.mark.parametrize("speed_px_s, expect_gate", [(0.0, False), (200.0, False), (1000.0, True), (np.nan, False)])
+def test_thermal_smear_from_tracker_speed_gates_motion_blur(speed_px_s, expect_gate):
+    """Bolometer smear = speed (RGB px/s) x thermal/RGB scale x 2 time constants; > 4 px gates."""
+    from edge.measurement import MeasureContext, MeasurementConfig, measure_faces
+    from edge.types import Detections
+
+    class Scale:  # RGB px -> thermal px: x 0.25 (640x480 -> 160x120)
+        def map_points(self, xy, iod_px=None):
+            return np.asarray(xy, np.float32) * 0.25
+
+        def map_boxes(self, box, iod_px=None):
+            return np.asarray(box, np.float32) * 0.25
+
+    thermal = np.full((120, 160), 30.0, np.float32)
+    lm = np.array([[[280, 200], [360, 200], [320, 240], [290, 280], [350, 280]]], np.float32)
+    dets = Detections(np.array([[250, 150, 390, 320]], np.float32), np.array([0.9]), lm,
+                      {"speed_px_s": np.array([speed_px_s], np.float32)})
+    out = measure_faces(dets, thermal, Scale(), MeasureContext(), MeasurementConfig())
+    # 1000 px/s x 0.25 x 24 ms = 6 thermal px > 4; 200 px/s = 1.2 px
+    assert (out.data["gate"][0] == "motion_blur") == expect_gate
