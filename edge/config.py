@@ -50,6 +50,10 @@ class StationSection(StrictModel):
         ..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ -")
     location: str = Field("", max_length=200, description="Free text shown to operators, e.g. 'terminal 2, gate B'")
+    ambient_c: float | None = Field(
+        None, ge=-10.0, le=50.0,
+        description="Ambient air temperature for the skin-to-core model, degC; unset = estimated from the "
+                    "median of the blackbody-corrected thermal scene")
     annotate: Path | None = Field(
         None, description="Write an annotated preview video here while running (mp4, relative to the working "
                           "directory); none by default")

@@ -29,7 +29,7 @@ from edge.detection import CenterFaceDetector, FaceDetector, load_session
 from edge.mask import TrackMaskCache
 from edge.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.pairing import Pairer, PairingStats
-from edge.radiometry import to_celsius
+from edge.radiometry import AmbientEstimator, to_celsius
 from edge.recording import Recording, RecordingSource, open_recording
 from edge.tracking import Tracker
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
@@ -89,6 +89,7 @@ class Pipeline:
         self.blackbody = BlackbodyMonitor(calibration.blackbody)
         self.tracker = Tracker(cfg.tracking)
         self.masks = TrackMaskCache(cfg.mask)
+        self.ambient = AmbientEstimator(cfg.station.ambient_c)
         self.screener = Screener(cfg.decision)
         self.ffc_settle = FfcSettle(cfg.measurement)
         self.skin_to_core = calibration.skin_to_core
@@ -106,6 +107,7 @@ class Pipeline:
         bb = self.blackbody.update(thermal_c, pair.thermal.ffc_state, pair.t_ns)
         thermal_c = apply_offset(thermal_c, bb, out=thermal_c)  # to_celsius made a fresh array
         ffc_active = self.ffc_settle.update(pair.thermal.ffc_state, pair.t_ns)
+        ambient_c = self.ambient.update(thermal_c)
         timing["radiometry"] = clock() - t
 
         t = clock()
@@ -125,6 +127,7 @@ class Pipeline:
         ctx = MeasureContext(
             blackbody_state=bb.state,
             ffc_active=ffc_active,
+            ambient_c=ambient_c,
             skin_to_core=self.skin_to_core.core_c,
             skin_to_core_sd_c=self.skin_to_core.uncertainty_c(),
         )

@@ -160,3 +160,31 @@ def celsius_to_raw(temp_c: np.ndarray, p: PlanckParams) -> np.ndarray:
     object at ``temp_c`` under the same scene parameters. Used by tests and the simulator."""
     gain, extra = _scene_counts(p)
     return (np.asarray(_planck_raw(temp_c, p), dtype=np.float64) + extra) * gain
+
+
+class AmbientEstimator:
+    """Ambient air temperature for the skin->core model (its ambient term is ~-0.1 degC of core
+    per degC of ambient), degC.
+
+    A fixed reading (a wall thermometer, ``station.ambient_c``) wins; otherwise the median of
+    the blackbody-corrected scene -- walls and floor settle at air temperature indoors, and a
+    face covers too little of the frame to move the median -- smoothed over frames so one
+    frame full of people does not jump it. Every 4th pixel in each direction is plenty.
+    """
+
+    def __init__(self, fixed_c: float | None = None, smoothing: float = 0.1):
+        if not 0 < smoothing <= 1:
+            raise ValueError(f"smoothing={smoothing}; allowed: 0 < smoothing <= 1")
+        self.fixed_c = fixed_c
+        self.smoothing = smoothing
+        self.ambient_c: float | None = fixed_c
+
+    def update(self, thermal_c: np.ndarray) -> float | None:
+        """thermal_c: (h,w) float32 degC, corrected. Returns the current estimate, degC."""
+        if self.fixed_c is not None:
+            return self.fixed_c
+        scene = float(np.nanmedian(thermal_c[::4, ::4]))
+        if np.isfinite(scene):
+            prev = self.ambient_c
+            self.ambient_c = scene if prev is None else prev + self.smoothing * (scene - prev)
+        return self.ambient_c

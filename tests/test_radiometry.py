@@ -101,3 +101,18 @@ def test_planck_vectorised_frame_and_invalid_counts():
 def test_planck_params_bounds():
     with pytest.raises(ValueError, match="emissivity=1.5"):
         PlanckParams(emissivity=1.5)
+
+
+def test_ambient_estimate_follows_the_scene_median_smoothly_and_a_fixed_reading_wins():
+    from edge.radiometry import AmbientEstimator
+
+    scene = np.full((120, 160), 22.0, np.float32)
+    scene[40:90, 60:100] = 34.0  # a face: does not move the median
+    scene[0, 0] = np.nan  # dead pixel
+    est = AmbientEstimator()
+    assert est.update(scene) == pytest.approx(22.0)
+    warmer = scene + 2.0
+    assert est.update(warmer) == pytest.approx(22.2)  # smoothed, not jumped
+    assert AmbientEstimator(fixed_c=25.0).update(scene) == 25.0
+    with pytest.raises(ValueError, match="smoothing=0"):
+        AmbientEstimator(smoothing=0)
