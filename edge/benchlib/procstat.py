@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import resource
-import time
 
 import numpy as np
 
@@ -39,11 +38,6 @@ def cpu_s() -> float:
     return t.user + t.system
 
 
-def children_cpu_s() -> float:
-    t = os.times()
-    return t.children_user + t.children_system
-
-
 def pct(values, q: float) -> float | None:
     """q-th percentile (0..100) of ``values``, None when empty."""
     v = np.asarray(list(values), dtype=np.float64)
@@ -54,29 +48,5 @@ def median(values) -> float | None:
     return pct(values, 50)
 
 
-def mean(values) -> float | None:
-    v = np.asarray(list(values), dtype=np.float64)
-    return float(v.mean()) if v.size else None
-
-
 def rnd(x: float | None, nd: int = 2) -> float | None:
     return None if x is None else round(float(x), nd)
-
-
-class Stopwatch:
-    """Accumulates perf_counter time under a name: ``with sw('decode'): ...``."""
-
-    def __init__(self) -> None:
-        self.total_s: dict[str, float] = {}
-        self._name = ""
-        self._t0 = 0.0
-
-    def __call__(self, name: str) -> "Stopwatch":
-        self._name = name
-        return self
-
-    def __enter__(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def __exit__(self, *exc) -> None:
-        self.total_s[self._name] = self.total_s.get(self._name, 0.0) + time.perf_counter() - self._t0
