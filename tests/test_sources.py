@@ -238,6 +238,22 @@ def test_camera_config_rejects(kind, fields, match):
 
 
 
+def _read_when_served(cfg, url: str, tries: int, n: int) -> list:
+    """Open ``url`` through the RGB source once the server answers (0.1 s apart), read n frames."""
+    for _ in range(tries):
+        try:
+            src = ColorSource("rgb", cfg, url)
+            break
+        except SourceError:
+            time.sleep(0.1)
+    else:
+        raise AssertionError(f"could not open {url}")
+    try:
+        return [src.read() for _ in range(n)]
+    finally:
+        src.close()
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg); "
                                                              "network stream test skipped")
 def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
@@ -250,16 +266,7 @@ def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         cfg = CameraConfig(kind="url", url=url, open_timeout_s=10, read_timeout_s=10)
-        src = None
-        for _ in range(50):  # ffmpeg needs a moment to listen
-            try:
-                src = ColorSource("rgb", cfg, url)
-                break
-            except SourceError:
-                time.sleep(0.1)
-        assert src is not None, f"could not open {url}"
-        frames = [src.read() for _ in range(10)]
-        src.close()
+        frames = _read_when_served(cfg, url, tries=50, n=10)  # ffmpeg needs a moment to listen
     finally:
         server.kill()
         server.wait(5)
@@ -311,16 +318,7 @@ def test_rtsp_stream_on_loopback(tmp_path):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         url = f"rtsp://127.0.0.1:{client_port}/cam"
         cfg = CameraConfig(kind="url", url=url, rtsp_transport="udp", open_timeout_s=10, read_timeout_s=10)
-        src = None
-        for _ in range(100):  # until ffmpeg has announced the stream
-            try:
-                src = ColorSource("rgb", cfg, url)
-                break
-            except SourceError:
-                time.sleep(0.1)
-        assert src is not None, f"could not open {url}"
-        frames = [src.read() for _ in range(15)]
-        src.close()
+        frames = _read_when_served(cfg, url, tries=100, n=15)  # until ffmpeg has announced the stream
     finally:
         for p in reversed(procs):
             p.kill()
