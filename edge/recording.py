@@ -16,11 +16,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.radiometry import UNIT_SCALE_K as THERMAL_UNITS  # kelvin per count, by unit name
 from edge.types import FFC_STATES, Frame
 
 FORMAT_NAME = "thermal-edge-recording"
 FORMAT_VERSION = 1
-THERMAL_UNITS = {"centikelvin": 0.01, "decikelvin": 0.1}
 TIMESTAMP_COLUMNS = ("camera", "index", "t_ns", "ffc_state")
 
 # OpenCV warns on every 16-bit open that "BGR conversion turned OFF" -- which is exactly what we
