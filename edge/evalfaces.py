@@ -21,6 +21,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from edge.boxes import iou_matrix
+
 from edge.cli import UserError
 from edge.detection import FaceDetector
 from edge.types import Detections
@@ -85,18 +87,6 @@ def load_manifest(directory: str | Path) -> Manifest:
                                  np.asarray(boxes, np.float32).reshape(-1, 4)))
     dataset = doc.get("dataset")
     return Manifest(dataset if isinstance(dataset, str) else None, out)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
 def match_greedy(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray,

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import greedy_match, iou_matrix
+
 from edge.types import Detections, Verdict
 
 STATUSES = ("elevated", "normal", "indeterminate")
@@ -33,30 +35,9 @@ GOT = STATUSES + ("missed",)
 IOU_MATCH = 0.5
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N,4) x (M,4) xyxy -> (N,M) intersection over union."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
-    b = np.asarray(b, np.float64).reshape(-1, 4)[None]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
-
-
 def match(det: np.ndarray, gt: np.ndarray, thr: float = IOU_MATCH) -> list[tuple[int, int]]:
     """Greedy one-to-one matching by IoU (highest first); pairs (det_index, gt_index)."""
-    if len(det) == 0 or len(gt) == 0:
-        return []
-    m = iou(det, gt)
-    pairs = []
-    while True:
-        i, j = np.unravel_index(np.argmax(m), m.shape)
-        if m[i, j] < thr:
-            return pairs
-        pairs.append((int(i), int(j)))
-        m[i, :] = -1
-        m[:, j] = -1
+    return greedy_match(iou_matrix(det, gt), thr)
 
 
 def _clip_box(box: list[float], w: int, h: int) -> tuple[np.ndarray, float]:

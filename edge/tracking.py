@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field, model_validator
 
+from edge.boxes import greedy_match, iou_matrix
 from edge.configbase import StrictModel
 from edge.types import Detections
 
@@ -72,34 +73,6 @@ class TrackingConfig(StrictModel):
             raise ValueError(f"low_score={self.low_score} must be below high_score={self.high_score} "
                              "(allowed: 0 <= low_score < high_score <= 1)")
         return self
-
-
-def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """(A,4) x (B,4) boxes -> (A,B) intersection over union."""
-    a = a_xyxy[:, None, :]
-    b = b_xyxy[None, :, :]
-    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = iw * ih
-    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
-
-
-def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Pairs (row, col) by descending IoU, each row and column at most once, IoU >= threshold."""
-    if iou.size == 0:
-        return []
-    order = np.argsort(-iou, axis=None, kind="stable")
-    rows_used, cols_used, pairs = set(), set(), []
-    for flat in order:
-        r, c = divmod(int(flat), iou.shape[1])
-        if iou[r, c] < threshold:
-            break
-        if r not in rows_used and c not in cols_used:
-            rows_used.add(r)
-            cols_used.add(c)
-            pairs.append((r, c))
-    return pairs
 
 
 def center_distance_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from edge.boxes import iou_matrix
 from edge.detection import CenterFaceDetector, DetectorConfig, FaceDetector, load_session
 from edge.types import Detections
 
@@ -20,10 +21,7 @@ def detector(centerface_path) -> CenterFaceDetector:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    return float(iou_matrix(a, b)[0, 0])
 
 
 def assert_plausible_landmarks(lm: np.ndarray, box: np.ndarray) -> None:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.evaluation import _OracleEvent, combine, iou, match, oracle_result, score
+from edge.boxes import iou_matrix as iou
+from edge.evaluation import _OracleEvent, combine, match, oracle_result, score
 from edge.sim import render_scenario
 from edge.types import Verdict
 

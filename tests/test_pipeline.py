@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import zmq
 
+from edge.boxes import iou_matrix
 from edge.pipeline import replay
 from edge.publishing import Publisher
 from edge.recording import open_recording
@@ -22,11 +23,7 @@ SAMPLE = REPO / "sample_streams" / "walkthrough"
 
 
 def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(iou_matrix(a, b)[0, 0])
 
 
 def _truth_person(truth: dict, t_ns: int, box) -> dict | None:

@@ -33,11 +33,6 @@ KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "running": {1: ("indeterminate", "motion_blur")},
 }
 NAMES = sorted(KEY_VERDICTS)
-# Key verdicts that other stages do not deliver yet (the safety properties still hold for them):
-# scenario -> reason. Empty now: `running` passes since the tracker and measurement handle it.
-NOT_YET: dict[str, str] = {}
-KEY_PARAMS = [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=False)) if n in NOT_YET else n
-              for n in NAMES]
 # every bundled scenario, including those scored but not asserted (population: clinical spread)
 ALL_NAMES = sorted(f.parent.name for f in scenario_files())
 
@@ -80,7 +75,7 @@ def test_scenario_reads_back_with_the_recording_reader(streams, name):
         assert n == len(truth["frames"][cam]) > 0
 
 
-@pytest.mark.parametrize("name", KEY_PARAMS)
+@pytest.mark.parametrize("name", NAMES)
 def test_key_subjects_get_the_expected_verdict(streams, name):
     r = scored(streams, name)
     got = {p["id"]: p for p in r["persons"]}

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.tracking import Tracker, TrackingConfig, center_distance_matrix, greedy_match, iou_matrix
+from edge.boxes import greedy_match, iou_matrix
+from edge.tracking import Tracker, TrackingConfig, center_distance_matrix
 from edge.types import Detections
 
 DT_NS = 115_000_000  # ~8.7 Hz thermal pairs
