@@ -66,8 +66,27 @@ def receive(sub, n, ping=None):
     return got
 
 
-def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path):
+def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path, monkeypatch):
     feed = feeds.open()
+    order: list[tuple[str, int]] = []  # ('journal' | 'send', alert seq), in the order they happened
+    real_socket, real_append = feed.publisher.socket, feed.publisher.journal.append
+
+    class SpySocket:
+        def send_multipart(self, frames, **kw):
+            if frames[0].startswith(b"alert."):
+                order.append(("send", json.loads(frames[1])["seq"]))
+            return real_socket.send_multipart(frames, **kw)
+
+        def __getattr__(self, name):
+            return getattr(real_socket, name)
+
+    def spy_append(publisher_id, epoch, kind, seq, frames):
+        if kind == "alert":
+            order.append(("journal", seq))
+        return real_append(publisher_id, epoch, kind, seq, frames)
+
+    monkeypatch.setattr(feed.publisher, "socket", SpySocket())
+    monkeypatch.setattr(feed.publisher.journal, "append", spy_append)
     sub = subscriber(ctx, feed, b"alert.")
     hb = subscriber(ctx, feed, b"heartbeat.")
     receive(hb, 1)  # connected
@@ -77,6 +96,7 @@ def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path
     journaled = [json.loads(b) for _, b in journal.all_frames("alert")]
     assert journaled == sent  # every alert returned by publish_event is in the journal
     assert [m["seq"] for m in sent] == list(range(1, len(sent) + 1))
+    assert order == [(step, m["seq"]) for m in sent for step in ("journal", "send")]
     sub.close(linger=0)
     hb.close(linger=0)
     journal.close()

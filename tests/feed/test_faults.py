@@ -93,7 +93,6 @@ def test_subscriber_restarted_ten_times(procs, tmp_path):
                 listener.send_signal(signal.SIGTERM)
                 assert listener.wait(timeout=20) == 0
     received = [json.loads(line)["msg_id"] for o in outputs for line in o.read_text().splitlines()]
-    assert all(o.read_text() for o in outputs)  # every run, restarts included, received alerts mid-stream
     assert_exactly_once(received, journaled_alerts(journal), "subscriber restarted 10 times")
 
 
