@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -41,8 +41,9 @@ class CameraStats:
     last_frame_mono_ns: int = 0
     offline_since_ns: int | None = None
     last_error: str = ""
-    outages_s: list[float] = field(default_factory=list)  # declared offline -> first frame again, s
-    gaps_s: list[float] = field(default_factory=list)  # last frame before an outage -> first after, s
+    # the last outage only (a station runs for months: no per-outage history); each one is logged
+    last_outage_s: float | None = None  # declared offline -> first frame again, s
+    last_gap_s: float | None = None  # last frame before that outage -> first after, s
     sensor_temp_c: float | None = None
     ffc_state: str | None = None
     fps: float = 0.0
@@ -275,11 +276,11 @@ class CameraWorker:
                 if st.offline_since_ns is not None:
                     st.reconnects += 1
                     outage = (time.monotonic_ns() - st.offline_since_ns) / 1e9
-                    st.outages_s.append(outage)
-                    st.gaps_s.append((frame.t_ns - prev_frame_ns) / 1e9 if self.live else 0.0)
+                    st.last_outage_s = outage
+                    st.last_gap_s = (frame.t_ns - prev_frame_ns) / 1e9 if self.live else 0.0
                     log.info("camera %s online again after %.2f s", self.camera, outage,
                              extra={"camera": self.camera, "event": "camera_online", "outage_s": round(outage, 3),
-                                    "gap_s": round(st.gaps_s[-1], 3)})
+                                    "gap_s": round(st.last_gap_s, 3)})
                 st.state, st.offline_since_ns = "online", None
             st.dropped += self.hub.put(self.camera, frame, self.stop_event)
 

@@ -178,7 +178,8 @@ def decode_y16(buf: np.ndarray, width: int, rows: int) -> np.ndarray:
         need = rows * width * 2
         if buf.size < need:
             raise CorruptFrame(f"short Y16 frame: {buf.size} bytes, expected {need} ({width}x{rows}x2)")
-        return np.frombuffer(buf.tobytes()[:need], dtype="<u2").reshape(rows, width).copy()
+        # one copy: OpenCV reuses its buffer for the next frame
+        return np.ascontiguousarray(buf).reshape(-1)[:need].view("<u2").reshape(rows, width).copy()
     raise CorruptFrame(f"not a Y16 frame: {buf.dtype} {buf.shape} (8-bit RGB? CONVERT_RGB must be 0 after the FOURCC)")
 
 

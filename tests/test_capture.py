@@ -102,7 +102,7 @@ def run_cameras(tmp_path, thermal_faults: list[str], seconds: float, mode: str =
 def test_watchdog_reconnects_a_stalled_camera(tmp_path):
     workers, frames, states = run_cameras(tmp_path, ["stall@4:2"], seconds=2.5)
     th, rgb = workers["thermal"].stats, workers["rgb"].stats
-    assert th.reconnects == 1 and len(th.outages_s) == 1 and len(th.gaps_s) == 1
+    assert th.reconnects == 1 and th.last_outage_s is not None and th.last_gap_s is not None
     assert th.last_error.startswith("no frame for")
     assert rgb.reconnects == 0 and rgb.state == "stopped"  # the other camera never noticed
     t_stall = max(f.t_ns for f in frames if f.camera == "thermal" and f.index == 3)
@@ -112,8 +112,8 @@ def test_watchdog_reconnects_a_stalled_camera(tmp_path):
 def test_unplugged_camera_comes_back_after_backoff(tmp_path):
     workers, frames, states = run_cameras(tmp_path, ["disconnect@3:0.8"], seconds=3.0)
     th = workers["thermal"].stats
-    assert th.reconnects == 1 and len(th.outages_s) == 1
-    assert th.outages_s[0] >= 0.8  # the device was away that long: reconnect cannot be faster
+    assert th.reconnects == 1
+    assert th.last_outage_s >= 0.8  # the device was away that long: reconnect cannot be faster
     assert th.last_error.startswith("open failed") or th.last_error == "stream ended"
 
 
