@@ -148,8 +148,12 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
                 stopped_early = True
                 break
         if not stopped_early:
-            for pair in pairer.flush():
-                pipe.process_pair(pair)
+            for pair in pairer.flush():  # the last pairs count like the others
+                if n >= n_max:
+                    break
+                res = pipe.process_pair(pair)
+                events += len(res.events)
+                alerts += sum(e.kind == "alert" for e in res.events)
                 n += 1
         events += len(pipe.finish())
     finally:

@@ -193,7 +193,7 @@ class Renderer:
         for kind, obj in self._layers(t_s):
             if kind == "bb":
                 corners = g.project_rgb(self.blackbody_corners(t_s))
-                R.draw_blackbody(img, corners, self._event_active("blackbody_occluded", t_s), True)
+                R.draw_blackbody(img, corners, self._event_active("blackbody_occluded", t_s))
                 continue
             p, st = obj
             A = source_to_rgb_matrix(g, p, st)

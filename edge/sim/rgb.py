@@ -25,10 +25,8 @@ def background(width: int, height: int, rng: np.random.Generator, brightness: fl
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def draw_blackbody(img: np.ndarray, corners_xy: np.ndarray, occluded: bool, present: bool) -> None:
+def draw_blackbody(img: np.ndarray, corners_xy: np.ndarray, occluded: bool) -> None:
     """The blackbody's housing and aperture as the RGB camera sees it (in place, uint8 BGR)."""
-    if not present:
-        return
     c = corners_xy.astype(np.float32)
     centre = c.mean(axis=0)
     housing = (centre + (c - centre) * 1.6).round().astype(np.int32)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.recording import THERMAL_UNITS
+from edge.radiometry import from_celsius
 from edge.sim.scenario import SensorSpec
 
 SUPERSAMPLE = 3
@@ -78,7 +78,6 @@ class ThermalSensor:
         flat = self.rng.choice(self.width * self.height, size=n, replace=False) if n else np.zeros(0, int)
         self.dead_yx = np.stack([flat // self.width, flat % self.width], axis=1).astype(int)
         self.ffc = FfcSchedule(list(s.ffc_times_s), s.ffc_imminent_s, s.ffc_duration_s)
-        self.scale_k = THERMAL_UNITS[s.units]
 
     def offset_c(self, t_s: float) -> float:
         """Sensor offset at t_s (what the blackbody must measure and remove), degC."""
@@ -100,7 +99,7 @@ class ThermalSensor:
             img = self.optics(scene_c_ss) + np.float32(self.offset_c(t_s)) + self.fpn_c
             img = img + self.rng.normal(0.0, self.spec.netd_mk / 1000.0, img.shape).astype(np.float32)
             self._last_c = img
-        raw = np.clip(np.round((img.astype(np.float64) + 273.15) / self.scale_k), 0, 65535).astype(np.uint16)
+        raw = from_celsius(img, self.spec.units)
         if len(self.dead_yx):
             raw[self.dead_yx[:, 0], self.dead_yx[:, 1]] = 0
         return raw, state

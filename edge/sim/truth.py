@@ -31,9 +31,6 @@ from collections import Counter
 # show less of their fever at the canthus than a fixed offset would suggest).
 CANTHUS_FROM_CORE = (5.0434, 0.8303, 0.0818, 24.0)  # intercept, core coef, ambient coef, ambient ref
 CANTHUS_RESIDUAL_SD_C = 0.310
-CANTHUS_OFFSET_MEAN_C = 1.232  # aveOralM - canthiMax (4-round mean), FLIR_dev.csv, n=625
-CANTHUS_OFFSET_SD_C = 0.335
-NONFEBRILE_CANTHUS_RANGE_C = (34.82, 36.55)  # p1..p99 of canthus where aveOralM < 37.5 (n=555)
 FLIR_DEV_PROVENANCE = ("FLIR_dev.csv (FDA/PhysioNet facial and oral temperature data, Wang et al., "
                        "Sensors 2022), 625 subjects: mean(canthiMax1..4) = 5.0434 + 0.8303*aveOralM "
                        "+ 0.0818*(T_atm - 24), residual SD 0.310 degC")
