@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +49,9 @@ def _clock(cfg: Any, first_t_ns: int) -> tuple[str, int]:
 
         m = open_recording(src.thermal.path).meta
         return m.start_utc, m.t0_ns
-    utc = datetime.now(timezone.utc) - timedelta(microseconds=(time.monotonic_ns() - first_t_ns) / 1000)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), first_t_ns
+    from edge.pipeline import WallClock
+
+    return WallClock.now().iso(first_t_ns), first_t_ns
 
 
 def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = None,
