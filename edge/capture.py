@@ -92,10 +92,6 @@ class FrameHub:
             self._ended.add(cam)
             self._cv.notify_all()
 
-    def reopen(self, cam: str) -> None:
-        with self._cv:
-            self._ended.discard(cam)
-
     @property
     def finished(self) -> bool:
         with self._cv:

@@ -65,9 +65,5 @@ class Store:
         return self._db.execute("DELETE FROM messages WHERE received_unix_s < ?",
                                 (now - max_age_days * 86400.0,)).rowcount
 
-    def bodies(self, kind: str | None = None) -> list[dict]:
-        q = "SELECT body FROM messages" + (" WHERE kind=?" if kind else "") + " ORDER BY rowid"
-        return [json.loads(b) for (b,) in self._db.execute(q, (kind,) if kind else ())]
-
     def close(self) -> None:
         self._db.close()
