@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from edge.benchlib import procstat as ps
 from edge.benchlib.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
+from edge.evalreport import git_commit
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
 REAL_THERMAL_HZ = 8.7
@@ -56,16 +57,6 @@ PLANS = {  # quick: < 2 min once the stream is rendered; full: < 10 min
 
 
 # ----------------------------------------------------------------------------- environment
-
-def git_commit() -> dict:
-    def git(*a: str) -> str:
-        try:
-            return subprocess.run(["git", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty_files": len([ln for ln in git("status", "--porcelain", "--untracked-files=no").splitlines() if ln])}
-
 
 def machine_info() -> dict:
     import cv2
@@ -170,7 +161,7 @@ def _sizes_main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     sizes = [tuple(int(x) for x in s.lower().split("x")) for s in a.sizes.split(",")]
     res = run_sizes(ensure_stream(), a.faces_dir, sizes, log=lambda s: print(s, file=sys.stderr, flush=True))
-    res["machine"], res["commit"] = machine_info(), git_commit()["commit"]
+    res["machine"], res["commit"] = machine_info(), git_commit()
     if a.json:
         a.json.write_text(json.dumps(res, indent=1) + "\n")
     print(format_sizes(res))
@@ -200,7 +191,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     res: dict[str, Any] = {"schema": 1, "quick": quick, "plan": plan,
                            "command": "thermal-edge bench" + (" --quick" if quick else ""),
                            "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           **git_commit(), "machine": machine_info(), "stream": info,
+                           "commit": git_commit(), "machine": machine_info(), "stream": info,
                            "scenario": str(Path(scenario).resolve().relative_to(REPO_ROOT))
                            if Path(scenario).resolve().is_relative_to(REPO_ROOT) else str(scenario)}
     missing: dict[str, str] = {}
@@ -381,8 +372,7 @@ def format_table(res: dict) -> str:
         lines.append(f"| stage `{k}`{notes.get(k, '')}, mean ms per pair, 1 core | {_fmt(v, 3)} | | |")
     lines.append("")
     m = res.get("machine", {})
-    lines.append(f"commit {(res.get('commit') or 'unknown')[:12]}"
-                 f"{' (+%d uncommitted files)' % res['dirty_files'] if res.get('dirty_files') else ''}, "
+    lines.append(f"commit {res.get('commit') or 'unknown'}, "
                  f"{res.get('time_utc')}, {m.get('cpu')} x{m.get('cores')}, load {m.get('load_avg_1_5_15')}, "
                  f"onnxruntime {m.get('onnxruntime')}, opencv {m.get('opencv')}, "
                  f"{'quick' if res.get('quick') else 'full'} run in {res.get('bench_wall_s')} s")
