@@ -42,6 +42,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from edge.configbase import StrictModel
+from edge.faststats import mean_std, nanmean_std
 
 STATES = ("ok", "unstable", "moved", "missing", "disabled", "ffc")
 # Lepton telemetry keeps 'complete' after every FFC until the next one, so 'complete' is not
@@ -192,7 +193,10 @@ class BlackbodyMonitor:
         self._good_since_ns = 0
         self._was_ok = False
         self._had_fault = False  # recover_s applies only after a fault, not at start-up
-        self._ref_contrast_c = float("nan")  # ROI minus its surroundings when last ok, degC
+        self._contrast_c = float("nan")  # ROI minus its surroundings when last ok, degC
+        # (window, roi within it, inside_c) of the last good frame, whose contrast is known to be
+        # finite but is computed only if _search_elsewhere ever needs it (rarely)
+        self._contrast_pending: tuple[np.ndarray, tuple[int, int, int, int], float] | None = None
         self.last_t_ns: int | None = None
 
     def relocate(self) -> None:
@@ -239,9 +243,7 @@ class BlackbodyMonitor:
         x, y, w, h = self.roi
         if x + w > thermal_c.shape[1] or y + h > thermal_c.shape[0]:
             return self._status("missing", float("nan"), f"roi {self.roi} outside the {thermal_c.shape[::-1]} frame")
-        core = roi_core(thermal_c, self.roi)
-        measured = float(np.nanmean(core)) if np.isfinite(core).any() else float("nan")
-        spatial_sd = float(np.nanstd(core)) if np.isfinite(core).any() else float("inf")
+        measured, spatial_sd = nanmean_std(roi_core(thermal_c, self.roi))  # (nan, inf) if no pixel
         ref = self._ref_c if self._ref_c is not None else self.expected_c
         tol = cfg.missing_delta_c if self._ref_c is not None else cfg.auto_tolerance_c
         consistent = np.isfinite(measured) and abs(measured - ref) <= tol
@@ -261,15 +263,12 @@ class BlackbodyMonitor:
             return self._status("unstable", measured, f"roi jumped {jump:+.2f} degC in one frame")
         self._prev_c = measured
         self._good.append(measured)
-        if len(self._good) >= 3:
-            tsd = float(np.std(self._good))
-            if tsd > cfg.max_temporal_sd_c:
-                return self._status("unstable", measured, f"roi temporal SD {tsd:.2f} > {cfg.max_temporal_sd_c} degC")
-        self._ref_c = float(np.mean(self._good))
+        good_mean, tsd = mean_std(np.array(self._good))
+        if len(self._good) >= 3 and tsd > cfg.max_temporal_sd_c:
+            return self._status("unstable", measured, f"roi temporal SD {tsd:.2f} > {cfg.max_temporal_sd_c} degC")
+        self._ref_c = good_mean
         self._offset_c = self.expected_c - self._ref_c
-        contrast = _surround_contrast(thermal_c, self.roi, measured)
-        if np.isfinite(contrast):
-            self._ref_contrast_c = contrast
+        self._note_contrast(thermal_c, measured)
         if self._good_run == 0:
             self._good_since_ns = t_ns
         self._good_run += 1
@@ -283,6 +282,33 @@ class BlackbodyMonitor:
                                        f"(need {cfg.recover_frames} and {need_s:g} s)", self.roi)
         self._was_ok = True
         return BlackbodyStatus("ok", measured, self._offset_c, "", self.roi)
+
+    def _note_contrast(self, thermal_c: np.ndarray, inside_c: float) -> None:
+        """Remember this good frame's surround contrast as the reference (when finite).
+
+        The reference is read only when the ROI stops matching, so instead of four medians every
+        frame the ROI's neighbourhood is copied and the contrast computed on demand -- when that
+        copy is all finite and a strip is inside the frame, the contrast is certain to be finite
+        and is the one the reference must hold; otherwise it is computed now, as always."""
+        x, y, w, h = self.roi
+        x0, y0 = max(0, x - 4), max(0, y - 4)
+        win = thermal_c[y0:y + h + 4, x0:x + w + 4]
+        local = (x - x0, y - y0, w, h)
+        if np.isfinite(win).all() and any(a.size for a in _strips(win, local)):
+            self._contrast_pending = (win.copy(), local, inside_c)
+            return
+        contrast = _surround_contrast(thermal_c, self.roi, inside_c)
+        if np.isfinite(contrast):
+            self._contrast_pending = None
+            self._contrast_c = contrast
+
+    @property
+    def _ref_contrast_c(self) -> float:
+        """ROI minus its surroundings on the last good frame where that was finite, degC."""
+        if self._contrast_pending is not None:
+            self._contrast_c = _surround_contrast(*self._contrast_pending)
+            self._contrast_pending = None
+        return self._contrast_c
 
     def _search_elsewhere(self, thermal_c: np.ndarray, ref_c: float) -> tuple[int, int, int, int] | None:
         """A window of the ROI's size, not overlapping the ROI much, that reads like the blackbody:
@@ -323,8 +349,12 @@ def _surround_contrast(thermal_c: np.ndarray, roi: tuple[int, int, int, int], in
     """inside_c minus the WARMEST of the four 2-px strips 2 px above, below, left and right of the
     ROI (strips cut off by the frame edge are skipped). A blackbody stands out on every side; a
     patch of skin has a face, a neck or an arm on at least one."""
-    x, y, w, h = roi
-    strips = (thermal_c[max(0, y - 4):max(0, y - 2), x:x + w], thermal_c[y + h + 2:y + h + 4, x:x + w],
-              thermal_c[y:y + h, max(0, x - 4):max(0, x - 2)], thermal_c[y:y + h, x + w + 2:x + w + 4])
-    meds = [float(np.nanmedian(a)) for a in strips if a.size and np.isfinite(a).any()]
+    meds = [float(np.nanmedian(a)) for a in _strips(thermal_c, roi) if a.size and np.isfinite(a).any()]
     return inside_c - max(meds) if meds else float("nan")
+
+
+def _strips(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+    """The four 2-px strips 2 px above, below, left and right of the ROI (views; cut by the frame)."""
+    x, y, w, h = roi
+    return (thermal_c[max(0, y - 4):max(0, y - 2), x:x + w], thermal_c[y + h + 2:y + h + 4, x:x + w],
+            thermal_c[y:y + h, max(0, x - 4):max(0, x - 2)], thermal_c[y:y + h, x + w + 2:x + w + 4])

@@ -52,9 +52,10 @@ class Registration:
     def distance_m(self, iod_px: np.ndarray) -> np.ndarray:
         """(N,) distance estimate from inter-ocular distance in RGB px (NaN where iod <= 0)."""
         iod = np.asarray(iod_px, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = self.rgb_focal_px * self.iod_m / iod
-        return np.where(iod > 0, np.maximum(d, MIN_DISTANCE_M), np.nan)
+        d = np.full(iod.shape, np.nan)
+        pos = iod > 0  # divide only there: no errstate needed (it costs more than the maths)
+        d[pos] = np.maximum(self.rgb_focal_px * self.iod_m / iod[pos], MIN_DISTANCE_M)
+        return d
 
     def parallax_shift(self, iod_px: np.ndarray | None, n: int) -> np.ndarray:
         """(n,2) thermal px to add after the homography; zeros if iod_px is None (or not finite)."""
@@ -63,7 +64,8 @@ class Registration:
         d = self.distance_m(np.asarray(iod_px).reshape(-1))
         if len(d) != n:
             raise ValueError(f"iod_px has {len(d)} entries, expected one per face ({n})")
-        inv = np.nan_to_num(1.0 / d - 1.0 / self.reference_distance_m, nan=0.0)
+        inv = 1.0 / d - 1.0 / self.reference_distance_m  # d >= MIN_DISTANCE_M or NaN: never inf
+        inv[np.isnan(inv)] = 0.0
         return inv[:, None] * self.parallax_px_m[None, :]
 
     def map_points(self, xy: np.ndarray, iod_px: np.ndarray | None = None) -> np.ndarray:
@@ -87,7 +89,7 @@ class Registration:
     def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray | None = None) -> np.ndarray:
         """(N,4) RGB x1 y1 x2 y2 -> (N,4) thermal: the bounding box of the four mapped corners."""
         b = np.asarray(box_xyxy, dtype=np.float64).reshape(-1, 4)
-        corners = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
+        corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)  # (x1,y1) (x2,y1) (x2,y2) (x1,y2)
         m = self.map_points(corners, iod_px)
         return np.concatenate([m.min(axis=1), m.max(axis=1)], axis=1).astype(np.float32)
 

@@ -229,3 +229,27 @@ def test_calibrate_blackbody_command_writes_roi(tmp_path, capsys):
     x, y, w, h = load_calibration(cal).blackbody.roi_xywh
     assert BB[0] <= x and x + w <= BB[0] + BB[2] and BB[1] <= y and y + h <= BB[1] + BB[3] and w * h >= 16
     assert cal.read_text().startswith("# keep me")
+
+
+def test_reference_contrast_is_last_finite_one():
+    """The surround contrast is computed only when a moved-check needs it; it must still be that
+    of the last good frame whose surroundings were readable (strips all NaN -> keep the older)."""
+    from edge.blackbody import _surround_contrast
+
+    rng = np.random.default_rng(7)
+    mon = BlackbodyMonitor(BlackbodyConfig(setpoint_c=35.0, roi_xywh=list(BB)))
+    expect = float("nan")
+    for i in range(12):
+        frame = scene(rng, bb_c=35.0, offset_c=0.01 * i)
+        x, y, w, h = BB
+        if i in (5, 9):  # dead surroundings: no readable strip this frame
+            ring = frame[y - 4:y + h + 4, x - 4:x + w + 4].copy()
+            frame[y - 4:y + h + 4, x - 4:x + w + 4] = np.nan
+            frame[y:y + h, x:x + w] = ring[4:4 + h, 4:4 + w]
+        c = _surround_contrast(frame, BB, float(np.mean(frame[y + 1:y + h - 1, x + 1:x + w - 1])))
+        st = mon.update(frame, "none", int(i * 1e8))
+        assert st.state == ("ok" if i >= 2 else "unstable"), st
+        expect = c if np.isfinite(c) else expect
+        if i in (4, 5, 6, 9, 11):
+            assert mon._ref_contrast_c == pytest.approx(expect, abs=1e-4)
+    assert expect > 10  # 35 degC blackbody against a 22 degC wall

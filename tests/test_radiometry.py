@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from edge.radiometry import (PlanckParams, atmospheric_transmission, celsius_to_raw, from_celsius,
-                             raw_to_celsius, to_celsius)
+from edge.radiometry import (KELVIN_OFFSET, UNIT_SCALE_K, PlanckParams, atmospheric_transmission, celsius_to_raw,
+                             from_celsius, raw_to_celsius, to_celsius)
 
 
 @pytest.mark.parametrize("units,raw,expect_c", [
@@ -116,3 +116,14 @@ def test_ambient_estimate_follows_the_scene_median_smoothly_and_a_fixed_reading_
     assert AmbientEstimator(fixed_c=25.0).update(scene) == 25.0
     with pytest.raises(ValueError, match="smoothing=0"):
         AmbientEstimator(smoothing=0)
+
+
+@pytest.mark.parametrize("units", ["centikelvin", "decikelvin"])
+def test_to_celsius_every_count_is_float32_formula(units):
+    """Every uint16 count, also through a strided view: float32(count) * float32(scale) - 273.15
+    in float32, and NaN for the dead count 0 -- exactly, whatever the implementation."""
+    raw = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    expect = raw.astype(np.float32) * np.float32(UNIT_SCALE_K[units]) - np.float32(KELVIN_OFFSET)
+    expect[0, 0] = np.nan
+    assert np.array_equal(to_celsius(raw, units), expect, equal_nan=True)
+    assert np.array_equal(to_celsius(raw[::3, 1::2], units), expect[::3, 1::2], equal_nan=True)
