@@ -27,6 +27,7 @@ frame of fixed numpy overhead (CPU time on the shared 2-core dev box under load 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -193,7 +194,10 @@ def canthi_rgb(landmarks_xy: np.ndarray, offset_frac: float) -> np.ndarray:
     """(N,5,2) landmarks -> (N,2,2) inner canthi (image-left eye's, image-right eye's), same px."""
     e0, e1 = landmarks_xy[:, 0], landmarks_xy[:, 1]
     step = (e1 - e0) * np.float32(offset_frac)  # = offset_frac * IOD along the eye line
-    return np.stack([e0 + step, e1 - step], axis=1)
+    out = np.empty((len(landmarks_xy), 2, 2), np.result_type(landmarks_xy, np.float32))
+    np.add(e0, step, out=out[:, 0])
+    np.subtract(e1, step, out=out[:, 1])
+    return out
 
 
 def head_pose_deg(landmarks_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,27 +238,35 @@ def sharpness(bgr: np.ndarray, box_xyxy: np.ndarray) -> float:
     return float(min(sd[0], sd[1]) ** 2 / (sd[2] ** 2 + 1.0))  # meanStdDev: np.var is slow here
 
 
-def _median(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Median (upper for even counts) via one partition: np.median's overhead dominates on
-    the handful of pixels we look at."""
-    m = a.shape[axis] // 2
-    return np.take(np.partition(a, m, axis=axis), m, axis=axis)
+def _median_inplace(a: np.ndarray) -> float:
+    """Median (upper for even counts) of a 1-D scratch array via one partition, in place (its
+    order changes): np.median's overhead dominates on the handful of pixels we look at."""
+    m = a.shape[0] // 2
+    a.partition(m)
+    return float(a[m])
 
 
 def _patch_medians(img: np.ndarray, xy: np.ndarray, half: float) -> np.ndarray:
-    """(P,2) centres -> (P,) medians of the square patches of half-size ``half`` px around them,
-    NaN where a patch is not fully inside the image. One gather, one partition."""
+    """(P,2) centres -> (P,) medians of the square patches of half-size ``half`` px around them
+    (centre rounded half to even), NaN where a patch is not fully inside the image. The few
+    patches are copied side by side and partitioned at once."""
     h, w = img.shape
-    size = 2 * int(np.ceil(half)) + 1
-    x0 = np.rint(xy[:, 0]).astype(np.intp) - size // 2
-    y0 = np.rint(xy[:, 1]).astype(np.intp) - size // 2
-    inside = (x0 >= 0) & (y0 >= 0) & (x0 + size <= w) & (y0 + size <= h)
+    size = 2 * math.ceil(half) + 1
     out = np.full(len(xy), np.nan, np.float32)
-    if inside.any():
-        off = np.arange(size)
-        rows = (y0[inside, None] + off)[:, :, None]
-        cols = (x0[inside, None] + off)[:, None, :]
-        out[inside] = _median(img[rows, cols].reshape(int(inside.sum()), -1))
+    buf = np.empty((len(xy), size, size), img.dtype)
+    rows = []
+    for j, (x, y) in enumerate(xy.tolist()):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        x0, y0 = round(x) - size // 2, round(y) - size // 2
+        if x0 >= 0 and y0 >= 0 and x0 + size <= w and y0 + size <= h:
+            buf[len(rows)] = img[y0:y0 + size, x0:x0 + size]
+            rows.append(j)
+    if rows:
+        patches = buf[:len(rows)].reshape(len(rows), -1)
+        m = patches.shape[1] // 2  # odd: the median
+        patches.partition(m, axis=1)
+        out[rows] = patches[:, m]
     return out
 
 
@@ -280,8 +292,10 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     None when the search discs do not fit inside the frame."""
     h, w = thermal_c.shape
     r = max(1.0, cfg.search_radius_frac * iod)
-    xa = int(np.floor(canthi[:, 0].min() - r)); xb = int(np.ceil(canthi[:, 0].max() + r)) + 1
-    ya = int(np.floor(canthi[:, 1].min() - r)); yb = int(np.ceil(canthi[:, 1].max() + r)) + 1
+    (c0x, c0y), (c1x, c1y) = canthi.tolist()
+    f = canthi.dtype.type  # bounds in the landmarks' precision, as array arithmetic gives them
+    xa = math.floor(f(min(c0x, c1x)) - r); xb = math.ceil(f(max(c0x, c1x)) + r) + 1
+    ya = math.floor(f(min(c0y, c1y)) - r); yb = math.ceil(f(max(c0y, c1y)) + r) + 1
     if xa < 0 or ya < 0 or xb > w or yb > h:
         return None
     crop = thermal_c[ya:yb, xa:xb]
@@ -298,12 +312,13 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     hot = [0.0, 0.0]
     xy = np.empty((2, 2), np.float32)
     cw = crop.shape[1]
-    for i, (cx, cy) in enumerate(canthi.tolist()):
+    flat = crop.ravel()  # a copy (crop is a strided view): once, not per canthus
+    for i, (cx, cy) in enumerate(((c0x, c0y), (c1x, c1y))):
         idx = np.flatnonzero(allowed & (((xs - cx) ** 2 + (ys - cy) ** 2) <= r * r))
         if len(idx) == 0:  # the clip removed the whole disc: landmarks far off
             hot[i], xy[i] = float("nan"), (cx, cy)
             continue
-        vals = crop.ravel()[idx]
+        vals = flat[idx]
         ok = (vals >= cfg.min_skin_c) & (vals <= cfg.max_skin_c)  # also drops NaN
         if not ok.all():
             idx, vals = idx[ok], vals[ok]
@@ -313,26 +328,30 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
         kk = min(k, len(vals))
         top = np.argpartition(vals, len(vals) - kk)[len(vals) - kk:]
         hot[i] = float(vals[top].sum()) / kk
-        ti = idx[top]
-        xy[i] = xa + float((ti % cw).sum()) / kk, ya + float((ti // cw).sum()) / kk
+        row, col = np.divmod(idx[top], cw)
+        xy[i] = xa + float(col.sum()) / kk, ya + float(row.sum()) / kk
     # Noise: robust (MAD) SD of horizontal pixel differences / sqrt(2); a smooth crop still
     # carries at least the sensor NETD.
     d = np.diff(crop, axis=1).ravel()
-    sigma = 1.4826 * float(_median(np.abs(d - _median(d)))) / np.sqrt(2) if d.size else 0.0
-    sigma = sigma if np.isfinite(sigma) else 0.0
-    noise = max(sigma, cfg.netd_c) / np.sqrt(k)
+    sigma = 1.4826 * _median_inplace(np.abs(d - _median_inplace(d))) / math.sqrt(2) if d.size else 0.0
+    sigma = sigma if math.isfinite(sigma) else 0.0
+    noise = max(sigma, cfg.netd_c) / math.sqrt(k)
     # Glasses: inner-eye patches (half way from eye centre to canthus) vs the coolest skin
     # reference (forehead above the eyes; cheeks too unless a mask covers them). The coolest, so
     # an unflagged warm mask over the cheeks cannot fake the contrast; lenses read near ambient,
     # colder than any skin, so hair over the forehead does not hide them.
     down = np.array([dx, dy], np.float32) * (0.55 * iod)
-    pts = [(lm[0] + canthi[0]) / 2, (lm[1] + canthi[1]) / 2, np.array([mx, my], np.float32) - down]
+    pts = np.empty((3 if masked else 5, 2), np.result_type(lm, canthi, np.float32))
+    pts[:2] = (lm[:2] + canthi) / 2  # inner-eye patches
+    pts[2] = np.array([mx, my], np.float32) - down  # forehead
     if not masked:
-        pts += [lm[0] + down, lm[1] + down]
-    med = _patch_medians(thermal_c, np.array(pts), max(0.5, cfg.eye_patch_frac * iod))
-    eye, ref = med[:2][np.isfinite(med[:2])], med[2:][np.isfinite(med[2:])]
-    contrast = float(ref.min() - np.sort(eye)[len(eye) // 2]) if len(eye) and len(ref) else float("nan")
-    skin = max((v for v in hot if np.isfinite(v)), default=float("nan"))
+        pts[3:] = lm[:2] + down  # cheeks
+    med = _patch_medians(thermal_c, pts, max(0.5, cfg.eye_patch_frac * iod))
+    eye = sorted(v for v in med[:2].tolist() if math.isfinite(v))
+    ref = [v for v in med[2:].tolist() if math.isfinite(v)]
+    f32 = np.float32  # the difference in the medians' precision
+    contrast = float(f32(min(ref)) - f32(eye[len(eye) // 2])) if eye and ref else float("nan")
+    skin = max((v for v in hot if math.isfinite(v)), default=float("nan"))
     return _CanthusResult(skin, xy, float(noise), contrast)
 
 
@@ -381,18 +400,21 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         # one person at a time: only faces close enough to measure count (a queue behind the
         # subject does not block the station; two people at it do)
         crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1
-        gate = np.select(
-            [outside, far, np.full(n, crowded),
-             (np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)],
-            np.array(["outside_thermal_view", "too_far", "several_faces", "turned_away"], dtype=object),
-            "").astype(object)
+        # first that applies wins: assigned from the last to the first
+        gate = np.full(n, "", dtype=object)
+        gate[(np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)] = "turned_away"
+        if crowded:
+            gate[:] = "several_faces"
+        gate[far] = "too_far"
+        gate[outside] = "outside_thermal_view"
 
     # The microbolometer integrates over ~2 time constants, so a face crossing fast is smeared in
     # the thermal image even when the RGB frame is sharp (tracker speed, RGB px/s -> thermal px).
     if "speed_px_s" in dets.data:
         smear_th = (np.asarray(dets.data["speed_px_s"], np.float32) * iod_th / np.maximum(iod_rgb, 1e-3)
                     * np.float32(2e-3 * cfg.bolometer_time_constant_ms))
-        gate[(gate == "") & (np.nan_to_num(smear_th) > cfg.max_thermal_smear_px)] = "motion_blur"
+        # unknown speed (NaN) never gates
+        gate[(gate == "") & (smear_th > cfg.max_thermal_smear_px)] = "motion_blur"
 
     sharp = np.full(n, np.nan, np.float32)
     if rgb_bgr is not None:
