@@ -10,6 +10,11 @@ skipped and counted. A source that hangs inside read() cannot be interrupted saf
 captures are not thread-safe), so the ``Watchdog`` declares the camera offline after
 ``watchdog_timeout_s`` without a frame and starts a fresh worker generation; the stuck thread
 notices it was superseded when its read() finally returns, closes its source and exits.
+
+Compressed RGB (``JpegFrame`` from MJPEG sources) is checked here from its header (whole JPEG,
+expected size) and, with ``lazy_decode``, queued still compressed: the consumer decodes only
+the frames it uses and reports a damaged one through ``CameraWorker.count_corrupt``, so it
+is counted like any corrupt frame. Without it (the default) the worker decodes every frame.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.sources import CorruptFrame, FrameSource, SourcesConfig
+from edge.sources import CorruptFrame, FrameSource, JpegFrame, SourcesConfig
 from edge.types import Frame
 
 log = logging.getLogger("edge.capture")
@@ -128,11 +133,17 @@ def expected_dtype(camera: str) -> type:
 
 
 class CameraWorker:
-    """Owns one camera: its capture thread(s), reconnects and counters."""
+    """Owns one camera: its capture thread(s), reconnects and counters.
+
+    lazy_decode: queue ``JpegFrame``s undecoded (the consumer decodes what it uses and reports
+        damage with ``count_corrupt``); False decodes them here, so every frame queued is plain.
+    """
 
     def __init__(self, camera: str, opener: Callable[[], FrameSource], hub: FrameHub, cfg: SourcesConfig,
-                 expected_shape: tuple[int, ...] | None = None, stop: threading.Event | None = None):
+                 expected_shape: tuple[int, ...] | None = None, stop: threading.Event | None = None,
+                 lazy_decode: bool = False):
         self.camera = camera
+        self.lazy_decode = lazy_decode
         self.opener = opener
         self.hub = hub
         self.cfg = cfg
@@ -244,9 +255,7 @@ class CameraWorker:
             except CorruptFrame as e:
                 if self.superseded(gen):
                     return False
-                st.corrupt += 1
-                st.last_error = f"corrupt frame: {e}"
-                log.warning("camera %s: corrupt frame skipped: %s", self.camera, e, extra={"camera": self.camera})
+                self.count_corrupt(str(e))
                 continue
             except Exception as e:
                 st.last_error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
@@ -280,22 +289,37 @@ class CameraWorker:
                 st.state, st.offline_since_ns = "online", None
             st.dropped += self.hub.put(self.camera, frame, self.stop_event)
 
+    def count_corrupt(self, why: str) -> None:
+        """Count and log one damaged frame, skipped (capture threads, and the consumer of lazily
+        decoded frames). why: one line naming the frame and the damage."""
+        with self._lock:
+            self.stats.corrupt += 1
+            self.stats.last_error = f"corrupt frame: {why}"
+        log.warning("camera %s: corrupt frame skipped: %s", self.camera, why, extra={"camera": self.camera})
+
     def _accept(self, frame: Frame) -> bool:
         """Validate and (live) stamp one frame; False = skip it (counted)."""
         st = self.stats
         now = time.monotonic_ns()
-        img = frame.image
-        bad = (not isinstance(img, np.ndarray) or img.dtype != expected_dtype(self.camera)
-               or img.ndim != (2 if self.camera == "thermal" else 3))
+        if isinstance(frame, JpegFrame) and not self.lazy_decode:
+            try:
+                frame.decode()
+            except CorruptFrame as e:
+                self.count_corrupt(str(e))
+                return False
+        if isinstance(frame, JpegFrame):  # uint8 BGR of the size its header says: checked undecoded
+            dtype, shape = np.dtype(np.uint8), frame.shape
+        else:
+            img = frame.image
+            dtype, shape = getattr(img, "dtype", type(img).__name__), getattr(img, "shape", None)
+        bad = (dtype != expected_dtype(self.camera) or shape is None
+               or len(shape) != (2 if self.camera == "thermal" else 3))
         if not bad:
             if self.expected_shape is None:
-                self.expected_shape = img.shape  # lock onto the first good frame's size
-            bad = img.shape != self.expected_shape
+                self.expected_shape = shape  # lock onto the first good frame's size
+            bad = shape != self.expected_shape
         if bad:
-            st.corrupt += 1
-            shape = getattr(img, "shape", None)
-            st.last_error = f"corrupt frame: {getattr(img, 'dtype', type(img).__name__)} {shape}, expected {self.expected_shape}"
-            log.warning("camera %s: %s", self.camera, st.last_error, extra={"camera": self.camera})
+            self.count_corrupt(f"{self.camera} frame {frame.index} is {dtype} {shape}, expected {self.expected_shape}")
             return False
         if self.live:
             # One clock for every camera. A driver's capture time on that clock is kept (it does

@@ -3,6 +3,7 @@ faults (stall, disconnect, corrupt frame, timestamp jump). Waits are bounded by 
 deadlines; nothing asserts how fast anything is."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 
 from edge.capture import CameraWorker, FrameHub, Watchdog
-from edge.sources import CameraConfig, SourceError, SourcesConfig, source_opener
+from edge.sources import CameraConfig, JpegFrame, SourceError, SourcesConfig, source_opener
 from edge.types import Frame
 from tests.synth_streams import make_recording
+from tests.test_sources import damaged_inside, jpeg_bytes, picture
 
 
 def wait_until(pred, timeout_s: float = 20.0) -> bool:
@@ -68,11 +70,12 @@ def test_backoff_doubles_up_to_cap(failures, expected):
     assert w.backoff_s(failures) == expected
 
 
-def run_cameras(tmp_path, thermal_faults: list[str], seconds: float, mode: str = "live", **src_kw):
+def run_cameras(tmp_path, thermal_faults: list[str], seconds: float, mode: str = "live",
+                rgb_faults: tuple[str, ...] = (), **src_kw):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     cfg = SourcesConfig(
         mode=mode,
-        rgb=CameraConfig(kind="recording", path=rec, loop=mode == "live"),
+        rgb=CameraConfig(kind="recording", path=rec, loop=mode == "live", faults=list(rgb_faults)),
         thermal=CameraConfig(kind="recording", path=rec, loop=mode == "live", faults=thermal_faults),
         watchdog_timeout_s=0.6, watchdog_period_s=0.1, reconnect_initial_s=0.1, reconnect_max_s=1.0, **src_kw)
     live = mode == "live"
@@ -118,10 +121,56 @@ def test_unplugged_camera_comes_back_after_backoff(tmp_path):
 
 
 def test_corrupt_frame_skipped_and_counted(tmp_path):
-    workers, frames, _ = run_cameras(tmp_path, ["corrupt@2"], seconds=1.0)
-    th = workers["thermal"].stats
+    workers, frames, _ = run_cameras(tmp_path, ["corrupt@2"], seconds=1.0, rgb_faults=("corrupt@4",))
+    th, rgb = workers["thermal"].stats, workers["rgb"].stats
     assert th.corrupt == 1 and th.reconnects == 0
     assert all(f.image.shape == (24, 32) for f in frames if f.camera == "thermal")
+    # an MJPEG frame cut short is caught on arrival from its missing end marker, undecoded
+    assert rgb.corrupt == 1 and rgb.reconnects == 0
+    assert re.fullmatch(r"corrupt frame: rgb frame \d+: JPEG .*", rgb.last_error)
+    assert all(f.image.shape == (48, 64, 3) for f in frames if f.camera == "rgb")
+
+
+class JpegSource:
+    """A stand-in MJPEG camera: the given JPEG buffers as JpegFrames, then the end."""
+
+    name = "rgb"
+
+    def __init__(self, jpegs: list[np.ndarray]):
+        self.jpegs = list(jpegs)
+        self.sent: list[JpegFrame] = []
+
+    def read(self):
+        if not self.jpegs:
+            return None
+        f = JpegFrame("rgb", len(self.sent), 1000 + len(self.sent), self.jpegs.pop(0))
+        self.sent.append(f)
+        return f
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_jpeg_frames_are_checked_from_their_header_and_decoded_only_when_asked(lazy):
+    """lazy_decode: MJPEG frames are queued compressed (their size checked from the header);
+    without it the worker decodes each, and damage inside a JPEG is caught there."""
+    good = jpeg_bytes(picture())
+    jpegs = [good, jpeg_bytes(picture(24, 32)), damaged_inside(good), good]
+    src = JpegSource(jpegs)
+    hub = FrameHub(["rgb"], 8, live=False)
+    w = CameraWorker("rgb", lambda: src, hub, SourcesConfig(mode="replay"), (48, 64, 3), lazy_decode=lazy)
+    w.start()
+    assert wait_until(lambda: hub.finished or w.stats.state == "ended")
+    got = hub.drain()
+    w.join(5)
+    st = w.stats
+    if lazy:  # the wrong size is caught undecoded; the damage inside waits for whoever decodes it
+        assert [f.index for f in got] == [0, 2, 3] and not any(f.decoded for f in src.sent)
+        assert st.corrupt == 1 and st.last_error == "corrupt frame: rgb frame 1 is uint8 (24, 32, 3), expected (48, 64, 3)"
+    else:
+        assert [f.index for f in got] == [0, 3] and all(f.decoded for f in got)
+        assert st.corrupt == 2 and st.last_error.startswith("corrupt frame: rgb frame 2: damaged JPEG")
 
 
 def test_live_timestamp_jump_counted_and_clock_stays_monotonic(tmp_path):

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from edge.recording import open_recording
-from edge.sources import (CameraConfig, ColorSource, CorruptFrame, FaultPlan, FaultySource, RecordingCameraSource,
-                          SourceError, Y16Source, decode_y16, source_opener, split_telemetry)
+from edge import sources
+from edge.sources import (CameraConfig, ColorSource, CorruptFrame, FaultPlan, FaultySource, JpegFrame,
+                          RecordingCameraSource, SourceError, Y16Source, decode_jpeg, decode_y16, jpeg_shape,
+                          source_opener, split_telemetry)
 from edge.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
 from edge.types import FFC_STATES
 from tests.synth_streams import free_port, make_recording
@@ -271,6 +273,7 @@ def test_network_stream_served_by_ffmpeg_on_loopback(tmp_path):
         server.kill()
         server.wait(5)
     assert all(f is not None and f.image.shape == (48, 64, 3) for f in frames)
+    assert not any(isinstance(f, JpegFrame) for f in frames)  # MPEG-4 cannot be handed on raw: decoded
     assert [f.index for f in frames] == list(range(10))
     # the painted frame number survives the lossy codec closely enough to follow the stream
     marks = [int(np.median(f.image[2:6, 2:6])) for f in frames]
@@ -365,3 +368,212 @@ def test_v4l2_capture_time_comes_from_the_driver_when_plausible(age_ms, from_dri
         assert frame.t_ns == round(fake.pos_ms * 1e6) and frame.meta["clock"] == "monotonic"
     else:
         assert frame.t_ns >= before and "clock" not in frame.meta
+
+
+# ----------------------------------------------------------------------------- MJPEG kept compressed
+
+
+def jpeg_bytes(img: np.ndarray, quality: int = 90) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.reshape(-1)
+
+
+def picture(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """(h,w,3) uint8: smooth colour blobs (what JPEG keeps well; pure noise it would not)."""
+    noise = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 2)
+
+
+def damaged_inside(jpeg: np.ndarray) -> np.ndarray:
+    """The JPEG without its quantisation tables: header and end marker intact (capture's check
+    passes), but no decoder can decode it -- damage that only shows when decoding."""
+    b = bytes(jpeg)
+    while (i := b.find(b"\xff\xdb")) >= 0:
+        b = b[:i] + b[i + 2 + int.from_bytes(b[i + 2:i + 4], "big"):]
+    return np.frombuffer(b, np.uint8)
+
+
+@pytest.mark.parametrize("h, w", [(48, 64), (480, 640), (1080, 1920), (7, 5)])
+def test_jpeg_shape_reads_the_size_from_the_header(h, w):
+    buf = jpeg_bytes(picture(h, w))
+    assert jpeg_shape(buf) == (h, w, 3)
+    assert jpeg_shape(np.concatenate([buf, np.zeros(100, np.uint8)])) == (h, w, 3)  # padded by the camera
+    gray = cv2.imencode(".jpg", picture(h, w)[:, :, 0])[1].reshape(-1)
+    assert jpeg_shape(gray) == (h, w, 3)  # decoded as colour all the same
+
+
+@pytest.mark.parametrize("cut, match", [
+    (lambda b: b[: len(b) // 2], "JPEG cut short: no end-of-image marker"),
+    (lambda b: b[:-2], "no end-of-image marker"),
+    (lambda b: b[:40], "runs past the end"),
+    (lambda b: b[:3], "not a JPEG image"),
+    (lambda b: np.zeros(5000, np.uint8), "not a JPEG image"),
+    (lambda b: np.concatenate([b[:2], np.full(10, 7, np.uint8), b[2:]]), "header damaged at byte 2"),
+])
+def test_a_frame_that_is_not_one_whole_jpeg_is_corrupt(cut, match):
+    with pytest.raises(CorruptFrame, match=match):
+        jpeg_shape(cut(jpeg_bytes(picture(480, 640))))
+
+
+def test_jpeg_frame_decodes_once_on_first_use():
+    img = picture()
+    f = JpegFrame("rgb", 7, 123, jpeg_bytes(img))
+    assert not f.decoded and f.shape == (48, 64, 3)
+    assert "decoded=False" in repr(f) and not f.decoded  # repr does not decode
+    first = f.image
+    assert f.decoded and f.image is first  # kept, not decoded again
+    np.testing.assert_array_equal(first, cv2.imdecode(f.jpeg, cv2.IMREAD_COLOR))
+    assert np.abs(first.astype(int) - img).mean() < 10  # it is the picture (JPEG is lossy)
+    assert (f.camera, f.index, f.t_ns, f.ffc_state, f.meta) == ("rgb", 7, 123, "none", {})
+
+
+def test_damage_inside_a_jpeg_shows_when_decoding_naming_camera_and_frame():
+    f = JpegFrame("rgb", 41, 0, damaged_inside(jpeg_bytes(picture())))  # header and end marker fine
+    with pytest.raises(CorruptFrame, match=r"^rgb frame 41: damaged JPEG \(\d+ bytes\), decoding gave nothing"):
+        f.decode()
+    with pytest.raises(CorruptFrame, match="^rgb frame 3: JPEG cut short"):  # caught on arrival
+        JpegFrame("rgb", 3, 0, jpeg_bytes(picture())[:-300])
+
+
+def test_decode_jpeg_gives_opencvs_pixels_with_or_without_simplejpeg(monkeypatch):
+    """simplejpeg is only faster: the same libjpeg-turbo decode as cv2.imdecode, bit for bit;
+    without it OpenCV decodes."""
+    if sources.simplejpeg is None:
+        pytest.skip("simplejpeg not installed (pip install simplejpeg): only the OpenCV path runs")
+    for seed, (h, w) in enumerate([(48, 64), (480, 640), (121, 77)]):
+        buf = jpeg_bytes(picture(h, w, seed))
+        np.testing.assert_array_equal(decode_jpeg(buf), cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    damaged = damaged_inside(jpeg_bytes(picture()))
+    assert decode_jpeg(damaged) is None
+    monkeypatch.setattr(sources, "simplejpeg", None)
+    np.testing.assert_array_equal(decode_jpeg(buf), cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    assert decode_jpeg(damaged) is None
+
+
+def test_recording_rgb_comes_compressed_with_the_same_frames(tmp_path):
+    """An MJPEG recording as a camera stand-in hands on its packets; decoded, they are exactly
+    the frames the replay reader decodes, with the same indices and times, and loop on."""
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.5)  # 15 RGB frames
+    rec = open_recording(rec_dir)
+    ref = rec.source("rgb", decode=set(range(15)))
+    want = [ref.read() for _ in range(15)]
+    ref.close()
+    src = RecordingCameraSource(rec_dir, "rgb", loop=True)
+    got = [src.read() for _ in range(20)]
+    src.close()
+    assert all(isinstance(f, JpegFrame) and not f.decoded for f in got)
+    assert [f.index for f in got] == [*range(15), *range(5)]
+    assert [f.t_ns for f in got[:15]] == [f.t_ns for f in want]
+    assert all(b.t_ns > a.t_ns for a, b in zip(got, got[1:]))  # looped: time goes on
+    for g, w in zip(got, want + want):
+        np.testing.assert_array_equal(g.image, w.image)
+
+
+def test_mjpeg_file_comes_compressed_other_codecs_decoded(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.3)
+    src = ColorSource("rgb", CameraConfig(kind="file", path=rec_dir / "rgb.avi"), rec_dir / "rgb.avi")
+    frames = [src.read() for _ in range(3)]
+    src.close()
+    assert src.raw_jpeg and all(isinstance(f, JpegFrame) and f.shape == (48, 64, 3) for f in frames)
+    assert [int(f.image[4, 4, 0]) for f in frames] == pytest.approx([0, 1, 2], abs=3)  # painted index
+    lossless = tmp_path / "ffv1.avi"
+    w = cv2.VideoWriter(str(lossless), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"FFV1"), 30, (64, 48))
+    for i in range(3):
+        w.write(np.full((48, 64, 3), 10 * i, np.uint8))
+    w.release()
+    src = ColorSource("rgb", CameraConfig(kind="file", path=lossless), lossless)
+    frames = [src.read() for _ in range(3)]
+    src.close()
+    assert not src.raw_jpeg and not any(isinstance(f, JpegFrame) for f in frames)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [0, 10, 20]
+
+
+class FakeUvcCamera:
+    """A cv2.VideoCapture stand-in behaving like OpenCV's V4L2 backend with a USB camera that
+    offers MJPG and YUYV: setting CAP_PROP_FOURCC re-initialises the device and turns RGB
+    conversion back on; with conversion on, read() gives the decoded BGR image, with it off the
+    driver's buffer as (1, nbytes) uint8 -- for MJPG, the JPEG image."""
+
+    def __init__(self, images: list[np.ndarray]):
+        self.images = list(images)
+        self.fourcc = cv2.VideoWriter.fourcc(*"YUYV")
+        self.convert_rgb = True
+        self.calls: list[int] = []
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, prop: int, value: float) -> bool:
+        self.calls.append(prop)
+        if prop == cv2.CAP_PROP_FOURCC:
+            self.fourcc, self.convert_rgb = int(value), True
+        elif prop == cv2.CAP_PROP_CONVERT_RGB:
+            self.convert_rgb = bool(value)
+        return True
+
+    def get(self, prop: int) -> float:
+        return float(self.fourcc) if prop == cv2.CAP_PROP_FOURCC else 0.0
+
+    def read(self):
+        img = self.images.pop(0)
+        mjpg = self.fourcc == cv2.VideoWriter.fourcc(*"MJPG")
+        if self.convert_rgb:
+            return True, cv2.imdecode(jpeg_bytes(img), cv2.IMREAD_COLOR) if mjpg else img
+        if mjpg:
+            return True, jpeg_bytes(img).reshape(1, -1)
+        return True, np.zeros((1, img.shape[0] * img.shape[1] * 2), np.uint8)  # raw YUYV: unusable as is
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fourcc, raw", [("MJPG", True), ("YUYV", False), (None, False)])
+def test_v4l2_mjpeg_camera_hands_on_the_jpeg_buffer(fourcc, raw):
+    images = [picture(48, 64, seed) for seed in range(3)]
+    fake = FakeUvcCamera(images)
+    cfg = CameraConfig(kind="v4l2", device="0", width=64, height=48, fps=30, fourcc=fourcc)
+    src = ColorSource("rgb", cfg, capture_factory=lambda *a: fake)
+    frames = [src.read() for _ in range(3)]
+    assert src.raw_jpeg is raw and all(isinstance(f, JpegFrame) is raw for f in frames)
+    if raw:  # conversion off only after the FOURCC (which turns it on again), else no JPEG
+        assert fake.calls.index(cv2.CAP_PROP_FOURCC) < fake.calls.index(cv2.CAP_PROP_CONVERT_RGB)
+        assert not fake.convert_rgb and not any(f.decoded for f in frames)
+    else:
+        assert cv2.CAP_PROP_CONVERT_RGB not in fake.calls and fake.convert_rgb
+    for f, img in zip(frames, images):
+        assert f.image.shape == (48, 64, 3)
+        if raw:
+            np.testing.assert_array_equal(f.image, cv2.imdecode(jpeg_bytes(img), cv2.IMREAD_COLOR))
+
+
+def test_corrupt_fault_cuts_an_mjpeg_frame_short(tmp_path):
+    rec_dir = make_recording(tmp_path / "rec", seconds=0.3)
+    src = FaultySource(RecordingCameraSource(rec_dir, "rgb"), FaultPlan.parse(["corrupt@1"]))
+    assert src.read().index == 0
+    with pytest.raises(CorruptFrame, match="^rgb frame 1: JPEG (cut short|header)"):
+        src.read()
+    nxt = src.read()  # the stream goes on
+    src.close()
+    assert nxt.index == 2 and nxt.image.shape == (48, 64, 3)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (apt-get install ffmpeg); "
+                                                             "HTTP MJPEG test skipped")
+def test_http_mjpeg_stream_comes_compressed(tmp_path):
+    """An IP camera's HTTP MJPEG stream (multipart JPEG parts, served by ffmpeg on loopback):
+    the source hands on each JPEG part undecoded."""
+    rec_dir = make_recording(tmp_path / "rec", seconds=2.0)
+    url = f"http://127.0.0.1:{free_port()}/video.mjpg"
+    server = subprocess.Popen(["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(rec_dir / "rgb.avi"),
+                               "-c:v", "copy", "-f", "mpjpeg", "-listen", "1", url],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cfg = CameraConfig(kind="url", url=url, open_timeout_s=10, read_timeout_s=10)
+        frames = _read_when_served(cfg, url, tries=50, n=10)
+    finally:
+        server.kill()
+        server.wait(5)
+    assert all(isinstance(f, JpegFrame) and not f.decoded and f.shape == (48, 64, 3) for f in frames)
+    marks = [int(np.median(f.image[2:6, 2:6])) for f in frames]
+    assert marks == sorted(marks) and marks[-1] - marks[0] >= 5

@@ -44,13 +44,14 @@ class PairLog:
         return []
 
 
-def station_cfg(tmp_path: Path, rec: Path, thermal_faults: list[str], mode: str = "live", **health):
+def station_cfg(tmp_path: Path, rec: Path, thermal_faults: list[str], mode: str = "live",
+                rgb_faults: tuple[str, ...] = (), **health):
     cal = tmp_path / "cal.toml"
     cal.write_text('station_id = "test-gate"\ndate = 2026-11-26\n')
     cam = {"kind": "recording", "path": str(rec), "loop": mode == "live"}
     return validate_data({
         "station": {"id": "test-gate"}, "calibration": {"path": str(cal)},
-        "sources": {"mode": mode, "rgb": cam, "thermal": {**cam, "faults": thermal_faults},
+        "sources": {"mode": mode, "rgb": {**cam, "faults": list(rgb_faults)}, "thermal": {**cam, "faults": thermal_faults},
                     "watchdog_timeout_s": 0.6, "watchdog_period_s": 0.1, "reconnect_initial_s": 0.1,
                     "reconnect_max_s": 1.0},
         "pairing": {"tolerance_ms": 20},
@@ -62,7 +63,7 @@ def test_station_survives_faults_and_reports_degraded(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     port = free_port()
     cfg = station_cfg(tmp_path, rec, ["corrupt@2", "stall@5:1.5", "disconnect@12:1.0", "ts_jump@20:1"],
-                      metrics_port=port)
+                      rgb_faults=("corrupt@7",), metrics_port=port)
     pipe = PairLog()
     st = Station(cfg, pipeline=pipe, registry=CollectorRegistry())
     scraped: list[str] = []
@@ -75,7 +76,7 @@ def test_station_survives_faults_and_reports_degraded(tmp_path):
     result = st.run(max_seconds=6.0)
     th, rgb = st.workers["thermal"].stats, st.workers["rgb"].stats
     assert th.corrupt == 1 and th.reconnects == 2 and th.ts_jumps == 1
-    assert rgb.reconnects == 0 and rgb.corrupt == 0
+    assert rgb.reconnects == 0 and rgb.corrupt == 1  # an MJPEG frame cut short
     states = [s["state"] for s in result.statuses]
     assert "degraded" in states and states[-1] == "stopped"
     assert result.statuses[-1]["cameras"]["thermal"]["reconnects"] == 2
@@ -95,6 +96,47 @@ def test_replay_mode_processes_every_frame_in_order(tmp_path):
     assert result.stop_reason == "end of streams"
     assert [p.thermal.index for p in pipe.pairs] == list(range(18))  # every thermal frame paired
     assert result.statuses[-1]["cameras"]["rgb"]["dropped"] == 0
+
+
+def test_rgb_decoded_only_when_paired_and_a_damaged_one_skips_its_pair(tmp_path, caplog):
+    """MJPEG frames reach pairing compressed; the station decodes the ones pairing picks. One
+    damaged inside (only decoding can tell) is logged naming camera and frame, counted as the
+    camera's corrupt frame, and costs its pair alone."""
+    from edge.sources import JpegFrame, RecordingCameraSource
+    from tests.test_sources import damaged_inside
+
+    rec = make_recording(tmp_path / "rec", seconds=2.0)  # 60 RGB frames at 30 fps, 18 thermal at 9 Hz
+    sent: list = []
+
+    class Recorded:  # the recording's RGB camera, frame 10 (thermal 3's partner) damaged in transfer
+        name = "rgb"
+
+        def __init__(self):
+            self.src = RecordingCameraSource(rec, "rgb")
+
+        def read(self):
+            f = self.src.read()
+            if f is not None and f.index == 10:
+                f = JpegFrame("rgb", f.index, f.t_ns, damaged_inside(f.jpeg))
+            if f is not None:
+                sent.append(f)
+            return f
+
+        def close(self):
+            self.src.close()
+
+    pipe = PairLog()
+    st = Station(station_cfg(tmp_path, rec, [], mode="replay"), pipeline=pipe, openers={"rgb": Recorded})
+    result = st.run()
+    assert [p.thermal.index for p in pipe.pairs] == [0, 1, 2, *range(4, 18)]  # only thermal 3 lost its pair
+    assert all(isinstance(p.rgb, JpegFrame) and p.rgb.decoded for p in pipe.pairs)
+    decoded = sorted(f.index for f in sent if f.decoded)
+    assert decoded == sorted(p.rgb.index for p in pipe.pairs) and len(sent) == 60  # 17 of 60 decoded
+    rgb = st.workers["rgb"].stats
+    assert rgb.corrupt == 1 and result.statuses[-1]["cameras"]["rgb"]["corrupt"] == 1
+    lines = [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("camera rgb: corrupt frame skipped: rgb frame 10: damaged JPEG")
+    assert "\n" not in lines[0]
 
 
 def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
