@@ -43,6 +43,7 @@ the measurement" (edge/types.py), so a consumer can match the box to the scene a
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,6 +51,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from edge import faststats
 from edge.configbase import StrictModel
 from edge.types import Detections, ScreeningEvent, Verdict
 
@@ -122,13 +124,13 @@ class DecisionConfig(StrictModel):
 
 
 def _f(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def _guard(uncertainty_c: float | None, guard_sd_c: float | None) -> float:
     """The sigma of the guard band: guard_sd_c if known, else the total, else infinite."""
     for u in (guard_sd_c, uncertainty_c):
-        if u is not None and np.isfinite(u):
+        if u is not None and math.isfinite(u):
             return float(u)
     return float("inf")
 
@@ -139,7 +141,7 @@ def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k:
     (guard_sd_c: the measurement's own sigma; None -> uncertainty_c, the total)."""
     m = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
              uncertainty_c=_f(uncertainty_c))
-    if not np.isfinite(core_c):
+    if not math.isfinite(core_c):
         return Verdict("indeterminate", "no_valid_frames", "none")
     if core_c >= threshold_c:
         return Verdict("elevated", **m)
@@ -158,7 +160,7 @@ def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfi
     m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
     if baseline_c is None:
         return Verdict("indeterminate", "relative_warmup", **m)
-    if not np.isfinite(skin_c):
+    if not math.isfinite(skin_c):
         return Verdict("indeterminate", "no_valid_frames", "none")
     thr = round(float(baseline_c) + cfg.relative_delta_c, 3)
     if skin_c >= thr:
@@ -196,12 +198,22 @@ def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray,
               quality: np.ndarray, best_n: int, percentile: float) -> tuple[float, float, float, float]:
     """Valid frames of one person -> (core, skin, uncertainty, skin_sd) degC: the percentile of
     core and skin over the best_n frames by quality (ties: later frames first) and the median
-    sigmas of those frames (not divided by sqrt(n): the small-target part is systematic)."""
-    q = np.asarray(quality, np.float64)
-    best = np.lexsort((-np.arange(len(q)), -q))[:best_n]
-    c, s, u, sd = (np.asarray(a, np.float64)[best] for a in (core_c, skin_c, uncertainty_c, skin_sd_c))
-    return (float(np.percentile(c, percentile)), float(np.percentile(s, percentile)),
-            float(np.median(u)), float(np.median(sd)))
+    sigmas of those frames (not divided by sqrt(n): the small-target part is systematic).
+    Runs on every new valid frame of every person: a few dozen floats, so Python lists and
+    edge/faststats (np.percentile/np.median exactly, without their overhead)."""
+    q = _floats(quality)
+    if all(map(math.isfinite, q)):
+        best = sorted(range(len(q)), key=lambda i: (-q[i], -i))[:best_n]
+    else:  # NaN quality: lexsort's order (NaN last)
+        best = np.lexsort((-np.arange(len(q)), -np.asarray(q))).tolist()[:best_n]
+    c, s, u, sd = ([v[i] for i in best] for v in map(_floats, (core_c, skin_c, uncertainty_c, skin_sd_c)))
+    return (faststats.percentile(c, percentile), faststats.percentile(s, percentile),
+            faststats.median(u), faststats.median(sd))
+
+
+def _floats(a) -> list:
+    """A list of Python floats (lists of floats are passed through)."""
+    return a if isinstance(a, list) else np.asarray(a, np.float64).tolist()
 
 
 class RelativeBaseline:
@@ -234,7 +246,7 @@ def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
     if img is None or box is None:
         return None
     x1, y1, x2, y2 = (float(v) for v in box)
-    if not all(np.isfinite([x1, y1, x2, y2])):
+    if not all(map(math.isfinite, (x1, y1, x2, y2))):
         return None
     mx, my = margin * (x2 - x1), margin * (y2 - y1)
     h, w = img.shape[:2]
@@ -322,10 +334,14 @@ class Screener:
                 str(g).startswith("blackbody_") and _resets_baseline(str(g)[10:]) for g in gates):
             self.baseline.reset()
         events: list[ScreeningEvent] = []
-        ids = dets.data.get("track_id", np.full(len(dets), -1, np.int64))
-        for i in np.flatnonzero(ids >= 0):
-            p = self._people.setdefault(int(ids[i]), _Person(int(ids[i])))
-            if self._record(p, dets, int(i), t_ns, rgb_bgr, thermal_c) and p.n_valid >= self.cfg.min_valid_frames:
+        ids = dets.data.get("track_id")
+        for i, tid in enumerate(() if ids is None else ids.tolist()):
+            if tid < 0:
+                continue
+            p = self._people.get(tid)
+            if p is None:
+                p = self._people[tid] = _Person(tid)
+            if self._record(p, dets, i, t_ns, rgb_bgr, thermal_c) and p.n_valid >= self.cfg.min_valid_frames:
                 events += self._live(p, t_ns)
         for tid in ended_track_ids:
             if tid in self._people:
@@ -346,7 +362,7 @@ class Screener:
         p.last_t_ns = t_ns
         gate = str(d["gate"][i]) if "gate" in d else "no_valid_frames"
         core = float(d["core_temp_c"][i]) if "core_temp_c" in d else float("nan")
-        valid = gate == "" and np.isfinite(core)
+        valid = gate == "" and math.isfinite(core)
         q = float(d["quality"][i]) if valid and "quality" in d else 0.0
         if valid:
             p.core.append(core)
@@ -365,8 +381,8 @@ class Screener:
             box_th = d["box_xyxy_thermal"][i] if "box_xyxy_thermal" in d else None
             p.best = dict(
                 t_ns=t_ns, score=float(dets.score[i]), quality=q,
-                box_rgb=tuple(float(v) for v in dets.box_xyxy[i]),
-                box_th=None if box_th is None else tuple(float(v) for v in box_th),
+                box_rgb=tuple(dets.box_xyxy[i].tolist()),
+                box_th=None if box_th is None else tuple(np.asarray(box_th, np.float64).tolist()),
                 mask=str(d["mask"][i]) if "mask" in d else "unknown",
                 mask_conf=float(d["mask_conf"][i]) if "mask_conf" in d else 0.0,
                 rgb=_crop(rgb, dets.box_xyxy[i], self.cfg.snapshot_margin_frac),
@@ -376,8 +392,7 @@ class Screener:
     def _measured_verdict(self, p: _Person, t_ns: int) -> tuple[Verdict, Verdict, Verdict]:
         """(combined, absolute, relative) verdicts from p's valid frames (>= min_valid_frames)."""
         cfg = self.cfg
-        core, skin, unc, sd = aggregate(np.array(p.core), np.array(p.skin), np.array(p.unc),
-                                        np.array(p.sd), np.array(p.quality), cfg.best_n, cfg.percentile)
+        core, skin, unc, sd = aggregate(p.core, p.skin, p.unc, p.sd, p.quality, cfg.best_n, cfg.percentile)
         a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin, sd)
         r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc, sd)
         return combine_verdicts(a, r, cfg.method), a, r

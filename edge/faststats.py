@@ -9,6 +9,8 @@ anything outside the fast path (NaN in a mean/SD, other dtypes) falls back to nu
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _FLOATS = (np.float32, np.float64)
@@ -69,3 +71,33 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     m = values.sum() / n
     d = values - m
     return float(m), float(np.sqrt((d * d).sum() / n))
+
+
+def percentile(values, p: float) -> float:
+    """``float(np.percentile(values, p))`` (method 'linear') of a short 1-D sequence of floats.
+
+    numpy: virtual index (n - 1) * p / 100 between sorted neighbours a <= b at fraction t, and
+    a + (b - a) * t below t = 0.5, b - (b - a) * (1 - t) from it; the maximum at the top.
+    Non-finite input goes to numpy itself.
+    """
+    s = sorted(values)
+    n = len(s)
+    if n == 0 or not all(map(math.isfinite, s)):
+        return float(np.percentile(np.asarray(values, np.float64), p))
+    vi = (n - 1) * (p / 100)
+    if vi >= n - 1:
+        return float(s[-1])
+    lo = math.floor(vi)
+    a, b, t = float(s[lo]), float(s[lo + 1]), vi - lo
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def median(values) -> float:
+    """``float(np.median(values))`` of a short 1-D sequence of floats (non-finite in -> numpy)."""
+    s = sorted(values)
+    n = len(s)
+    if n == 0 or not all(map(math.isfinite, s)):
+        return float(np.median(np.asarray(values, np.float64)))
+    k = n // 2
+    return float(s[k]) if n % 2 else (float(s[k - 1]) + float(s[k])) / 2

@@ -86,42 +86,46 @@ def center_distance_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray
     return np.where((sb / sa <= 1.5) & (sa / sb <= 1.5), d, np.inf)
 
 
-def _to_state(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]], np.float64)
-
-
-def _to_box(s: np.ndarray) -> np.ndarray:
-    return np.array([s[0] - s[2] / 2, s[1] - s[3] / 2, s[0] + s[2] / 2, s[1] + s[3] / 2], np.float64)
+def _to_states(box_xyxy: np.ndarray) -> list[list[float]]:
+    """(N,4) boxes -> per box [cx, cy, w, h], computed in the boxes' precision (float32 from
+    Detections) and then held as Python floats (float64)."""
+    b = np.asarray(box_xyxy).reshape(-1, 4)
+    return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1).tolist()
 
 
 @dataclass
 class _Track:
-    x: np.ndarray  # (4,) cx, cy, w, h at t_ns (px)
-    v: np.ndarray  # (4,) their rates, px/s
+    """The filter state is 4 Python floats each (a handful of float64 operations per update:
+    lists cost a fraction of numpy's per-call overhead and round exactly the same)."""
+
+    x: list[float]  # cx, cy, w, h at t_ns (px)
+    v: list[float]  # their rates, px/s
     t_ns: int  # time of the last matched detection
     hits: int = 1
     misses: int = 0  # consecutive
     track_id: int = -1  # public id once confirmed
 
-    def predict(self, t_ns: int, max_dt_s: float) -> np.ndarray:
+    def predict(self, t_ns: int, max_dt_s: float) -> list[float]:
+        """Predicted box x1 y1 x2 y2 at t_ns (size at least 1 px)."""
         dt = min((t_ns - self.t_ns) / 1e9, max_dt_s)
-        s = self.x + self.v * dt
-        s[2:] = np.maximum(s[2:], 1.0)
-        return _to_box(s)
+        cx, cy, w, h = (x + v * dt for x, v in zip(self.x, self.v))
+        w, h = (1.0 if w < 1.0 else w), (1.0 if h < 1.0 else h)  # NaN stays NaN, as np.maximum
+        return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
 
-    def correct(self, box: np.ndarray, t_ns: int, alpha: float, beta: float) -> None:
-        z = _to_state(box)
+    def correct(self, z: list[float], t_ns: int, alpha: float, beta: float) -> None:
+        """z: the matched detection's [cx, cy, w, h]."""
         dt = (t_ns - self.t_ns) / 1e9
         if dt <= 0:  # same instant: just take the measurement
             self.x = z
         elif self.hits == 1:  # second sighting: velocity from two points
-            self.v = (z - self.x) / dt
+            self.v = [(a - b) / dt for a, b in zip(z, self.x)]
             self.x = z
         else:
-            pred = self.x + self.v * dt
-            r = z - pred
-            self.x = pred + alpha * r
-            self.v = self.v + (beta / dt) * r
+            pred = [x + v * dt for x, v in zip(self.x, self.v)]
+            r = [a - b for a, b in zip(z, pred)]
+            gain = beta / dt
+            self.x = [p + alpha * e for p, e in zip(pred, r)]
+            self.v = [v + gain * e for v, e in zip(self.v, r)]
         self.t_ns = t_ns
         self.hits += 1
         self.misses = 0
@@ -153,7 +157,8 @@ class Tracker:
         score = dets.score
         high = np.flatnonzero(score >= cfg.high_score)
         low = np.flatnonzero((score >= cfg.low_score) & (score < cfg.high_score))
-        pred = np.array([t.predict(t_ns, cfg.max_age_s) for t in self._tracks]).reshape(-1, 4)
+        pred = np.array([t.predict(t_ns, cfg.max_age_s) for t in self._tracks], np.float64).reshape(-1, 4)
+        states = _to_states(dets.box_xyxy)
         confirmed = [i for i, t in enumerate(self._tracks) if t.track_id >= 0]
         tentative = [i for i, t in enumerate(self._tracks) if t.track_id < 0]
         matched: set[int] = set()
@@ -170,7 +175,7 @@ class Tracker:
             used_t, used_d = set(), set()
             for r, c in pairs:
                 ti, di = track_idx[r], int(det_idx[c])
-                self._tracks[ti].correct(dets.box_xyxy[di], t_ns, cfg.alpha, cfg.beta)
+                self._tracks[ti].correct(states[di], t_ns, cfg.alpha, cfg.beta)
                 matched.add(ti)
                 used_t.add(ti)
                 used_d.add(di)
@@ -203,7 +208,7 @@ class Tracker:
                     continue
             kept.append(t)
         for di in high:
-            t = _Track(_to_state(dets.box_xyxy[di]), np.zeros(4), t_ns)
+            t = _Track(states[di], [0.0] * 4, t_ns)
             if cfg.min_hits <= 1:
                 t.track_id, self._next_id = self._next_id, self._next_id + 1
                 ids[di] = t.track_id

@@ -370,3 +370,20 @@ def test_all_frames_febrile_is_always_elevated(frames):
     q = np.array([x for _, x in frames])
     ag = aggregate(core, core - 1.3, np.full(len(core), 0.4), np.full(len(core), 0.1), q, 10, 90)
     assert absolute_verdict(ag[0], ag[2], 37.5, 2.0, ag[1], ag[3]).status == "elevated"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(35.0, 40.0, width=32), st.sampled_from([0.2, 0.5, 0.5, 0.9, 1.0])),
+                min_size=1, max_size=40),
+       st.integers(1, 12))
+def test_aggregate_is_numpy_best_n_percentile_exactly(frames, best_n):
+    """Best-N by quality (ties: later frames first), then np.percentile / np.median: the same
+    numbers to the last bit, with many quality ties deciding which frames are in."""
+    core = np.array([c for c, _ in frames])
+    q = np.array([q for _, q in frames])
+    unc, sd = core / 100, core / 300
+    best = np.lexsort((-np.arange(len(q)), -q))[:best_n]
+    expect = (float(np.percentile(core[best], 90.0)), float(np.percentile(core[best] - 1.3, 90.0)),
+              float(np.median(unc[best])), float(np.median(sd[best])))
+    assert aggregate(core, core - 1.3, unc, sd, q, best_n, 90.0) == expect
+    assert aggregate(core.tolist(), (core - 1.3).tolist(), unc.tolist(), sd.tolist(), q.tolist(), best_n, 90.0) == expect

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.faststats import mean_std, nanmean_std, nanmedian
+from edge.faststats import mean_std, median, nanmean_std, nanmedian, percentile
 
 
 def same(a: float, b: float) -> bool:
@@ -72,3 +72,22 @@ def test_mean_std_equals_numpy(values):
     for x in (values, dq):
         mean, sd = mean_std(np.array(x))
         assert same(mean, float(np.mean(x))) and same(sd, float(np.std(x)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.floats(30.0, 45.0, allow_nan=False, width=32), min_size=1, max_size=24),
+       st.sampled_from([90.0, 50.0, 0.0, 100.0, 75.5, 33.3]))
+def test_percentile_and_median_equal_numpy(values, p):
+    """The decision's aggregation: percentile of the best frames' readings, median sigmas."""
+    arr = np.array(values, np.float64)
+    for x in (values, arr):
+        assert same(percentile(x, p), float(np.percentile(arr, p)))
+        assert same(median(x), float(np.median(arr)))
+
+
+def test_percentile_and_median_non_finite_as_numpy():
+    for v in ([36.0, np.nan, 37.0], [np.inf, 36.5, 36.0, 35.0], [-np.inf, 1.0]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert same(percentile(v, 90.0), float(np.percentile(v, 90.0)))
+            assert same(median(v), float(np.median(v)))
