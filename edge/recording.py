@@ -310,14 +310,12 @@ class Gray16MkvReader:
             if eid == _SEGMENT:
                 continue
             body = _read_exact(f, size)
-            if eid == _CLUSTER:
-                for cid, data in _children(body):
-                    if cid == _BLOCK_GROUP:
-                        yield from (self._payload(d, at) for k, d in _children(data) if k == _BLOCK)
-                    elif cid == _SIMPLE_BLOCK:
-                        yield self._payload(data, at)
-            elif eid in (_SIMPLE_BLOCK, _BLOCK_GROUP):
-                raise _MkvError(f"block outside a cluster at byte {at}")
+            # a cluster is read whole (our writer's); the children of an unknown-size one come here one by one
+            for cid, data in _children(body) if eid == _CLUSTER else [(eid, memoryview(body))]:
+                if cid == _BLOCK_GROUP:
+                    yield from (self._payload(d, at) for k, d in _children(data) if k == _BLOCK)
+                elif cid == _SIMPLE_BLOCK:
+                    yield self._payload(data, at)
 
     @staticmethod
     def _payload(block: memoryview, at: int) -> memoryview:
@@ -374,12 +372,16 @@ def _read_exact(f: Any, n: int) -> bytes:
 
 
 def _children(buf: bytes | memoryview) -> list[tuple[int, memoryview]]:
-    """(id, data) of the elements in a master's data (known sizes only)."""
+    """(id, data) of the elements in a master's data, read whole: an element that does not fit
+    is damage, not a file cut short."""
     buf, pos, out = memoryview(buf), 0, []
     while pos < len(buf):
-        eid, size, start = _head(buf, pos)
+        try:
+            eid, size, start = _head(buf, pos)
+        except _MkvError as e:
+            raise _MkvError(f"{e} of its parent element") from None
         if size is None or start + size > len(buf):
-            raise _MkvError(f"element {eid:#x} runs past its parent", truncated=size is not None)
+            raise _MkvError(f"element {eid:#x} runs past its parent")
         out.append((eid, buf[start:start + size]))
         pos = start + size
     return out

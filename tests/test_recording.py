@@ -122,6 +122,23 @@ def test_gray16_matroska_round_trip_any_size_and_values(tmp_path_factory, w, h, 
     assert len(got) == n and all(g.dtype == np.uint16 and np.array_equal(g, f) for g, f in zip(got, frames))
 
 
+def test_clusters_of_unknown_size_read_the_same(tmp_path):
+    """A live muxer may leave cluster sizes 'unknown' (all ones): their blocks still read."""
+    thermal = _write(tmp_path / "s")
+    f = tmp_path / "s" / "thermal.mkv"
+    data = bytearray(f.read_bytes())
+    at, n_patched = data.find(b"\x1f\x43\xb6\x75"), 0
+    while at > 0:
+        n = 9 - data[at + 4].bit_length()  # length of the size field
+        data[at + 4:at + 4 + n] = ((1 << (8 * n - n + 1)) - 1).to_bytes(n, "big")  # marker + all value bits set
+        n_patched += 1
+        at = data.find(b"\x1f\x43\xb6\x75", at + 4)
+    assert n_patched == len(thermal)
+    f.write_bytes(bytes(data))
+    got = _read_all(open_recording(tmp_path / "s").source("thermal"))
+    assert len(got) == len(thermal) and all(np.array_equal(g.image, w) for g, w in zip(got, thermal))
+
+
 def _frame_offset(folder, frame):
     """Byte offset of a thermal frame's compressed block in thermal.mkv (the stored zlib stream)."""
     data = (folder / "thermal.mkv").read_bytes()
