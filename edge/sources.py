@@ -12,13 +12,13 @@ Implementations:
 - ``ColorSource``: RGB over V4L2, RTSP/HTTP URLs or video files (FFmpeg backend).
 - ``RecordingCameraSource``: one camera of a recording (edge.recording), optionally paced in
   real time and looped -- a camera stand-in for tests and demos.
+- ``FaultySource``: wraps any source and injects stalls, disconnects, corrupt frames and
+  timestamp jumps at given frames, so the watchdog and reconnect paths run without hardware.
 
 RGB sources that receive MJPEG (USB cameras in MJPG mode, HTTP MJPEG, MJPEG files and
 recordings) return ``JpegFrame``s: the compressed image, decoded on first use of ``.image``.
 At 30 fps RGB and 8.7 Hz thermal most RGB frames pair with nothing, so the live station
 decodes only the paired ones (edge/station.py); other consumers see no difference.
-- ``FaultySource``: wraps any source and injects stalls, disconnects, corrupt frames and
-  timestamp jumps at given frames, so the watchdog and reconnect paths run without hardware.
 
 Capture threads, queues and the watchdog are in edge/capture.py.
 """
@@ -498,9 +498,8 @@ class ColorSource:
         if self.raw_jpeg:
             if img.dtype != np.uint8:
                 raise CorruptFrame(f"{self.name}: MJPEG buffer is {img.dtype} {img.shape}, expected bytes")
-            # a copy for V4L2: the driver's buffer may be reused while this frame waits in a queue
-            jpeg = img.reshape(-1).copy() if self.cfg.kind == "v4l2" else img.reshape(-1)
-            frame: Frame = JpegFrame(self.name, self._index, t_ns, jpeg, meta)
+            # V4L2: (1, bytesused), copied out of the driver's buffer by OpenCV; FFmpeg: the packet
+            frame: Frame = JpegFrame(self.name, self._index, t_ns, img.reshape(-1), meta)
         else:
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
                 raise CorruptFrame(f"{self.name}: frame is {img.dtype} {img.shape}, expected (H, W, 3) uint8")
