@@ -21,6 +21,8 @@ that confidence is below ``MaskConfig.min_confidence``.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import cv2
 from pydantic import Field
@@ -84,6 +86,14 @@ def _similarity_to_template(lm_xy: np.ndarray) -> np.ndarray | None:
     return np.hstack([rot, t[:, None]])
 
 
+# Pixel centres of the aligned crop that the features read (rows from the eye band down), and
+# the corners of that rectangle.
+_G = np.arange(ALIGN_PX) + 0.5
+_READ_GX, _READ_GY = np.meshgrid(_G[int(0.08 * ALIGN_PX):int(0.92 * ALIGN_PX)], _G[int(REF_REGION[0] * ALIGN_PX):])
+_READ_X = (float(_READ_GX.min()), float(_READ_GX.max()))
+_READ_Y = (float(_READ_GY.min()), float(_READ_GY.max()))
+
+
 def align_face(bgr: np.ndarray, lm_xy: np.ndarray) -> tuple[np.ndarray, float] | None:
     """(ALIGN_PX,ALIGN_PX,3) uint8 aligned crop and the fraction of its used part outside the frame, or None."""
     m = _similarity_to_template(lm_xy)
@@ -93,11 +103,15 @@ def align_face(bgr: np.ndarray, lm_xy: np.ndarray) -> tuple[np.ndarray, float] |
     crop = _warp_antialiased(bgr, m, inv)
     # fraction of the pixels the features read (rows from the eye band down) that lie outside
     # the frame, found by mapping those crop pixel centres back into the frame
-    g = np.arange(ALIGN_PX) + 0.5
-    gx, gy = np.meshgrid(g[int(0.08 * ALIGN_PX):int(0.92 * ALIGN_PX)], g[int(REF_REGION[0] * ALIGN_PX):])
-    fx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
-    fy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
     h, w = bgr.shape[:2]
+    a, b, c, d, e, f = inv.ravel().tolist()
+    corners = [(a * x + b * y + c, d * x + e * y + f) for x in _READ_X for y in _READ_Y]
+    if all(1e-6 < fx < w - 1e-6 and 1e-6 < fy < h - 1e-6 for fx, fy in corners):
+        # the read rectangle maps to a parallelogram; with its corners inside the frame by more
+        # than any rounding, so is every pixel centre: nothing outside (the usual case)
+        return crop, 0.0
+    fx = inv[0, 0] * _READ_GX + inv[0, 1] * _READ_GY + inv[0, 2]
+    fy = inv[1, 0] * _READ_GX + inv[1, 1] * _READ_GY + inv[1, 2]
     outside = float(np.mean((fx < 0) | (fy < 0) | (fx >= w) | (fy >= h)))
     return crop, outside
 
@@ -116,8 +130,9 @@ def _warp_antialiased(bgr: np.ndarray, m: np.ndarray, inv: np.ndarray) -> np.nda
     h, w = bgr.shape[:2]
     corners = np.array([[0, 0, 1], [ALIGN_PX, 0, 1], [0, ALIGN_PX, 1], [ALIGN_PX, ALIGN_PX, 1]], np.float64)
     frame_xy = corners @ inv.T
-    x0, y0 = np.clip(np.floor(frame_xy.min(0)).astype(int) - 1, 0, [w - 1, h - 1])
-    x1, y1 = np.clip(np.ceil(frame_xy.max(0)).astype(int) + 2, [x0 + 1, y0 + 1], [w, h])
+    (lo_x, lo_y), (hi_x, hi_y) = frame_xy.min(0).tolist(), frame_xy.max(0).tolist()
+    x0, y0 = min(max(math.floor(lo_x) - 1, 0), w - 1), min(max(math.floor(lo_y) - 1, 0), h - 1)
+    x1, y1 = min(max(math.ceil(hi_x) + 2, x0 + 1), w), min(max(math.ceil(hi_y) + 2, y0 + 1), h)
     roi = bgr[y0:y1, x0:x1]
     f = 2.0 * scale
     sw, sh = max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))
@@ -140,6 +155,8 @@ def _flat_index(frac: tuple[float, float, float, float]) -> np.ndarray:
 # Every region's pixels back to back, so one sort and np.add.reduceat give all per-region
 # statistics at once: the per-region Python loop cost ~1 ms per face in call overhead alone.
 _REF_IDX = _flat_index(REF_REGION)
+_REF_MID = len(_REF_IDX) // 2
+assert len(_REF_IDX) % 2 == 1, "the eye-band median is taken as its middle value: needs an odd count"
 _REGION_IDX = [_flat_index(f) for f in REGIONS.values()]
 _CAT = np.concatenate(_REGION_IDX)
 _LEN = np.array([len(i) for i in _REGION_IDX])
@@ -164,7 +181,7 @@ def face_features(crop: np.ndarray) -> np.ndarray:
     grad = np.zeros_like(light)
     grad[:-1] += np.abs(np.diff(light, axis=0))
     grad[:, :-1] += np.abs(np.diff(light, axis=1))
-    ref = np.median(lab[_REF_IDX], axis=0)
+    ref = np.partition(lab[_REF_IDX], _REF_MID, axis=0)[_REF_MID]  # = np.median (odd count)
     px = lab[_CAT]
     # ragged per-region medians from one sort: offsetting each region keeps the groups apart
     keyed = np.sort(px + _GROUP_OFFSET, axis=0) - _GROUP_OFFSET
