@@ -180,6 +180,26 @@ def test_truncated_thermal_video_names_file_and_counts(tmp_path, keep):
         src.read()
 
 
+def test_block_of_the_wrong_size_is_a_corrupt_frame(tmp_path):
+    thermal = _write(tmp_path / "s")
+    writer = Gray16MkvWriter(tmp_path / "s" / "thermal.mkv", 32, 24, 8.7)
+    writer.write(thermal[0], 0)
+    writer.write(thermal[1][:, :31], 1)  # a block one column short
+    writer.close()
+    src = open_recording(tmp_path / "s").source("thermal")
+    src.read()
+    with pytest.raises(RecordingError, match=r"thermal\.mkv: frame 1 is corrupt: 1488 bytes, expected 1536"):
+        src.read()
+
+
+def test_damaged_matroska_header_is_one_line_error(tmp_path):
+    _write(tmp_path / "s")
+    f = tmp_path / "s" / "thermal.mkv"
+    f.write_bytes(f.read_bytes()[:100])  # cut inside the track list
+    with pytest.raises(RecordingError, match=r"thermal\.mkv: damaged Matroska header: file ends"):
+        open_recording(tmp_path / "s").source("thermal")
+
+
 def test_thermal_video_of_another_size_than_stream_json(tmp_path):
     _write(tmp_path / "s")
     meta = tmp_path / "s" / "stream.json"
