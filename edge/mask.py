@@ -288,19 +288,20 @@ class TrackMaskCache:
         n = len(dets)
         if n == 0:
             return dets.with_data(mask=np.full(0, "unknown", dtype=object), mask_conf=np.zeros(0, np.float32))
-        ids = dets.data["track_id"]
-        cached = [self._by_track.get(int(t)) if t >= 0 else None for t in ids]
-        need = np.array([c is None or c[0] == "unknown" or c[2] + 1 >= self.refresh_frames for c in cached])
+        ids = np.asarray(dets.data["track_id"]).tolist()
+        cached = [self._by_track.get(t) if t >= 0 else None for t in ids]
+        need = [k for k, c in enumerate(cached) if c is None or c[0] == "unknown" or c[2] + 1 >= self.refresh_frames]
         status = np.empty(n, dtype=object)
         conf = np.empty(n, np.float32)
-        if need.any():
-            fresh = classify_masks(bgr, dets[need], self.cfg)
-            for j, k in enumerate(np.flatnonzero(need)):
-                status[k], conf[k] = fresh.data["mask"][j], fresh.data["mask_conf"][j]
+        if need:
+            fresh = classify_masks(bgr, dets[np.array(need)], self.cfg)
+            for k, s, c in zip(need, fresh.data["mask"].tolist(), fresh.data["mask_conf"].tolist()):
+                status[k], conf[k] = s, c
                 if ids[k] >= 0:
-                    self._by_track[int(ids[k])] = (status[k], float(conf[k]), 0)
-        for k in np.flatnonzero(~need):
-            s, c, age = cached[k]
-            status[k], conf[k] = s, c
-            self._by_track[int(ids[k])] = (s, c, age + 1)
+                    self._by_track[ids[k]] = (s, c, 0)
+        for k, cache in enumerate(cached):
+            if k not in need:
+                s, c, age = cache
+                status[k], conf[k] = s, c
+                self._by_track[ids[k]] = (s, c, age + 1)
         return dets.with_data(mask=status, mask_conf=conf)

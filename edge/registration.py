@@ -61,12 +61,16 @@ class Registration:
         """(n,2) thermal px to add after the homography; zeros if iod_px is None (or not finite)."""
         if iod_px is None:
             return np.zeros((n, 2))
-        d = self.distance_m(np.asarray(iod_px).reshape(-1))
-        if len(d) != n:
-            raise ValueError(f"iod_px has {len(d)} entries, expected one per face ({n})")
-        inv = 1.0 / d - 1.0 / self.reference_distance_m  # d >= MIN_DISTANCE_M or NaN: never inf
-        inv[np.isnan(inv)] = 0.0
-        return inv[:, None] * self.parallax_px_m[None, :]
+        iod = np.asarray(iod_px, dtype=np.float64).reshape(-1)
+        if len(iod) != n:
+            raise ValueError(f"iod_px has {len(iod)} entries, expected one per face ({n})")
+        if (iod > 0).all():  # the usual case, as distance_m without its NaN bookkeeping
+            d = np.maximum(self.rgb_focal_px * self.iod_m / iod, MIN_DISTANCE_M)
+            inv = 1.0 / d - 1.0 / self.reference_distance_m
+        else:
+            inv = 1.0 / self.distance_m(iod) - 1.0 / self.reference_distance_m  # d >= MIN or NaN
+            inv[np.isnan(inv)] = 0.0
+        return np.multiply.outer(inv, self.parallax_px_m)
 
     def map_points(self, xy: np.ndarray, iod_px: np.ndarray | None = None) -> np.ndarray:
         """RGB px -> thermal px. xy: (N,2) -- one point per face -- or (N,K,2) -- K points per
