@@ -444,6 +444,7 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     meas_sd = np.full(n, np.nan, np.float32)
     quality = np.zeros(n, np.float32)
     if ok.any():
+        ok = slice(None) if ok.all() else ok  # every face measured (usual): views, not copies
         core[ok] = np.asarray(ctx.skin_to_core(skin[ok], ctx.ambient_c), np.float32).reshape(-1)
         penalty = cfg.small_target_penalty_c * (cfg.min_canthus_px / canthus_px[ok]) ** 2
         # measurement part (what better frames or a closer subject can reduce) and the total
