@@ -132,11 +132,14 @@ def _worker_main(argv: list[str]) -> int:
     ap.add_argument("--no-subscribe", action="store_true")
     ap.add_argument("--start-at", type=float, help="CLOCK_MONOTONIC second to start at (parallel trials)")
     ap.add_argument("--detector-size", help="WxH network input, e.g. 320x256")
+    ap.add_argument("--detector-precision", choices=("int8", "float32"), help="default: the config default")
     a = ap.parse_args(argv)
-    det = None
+    det = {}
     if a.detector_size:
         w, h = (int(x) for x in a.detector_size.lower().split("x"))
-        det = {"input_width_px": w, "input_height_px": h}
+        det.update(input_width_px=w, input_height_px=h)
+    if a.detector_precision:
+        det["precision"] = a.detector_precision
     if a.kind == "replay":
         from edge.benchlib.replay import run_replay
 
@@ -170,6 +173,17 @@ def _sizes_main(argv: list[str]) -> int:
 
 # ----------------------------------------------------------------------------- the benchmark
 
+def _detector_info() -> dict:
+    """The detector every measurement uses (the config defaults), and its model file."""
+    from edge.assets import sha256_file
+    from edge.detection import DetectorConfig, model_file
+
+    cfg = DetectorConfig()
+    path = model_file(cfg)
+    return {"precision": cfg.precision, "input_wh": [cfg.input_width_px, cfg.input_height_px],
+            "model": path.name, "model_sha256": sha256_file(path)}
+
+
 def _median_of(runs: list[dict], key: str) -> float | None:
     vals = [r[key] for r in runs if "error" not in r and r.get(key) is not None]
     return ps.median(vals)
@@ -192,6 +206,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
                            "command": "thermal-edge bench" + (" --quick" if quick else ""),
                            "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                            "commit": git_commit(), "machine": machine_info(), "stream": info,
+                           "detector": _detector_info(),
                            "scenario": str(Path(scenario).resolve().relative_to(REPO_ROOT))
                            if Path(scenario).resolve().is_relative_to(REPO_ROOT) else str(scenario)}
     missing: dict[str, str] = {}
@@ -216,6 +231,19 @@ def _replay_figures(res: dict, missing: dict, stream: Path, info: dict, plan: di
     # both cores with ONE onnxruntime thread: OpenCV, decode and the pipeline may use the other
     # core; on a busy box ORT's second thread can cost more than it gains
     two_t1 = [run_worker("replay", stream, threads=1, loops=plan["loops"]) for _ in range(plan["runs"])]
+    # the same one-core replay with the other detector precision: what int8 buys, on this machine
+    other = "float32" if res["detector"]["precision"] == "int8" else "int8"
+    if other == "int8":
+        from edge.quantize import ensure_int8
+
+        log("bench: building the int8 detector for the comparison (python -m edge.quantize)")
+        ensure_int8(verbose=False)
+    log(f"bench: replay on one core with the {other} detector ({plan['runs']} runs)")
+    alt = [run_worker("replay", stream, pin_core=0, threads=1, loops=plan["loops"], detector_precision=other)
+           for _ in range(plan["runs"])]
+    res[f"pairs_per_s_1core_{other}"] = ps.rnd(_median_of(alt, "pairs_per_s"))
+    res[f"detector_ms_{other}"] = ps.rnd(_median_of(alt, "detector_ms"))
+    res[f"pipeline_to_detector_ratio_{other}"] = ps.rnd(_median_of(alt, "pipeline_to_detector_ratio"), 3)
     ok1 = [r for r in one if "error" not in r]
     res["pairs_per_s_1core"] = ps.rnd(_median_of(one, "pairs_per_s"))
     res["pairs_per_s_2core"] = ps.rnd(_median_of(two, "pairs_per_s"))
@@ -236,7 +264,7 @@ def _replay_figures(res: dict, missing: dict, stream: Path, info: dict, plan: di
     for key, runs in failed:
         if res[key] is None:
             missing[key] = f"every run failed: {_errors(runs)}"
-    return {"replay_1core": one, "replay_2core": two, "replay_2core_ort1": two_t1}
+    return {"replay_1core": one, "replay_2core": two, "replay_2core_ort1": two_t1, f"replay_1core_{other}": alt}
 
 
 def _live_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: int, log) -> dict:
@@ -342,6 +370,8 @@ def format_table(res: dict) -> str:
         ("pairs_per_s_2core_ort1", "pairs/s, whole pipeline, 2 cores, ORT threads 1"),
         ("detector_ms", "detector time per pair (pre + inference + post), 1 core, ms"),
         ("detector_inference_ms", "of which onnxruntime inference, ms"),
+        ("pairs_per_s_1core_int8", "pairs/s, 1 core, with the opt-in int8 detector"),
+        ("detector_ms_int8", "detector time per pair with the int8 detector, 1 core, ms"),
         ("pipeline_ms_per_pair", "pipeline wall time per pair, 1 core, ms"),
         ("pipeline_to_detector_ratio", "pipeline / detector time per pair, 1 core"),
         ("cpu_ms_per_pair_1core", "CPU time per pair, 1 core, ms (robust to other load)"),
@@ -372,6 +402,9 @@ def format_table(res: dict) -> str:
         lines.append(f"| stage `{k}`{notes.get(k, '')}, mean ms per pair, 1 core | {_fmt(v, 3)} | | |")
     lines.append("")
     m = res.get("machine", {})
+    d = res.get("detector", {})
+    lines.append(f"detector {d.get('model')} ({d.get('precision')}, input {d.get('input_wh')}, "
+                 f"sha256 {str(d.get('model_sha256'))[:12]}...)")
     lines.append(f"commit {res.get('commit') or 'unknown'}, "
                  f"{res.get('time_utc')}, {m.get('cpu')} x{m.get('cores')}, load {m.get('load_avg_1_5_15')}, "
                  f"onnxruntime {m.get('onnxruntime')}, opencv {m.get('opencv')}, "

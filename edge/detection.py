@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -50,6 +50,11 @@ class DetectorConfig(StrictModel):
     max_faces: int = Field(32, ge=1, le=1000, description="Keep at most this many faces per frame (best first)")
     intra_op_threads: int = Field(
         1, ge=1, le=64, description="onnxruntime intra-op threads for load_session (1 = one core)")
+    precision: Literal["float32", "int8"] = Field(
+        "float32", description="'float32': the published weights (models/centerface_dyn.onnx). 'int8': "
+                               "models/centerface_int8.onnx, built by `python -m edge.quantize`; 0.85-0.9x the "
+                               "inference time, same recall and mean canthus error, worse tail (p95 0.11 -> "
+                               "0.13 degC; models/README.md)")
 
 
 @runtime_checkable
@@ -61,6 +66,18 @@ class FaceDetector(Protocol):
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in one (H,W,3) uint8 BGR frame; boxes and landmarks in that frame's pixels."""
         ...
+
+
+def model_file(cfg: DetectorConfig) -> Path:
+    """The model file ``cfg.precision`` names (an AssetError saying how to make it if missing)."""
+    from edge.assets import CENTERFACE_INT8_MODEL, CENTERFACE_MODEL, AssetError, require
+
+    if cfg.precision == "int8":
+        if not CENTERFACE_INT8_MODEL.exists():
+            raise AssetError(f"{CENTERFACE_INT8_MODEL}: missing; detector.precision = 'int8' needs "
+                             "`python -m edge.quantize` (after `make setup`) to build it")
+        return CENTERFACE_INT8_MODEL
+    return require(CENTERFACE_MODEL)
 
 
 def load_session(path: str | Path, intra_op_threads: int = 1) -> ort.InferenceSession:
@@ -239,10 +256,10 @@ class CenterFaceDetector:
 
 def build_detector(cfg: DetectorConfig | None = None, model_path: str | Path | None = None) -> CenterFaceDetector:
     """Convenience for commands and tests: open the set-up model and wrap it in a detector."""
-    from edge.assets import CENTERFACE_MODEL, require
+    from edge.assets import require
 
     cfg = cfg or DetectorConfig()
-    path = require(Path(model_path)) if model_path is not None else require(CENTERFACE_MODEL)
+    path = require(Path(model_path)) if model_path is not None else model_file(cfg)
     return CenterFaceDetector(load_session(path, cfg.intra_op_threads), cfg)
 
 
@@ -253,13 +270,14 @@ def _latency_main(argv: list[str] | None = None) -> int:
     import argparse
     import statistics
 
-    from edge.assets import ASTRONAUT, CENTERFACE_MODEL, require
+    from edge.assets import ASTRONAUT, require
 
     ap = argparse.ArgumentParser(prog="python -m edge.detection", description=_latency_main.__doc__.split(":")[0])
     ap.add_argument("image", nargs="?", type=Path, help="BGR photo to time on (default: astronaut in a VGA frame)")
     ap.add_argument("--sizes", default="224x160,256x192,288x224,320x256,416x320,640x480")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=("int8", "float32"), default=DetectorConfig().precision)
     a = ap.parse_args(argv)
     if a.image is not None:
         frame = cv2.imread(str(a.image), cv2.IMREAD_COLOR)
@@ -270,7 +288,7 @@ def _latency_main(argv: list[str] | None = None) -> int:
         face = cv2.imread(str(require(ASTRONAUT.target)), cv2.IMREAD_COLOR)
         frame = np.full((480, 640, 3), 100, np.uint8)
         frame[:, 64:576] = cv2.resize(face, (512, 480))
-    session = load_session(require(CENTERFACE_MODEL), a.threads)
+    session = load_session(model_file(DetectorConfig(precision=a.precision)), a.threads)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes.split(",")]
     dets = [CenterFaceDetector(session, DetectorConfig(input_width_px=w, input_height_px=h)) for w, h in sizes]
     times: list[dict[str, list[float]]] = [{k: [] for k in ("preprocess", "inference", "postprocess", "total")}
@@ -283,7 +301,8 @@ def _latency_main(argv: list[str] | None = None) -> int:
             d.detect(frame)
             for k in t:
                 t[k].append(d.last_timing_ms[k])
-    print(f"frame {frame.shape[1]}x{frame.shape[0]}, {a.threads} thread(s), {a.runs} runs per size, ms (median / min)")
+    print(f"frame {frame.shape[1]}x{frame.shape[0]}, {a.precision} model, {a.threads} thread(s), {a.runs} runs per "
+          "size, ms (median / min)")
     print("| input | preprocess | inference | postprocess | total |")
     print("|---|---|---|---|---|")
     for (w, h), t in zip(sizes, times):

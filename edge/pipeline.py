@@ -25,7 +25,7 @@ import numpy as np
 from edge.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
 from edge.calibration import Calibration, load_calibration
 from edge.decision import Screener
-from edge.detection import CenterFaceDetector, FaceDetector, load_session
+from edge.detection import CenterFaceDetector, FaceDetector, load_session, model_file
 from edge.mask import TrackMaskCache
 from edge.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.pairing import Pairer, PairingStats
@@ -178,9 +178,7 @@ def build_pipeline(cfg: Any, *, detector: FaceDetector | None = None, publisher:
     """Open what the config names (calibration file, ONNX session) and wire the stages."""
     calibration = load_calibration(cfg.calibration.path)
     if detector is None:
-        from edge.assets import CENTERFACE_MODEL, require
-
-        session = load_session(require(CENTERFACE_MODEL), cfg.detector.intra_op_threads)
+        session = load_session(model_file(cfg.detector), cfg.detector.intra_op_threads)
         detector = CenterFaceDetector(session, cfg.detector)
     return Pipeline(cfg, calibration, detector, thermal_units=thermal_units, publisher=publisher,
                     wall_clock=wall_clock, metrics=metrics, keep_published=keep_published)

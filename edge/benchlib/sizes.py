@@ -62,13 +62,12 @@ def stream_recall(pairs: list, truth: dict, dets_per_pair: list) -> dict:
 
 def run_sizes(stream: Path, faces_dir: Path | None, sizes=SIZES_DEFAULT, n_frames: int = 120, reps: int = 2,
               log=print) -> dict:
-    from edge.assets import CENTERFACE_MODEL, require
-    from edge.detection import CenterFaceDetector, DetectorConfig, load_session
+    from edge.detection import CenterFaceDetector, DetectorConfig, load_session, model_file
     from edge.recording import open_recording
 
     pairs = paired_frames(stream)
     truth = open_recording(stream).truth()
-    model = require(CENTERFACE_MODEL)
+    model = model_file(DetectorConfig())
     dets = {s: CenterFaceDetector(load_session(model, 1), DetectorConfig(input_width_px=s[0], input_height_px=s[1]))
             for s in sizes}
     timing = {s: [] for s in sizes}
