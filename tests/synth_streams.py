@@ -1,4 +1,4 @@
-"""Small synthetic recordings (format v1) for source, capture and station tests: fast to write,
+"""Small synthetic recordings (the recording format) for source, capture and station tests: fast to write,
 every frame identifiable (thermal pixel (0,0) = frame index + 30000, RGB pixel (0,0) = index % 256)."""
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from edge.recording import (ZLIB_LEVEL, CameraMeta, Gray16MkvReader, Gray16MkvWriter, RecordingError,
-                            RecordingWriter, StreamMeta, open_recording)
+from edge.mkv import ZLIB_LEVEL, Gray16MkvReader, Gray16MkvWriter
+from edge.recording import CameraMeta, RecordingError, RecordingWriter, StreamMeta, open_recording
 
 
 def _meta(n_rgb_w=64, n_rgb_h=48):

@@ -1,4 +1,4 @@
-"""`thermal-edge import FILE... --out STREAM_DIR`: FLIR radiometric files -> a v1 recording.
+"""`thermal-edge import FILE... --out STREAM_DIR`: FLIR radiometric files -> a recording (format v2).
 
 Accepts R-JPEG (.jpg), bare FFF (.fff) and SEQ video (.seq, one frame per FFF; frame times from
 the camera's own time stamps when they increase, else --fps); CSQ is refused with a message.

@@ -1,5 +1,5 @@
 """`thermal-edge record --config station.toml --out DIR --seconds N`: capture what the station's
-cameras see into a recording (format v1: lossless 16-bit thermal, MJPEG RGB, one clock), so a
+cameras see into a recording (format v2: lossless 16-bit thermal, MJPEG RGB, one clock), so a
 site capture can be replayed (`thermal-edge replay DIR`) and evaluated.
 
 Uses the same sources, capture threads and watchdog as `run`, without the pipeline. Live mode:

@@ -23,7 +23,6 @@ from edge.recording import CameraMeta, RecordingWriter, StreamMeta
 from edge.sim import face as F
 from edge.sim import rgb as R
 from edge.sim.cameras import StationGeometry, apply_homography
-from edge.sim.mkvfix import make_reproducible
 from edge.sim.scenario import PersonSpec, Scenario, load_scenario
 from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
@@ -345,13 +344,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
         writer.__exit__(RuntimeError, None, None)
         raise
     truth = build_truth(sc, rd, rgb_truth, th_truth, gates, scenario_file)
-    writer.close(truth)
-    # stream.json marks a complete recording: withdraw it while the thermal file is rewritten
-    marker = out_dir / "stream.json"
-    marker_bytes = marker.read_bytes()
-    marker.unlink()
-    make_reproducible(out_dir / meta.thermal.file, truth["scenario_sha256"].encode())
-    marker.write_bytes(marker_bytes)
+    writer.close(truth)  # the v2 thermal writer is byte-reproducible itself (edge/mkv.py)
     copy = out_dir / "scenario.toml"
     if not copy.exists() or not copy.samefile(scenario_file):
         copy.write_bytes(scenario_file.read_bytes())

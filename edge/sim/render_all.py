@@ -26,7 +26,7 @@ STAMP = ".rendered"
 
 # Code whose change changes the rendered bytes: the simulator itself and the recording writer.
 _GENERATOR_SOURCES = sorted(p for p in (REPO_ROOT / "edge" / "sim").glob("*.py")
-                            if p.name not in ("render_all.py", "__init__.py")) + [REPO_ROOT / "edge" / "recording.py"]
+                            if p.name not in ("render_all.py", "__init__.py")) + [REPO_ROOT / "edge" / "recording.py", REPO_ROOT / "edge" / "mkv.py"]
 
 
 def generator_digest() -> str:
