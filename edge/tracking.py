@@ -155,17 +155,17 @@ class Tracker:
         ids = np.full(len(dets), -1, np.int64)
         speed = np.full(len(dets), np.nan, np.float32)  # unknown until a track has two sightings
         score = dets.score
-        high = np.flatnonzero(score >= cfg.high_score)
-        low = np.flatnonzero((score >= cfg.low_score) & (score < cfg.high_score))
+        high = np.flatnonzero(score >= cfg.high_score).tolist()
+        low = np.flatnonzero((score >= cfg.low_score) & (score < cfg.high_score)).tolist()
         pred = np.array([t.predict(t_ns, cfg.max_age_s) for t in self._tracks], np.float64).reshape(-1, 4)
         states = _to_states(dets.box_xyxy)
         confirmed = [i for i, t in enumerate(self._tracks) if t.track_id >= 0]
         tentative = [i for i, t in enumerate(self._tracks) if t.track_id < 0]
         matched: set[int] = set()
 
-        def associate(track_idx: list[int], det_idx: np.ndarray, thr: float,
-                      by_distance: bool = False) -> tuple[list[int], np.ndarray]:
-            if not track_idx or not len(det_idx):
+        def associate(track_idx: list[int], det_idx: list[int], thr: float,
+                      by_distance: bool = False) -> tuple[list[int], list[int]]:
+            if not track_idx or not det_idx:
                 return track_idx, det_idx
             det_boxes = dets.box_xyxy[det_idx].astype(np.float64)
             if by_distance:  # greedy on smallest distance = largest negated distance
@@ -174,7 +174,7 @@ class Tracker:
                 pairs = greedy_match(iou_matrix(pred[track_idx], det_boxes), thr)
             used_t, used_d = set(), set()
             for r, c in pairs:
-                ti, di = track_idx[r], int(det_idx[c])
+                ti, di = track_idx[r], det_idx[c]
                 self._tracks[ti].correct(states[di], t_ns, cfg.alpha, cfg.beta)
                 matched.add(ti)
                 used_t.add(ti)
@@ -184,7 +184,7 @@ class Tracker:
                     self._next_id += 1
                 ids[di] = self._tracks[ti].track_id
                 speed[di] = np.hypot(*self._tracks[ti].v[:2])
-            return [t for t in track_idx if t not in used_t], np.array([d for d in det_idx if d not in used_d], int)
+            return [t for t in track_idx if t not in used_t], [d for d in det_idx if d not in used_d]
 
         confirmed, high = associate(confirmed, high, cfg.iou_threshold)
         if cfg.max_center_dist > 0:
