@@ -451,6 +451,21 @@ def test_decode_jpeg_gives_opencvs_pixels_with_or_without_simplejpeg(monkeypatch
     assert decode_jpeg(damaged) is None
 
 
+def test_uvc_mjpeg_without_huffman_tables_decodes_fast_and_right():
+    """Many USB cameras leave the (standard) Huffman tables out of their MJPEG frames; libjpeg
+    supplies them, so such a frame takes the fast path and gives the same picture."""
+    whole = jpeg_bytes(picture(480, 640))  # OpenCV writes the standard tables
+    b = bytes(whole)
+    while (i := b.find(b"\xff\xc4")) >= 0:
+        b = b[:i] + b[i + 2 + int.from_bytes(b[i + 2:i + 4], "big"):]
+    uvc = np.frombuffer(b, np.uint8)
+    assert len(uvc) < len(whole) and jpeg_shape(uvc) == (480, 640, 3)
+    np.testing.assert_array_equal(decode_jpeg(uvc), cv2.imdecode(whole, cv2.IMREAD_COLOR))
+    if sources.simplejpeg is not None:  # strict: no warning, so no second (OpenCV) try
+        np.testing.assert_array_equal(sources.simplejpeg.decode_jpeg(uvc, colorspace="BGR", strict=True),
+                                      cv2.imdecode(whole, cv2.IMREAD_COLOR))
+
+
 def test_recording_rgb_comes_compressed_with_the_same_frames(tmp_path):
     """An MJPEG recording as a camera stand-in hands on its packets; decoded, they are exactly
     the frames the replay reader decodes, with the same indices and times, and loop on."""
