@@ -22,8 +22,9 @@ canthus: a photo or visor held up; out-of-range pixels -- stuck, dead, NaN -- ar
 quality 0 -- it is never measured as normal.
 
 Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python);
-~0.2 ms per face for the canthus/glasses work and ~0.05 ms for the blur gate, plus ~0.25 ms per
-frame of fixed numpy overhead (CPU time on the shared 2-core dev box under load 5).
+on the bench stream (1.2 faces per pair; thread CPU time, one core of the shared 2-core dev box):
+~0.1 ms per face for the canthus/glasses work, ~0.06 ms for the blur gate, and ~0.25 ms per frame
+of fixed overhead, registration included (~0.1 ms) -- small arrays, so numpy's per-call overhead.
 """
 from __future__ import annotations
 
