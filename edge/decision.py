@@ -335,7 +335,7 @@ class Screener:
             self.baseline.reset()
         events: list[ScreeningEvent] = []
         ids = dets.data.get("track_id")
-        for i, tid in enumerate(() if ids is None else ids.tolist()):
+        for i, tid in enumerate(() if ids is None else np.asarray(ids).tolist()):
             if tid < 0:
                 continue
             p = self._people.get(tid)
