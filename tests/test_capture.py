@@ -14,7 +14,7 @@ from edge.capture import CameraWorker, FrameHub, Watchdog
 from edge.sources import CameraConfig, JpegFrame, SourceError, SourcesConfig, source_opener
 from edge.types import Frame
 from tests.synth_streams import make_recording
-from tests.test_sources import damaged_inside, jpeg_bytes, picture
+from tests.test_jpegframes import damaged_inside, jpeg_bytes, picture
 
 
 def wait_until(pred, timeout_s: float = 20.0) -> bool:
