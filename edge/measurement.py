@@ -398,6 +398,8 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         gate = np.full(n, station, dtype=object)
     else:
         outside, far = inside < cfg.min_box_inside_frac, canthus_px < cfg.min_canthus_px
+        # a face the registration cannot place (NaN/inf mapped points) is not in the thermal view
+        outside |= ~(np.isfinite(pts_th).all(axis=(1, 2)) & np.isfinite(box_th).all(axis=1))
         # one person at a time: only faces close enough to measure count (a queue behind the
         # subject does not block the station; two people at it do)
         crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1

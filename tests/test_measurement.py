@@ -347,3 +347,25 @@ def test_thermal_smear_from_tracker_speed_gates_motion_blur(speed_px_s, expect_g
     out = measure_faces(dets, thermal, Scale(), MeasureContext(), MeasurementConfig())
     # 1000 px/s x 0.25 x 24 ms = 6 thermal px > 4; 200 px/s = 1.2 px
     assert (out.data["gate"][0] == "motion_blur") == expect_gate
+
+
+@pytest.mark.parametrize("bad", ["first_eye", "second_eye", "box"])
+def test_a_face_the_registration_cannot_place_is_outside_the_view_not_an_error(bad):
+    """NaN from the registration (or the detector) gates the face; it must not raise and lose the pair."""
+    class NanRegistration(ScaleRegistration):
+        def map_points(self, xy, iod_px):
+            out = super().map_points(xy, iod_px).copy()
+            if bad != "box":
+                out[:, 0 if bad == "first_eye" else 1, 0] = np.nan
+            return out
+
+        def map_boxes(self, box_xyxy, iod_px):
+            out = super().map_boxes(box_xyxy, iod_px).copy()
+            if bad == "box":
+                out[:, 2] = np.nan
+            return out
+
+    img, _ = render((120, 160), [FACE])
+    out = measure_faces(dets_for([FACE], SCALE), img, NanRegistration(SCALE), MeasureContext(), CFG)
+    assert out.data["gate"][0] == "outside_thermal_view"
+    assert np.isnan(out.data["skin_temp_c"][0])
