@@ -52,7 +52,7 @@ PLANS = {  # quick: < 2 min once the stream is rendered; full: < 10 min
     "quick": {"runs": 2, "loops": 0.4, "live_s": 12.0, "long_loops": 3.0, "long_max_wall_s": 20.0,
               "gateway_s": 6.0, "gateway_trials": 1, "gateway_k_max": 16},
     "full": {"runs": 3, "loops": 1.0, "live_s": 45.0, "long_loops": 40.0, "long_max_wall_s": 180.0,
-             "gateway_s": 20.0, "gateway_trials": 3, "gateway_k_max": 16},
+             "gateway_s": 20.0, "gateway_trials": 4, "gateway_k_max": 16},
 }
 
 

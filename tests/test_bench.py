@@ -97,14 +97,17 @@ def test_table_names_missing_figures():
     assert res["targets"]["latency_p99_ms"]["met"] is None
 
 
-def _station(pairs=87, expected=88.0, dropped=0, p99=40.0, cpu_s=3.0, rgb_dropped=0):
+def _station(pairs=87, expected=88.0, dropped=0, p99=40.0, cpu_s=3.0, rgb_dropped=0, dropped_warmup=0):
     return {"pairs": pairs, "expected_pairs": expected, "rgb_dropped": rgb_dropped, "thermal_dropped": dropped,
+            "thermal_dropped_warmup": dropped_warmup,
             "frames": {"rgb": 300, "thermal": 88}, "pair_latency_ms": {"p99": p99}, "cpu_s": cpu_s}
 
 
 @pytest.mark.parametrize("stations, sustained, why", [
     ([_station(), _station()], True, ""),
     ([_station(), _station(dropped=30)], False, "dropped"),
+    ([_station(dropped=2, dropped_warmup=2)], True, ""),  # drops while warming up are not a backlog
+    ([_station(dropped=3, dropped_warmup=2)], False, "1 of 91 thermal frames dropped after warm-up"),
     ([_station(rgb_dropped=30)], True, ""),  # RGB drops alone are not a backlog
     ([_station(pairs=60)], False, "expected"),
     ([_station(p99=900.0)], False, "p99"),
@@ -129,7 +132,7 @@ def test_gateway_search_finds_the_edge():
     assert calls == [3, 4, 5, 6, 7, 8, 9]
 
 
-def test_gateway_search_bisects_down_after_a_bad_first_guess():
+def test_gateway_search_steps_down_after_a_bad_first_guess():
     calls = []
 
     def trial(k):
@@ -138,7 +141,7 @@ def test_gateway_search_bisects_down_after_a_bad_first_guess():
 
     res = search(trial, start_k=9, cores=2, max_trials=10, log=lambda s: None)
     assert res["camera_pairs_realtime"] == 2 and not res["bounded_by_trials"]
-    assert calls == [9, 8, 4, 2, 3]
+    assert calls == [9, 8, 7, 6, 5, 4, 3, 2]
     res = search(lambda k: ([_station(dropped=50)] * k, 10.0), start_k=4, cores=2, max_trials=5, log=lambda s: None)
     assert res["camera_pairs_realtime"] == 0  # not even one pair
     res = search(trial, start_k=9, cores=2, max_trials=1, log=lambda s: None)

@@ -28,8 +28,11 @@ def judge(runs: list[dict], wall_s: float, cores: int, *, cpu_budget: float = 0.
             reasons.append(f"station {k}: {r['error']}")
             continue
         frames = r["frames"].get("thermal", 0) + r["thermal_dropped"] or 1
-        if r["thermal_dropped"] / frames > MAX_DROP_FRAC:
-            reasons.append(f"station {k}: {r['thermal_dropped']} of {frames} thermal frames dropped (backlog)")
+        # judged after the warm-up, like the pairs: K processes starting on the same tick all run
+        # their first (slow) inferences at once, and a station may drop a frame then, once
+        dropped = r["thermal_dropped"] - r.get("thermal_dropped_warmup", 0)
+        if dropped / frames > MAX_DROP_FRAC:
+            reasons.append(f"station {k}: {dropped} of {frames} thermal frames dropped after warm-up (backlog)")
         # after warm-up when the station reports it (cameras opening lose a few first frames)
         got, want = r.get("steady_pairs", r["pairs"]), r.get("steady_expected_pairs", r["expected_pairs"])
         if got < MIN_PAIR_FRAC * want:
@@ -42,6 +45,7 @@ def judge(runs: list[dict], wall_s: float, cores: int, *, cpu_budget: float = 0.
     return {"k": len(runs), "cpu_util": None if util is None else round(util, 3),
             "p99_ms": [r.get("pair_latency_ms", {}).get("p99") for r in runs],
             "thermal_dropped": [r.get("thermal_dropped", 0) for r in runs],
+            "thermal_dropped_warmup": [r.get("thermal_dropped_warmup", 0) for r in runs],
             "rgb_dropped": [r.get("rgb_dropped", 0) for r in runs],
             "pairs": [r.get("pairs") for r in runs], "unpaired_thermal": [r.get("unpaired_thermal") for r in runs],
             "sustained": not reasons, "why_not": reasons}
@@ -49,8 +53,9 @@ def judge(runs: list[dict], wall_s: float, cores: int, *, cpu_budget: float = 0.
 
 def search(run_trial: Callable[[int], tuple[list[dict], float]], start_k: int, cores: int, *,
            max_trials: int = 4, k_max: int = 16, log=print) -> dict:
-    """Find the largest sustained K: from ``start_k`` step up while sustained; if it fails, try
-    one below, then halve until one is sustained, then bisect (a bad guess costs few trials).
+    """Find the largest sustained K: from ``start_k`` step up while sustained; if it fails, step
+    down one at a time until one is sustained (the CPU estimate is an upper bound, usually off
+    by one or two), then bisect if a gap remains.
 
     run_trial(k) -> (per-station results, wall seconds). Returns {camera_pairs_realtime,
     bounded_by_trials, trials}: camera_pairs_realtime is the largest sustained K, 0 when K=1
@@ -63,7 +68,7 @@ def search(run_trial: Callable[[int], tuple[list[dict], float]], start_k: int, c
         t = judge(runs, wall, cores)
         trials[k] = t
         log(f"bench: gateway K={k}: {'sustained' if t['sustained'] else 'NOT sustained'} "
-            f"(CPU {t['cpu_util']}, p99 {t['p99_ms']} ms, pairs {t['pairs']}, thermal dropped {t['thermal_dropped']})")
+            f"(CPU {t['cpu_util']}, p99 {t['p99_ms']} ms, pairs {t['pairs']}, thermal dropped {t['thermal_dropped']}, of which in warm-up {t['thermal_dropped_warmup']})")
         if t["sustained"]:
             best = max(best, k)
         else:
@@ -76,8 +81,8 @@ def search(run_trial: Callable[[int], tuple[list[dict], float]], start_k: int, c
             k += 1
         elif best:
             k = (best + worst) // 2
-        else:  # the CPU estimate is usually close: try one below first, then halve
-            k = max(1, k - 1) if len(trials) == 1 else max(1, worst // 2)
+        else:  # nothing sustained yet: one below the smallest failure
+            k = max(1, worst - 1)
         if k in trials:
             break
     settled = worst is not None and worst <= best + 1
