@@ -13,8 +13,8 @@ notices it was superseded when its read() finally returns, closes its source and
 
 Compressed RGB (``JpegFrame`` from MJPEG sources) is checked here from its header (whole JPEG,
 expected size) and, with ``lazy_decode``, queued still compressed: the consumer decodes only
-the frames it uses and reports a damaged one through ``CameraWorker.count_corrupt``, so it
-is counted like any corrupt frame. Without it (the default) the worker decodes every frame.
+the frames it uses through ``CameraWorker.decode_or_count``, so a damaged one is counted
+like any corrupt frame. Without it (the default) the worker decodes every frame.
 """
 from __future__ import annotations
 
@@ -135,8 +135,8 @@ def expected_dtype(camera: str) -> type:
 class CameraWorker:
     """Owns one camera: its capture thread(s), reconnects and counters.
 
-    lazy_decode: queue ``JpegFrame``s undecoded (the consumer decodes what it uses and reports
-        damage with ``count_corrupt``); False decodes them here, so every frame queued is plain.
+    lazy_decode: queue ``JpegFrame``s undecoded (the consumer decodes what it uses with
+        ``decode_or_count``); False decodes them here, so every frame queued is plain.
     """
 
     def __init__(self, camera: str, opener: Callable[[], FrameSource], hub: FrameHub, cfg: SourcesConfig,
@@ -290,23 +290,30 @@ class CameraWorker:
             st.dropped += self.hub.put(self.camera, frame, self.stop_event)
 
     def count_corrupt(self, why: str) -> None:
-        """Count and log one damaged frame, skipped (capture threads, and the consumer of lazily
-        decoded frames). why: one line naming the frame and the damage."""
+        """Count and log one damaged frame, skipped. why: one line naming the frame and the damage."""
         with self._lock:
             self.stats.corrupt += 1
             self.stats.last_error = f"corrupt frame: {why}"
         log.warning("camera %s: corrupt frame skipped: %s", self.camera, why, extra={"camera": self.camera})
 
-    def _accept(self, frame: Frame) -> bool:
-        """Validate and (live) stamp one frame; False = skip it (counted)."""
-        st = self.stats
-        now = time.monotonic_ns()
-        if isinstance(frame, JpegFrame) and not self.lazy_decode:
+    def decode_or_count(self, frame: Frame) -> bool:
+        """Decode a still-compressed ``JpegFrame`` (a no-op for other frames); False when it turns
+        out damaged (counted and logged with ``count_corrupt``). Called by the capture thread
+        without ``lazy_decode``, else by the consumer for the frames it uses."""
+        if isinstance(frame, JpegFrame):
             try:
                 frame.decode()
             except CorruptFrame as e:
                 self.count_corrupt(str(e))
                 return False
+        return True
+
+    def _accept(self, frame: Frame) -> bool:
+        """Validate and (live) stamp one frame; False = skip it (counted)."""
+        st = self.stats
+        now = time.monotonic_ns()
+        if not self.lazy_decode and not self.decode_or_count(frame):
+            return False
         if isinstance(frame, JpegFrame):  # uint8 BGR of the size its header says: checked undecoded
             dtype, shape = np.dtype(np.uint8), frame.shape
         else:

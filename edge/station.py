@@ -30,8 +30,8 @@ from prometheus_client import CollectorRegistry
 from edge.capture import CameraWorker, FrameHub, Watchdog
 from edge.health import FpsMeter, StationMetrics, build_status, package_version
 from edge.pairing import Pairer
-from edge.sources import CorruptFrame, FrameSource, JpegFrame, source_opener
-from edge.types import Frame, FramePair
+from edge.sources import FrameSource, source_opener
+from edge.types import FramePair
 
 log = logging.getLogger("edge.station")
 CAMERAS = ("rgb", "thermal")
@@ -173,19 +173,9 @@ class Station:
         log.debug("status %s", st["state"], extra={"event": "status", "station_state": st["state"]})
 
     # --- the loop ---
-    def _decoded(self, rgb: Frame) -> bool:
-        """Decode a still-compressed RGB frame pairing picked; False (counted, logged) if damaged."""
-        if isinstance(rgb, JpegFrame):
-            try:
-                rgb.decode()
-            except CorruptFrame as e:
-                self.workers["rgb"].count_corrupt(str(e))
-                return False
-        return True
-
     def _process(self, pairs: list[FramePair], result: StationResult) -> None:
         for pair in pairs:
-            if not self._decoded(pair.rgb):
+            if not self.workers["rgb"].decode_or_count(pair.rgb):  # still compressed until paired
                 continue
             if self.live:
                 self.metrics.observe_capture_age((time.monotonic_ns() - pair.t_ns) / 1e9)
