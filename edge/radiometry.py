@@ -27,6 +27,14 @@ KELVIN_OFFSET = 273.15
 UNIT_SCALE_K = {"centikelvin": 0.01, "decikelvin": 0.1}
 
 
+def _unit_scale_k(units: str) -> float:
+    """Kelvin per count of ``units``; ValueError naming the allowed units otherwise."""
+    try:
+        return UNIT_SCALE_K[units]
+    except KeyError:
+        raise ValueError(f"thermal units={units!r}; allowed: {sorted(UNIT_SCALE_K)}") from None
+
+
 def to_celsius(raw: np.ndarray, units: str) -> np.ndarray:
     """Linear radiometric counts -> temperature.
 
@@ -35,10 +43,7 @@ def to_celsius(raw: np.ndarray, units: str) -> np.ndarray:
     Returns float32 degC of the same shape. Counts of 0 (a dead/unset pixel on Lepton) are
     returned as NaN so they can never look like a temperature.
     """
-    try:
-        scale = UNIT_SCALE_K[units]
-    except KeyError:
-        raise ValueError(f"thermal units={units!r}; allowed: {sorted(UNIT_SCALE_K)}") from None
+    scale = _unit_scale_k(units)
     raw = np.asarray(raw)
     # counts -> float32 inside the multiply (exact for uint16), then in place: no temporaries
     out = np.multiply(raw, np.float32(scale), dtype=np.float32)
@@ -52,10 +57,7 @@ def to_celsius(raw: np.ndarray, units: str) -> np.ndarray:
 
 def from_celsius(temp_c: np.ndarray, units: str = "centikelvin") -> np.ndarray:
     """Inverse of ``to_celsius``: degC -> uint16 counts (rounded, clipped to 1..65535)."""
-    try:
-        scale = UNIT_SCALE_K[units]
-    except KeyError:
-        raise ValueError(f"thermal units={units!r}; allowed: {sorted(UNIT_SCALE_K)}") from None
+    scale = _unit_scale_k(units)
     counts = np.rint((np.asarray(temp_c, dtype=np.float64) + KELVIN_OFFSET) / scale)
     return np.clip(counts, 1, 65535).astype(np.uint16)
 

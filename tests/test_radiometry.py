@@ -33,6 +33,8 @@ def test_to_celsius_zero_is_nan_and_roundtrip():
 def test_to_celsius_rejects_unknown_units():
     with pytest.raises(ValueError, match="millikelvin.*allowed"):
         to_celsius(np.zeros((2, 2), np.uint16), "millikelvin")
+    with pytest.raises(ValueError, match="millikelvin.*allowed"):
+        from_celsius(np.zeros((2, 2), np.float32), "millikelvin")
 
 
 def test_planck_no_atmosphere_hand_computed():
