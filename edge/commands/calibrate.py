@@ -120,30 +120,26 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def _paired_frames(stream: str, every: int):
     """Yield the FramePairs of a recording, every ``every``-th one."""
+    from itertools import islice
+
     from edge.pairing import Pairer
+    from edge.pipeline import merged_frames
     from edge.recording import open_recording
 
     rec = open_recording(stream)
-    rgb, th = rec.source("rgb"), rec.source("thermal")
+    srcs = [rec.source("rgb"), rec.source("thermal")]
     pairer = Pairer()
-    nxt = {"rgb": rgb.read(), "thermal": th.read()}
-    srcs = {"rgb": rgb, "thermal": th}
-    n = 0
+
+    def pairs():
+        for frame in merged_frames(srcs):  # capture-time order, as replay merges them
+            yield from pairer.push(frame)
+        yield from pairer.flush()
+
     try:
-        while any(f is not None for f in nxt.values()):
-            cam = min((c for c in nxt if nxt[c] is not None), key=lambda c: nxt[c].t_ns)
-            frame, nxt[cam] = nxt[cam], srcs[cam].read()
-            for pair in pairer.push(frame):
-                if n % every == 0:
-                    yield pair
-                n += 1
-        for pair in pairer.flush():
-            if n % every == 0:
-                yield pair
-            n += 1
+        yield from islice(pairs(), 0, None, every)
     finally:
-        rgb.close()
-        th.close()
+        for src in srcs:
+            src.close()
 
 
 def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
