@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from edge.benchlib import procstat as ps
 from edge.benchlib.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
-from edge.evalreport import git_commit
+from edge.evalreport import fmt_num, git_commit
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
 REAL_THERMAL_HZ = 8.7
@@ -353,14 +353,6 @@ def judge_targets(res: dict) -> dict:
     return out
 
 
-def _fmt(v: Any, nd: int = 2) -> str:
-    if v is None:
-        return "missing"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
 def format_table(res: dict) -> str:
     """The headline figures and the per-stage times as one Markdown table."""
     t = res.get("targets", {})
@@ -392,14 +384,14 @@ def format_table(res: dict) -> str:
         met = {True: "yes", False: f"NO{off}", None: "-"}[tg.get("met")] if tg else ""
         extra = ""
         if key == "alert_latency_p50_ms" and res.get("alerts_received") is not None:
-            extra = f" (n={res['alerts_received']}, p99 {_fmt(res.get('alert_latency_p99_ms'))})"
+            extra = f" (n={res['alerts_received']}, p99 {fmt_num(res.get('alert_latency_p99_ms'), missing='missing')})"
         if key == "rss_growth_pct" and res.get("rss_long_stream_min") is not None:
             extra = f" (over {res['rss_long_stream_min']} min of stream)"
-        lines.append(f"| {desc} | {_fmt(res.get(key), 3 if 'ratio' in key else 2)}{extra} | {tg.get('target', '')} | {met} |")
+        lines.append(f"| {desc} | {fmt_num(res.get(key), 3 if 'ratio' in key else 2, missing='missing')}{extra} | {tg.get('target', '')} | {met} |")
     notes = {"decode": " (work in the reader threads)", "decode_wait": " (the loop waiting for frames)",
              "other": " (loop overhead; rest of wall time)"}
     for k, v in (res.get("stage_ms") or {}).items():
-        lines.append(f"| stage `{k}`{notes.get(k, '')}, mean ms per pair, 1 core | {_fmt(v, 3)} | | |")
+        lines.append(f"| stage `{k}`{notes.get(k, '')}, mean ms per pair, 1 core | {fmt_num(v, 3, missing='missing')} | | |")
     lines.append("")
     m = res.get("machine", {})
     d = res.get("detector", {})

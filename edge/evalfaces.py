@@ -25,6 +25,7 @@ from edge.boxes import iou_matrix
 
 from edge.cli import UserError
 from edge.detection import FaceDetector
+from edge.evalreport import fmt_num
 from edge.types import Detections
 
 SIZE_BUCKETS_PX = {"all": 0.0, ">=32px": 32.0, ">=64px": 64.0}
@@ -260,11 +261,7 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
 
 
 def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{100 * v:.1f}%"
-    return str(v)
+    return fmt_num(v, 1, missing="-", percent="%")  # every float in these rows is a fraction
 
 
 def format_table(result: dict) -> str:

@@ -39,16 +39,25 @@ def _rel(p: Path) -> str:
     return os.path.relpath(p, REPO_ROOT)
 
 
-def _f(v: Any, nd: int = 2) -> str:
+def fmt_num(v: Any, nd: int = 2, *, missing: str = "–", percent: str | None = None) -> str:
+    """A table cell: floats to ``nd`` decimals, anything else as str(), None as ``missing``.
+
+    percent: if given, floats are fractions shown as percent with this suffix ("%" or " %").
+    The eval report, `eval-faces`, the benchmark tables and `bench sizes` all format with this.
+    """
     if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return str(v)
+        return missing
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:.{nd}f}" if percent is None else f"{100 * v:.{nd}f}{percent}"
+
+
+def _f(v: Any, nd: int = 2) -> str:
+    return fmt_num(v, nd)
 
 
 def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f} %"
+    return fmt_num(v, 1, percent=" %")
 
 
 def stream_table(rows: list[dict]) -> list[str]:

@@ -205,3 +205,14 @@ def test_matching_is_one_to_one_and_above_threshold(a, b):
     assert all(m[i, j] >= 0.5 for i, j in pairs)
     if len(a):
         np.testing.assert_allclose(np.diag(iou(a, a)), 1.0)
+
+
+@pytest.mark.parametrize("v, kw, want", [
+    (None, {}, "–"), (None, {"missing": "missing"}, "missing"), (1.23456, {}, "1.23"), (1.23456, {"nd": 3}, "1.235"),
+    (7, {}, "7"), ("320x256", {}, "320x256"), (0.87654, {"nd": 1, "percent": " %"}, "87.7 %"),
+    (0.5, {"nd": 1, "percent": "%"}, "50.0%"), (12, {"nd": 1, "percent": "%"}, "12"),  # counts stay counts
+])
+def test_fmt_num_table_cells(v, kw, want):
+    from edge.evalreport import fmt_num
+
+    assert fmt_num(v, **kw) == want

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.benchlib import procstat as ps
+from edge.evalreport import fmt_num
 
 SIZES_DEFAULT = ((320, 256), (288, 224), (256, 192), (224, 160))
 
@@ -108,7 +109,7 @@ def format_sizes(res: dict) -> str:
         mf = r.get("masked_faces") or {}
 
         def rc(d):
-            return "-" if not d or d.get("recall") is None else f"{100 * d['recall']:.1f}%"
+            return fmt_num((d or {}).get("recall"), 1, missing="-", percent="%")
         lines.append(f"| {r['size']} | {r['inference_ms_p50']} | {r['inference_ratio']} | {rc(st.get('measurable'))} | "
                      f"{rc(st.get('in_view'))} | {rc(mf.get('all'))} | {rc(mf.get('>=32px'))} | {rc(mf.get('>=64px'))} |")
     return "\n".join(lines)
