@@ -24,6 +24,7 @@ CSQ (raw frames compressed with JPEG-LS, which OpenCV does not decode) is not su
 """
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ import cv2
 import numpy as np
 
 from edge.radiometry import PlanckParams, raw_to_celsius
+from edge.registration import Registration, stretch_to_u8
 
 REC_RAW, REC_EMBEDDED, REC_CAMERA, REC_PIP = 0x01, 0x0E, 0x20, 0x2A
 FLIR_SIG = b"FLIR\x00"
@@ -60,8 +62,7 @@ class FlirImage:
     def temperatures_c(self, **overrides: Any) -> np.ndarray:
         """(h,w) float32 degC with the file's parameters, any of them overridden by keyword
         (e.g. ``emissivity=0.98``, ``distance_m=1.0``)."""
-        p = self.params if not overrides else PlanckParams(**{**self.params.__dict__, **overrides})
-        return raw_to_celsius(self.raw, p)
+        return raw_to_celsius(self.raw, dataclasses.replace(self.params, **overrides))
 
 
 # ---------------------------------------------------------------- container
@@ -95,16 +96,21 @@ def extract_fff(data: bytes, name: str = "<bytes>") -> bytes:
     return b"".join(chunks[k] for k in range(last + 1))
 
 
+def _fff_byte_order(head: bytes) -> str | None:
+    """'>' or '<': the order in which an FFF header's version field (at 0x14) reads 1xx; None if
+    neither does (not an FFF header, or an unsupported version)."""
+    for bo in (">", "<"):
+        if struct.unpack(bo + "I", head[0x14:0x18])[0] // 100 == 1:
+            return bo
+    return None
+
+
 def parse_fff(fff: bytes, name: str = "<fff>") -> dict[int, bytes]:
     """FFF container -> {record type: record bytes} (first record of each type)."""
     if len(fff) < 0x40 or fff[:4] != b"FFF\x00":
         raise FlirError(f"{name}: FLIR data does not start with an FFF header")
-    (ver,) = struct.unpack(">I", fff[0x14:0x18])
-    if ver // 100 == 1:
-        bo = ">"
-    elif struct.unpack("<I", fff[0x14:0x18])[0] // 100 == 1:
-        bo = "<"
-    else:
+    bo = _fff_byte_order(fff)
+    if bo is None:
         raise FlirError(f"{name}: unsupported FFF version field {fff[0x14:0x18].hex()}")
     dir_off, n = struct.unpack(bo + "II", fff[0x18:0x20])
     if dir_off + n * 32 > len(fff):
@@ -207,8 +213,7 @@ def decode_raw(rec: bytes, median_hint: int = 0, name: str = "<rawdata>") -> tup
 def decode_embedded(rec: bytes) -> np.ndarray | None:
     """EmbeddedImage record -> BGR uint8, or None if it holds no decodable image."""
     _, _, _, payload = _image_record(rec)
-    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-    return img
+    return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
 
 
 def parse_pip(rec: bytes) -> dict[str, Any] | None:
@@ -352,9 +357,8 @@ def split_seq(data: bytes, name: str = "<seq>") -> list[bytes]:
         head = data[start:start + 0x40]
         if len(head) < 0x40:
             break
-        ver_be = struct.unpack(">I", head[0x14:0x18])[0]
-        bo = ">" if ver_be // 100 == 1 else "<"
-        if struct.unpack(bo + "I", head[0x14:0x18])[0] // 100 != 1:
+        bo = _fff_byte_order(head)
+        if bo is None:
             pos = start + 4  # "FFF\0" inside image data, not a header
             continue
         dir_off, n = struct.unpack(bo + "II", head[0x18:0x20])
@@ -392,9 +396,7 @@ def read_flir_any(path: str | Path) -> list[FlirImage]:
 def false_colour(temp_c: np.ndarray) -> np.ndarray:
     """(h,w) degC -> BGR uint8 'inferno' image stretched over the 1st..99th percentile."""
     t = np.nan_to_num(temp_c, nan=float(np.nanmin(temp_c)))
-    lo, hi = np.percentile(t, (1, 99))
-    g = np.clip((t - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(g, cv2.COLORMAP_INFERNO)
+    return cv2.applyColorMap(stretch_to_u8(t), cv2.COLORMAP_INFERNO)
 
 
 def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dict[str, Any]]:
@@ -409,7 +411,6 @@ def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dic
     figure. ``face_median_c`` is the median over the face box (face background).
     """
     from edge.measurement import MeasureContext, MeasurementConfig, measure_faces
-    from edge.registration import Registration
 
     t = np.nan_to_num(temp_c.astype(np.float32), nan=float(np.nanmin(temp_c)))
     g = cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
