@@ -174,13 +174,19 @@ def _project(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
 TARGET_KINDS = ("chessboard", "circles", "acircles")
 
 
+def stretch_to_u8(img: np.ndarray) -> np.ndarray:
+    """(h,w) image of any number type (finite) -> uint8, its 1st..99th percentile stretched
+    over 0..255 (thermal images for target detection and for display)."""
+    lo, hi = np.percentile(img, (1, 99))
+    return np.clip((img - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+
+
 def _to_u8(img: np.ndarray) -> np.ndarray:
-    """Any single-band image -> uint8, stretched between its 1st and 99th percentile."""
+    """Any single-band image (or BGR, made grey) -> uint8, as ``stretch_to_u8``."""
     f = img.astype(np.float32)
     if f.ndim == 3:
         f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-    lo, hi = np.percentile(f, (1, 99))
-    return np.clip((f - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    return stretch_to_u8(f)
 
 
 def find_target(image: np.ndarray, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
