@@ -220,19 +220,20 @@ def _v4l2_target(device: str) -> int | str:
 MAX_DRIVER_AGE_NS = 2_000_000_000
 
 
-def capture_time_ns(cap: Any, arrival_ns: int) -> tuple[int, bool]:
-    """(t_ns, from_driver) for a frame just read from a V4L2 capture.
+def stamp(cap: Any, kind: str, arrival_ns: int) -> tuple[int, dict[str, Any]]:
+    """(t_ns, meta) for a frame just read from ``cap``.
 
     UVC drivers stamp each buffer on CLOCK_MONOTONIC -- the clock time.monotonic_ns() reads --
-    when the frame arrives over USB; OpenCV reports it as CAP_PROP_POS_MSEC. It is the better
-    capture time: it does not include the time the frame waited in the driver's queue, which
-    differs between the two cameras and would skew pairing. Implausible values fall back to
-    arrival time.
+    when the frame arrives over USB; OpenCV's V4L2 backend reports it as CAP_PROP_POS_MSEC. It
+    is the better capture time: it does not include the time the frame waited in the driver's
+    queue, which differs between the two cameras and would skew pairing. A V4L2 frame stamped so
+    says meta['clock'] = 'monotonic'; implausible driver times and other sources keep arrival time.
     """
-    t = int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
-    if t > 0 and 0 <= arrival_ns - t <= MAX_DRIVER_AGE_NS:
-        return t, True
-    return arrival_ns, False
+    if kind == "v4l2":
+        t = int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * 1e6))
+        if t > 0 and 0 <= arrival_ns - t <= MAX_DRIVER_AGE_NS:
+            return t, {"clock": "monotonic"}
+    return arrival_ns, {}
 
 
 FOURCC_Y16 = cv2.VideoWriter.fourcc("Y", "1", "6", " ")
@@ -282,11 +283,7 @@ class Y16Source:
         rows, width = self._frame_rows_width(buf)
         img = decode_y16(buf, width, rows)
         img, tel = split_telemetry(img, self.cfg.height, self.cfg.telemetry)
-        meta: dict[str, Any] = {}
-        if self.cfg.kind == "v4l2":
-            t_ns, from_driver = capture_time_ns(self._cap, t_ns)
-            if from_driver:
-                meta["clock"] = "monotonic"
+        t_ns, meta = stamp(self._cap, self.cfg.kind, t_ns)
         ffc = "none"
         if tel is not None:
             self.telemetry = tel
@@ -372,11 +369,7 @@ class ColorSource:
         t_ns = time.monotonic_ns()
         if not ok or img is None:
             return None
-        meta: dict[str, Any] = {}
-        if self.cfg.kind == "v4l2":
-            t_ns, from_driver = capture_time_ns(self._cap, t_ns)
-            if from_driver:
-                meta["clock"] = "monotonic"
+        t_ns, meta = stamp(self._cap, self.cfg.kind, t_ns)
         if self.raw_jpeg:
             if img.dtype != np.uint8:
                 raise CorruptFrame(f"{self.name}: MJPEG buffer is {img.dtype} {img.shape}, expected bytes")
