@@ -19,16 +19,10 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     from edge.assets import AssetError
+    from edge.config import ConfigError
     from edge.recording import RecordingError
 
-    types: list[type[BaseException]] = [UserError, AssetError, RecordingError, FileNotFoundError]
-    try:  # config errors, once edge/config.py defines them
-        from edge.config import ConfigError
-
-        types.append(ConfigError)
-    except ImportError:
-        pass
-    return tuple(types)
+    return (UserError, AssetError, RecordingError, ConfigError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
