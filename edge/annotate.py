@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.radiometry import to_celsius
 from edge.types import FramePair
 
 COLORS = {"elevated": (40, 40, 230), "normal": (60, 200, 60), "indeterminate": (0, 170, 255), None: (230, 230, 230)}
@@ -23,13 +24,15 @@ THERMAL_RANGE_C = (25.0, 40.0)  # false-colour span: room to fever
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def false_colour(thermal_c: np.ndarray, height: int) -> tuple[np.ndarray, float]:
-    """(h,w) degC -> (height, w*s, 3) uint8 BGR (inferno over THERMAL_RANGE_C) and the scale s."""
-    lo, hi = THERMAL_RANGE_C
-    norm = np.clip((np.nan_to_num(thermal_c, nan=lo) - lo) / (hi - lo), 0, 1)
-    img = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
-    s = height / thermal_c.shape[0]
-    return cv2.resize(img, (round(thermal_c.shape[1] * s), height), interpolation=cv2.INTER_NEAREST), s
+def false_colour(temp_c: np.ndarray, range_c: tuple[float, float]) -> np.ndarray:
+    """(h,w) degC -> (h,w,3) uint8 BGR, inferno over the fixed ``range_c`` (lo, hi) degC.
+
+    Clamped outside the range; NaN shows as ``lo``. A fixed scale (no per-image stretch) so a
+    colour means the same temperature in every frame and snapshot.
+    """
+    lo, hi = range_c
+    grey = np.clip((np.nan_to_num(temp_c, nan=lo) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
 
 
 def _text(img: np.ndarray, s: str, xy: tuple[int, int], color: tuple[int, int, int], scale: float = 0.45) -> None:
@@ -66,13 +69,13 @@ class Annotator:
         self._t0_ns: int | None = None
 
     def render(self, pair: FramePair, result: Any) -> np.ndarray:
-        from edge.radiometry import to_celsius
-
         for ev in getattr(result, "events", []) or []:
             self.verdicts[int(ev.track_id)] = ev.verdict
         rgb = pair.rgb.image.copy()
         thermal_c = to_celsius(pair.thermal.image, self.units)
-        th_img, s = false_colour(thermal_c, rgb.shape[0])
+        s = rgb.shape[0] / thermal_c.shape[0]  # thermal drawn at the RGB height, pixels kept sharp
+        th_img = cv2.resize(false_colour(thermal_c, THERMAL_RANGE_C), (round(thermal_c.shape[1] * s), rgb.shape[0]),
+                            interpolation=cv2.INTER_NEAREST)
         dets = getattr(result, "detections", None)
         for i in range(len(dets) if dets is not None else 0):
             self._draw_face(rgb, th_img, s, dets, i)

@@ -21,6 +21,7 @@ import numpy as np
 import zmq
 from pydantic import Field, model_validator
 
+from edge.annotate import false_colour
 from edge.configbase import StrictModel
 from edge.feed.catchup import CatchupServer
 from edge.feed.journal import Journal, JournalError
@@ -31,7 +32,8 @@ from edge.types import ScreeningEvent
 
 log = logging.getLogger(__name__)
 
-# False-colour thermal crops use one fixed scale so colours mean the same temperature everywhere.
+# False-colour thermal crops use one fixed scale so colours mean the same temperature everywhere
+# (narrower than the preview's edge.annotate.THERMAL_RANGE_C: skin contrast in a face crop).
 THERMAL_JPEG_RANGE_C = (30.0, 40.0)
 THERMAL_JPEG_MIN_HEIGHT_PX = 96
 JPEG_QUALITY = 85
@@ -122,13 +124,11 @@ def encode_rgb_jpeg(bgr: np.ndarray) -> bytes:
 
 def encode_thermal_jpeg(temp_c: np.ndarray) -> bytes:
     """(h,w) float32 degC -> false-colour JPEG (inferno over THERMAL_JPEG_RANGE_C, NaN black)."""
-    lo, hi = THERMAL_JPEG_RANGE_C
-    t = np.nan_to_num(np.asarray(temp_c, np.float32), nan=lo)
-    grey = np.clip((t - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
-    if 0 < grey.shape[0] < THERMAL_JPEG_MIN_HEIGHT_PX:  # tiny 160x120 crops: enlarge, keep pixels sharp
-        f = math.ceil(THERMAL_JPEG_MIN_HEIGHT_PX / grey.shape[0])
-        grey = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
-    return encode_rgb_jpeg(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO))
+    img = false_colour(np.asarray(temp_c, np.float32), THERMAL_JPEG_RANGE_C)
+    if 0 < img.shape[0] < THERMAL_JPEG_MIN_HEIGHT_PX:  # tiny 160x120 crops: enlarge, keep pixels sharp
+        f = math.ceil(THERMAL_JPEG_MIN_HEIGHT_PX / img.shape[0])
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+    return encode_rgb_jpeg(img)
 
 
 class Publisher:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.annotate import COLORS, Annotator, false_colour
+from edge.annotate import COLORS, THERMAL_RANGE_C, Annotator, false_colour
 from edge.cli import main
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
 
@@ -58,10 +58,13 @@ def test_faces_verdicts_and_canthi_are_drawn(tmp_path):
 
 def test_false_colour_spans_room_to_fever():
     c = np.array([[20.0, 25.0, 32.5, 40.0, np.nan]], np.float32)
-    img, s = false_colour(c, 2)
-    assert img.shape == (2, 10, 3) and s == 2
-    assert (img[0, 0] == img[0, 2]).all()  # below the range clamps to its bottom
-    assert img[0, 6].sum() > img[0, 4].sum() > img[0, 2].sum()  # hotter is brighter
+    img = false_colour(c, THERMAL_RANGE_C)
+    assert img.shape == (1, 5, 3) and img.dtype == np.uint8
+    assert (img[0, 0] == img[0, 1]).all()  # below the range clamps to its bottom
+    assert (img[0, 4] == img[0, 1]).all()  # NaN (no reading) shows as the bottom, never as warm
+    assert img[0, 3].sum() > img[0, 2].sum() > img[0, 1].sum()  # hotter is brighter
+    # fixed scale, not stretched per image: 32.5 degC alone has the colour it has beside 20..40
+    assert (false_colour(np.full((1, 1), 32.5, np.float32), THERMAL_RANGE_C)[0, 0] == img[0, 2]).all()
 
 
 def test_video_is_written_and_readable(tmp_path):

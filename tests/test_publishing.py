@@ -163,6 +163,11 @@ def test_thermal_false_colour_is_enlarged_and_fixed_scale():
     img = cv2.imdecode(np.frombuffer(encode_thermal_jpeg(crop), np.uint8), cv2.IMREAD_COLOR)
     assert img.shape[0] >= 96
     assert img[2, 2].sum() > img[-3, -3].sum() + 200  # 40 degC bright, 30 degC dark
+    # fixed scale, not stretched per crop: a uniform 35 degC crop has the colour of mid-range
+    uniform = cv2.imdecode(np.frombuffer(encode_thermal_jpeg(np.full((12, 10), 35.0, np.float32)), np.uint8),
+                           cv2.IMREAD_COLOR)
+    mid = cv2.applyColorMap(np.array([[127]], np.uint8), cv2.COLORMAP_INFERNO)[0, 0]
+    assert np.abs(uniform[48, 40].astype(int) - mid).max() <= 8  # JPEG tolerance
 
 
 def test_open_feed_user_errors_name_the_key(ctx, tmp_path):
