@@ -22,9 +22,8 @@ canthus: a photo or visor held up; out-of-range pixels -- stuck, dead, NaN -- ar
 quality 0 -- it is never measured as normal.
 
 Cost: a few vectorised numpy ops over all faces plus small per-face crops (no per-pixel Python);
-on the bench stream (1.2 faces per pair; thread CPU time, one core of the shared 2-core dev box):
-~0.1 ms per face for the canthus/glasses work, ~0.06 ms for the blur gate, and ~0.25 ms per frame
-of fixed overhead, registration included (~0.1 ms) -- small arrays, so numpy's per-call overhead.
+on arrays this small numpy's per-call overhead dominates. ``make bench`` measures the stage per
+pair (docs/benchmark.md, stages ``measurement`` and ``registration``).
 """
 from __future__ import annotations
 
@@ -224,7 +223,8 @@ def sharpness(bgr: np.ndarray, box_xyxy: np.ndarray) -> float:
     x1, y1, x2, y2 = (float(v) for v in box_xyxy)
     h, w = bgr.shape[:2]
     # central 80%; from 96 px on trimmed to a multiple of 32 px (at most 25% less) so INTER_AREA
-    # takes its integer-factor path (a 200 px face: 35 us instead of 175 us)
+    # takes its integer-factor path (150 -> 128 px: medians 9-15 us instead of 51-85 us per
+    # resize to 32x32, 3 runs of 300 on the shared dev box)
     sx, sy = int(0.8 * (x2 - x1)), int(0.8 * (y2 - y1))
     sx, sy = (sx // 32 * 32 if sx >= 96 else sx), (sy // 32 * 32 if sy >= 96 else sy)
     xa, ya = int(max(0.0, (x1 + x2 - sx) / 2)), int(max(0.0, (y1 + y2 - sy) / 2))
