@@ -14,6 +14,7 @@ import argparse
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,26 +40,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def import_files(files: list[str], out: str | Path, emissivity: float | None = 0.98,
+def read_images(files: list[str]) -> list[tuple[str, Any]]:
+    """[(file, FlirImage)], one per frame of every file (a .seq holds many), each file read once."""
+    from edge.flir import FlirError, read_flir_any
+
+    try:
+        return [(f, im) for f in files for im in read_flir_any(f)]
+    except FlirError as e:
+        raise UserError(str(e)) from None
+
+
+def _temperatures_c(im: Any, emissivity: float | None) -> np.ndarray:
+    return im.temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))
+
+
+def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
-    """Decode ``files`` and write the recording; return one summary dict per file."""
-    from edge.flir import FlirError, false_colour, read_flir_any
+    """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
+    from edge.flir import false_colour
     from edge.radiometry import from_celsius
     from edge.recording import CameraMeta, RecordingWriter, StreamMeta
 
-    decoded = []
-    for f in files:
-        try:
-            images = read_flir_any(f)
-        except FlirError as e:
-            raise UserError(str(e)) from None
-        for im in images:
-            decoded.append((f, im, im.temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))))
+    decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in images]
     th_shape = decoded[0][2].shape
-    bad = [f for f, _, t in decoded if t.shape != th_shape]
+    bad = next(((f, t.shape) for f, _, t in decoded if t.shape != th_shape), None)
     if bad:
-        raise UserError(f"{bad[0]}: thermal image is {decoded[[d[0] for d in decoded].index(bad[0])][2].shape[::-1]}, "
-                        f"the first file's is {th_shape[::-1]}; a recording has one resolution -- import them separately")
+        raise UserError(f"{bad[0]}: thermal image is {bad[1][::-1]}, the first file's is {th_shape[::-1]}; "
+                        "a recording has one resolution -- import them separately")
     rgb0 = decoded[0][1].visible_bgr
     rgb_wh = (rgb0.shape[1], rgb0.shape[0]) if rgb0 is not None else (th_shape[1] * RGB_SCALE, th_shape[0] * RGB_SCALE)
     meta = StreamMeta(
@@ -101,20 +109,19 @@ def import_files(files: list[str], out: str | Path, emissivity: float | None = 0
     return summaries
 
 
-def write_import_calibration(files: list[str], summaries: list[dict], out: str | Path, station_id: str) -> Path:
+def write_import_calibration(images: list[tuple[str, Any]], summaries: list[dict], out: str | Path,
+                             station_id: str) -> Path:
     """A calibration file matching an imported recording (see --calibration-out)."""
-    import datetime as _dt
-
     from edge.calibration import CalibrationFile, RegistrationSection, save_calibration
     from edge.clinical import load_skin_to_core
-    from edge.flir import pip_homography, read_flir_any
+    from edge.flir import pip_homography
 
     sources = {s["rgb_source"] for s in summaries}
     if len(sources) != 1 or "resized" in next(iter(sources)):
         raise UserError(f"--calibration-out: the frames' RGB images differ in kind or size ({sorted(sources)}); "
                         "import such files into separate recordings")
     if summaries[0]["rgb_source"].startswith("embedded"):
-        homs = [pip_homography(im) for f in files for im in read_flir_any(f)]
+        homs = [pip_homography(im) for _, im in images]
         if any(h is None for h in homs) or any(not np.allclose(h, homs[0]) for h in homs):
             raise UserError("--calibration-out: the files carry no PiP record, or different ones; "
                             "fit the mapping with `thermal-edge calibrate registration --points`")
@@ -124,7 +131,7 @@ def write_import_calibration(files: list[str], summaries: list[dict], out: str |
         h = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5], [0, 0, 1.0]])
         how = f"exact: the RGB frames are the thermal image in false colour, upscaled {k}x"
     cal = CalibrationFile(
-        station_id=station_id, date=_dt.date.today(),
+        station_id=station_id, date=dt.date.today(),
         cameras={"rgb_id": "rgb0", "thermal_id": "flir0"},
         registration=RegistrationSection(homography=h.tolist(), fitted_on=how),
         blackbody={"enabled": False}, skin_to_core=load_skin_to_core())
@@ -138,24 +145,23 @@ def _run(args: argparse.Namespace) -> int:
     for f in args.files:
         if not Path(f).is_file():
             raise UserError(f"{f}: file not found")
-    summaries = import_files(args.files, args.out, emissivity, args.station_id, args.fps)
+    images = read_images(args.files)
+    summaries = import_files(images, args.out, emissivity, args.station_id, args.fps)
     if args.calibration_out:
-        write_import_calibration(args.files, summaries, args.calibration_out, args.station_id)
+        write_import_calibration(images, summaries, args.calibration_out, args.station_id)
         print(f"wrote {args.calibration_out}")
-    detector = frames = None
+    detector = None
     if args.faces:
         from edge.detection import build_detector
-        from edge.flir import face_report, read_flir_any
+        from edge.flir import face_report
         detector = build_detector()
-        frames = [im for f in args.files for im in read_flir_any(f)]
-    for k_frame, s in enumerate(summaries):
+    for (_, im), s in zip(images, summaries):
         print(f"{s['file']} (frame {s['frame']}): {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} "
               f"({s['raw_format']}"
               f"{', byte-swapped' if s['byte_swapped'] else ''}), emissivity {s['emissivity_used']}: "
               f"min {s['min_c']:.2f}  median {s['median_c']:.2f}  max {s['max_c']:.2f} degC; rgb = {s['rgb_source']}")
         if detector is not None:
-            temp = frames[k_frame].temperatures_c(**({} if emissivity is None else {"emissivity": emissivity}))
-            s["faces"] = face_report(temp, detector)
+            s["faces"] = face_report(_temperatures_c(im, emissivity), detector)
             for k, face in enumerate(s["faces"]):
                 canthus = f"canthus {face['canthus_c']:.2f} degC" if face["canthus_c"] is not None \
                     else f"not measured ({face['gate']}); hottest 2x2 in upper face {face['hot_region_c']:.2f} degC"
