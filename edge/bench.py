@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from edge.benchlib import procstat as ps
 from edge.benchlib.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
-from edge.evalreport import fmt_num, git_commit
+from edge.evalreport import fmt_num, git_commit, shared_data_dir
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
 REAL_THERMAL_HZ = 8.7
@@ -155,11 +155,11 @@ def _worker_main(argv: list[str]) -> int:
 
 def _sizes_main(argv: list[str]) -> int:
     """Detector input size vs recall vs speed; not part of `make bench` (needs ../shared/data)."""
-    from edge.benchlib.sizes import format_sizes, run_sizes
+    from edge.benchlib.sizes import SIZES_DEFAULT, format_sizes, run_sizes
 
     ap = argparse.ArgumentParser(prog="python -m edge.bench sizes")
-    ap.add_argument("--faces-dir", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "masked_faces")
-    ap.add_argument("--sizes", default="320x256,288x224,256x192,224x160")
+    ap.add_argument("--faces-dir", type=Path, default=shared_data_dir() / "masked_faces")
+    ap.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES_DEFAULT))
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     sizes = [tuple(int(x) for x in s.lower().split("x")) for s in a.sizes.split(",")]

@@ -110,7 +110,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     rss_t = np.full(int(3600 / rss_every_s) + 2, np.nan)
     rss_v = np.full_like(rss_t, np.nan)
     n_rss = 0
-    sources, decode_work, decode_wait = replay_sources(stream, loops, cfg.pairing)
+    decode_wait, decode_work = replay_sources(stream, loops, cfg.pairing)
     pairer = Pairer(cfg.pairing)
     pairing_s = 0.0
     n = 0
@@ -120,7 +120,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     t0 = time.perf_counter()
     next_rss = t0
     try:
-        for frame in merged_frames(sources):
+        for frame in merged_frames(decode_wait):
             tp = time.perf_counter()
             pairs = pairer.push(frame)
             pairing_s += time.perf_counter() - tp
@@ -157,7 +157,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
                 n += 1
         events += len(pipe.finish())
     finally:
-        for s in sources:
+        for s in decode_wait:
             s.close()
     wall_s = time.perf_counter() - t0
     cpu_used = ps.cpu_s() - cpu0

@@ -113,12 +113,12 @@ class TimedSource:
         self.inner.close()
 
 
-def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list, list[TimedSource], list[TimedSource]]:
+def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list[TimedSource], list[TimedSource]]:
     """[rgb, thermal] sources exactly as ``edge.pipeline.replay`` builds them (decode only the RGB
     frames pairing uses; each camera read in its own prefetch thread), looped ``loops`` times.
 
-    Returns (sources for the loop, decode timers inside the prefetch threads = decode work,
-    timers around the loop's reads = time the loop waited for frames)."""
+    Returns (the sources for the loop, timed around its reads = time the loop waited for frames;
+    the timers inside the prefetch threads = decode work)."""
     from edge.pipeline import _Prefetch, planned_rgb_frames  # the replay's own machinery
 
     rec = open_recording(stream)
@@ -130,4 +130,4 @@ def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list, list[
         pre = _Prefetch(w)
         pre.name = w.name
         wait.append(TimedSource(pre))
-    return wait, work, wait
+    return wait, work
