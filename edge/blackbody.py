@@ -103,7 +103,8 @@ class BlackbodyConfig(StrictModel):
 
 @dataclass
 class BlackbodyStatus:
-    """Result of one frame. measured_c: ROI median this frame (uncorrected), NaN if none.
+    """Result of one frame. measured_c: ROI reading this frame (mean without the 1-px border,
+    uncorrected), NaN if none.
     offset_c: what to add to the frame (last good value while not ok; 0 before the first).
     reason: human-readable why, '' when ok. roi_xywh: current ROI or None."""
 

@@ -163,12 +163,13 @@ def distance_effect(distances_m=(0.5, 0.7, 1.0, 1.5, 2.0, 2.5, 3.0), frames: int
     s = SUPERSAMPLE
     yy, xx = np.mgrid[0:H * s, 0:W * s].astype(np.float32)
     cx, cy = 80.3 * s, 60.6 * s  # off the pixel grid, as a real face is
+    r2 = (xx - cx) ** 2 + (yy - cy) ** 2  # squared distance from the canthus centre, same for every d
     for d in distances_m:
         r_ss = 0.5 * canthus_m * f_px / d * s
         face_r_ss = 0.07 * f_px / d * s
         scene = np.full((H * s, W * s), AMBIENT_C, np.float32)
-        scene[(xx - cx) ** 2 + (yy - cy) ** 2 <= face_r_ss ** 2] = around_c
-        scene[(xx - cx) ** 2 + (yy - cy) ** 2 <= r_ss ** 2] = canthus_c
+        scene[r2 <= face_r_ss ** 2] = around_c
+        scene[r2 <= r_ss ** 2] = canthus_c
         sensor = _sensor(seed, fpn_c=0.0, column_fpn_c=0.0, dead_pixels=0)
         mx, top4 = [], []
         for k in range(frames):
