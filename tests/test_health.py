@@ -7,7 +7,6 @@ import json
 import logging
 import urllib.request
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -147,4 +146,8 @@ def test_setup_logging_writes_json_lines():
 def test_detector_latency_empty():
     m = StationMetrics("g", CollectorRegistry())
     assert m.detector_latency_ms() == {"p50": None, "p95": None, "n": 0}
-    assert np.isfinite(m.paired_fps())
+    assert m.paired_fps() == 0.0  # fewer than two pairs: no rate yet
+    m.observe_pair({"detect": 5.0})
+    assert m.paired_fps() == 0.0
+    m.observe_pair({"detect": 6.0})
+    assert m.paired_fps() > 0.0 and m.detector_latency_ms()["n"] == 2
