@@ -132,8 +132,9 @@ class SkinToCore(StrictModel):
             if self.model == "offset" else {"offset_c"}
         return self.model_dump(mode="json", exclude_none=True, exclude=unused)
 
-    def uncertainty_c(self, skin_c: Any = None, ambient_c: Any = None) -> float:
-        """1-sigma uncertainty of ``core_c``, degC (the cross-validated residual SD)."""
+    def uncertainty_c(self) -> float:
+        """1-sigma uncertainty of ``core_c``, degC (the cross-validated residual SD; the same for
+        every skin and ambient reading)."""
         return self.residual_sd_c
 
 

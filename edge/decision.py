@@ -306,9 +306,8 @@ def _prune(p: _Person, keep: int) -> None:
 class Screener:
     """Per-track state machine -> ScreeningEvents. See the module docstring for the rules."""
 
-    def __init__(self, cfg: DecisionConfig | None = None, station_id: str | None = None):
+    def __init__(self, cfg: DecisionConfig | None = None):
         self.cfg = cfg or DecisionConfig()
-        self.station_id = station_id
         self.baseline = RelativeBaseline(self.cfg)
         self._people: dict[int, _Person] = {}
         # Final verdicts for the evaluator and replays; bounded so a station running for months
