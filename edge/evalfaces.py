@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from edge.boxes import iou_matrix
-
 from edge.cli import UserError
 from edge.detection import FaceDetector
 from edge.evalreport import fmt_num
+from edge.evaluation import ratio
 from edge.types import Detections
 
 SIZE_BUCKETS_PX = {"all": 0.0, ">=32px": 32.0, ">=64px": 64.0}
@@ -117,10 +117,6 @@ def _into_frame(bgr: np.ndarray, frame_wh: tuple[int, int]) -> tuple[np.ndarray,
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     frame[:rh, :rw] = cv2.resize(bgr, (rw, rh), interpolation=interp)
     return frame, s
-
-
-def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
 
 
 def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cfg: Any = None,
@@ -238,10 +234,10 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
             c = counters[(g, size)]
             decided = c["mask_scored"] - c["mask_unknown"]
             rows.append({"label": g, "size": size, "min_height_px": min_h, **c,
-                         "recall": _ratio(c["detected"], c["faces"]),
-                         "precision": _ratio(c["true_positives"], c["detections"]),
-                         "mask_accuracy": _ratio(c["mask_correct"], c["mask_scored"]) if classify_mask else None,
-                         "mask_accuracy_decided": _ratio(c["mask_correct"], decided) if classify_mask else None})
+                         "recall": ratio(c["detected"], c["faces"]),
+                         "precision": ratio(c["true_positives"], c["detections"]),
+                         "mask_accuracy": ratio(c["mask_correct"], c["mask_scored"]) if classify_mask else None,
+                         "mask_accuracy_decided": ratio(c["mask_correct"], decided) if classify_mask else None})
     cfg = getattr(detector, "cfg", None)
     return {
         "dir": str(directory),

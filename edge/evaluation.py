@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from edge.boxes import greedy_match, iou_matrix
-
 from edge.types import Detections, Verdict
 
 STATUSES = ("elevated", "normal", "indeterminate")
@@ -62,7 +61,8 @@ class _Stats:
                 "p95_abs_c": round(float(np.percentile(a, 95)), 3), "max_abs_c": round(float(a.max()), 3)}
 
 
-def _ratio(k: int, n: int) -> float | None:
+def ratio(k: int, n: int) -> float | None:
+    """k / n rounded to 4 places (recall, precision, accuracy); None when n == 0."""
     return round(k / n, 4) if n else None
 
 
@@ -178,8 +178,8 @@ def _alerts(truth: dict, result: Any, track_person: dict[int, int | None]) -> di
     unmatched = sum(1 for a in rows if a["person"] is None)
     recalled = sum(1 for pid in expected if pid in alerted)
     return {"n": len(rows), "true": n_true, "false": len(rows) - n_true, "unmatched": unmatched,
-            "duplicates": len(rows) - unmatched - len(alerted), "precision": _ratio(n_true, len(rows)),
-            "expected_elevated": len(expected), "recalled": recalled, "recall": _ratio(recalled, len(expected)),
+            "duplicates": len(rows) - unmatched - len(alerted), "precision": ratio(n_true, len(rows)),
+            "expected_elevated": len(expected), "recalled": recalled, "recall": ratio(recalled, len(expected)),
             "rows": rows}
 
 
@@ -194,9 +194,9 @@ def score(truth: dict, result: Any) -> dict[str, Any]:
         "pairs": int(result.pairs),
         "pairs_per_s": round(float(result.pairs_per_s), 2),
         "faces": {
-            **{k: {"detected": v[0], "expected": v[1], "recall": _ratio(*v)} for k, v in t.faces.items()},
+            **{k: {"detected": v[0], "expected": v[1], "recall": ratio(*v)} for k, v in t.faces.items()},
             "detections": t.detections, "true_positives": t.true_positives,
-            "precision": _ratio(t.true_positives, t.detections),
+            "precision": ratio(t.true_positives, t.detections),
         },
         "canthus_error_subject": subj_err.summary(),
         "canthus_error_frame": t.frame_err.summary(),
@@ -231,22 +231,22 @@ def combine(streams: list[dict]) -> dict[str, Any]:
     frame = _Stats([v for r in streams for v in r["_frame_errors"]])
     n_alerts, n_true = tot(("alerts", "n")), tot(("alerts", "true"))
     exp_el, rec = tot(("alerts", "expected_elevated")), tot(("alerts", "recalled"))
-    recall = {f"{k}_recall": _ratio(tot(("faces", k, "detected")), tot(("faces", k, "expected")))
+    recall = {f"{k}_recall": ratio(tot(("faces", k, "detected")), tot(("faces", k, "expected")))
               for k in ("masked", "unmasked", "masked_h64", "unmasked_h64")}
     return {
         "streams": len(streams),
         "pairs": tot(("pairs",)),
         "pairs_per_s_median": round(float(np.median([r["pairs_per_s"] for r in streams])), 2) if streams else None,
         "faces": {**recall,
-                  "precision": _ratio(tot(("faces", "true_positives")), tot(("faces", "detections")))},
+                  "precision": ratio(tot(("faces", "true_positives")), tot(("faces", "detections")))},
         "canthus_error_subject": subj.summary(),
         "canthus_error_frame": frame.summary(),
         "confusion": conf,
         "persons": sum(len(r["persons"]) for r in streams),
         "verdicts_correct": tot(("verdicts_correct",)),
         "alerts": {"n": n_alerts, "true": n_true, "false": n_alerts - n_true, "unmatched": tot(("alerts", "unmatched")),
-                   "duplicates": tot(("alerts", "duplicates")), "precision": _ratio(n_true, n_alerts),
-                   "expected_elevated": exp_el, "recalled": rec, "recall": _ratio(rec, exp_el)},
+                   "duplicates": tot(("alerts", "duplicates")), "precision": ratio(n_true, n_alerts),
+                   "expected_elevated": exp_el, "recalled": rec, "recall": ratio(rec, exp_el)},
     }
 
 

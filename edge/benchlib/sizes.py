@@ -42,6 +42,7 @@ def paired_frames(stream: Path, limit: int | None = None) -> list:
 def stream_recall(pairs: list, truth: dict, dets_per_pair: list) -> dict:
     """Recall (IoU >= 0.5) on the stream's truth faces: measurable ones and all in view."""
     from edge.evalfaces import match_greedy
+    from edge.evaluation import ratio
 
     rgb_truth = {f["index"]: f["faces"] for f in truth["frames"]["rgb"]}
     th_truth = {f["index"]: f["faces"] for f in truth["frames"]["thermal"]}
@@ -58,7 +59,7 @@ def stream_recall(pairs: list, truth: dict, dets_per_pair: list) -> dict:
                 if key == "in_view" or f["id"] in ok_ids:
                     counts[0] += int(m >= 0)
                     counts[1] += 1
-    return {k: {"faces": v[1], "recall": round(v[0] / v[1], 4) if v[1] else None} for k, v in hit.items()}
+    return {k: {"faces": v[1], "recall": ratio(*v)} for k, v in hit.items()}
 
 
 def run_sizes(stream: Path, faces_dir: Path | None, sizes=SIZES_DEFAULT, n_frames: int = 120, reps: int = 2,
