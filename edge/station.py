@@ -246,9 +246,8 @@ class Station:
         self._send_status(result, state="stopped")
         result.stop_reason = self.stop_reason
         if self._http is not None:
-            server = self._http[0] if isinstance(self._http, tuple) else None
-            if server is not None:
-                server.shutdown()
-                server.server_close()
+            server, _thread = self._http  # start_http_server returns (server, thread) (prometheus-client >= 0.20)
+            server.shutdown()
+            server.server_close()
         log.info("station stopped (%s): %d pairs, %d events", self.stop_reason, result.pairs, len(result.events),
                  extra={"event": "stopped"})
