@@ -42,9 +42,7 @@ def describe(cfg) -> list[str]:
         out.append(f"  {cam}: {c.kind} {where}" + (f" faults={c.faults}" if c.faults else ""))
     out.append(f"  mode {cfg.sources.mode}, watchdog {cfg.sources.watchdog_timeout_s} s, "
                f"reconnect {cfg.sources.reconnect_initial_s}..{cfg.sources.reconnect_max_s} s")
-    feed = getattr(cfg, "feed", None)
-    if feed is not None:
-        out.append(f"  feed {feed.endpoint}")
+    out.append(f"  feed {cfg.feed.endpoint}")
     h = cfg.health
     out.append(f"  status every {h.status_interval_s} s; metrics "
                + (f"http://{h.metrics_host}:{h.metrics_port}/metrics" if h.metrics_port else "off"))
