@@ -1,7 +1,8 @@
 """MJPEG frames kept compressed until they are used.
 
 RGB runs at 30 fps but only the ~8.7/s frames that pair with a thermal frame are used, and
-decoding a VGA JPEG costs ~1 ms of CPU. Sources that receive MJPEG (edge/sources.py) hand on
+decoding a VGA JPEG costs ~1 ms of CPU even with simplejpeg (docs/benchmark.md: 3.07 ms with
+cv2.imdecode, 0.97 ms with simplejpeg). Sources that receive MJPEG (edge/sources.py) hand on
 ``JpegFrame``s: the compressed image, checked on arrival from its header (``jpeg_shape``: one
 whole JPEG, its size) and decoded on first use (``decode_jpeg``). The live station decodes only
 the frames pairing picks (edge/station.py).
@@ -18,7 +19,7 @@ import numpy as np
 
 from edge.types import Frame
 
-try:  # libjpeg-turbo straight to BGR: the same pixels as cv2.imdecode at ~1/3 of its CPU (OpenCV 5.0)
+try:  # libjpeg-turbo straight to BGR: the same pixels as cv2.imdecode at ~1/3 of its CPU (docs/benchmark.md)
     import simplejpeg
 except ImportError:  # a platform without its wheel: OpenCV decodes (slower, same pixels)
     simplejpeg = None
@@ -35,7 +36,8 @@ JPEG_FOURCCS = ("MJPG", "JPEG")  # FOURCCs whose frames are whole JPEG images
 
 def jpeg_shape(buf: np.ndarray) -> tuple[int, int, int]:
     """(H, W, 3): the size a whole JPEG image decodes to (IMREAD_COLOR), read from its header
-    without decoding it -- ~15 us instead of 1-3 ms of decoding for a VGA frame.
+    without decoding it -- 10-20 us for a VGA frame (timeit on this module), against the
+    1-3 ms a decode costs (docs/benchmark.md).
 
     buf: (N,) uint8, one JPEG image (SOI ... SOS, compressed data, EOI). Raises CorruptFrame
     when it is not one: no start-of-image marker, a header segment running past the end, no
