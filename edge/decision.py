@@ -201,14 +201,18 @@ def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray,
     sigmas of those frames (not divided by sqrt(n): the small-target part is systematic).
     Runs on every new valid frame of every person: a few dozen floats, so Python lists and
     edge/faststats (np.percentile/np.median exactly, without their overhead)."""
-    q = _floats(quality)
-    if all(map(math.isfinite, q)):
-        best = sorted(range(len(q)), key=lambda i: (-q[i], -i))[:best_n]
-    else:  # NaN quality: lexsort's order (NaN last)
-        best = np.lexsort((-np.arange(len(q)), -np.asarray(q))).tolist()[:best_n]
+    best = _best_first(_floats(quality))[:best_n]
     c, s, u, sd = ([v[i] for i in best] for v in map(_floats, (core_c, skin_c, uncertainty_c, skin_sd_c)))
     return (faststats.percentile(c, percentile), faststats.percentile(s, percentile),
             faststats.median(u), faststats.median(sd))
+
+
+def _best_first(quality: list) -> list[int]:
+    """Frame indices by descending quality, the later frame first among equals (NaN last)."""
+    q = quality
+    if all(map(math.isfinite, q)):
+        return sorted(range(len(q)), key=lambda i: (-q[i], -i))
+    return np.lexsort((-np.arange(len(q)), -np.asarray(q))).tolist()  # NaN: lexsort puts it last
 
 
 def _floats(a) -> list:
@@ -296,8 +300,7 @@ def _prune(p: _Person, keep: int) -> None:
     """Bound the memory and the per-frame aggregation cost of a person who stays in view for
     long: keep the ``keep`` (>= best_n) best frames by quality, in time order, so aggregate()
     still sees the same best_n frames with the same later-first tie-break."""
-    q = np.asarray(p.quality)
-    idx = np.sort(np.lexsort((-np.arange(len(q)), -q))[:keep])
+    idx = sorted(_best_first(p.quality)[:keep])
     for name in ("core", "skin", "unc", "sd", "quality"):
         vals = getattr(p, name)
         setattr(p, name, [vals[i] for i in idx])
