@@ -296,7 +296,8 @@ class Listener:
         """A message at ``position`` exists; make sure we end up holding everything up to it."""
         s = self._stream(pub, kind)
         s.seen = max(s.seen, position)
-        self._advance(pub, kind, s)
+        if s.pos < s.seen:  # else held already: _deliver advanced over every message it added
+            self._advance(pub, kind, s)
         if s.pos >= s.seen or s.request is not None:
             return
         endpoint = self._catchup_of.get(pub)
