@@ -128,6 +128,12 @@ class FrameHub:
             return frames
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one status line: its first line, 300 characters at most."""
+    text = str(e)
+    return text.splitlines()[0][:300] if text else ""
+
+
 def expected_dtype(camera: str) -> type:
     return np.uint16 if camera == "thermal" else np.uint8
 
@@ -199,6 +205,15 @@ class CameraWorker:
             log.warning("camera %s offline: %s; reconnecting", self.camera, why,
                         extra={"camera": self.camera, "event": "camera_offline"})
 
+    def _end(self, error: str | None = None) -> None:
+        """Replay: this camera's stream is over, for good or because of ``error`` (logged). The
+        hub is told, so the consumer stops waiting for this camera's frames."""
+        if error is not None:
+            self.stats.last_error = error
+            log.error("camera %s: %s", self.camera, error, extra={"camera": self.camera})
+        self.stats.state = "ended"
+        self.hub.end(self.camera)
+
     def _run(self, gen: int) -> None:
         st = self.stats
         failures = 0  # consecutive opens/streams that produced no frame
@@ -210,11 +225,9 @@ class CameraWorker:
             try:
                 src = self.opener()
             except Exception as e:
-                msg = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+                msg = first_line(e) or type(e).__name__
                 if not self.live:  # a replay that cannot open its recording is over
-                    st.state, st.last_error = "ended", msg
-                    log.error("camera %s: %s", self.camera, msg, extra={"camera": self.camera})
-                    self.hub.end(self.camera)
+                    self._end(msg)
                     return
                 failures += 1
                 self._mark_offline(f"open failed: {msg}")
@@ -226,11 +239,10 @@ class CameraWorker:
                 ended = self._pump(src, gen)
             except Exception as e:  # a bug must not end this camera for good: log, reconnect
                 log.exception("camera %s: capture failed", self.camera, extra={"camera": self.camera})
-                st.last_error = f"capture failed: {type(e).__name__}: {e}"[:300]
+                st.last_error = f"capture failed: {type(e).__name__}: {first_line(e)}"
                 ended = not self.live
                 if ended:
-                    st.state = "ended"
-                    self.hub.end(self.camera)
+                    self._end()
             finally:
                 try:
                     src.close()
@@ -258,19 +270,17 @@ class CameraWorker:
                 self.count_corrupt(str(e))
                 continue
             except Exception as e:
-                st.last_error = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                error = f"{type(e).__name__}: {first_line(e)}"
                 if not self.live:
-                    st.state = "ended"
-                    log.error("camera %s: %s", self.camera, st.last_error, extra={"camera": self.camera})
-                    self.hub.end(self.camera)
+                    self._end(error)
                     return True
+                st.last_error = error
                 return False
             if self.superseded(gen):
                 return False
             if frame is None:
                 if not self.live:
-                    st.state = "ended"
-                    self.hub.end(self.camera)
+                    self._end()
                     return True
                 st.last_error = "stream ended"
                 return False
