@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edge.detection import DetectorConfig, build_detector  # noqa: E402
-from edge.evalfaces import load_manifest, match_greedy  # noqa: E402
+from edge.evalfaces import SIZE_BUCKETS_PX, load_manifest, match_greedy  # noqa: E402
+from edge.evalreport import shared_data_dir  # noqa: E402
 from edge.mask import N_FEATURES, MaskConfig, face_features, readable_crop  # noqa: E402
 
 L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -49,6 +50,8 @@ def collect(data_dir: Path, mask_cfg: MaskConfig) -> dict[str, np.ndarray]:
     n_unreadable = 0
     for k, im in enumerate(images):
         bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SystemExit(f"{im.path}: missing or not a readable image (listed in {data_dir / 'manifest.json'})")
         dets = det.detect(bgr)
         match = match_greedy(dets.box_xyxy, dets.score, im.boxes_xyxy, 0.5)
         for g, d in enumerate(match):
@@ -140,7 +143,7 @@ def choose_l2(X, Xm, y, photo) -> tuple[float, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "masked_faces")
+    ap.add_argument("--data", type=Path, default=shared_data_dir() / "masked_faces")
     ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/mask.py")
     ap.add_argument("--report", type=Path, default=ROOT / "tools" / "mask" / "cv_report.json")
     args = ap.parse_args()
@@ -172,7 +175,7 @@ def main() -> int:
                     "cv": "5-fold outer by photo, inner 4-fold choice of L2 and temperature",
                     "chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
     print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
-    for size, min_h in (("all", 0.0), (">=32px", 32.0), (">=64px", 64.0)):
+    for size, min_h in SIZE_BUCKETS_PX.items():  # the same buckets as `eval-faces`
         sel = d["height_px"] >= min_h
         for label in ("with_mask", "without_mask", "both"):
             k = sel & scored & ((d["label"] == label) if label != "both" else True)
