@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,10 +68,29 @@ class ServerKeys:
 
 @dataclass
 class ClientKeys:
-    """What a connecting socket needs: its own secret certificate and the server's public one."""
+    """What a connecting socket needs: its own secret certificate and the server's public one.
+
+    Each file is read once, on first use: a listener re-makes its catch-up socket on every
+    retry and reuses the keys already read.
+    """
 
     secret_file: Path
     server_public_file: Path
+    _own: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False, compare=False)
+    _servers: dict[Path, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def own(self) -> tuple[bytes, bytes]:
+        """(public, secret) z85 keys of this client."""
+        if self._own is None:
+            self._own = load_secret(self.secret_file)
+        return self._own
+
+    def server_public(self, server_public_file: Path | None = None) -> bytes:
+        """z85 public key of the server, from ``server_public_file`` or the default one."""
+        path = Path(server_public_file or self.server_public_file)
+        if path not in self._servers:
+            self._servers[path] = load_public(path)
+        return self._servers[path]
 
 
 def start_authenticator(ctx: zmq.Context, authorized_dir: str | Path) -> ThreadAuthenticator:
@@ -100,10 +119,10 @@ def make_client(sock: zmq.Socket, keys: ClientKeys | None, server_public_file: P
     """Make ``sock`` a CURVE client (before connect). ``server_public_file`` overrides keys' server key."""
     if keys is None:
         return
-    public, secret = load_secret(keys.secret_file)
+    public, secret = keys.own()
     sock.curve_secretkey = secret
     sock.curve_publickey = public
-    sock.curve_serverkey = load_public(server_public_file or keys.server_public_file)
+    sock.curve_serverkey = keys.server_public(server_public_file)
 
 
 def is_local_endpoint(endpoint: str) -> bool:

@@ -7,10 +7,11 @@ import time
 
 import pytest
 import zmq
+import zmq.auth
 
 from edge.cli import main as cli_main
 from edge.feed.proxy import Proxy
-from edge.feed.security import ClientKeys, ServerKeys, create_keys, start_authenticator
+from edge.feed.security import ClientKeys, KeyFileError, ServerKeys, create_keys, make_client, start_authenticator
 from edge.publishing import utc_iso
 
 from .helpers import ListenerThread, alert_event, assert_exactly_once, open_test_feed, wait_until
@@ -144,3 +145,22 @@ def test_cli_key_errors_are_one_line(argv, message, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_client_key_files_are_read_once(tmp_path):
+    """Catch-up retries re-make their socket: they reuse the keys read for the first one."""
+    create_keys(tmp_path, ["client", "server"])
+    ck = ClientKeys(tmp_path / "client.key_secret", tmp_path / "server.key")
+    ctx = zmq.Context()
+    try:
+        on_disk = (zmq.auth.load_certificate(ck.secret_file), zmq.auth.load_certificate(ck.server_public_file)[0])
+        make_client(ctx.socket(zmq.DEALER), ck)
+        (tmp_path / "client.key_secret").unlink()
+        (tmp_path / "server.key").unlink()
+        retry = ctx.socket(zmq.DEALER)
+        make_client(retry, ck)  # would raise KeyFileError if the files were read again
+        assert (ck.own(), ck.server_public()) == on_disk
+        with pytest.raises(KeyFileError, match="other.key"):  # another server key file is still read
+            make_client(retry, ck, tmp_path / "other.key")
+    finally:
+        ctx.destroy(linger=0)
