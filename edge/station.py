@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from edge.capture import CameraWorker, FrameHub, Watchdog
 from edge.health import FpsMeter, StationMetrics, build_status, package_version
 from edge.pairing import Pairer
-from edge.sources import FrameSource, source_opener
+from edge.sources import FrameSource, SourcesConfig, source_opener
 from edge.types import FramePair
 
 log = logging.getLogger("edge.station")
@@ -78,6 +78,27 @@ def expected_shape(camera: str, cam_cfg: Any) -> tuple[int, ...] | None:
     return None
 
 
+def build_capture(sources: SourcesConfig, stop: threading.Event, *, lazy_decode: bool = False,
+                  openers: dict[str, Callable[[], FrameSource]] | None = None,
+                  ) -> tuple[FrameHub, dict[str, CameraWorker], Watchdog]:
+    """The capture side of a station (also `thermal-edge record`'s): one worker per camera on a
+    shared hub, and the watchdog; nothing started. ``stop`` stops the workers and the watchdog.
+
+    openers: {camera: () -> FrameSource} overriding the configured sources (tests).
+    """
+    live = sources.mode == "live"
+    hub = FrameHub(list(CAMERAS), sources.queue_size, live)
+    epoch_ns = time.monotonic_ns() + 200_000_000  # recording stand-ins start together, 0.2 s from now
+    workers = {}
+    for cam in CAMERAS:
+        cam_cfg = getattr(sources, cam)
+        opener = (openers or {}).get(cam) or source_opener(cam, cam_cfg, live=live, epoch_ns=epoch_ns)
+        workers[cam] = CameraWorker(cam, opener, hub, sources, expected_shape(cam, cam_cfg), stop=stop,
+                                    lazy_decode=lazy_decode)
+    watchdog = Watchdog(list(workers.values()), sources.watchdog_timeout_s, sources.watchdog_period_s, stop)
+    return hub, workers, watchdog
+
+
 class Station:
     """One camera pair, its capture threads and the pipeline.
 
@@ -100,18 +121,10 @@ class Station:
         self.stop_event = threading.Event()  # the whole station
         self.capture_stop = threading.Event()  # capture threads (stopped first)
         self.stop_reason = ""
-        self.hub = FrameHub(list(CAMERAS), cfg.sources.queue_size, self.live)
-        self.workers = {}
-        epoch_ns = time.monotonic_ns() + 200_000_000  # recording stand-ins start together, 0.2 s from now
-        for cam in CAMERAS:
-            cam_cfg = getattr(cfg.sources, cam)
-            opener = (openers or {}).get(cam) or source_opener(cam, cam_cfg, live=self.live, epoch_ns=epoch_ns)
-            self.workers[cam] = CameraWorker(cam, opener, self.hub, cfg.sources, expected_shape(cam, cam_cfg),
-                                             stop=self.capture_stop, lazy_decode=True)
+        self.hub, self.workers, self.watchdog = build_capture(cfg.sources, self.capture_stop, lazy_decode=True,
+                                                              openers=openers)
         self.metrics = StationMetrics(self.station_id, registry,
                                       camera_stats=lambda: {c: w.stats.snapshot() for c, w in self.workers.items()})
-        self.watchdog = Watchdog(list(self.workers.values()), cfg.sources.watchdog_timeout_s,
-                                 cfg.sources.watchdog_period_s, self.capture_stop)
         self.pairer = Pairer(cfg.pairing)
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
         self._fps = FpsMeter()

@@ -57,22 +57,16 @@ def _clock(cfg: Any, first_t_ns: int) -> tuple[str, int]:
 def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = None,
            config_name: str = "") -> dict[str, Any]:
     """Record ``seconds`` from the configured sources into ``out``. Returns per-camera counts."""
-    from edge.capture import CameraWorker, FrameHub, Watchdog
+    from edge.cli import UserError
     from edge.recording import RecordingWriter, StreamMeta
-    from edge.sources import source_opener
-    from edge.station import CAMERAS, expected_shape
+    from edge.station import CAMERAS, build_capture
 
     if (out / "stream.json").exists():
-        from edge.cli import UserError
-
         raise UserError(f"{out}: already holds a recording; choose another --out")
     live = cfg.sources.mode == "live"
     stop = stop or threading.Event()
-    hub = FrameHub(list(CAMERAS), cfg.sources.queue_size, live)
-    epoch_ns = time.monotonic_ns()
-    workers = [CameraWorker(c, source_opener(c, getattr(cfg.sources, c), live=live, epoch_ns=epoch_ns), hub,
-                            cfg.sources, expected_shape(c, getattr(cfg.sources, c)), stop=stop) for c in CAMERAS]
-    watchdog = Watchdog(workers, cfg.sources.watchdog_timeout_s, cfg.sources.watchdog_period_s, stop)
+    hub, by_camera, watchdog = build_capture(cfg.sources, stop)
+    workers = list(by_camera.values())
     for w in workers:
         w.start()
     if live:
@@ -116,8 +110,6 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
             w.join(2.0)
     stats = {w.camera: {**w.stats.snapshot(), "written": written[w.camera]} for w in workers}
     if writer is None:
-        from edge.cli import UserError
-
         raise UserError(f"{out}: nothing recorded -- no frames from "
                         + ", ".join(c for c in CAMERAS if not any(p.camera == c for p in pending))
                         + "; " + "; ".join(f"{w.camera}: {w.stats.last_error or w.stats.state}" for w in workers))
