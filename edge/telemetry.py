@@ -54,10 +54,6 @@ class Telemetry:
         return bool(self.status_bits & (1 << 3))
 
     @property
-    def overtemp_imminent(self) -> bool:
-        return bool(self.status_bits & (1 << 20))
-
-    @property
     def ms_since_ffc(self) -> int:
         return max(0, self.uptime_ms - self.last_ffc_ms)
 
@@ -102,7 +98,7 @@ def build_telemetry_words(*, frame_counter: int = 0, ffc_state: str = "none", fp
                           housing_temp_c: float = 28.0, uptime_ms: int = 0, last_ffc_ms: int = 0,
                           frame_mean: int = 0, revision: int = 0x0E, ffc_desired: bool = False) -> np.ndarray:
     """The 240 telemetry words (lines A, B, C) a Lepton would send -- the inverse of parse_telemetry,
-    used by the recorder's test frames and by tests building PureThermal frames byte for byte."""
+    for tests that build PureThermal frames."""
     w = np.zeros(N_LINES * LINE_WORDS, np.uint16)
     status = (FFC_STATES.index(ffc_state) << 4) | (int(ffc_desired) << 3)
     for i, v in ((1, uptime_ms), (3, status), (20, frame_counter), (30, last_ffc_ms)):
