@@ -172,7 +172,6 @@ class MeasureContext:
 
 class Registration(Protocol):
     def map_points(self, xy: np.ndarray, iod_px: np.ndarray) -> np.ndarray: ...  # (N,K,2)->(N,K,2)
-    def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray) -> np.ndarray: ...  # (N,4)->(N,4)
 
 
 class FfcSettle:
@@ -364,7 +363,7 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     dets: faces in RGB px; ``data['mask']`` 'yes' or 'unknown' gets the masked-face search clip
         (no 'mask' key: unmasked).
     thermal_c: (h,w) float32 degC, blackbody-corrected.
-    registration: RGB px -> thermal px (``map_points``, ``map_boxes``).
+    registration: RGB px -> thermal px (``map_points``; the thermal box bounds the mapped corners).
     rgb_bgr: (H,W,3) uint8 RGB frame for the motion_blur gate (skipped when None).
     Returns dets with box_xyxy_thermal, landmarks_xy_thermal, canthus_xy_thermal, skin_temp_c,
     core_temp_c, uncertainty_c (degC), gate, quality added (see edge/types.py:DATA_KEYS), plus
@@ -375,10 +374,12 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     h, w = thermal_c.shape[:2]
     iod_rgb = dets.inter_ocular_px
     canthi = canthi_rgb(dets.landmarks_xy, cfg.canthus_offset_frac)
+    # landmarks, canthi and box corners of every face in one call: one parallax shift per face
+    corners = dets.box_xyxy[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n, 4, 2)  # x1y1 x2y1 x2y2 x1y2
     pts_th = np.asarray(registration.map_points(
-        np.concatenate([dets.landmarks_xy, canthi], axis=1), iod_rgb), np.float32).reshape(n, 7, 2)
-    lm_th, canthi_th = pts_th[:, :5], pts_th[:, 5:].copy()
-    box_th = np.asarray(registration.map_boxes(dets.box_xyxy, iod_rgb), np.float32).reshape(n, 4)
+        np.concatenate([dets.landmarks_xy, canthi, corners], axis=1), iod_rgb), np.float32).reshape(n, 11, 2)
+    lm_th, canthi_th, corners_th = pts_th[:, :5], pts_th[:, 5:7].copy(), pts_th[:, 7:]
+    box_th = np.concatenate([corners_th.min(axis=1), corners_th.max(axis=1)], axis=1)  # bounds of the corners
     d = lm_th[:, 1] - lm_th[:, 0]
     iod_th = np.hypot(d[:, 0], d[:, 1]).astype(np.float32)
     canthus_px = iod_th * np.float32(cfg.canthus_width_frac)
@@ -399,7 +400,7 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     else:
         outside, far = inside < cfg.min_box_inside_frac, canthus_px < cfg.min_canthus_px
         # a face the registration cannot place (NaN/inf mapped points) is not in the thermal view
-        outside |= ~(np.isfinite(pts_th).all(axis=(1, 2)) & np.isfinite(box_th).all(axis=1))
+        outside |= ~np.isfinite(pts_th).all(axis=(1, 2))
         # one person at a time: only faces close enough to measure count (a queue behind the
         # subject does not block the station; two people at it do)
         crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1

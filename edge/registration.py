@@ -32,9 +32,6 @@ class Registration:
     parallax_px_m: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rgb_focal_px: float = 500.0
     iod_m: float = 0.063
-    # last parallax_shift: (inputs, result). measure_faces maps landmarks and boxes of the same
-    # faces, so the second call of each frame reuses the first's shift.
-    _shift_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.homography = np.asarray(self.homography, dtype=np.float64).reshape(3, 3)
@@ -61,27 +58,19 @@ class Registration:
         return d
 
     def parallax_shift(self, iod_px: np.ndarray | None, n: int) -> np.ndarray:
-        """(n,2) thermal px to add after the homography; zeros if iod_px is None (or not finite).
-        Read-only (the last result is kept for the next call with the same distances)."""
+        """(n,2) thermal px to add after the homography; zeros if iod_px is None (or not finite)."""
         if iod_px is None:
             return np.zeros((n, 2))
         iod = np.asarray(iod_px, dtype=np.float64).reshape(-1)
         if len(iod) != n:
             raise ValueError(f"iod_px has {len(iod)} entries, expected one per face ({n})")
-        key = (iod.tobytes(), self.parallax_px_m.tobytes(), self.reference_distance_m, self.rgb_focal_px, self.iod_m)
-        cached = self._shift_cache  # one read: safe if threads share the object
-        if cached is not None and cached[0] == key:
-            return cached[1]
         if (iod > 0).all():  # the usual case, as distance_m without its NaN bookkeeping
             d = np.maximum(self.rgb_focal_px * self.iod_m / iod, MIN_DISTANCE_M)
             inv = 1.0 / d - 1.0 / self.reference_distance_m
         else:
             inv = 1.0 / self.distance_m(iod) - 1.0 / self.reference_distance_m  # d >= MIN or NaN
             inv[np.isnan(inv)] = 0.0
-        shift = np.multiply.outer(inv, self.parallax_px_m)
-        shift.flags.writeable = False  # shared with the next call
-        self._shift_cache = (key, shift)
-        return shift
+        return np.multiply.outer(inv, self.parallax_px_m)
 
     def map_points(self, xy: np.ndarray, iod_px: np.ndarray | None = None) -> np.ndarray:
         """RGB px -> thermal px. xy: (N,2) -- one point per face -- or (N,K,2) -- K points per

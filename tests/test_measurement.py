@@ -27,10 +27,6 @@ class ScaleRegistration:
     def map_points(self, xy: np.ndarray, iod_px: np.ndarray) -> np.ndarray:
         return np.asarray(xy, np.float32) * self.s + self.d
 
-    def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray) -> np.ndarray:
-        b = np.asarray(box_xyxy, np.float32) * self.s
-        return b + np.tile(self.d, 2)
-
 
 def face_geometry(cx: float, cy: float, iod: float):
     """Landmarks (5,2) and box (4,) of an upright frontal face, same px as (cx, cy, iod)."""
@@ -337,9 +333,6 @@ def test_thermal_smear_from_tracker_speed_gates_motion_blur(speed_px_s, expect_g
         def map_points(self, xy, iod_px=None):
             return np.asarray(xy, np.float32) * 0.25
 
-        def map_boxes(self, box, iod_px=None):
-            return np.asarray(box, np.float32) * 0.25
-
     thermal = np.full((120, 160), 30.0, np.float32)
     lm = np.array([[[280, 200], [360, 200], [320, 240], [290, 280], [350, 280]]], np.float32)
     dets = Detections(np.array([[250, 150, 390, 320]], np.float32), np.array([0.9]), lm,
@@ -355,14 +348,8 @@ def test_a_face_the_registration_cannot_place_is_outside_the_view_not_an_error(b
     class NanRegistration(ScaleRegistration):
         def map_points(self, xy, iod_px):
             out = super().map_points(xy, iod_px).copy()
-            if bad != "box":
-                out[:, 0 if bad == "first_eye" else 1, 0] = np.nan
-            return out
-
-        def map_boxes(self, box_xyxy, iod_px):
-            out = super().map_boxes(box_xyxy, iod_px).copy()
-            if bad == "box":
-                out[:, 2] = np.nan
+            # measure_faces maps (N,11,2): 5 landmarks, 2 canthi, then the box's 4 corners
+            out[:, {"first_eye": 0, "second_eye": 1, "box": -2}[bad], 0] = np.nan
             return out
 
     img, _ = render((120, 160), [FACE])
