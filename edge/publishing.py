@@ -7,6 +7,7 @@ the CURVE authenticator and the catch-up/heartbeat thread from a ``FeedConfig``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -282,50 +283,45 @@ def open_feed(ctx: zmq.Context, cfg: FeedConfig, station_id: str) -> Feed:
 
     Without CURVE keys the config only allows loopback endpoints; this logs that the feed is
     unencrypted. The journal directory is created if needed. Raises ValueError (one line naming
-    the key, file or endpoint) for unreadable keys, an unusable journal or an endpoint in use.
+    the key, file or endpoint) for unreadable keys, an unusable journal or an endpoint in use;
+    whatever fails, nothing it opened stays open (the caller can ``ctx.term()`` and retry).
     """
     keys = cfg.server_keys
-    auth = None
-    if keys is not None:
-        keys.check()
-        auth = start_authenticator(ctx, keys.authorized_dir)
-    else:
-        log.warning("feed: no CURVE keys configured (feed.server_secret_key): unencrypted, bound to loopback only")
-    journal = None
-    if cfg.journal_path is not None:
-        try:
-            journal = Journal(cfg.journal_path, max_age_days=cfg.journal_max_age_days,
-                              max_bytes=int(cfg.journal_max_mb * 2**20))
-        except JournalError as e:
-            if auth is not None:
-                auth.stop()
-            raise ValueError(f"feed.journal_path: {e}") from None
-    pub = ctx.socket(zmq.PUB)
-    router = None
-    try:
-        pub.sndhwm = cfg.snd_hwm
-        make_server(pub, keys)
-        pub.bind(cfg.endpoint)
+    with contextlib.ExitStack() as undo:  # on any error, release what was opened so far
+        auth = None
+        if keys is not None:
+            keys.check()
+            auth = start_authenticator(ctx, keys.authorized_dir)
+            undo.callback(auth.stop)
+        else:
+            log.warning("feed: no CURVE keys configured (feed.server_secret_key): unencrypted, bound to loopback only")
+        journal = None
+        if cfg.journal_path is not None:
+            try:
+                journal = Journal(cfg.journal_path, max_age_days=cfg.journal_max_age_days,
+                                  max_bytes=int(cfg.journal_max_mb * 2**20))
+            except JournalError as e:
+                raise ValueError(f"feed.journal_path: {e}") from None
+            undo.callback(journal.close)
+        pub = ctx.socket(zmq.PUB)
+        undo.callback(pub.close, linger=0)
+        router = ctx.socket(zmq.ROUTER)  # the feed thread's socket; bound only when catch-up is on
+        undo.callback(router.close, linger=0)
         advertise = None
-        if cfg.catchup_endpoint is not None and journal is not None:
-            router = ctx.socket(zmq.ROUTER)
-            make_server(router, keys)
-            router.bind(cfg.catchup_endpoint)
-            advertise = cfg.catchup_advertise or router.last_endpoint.decode()
-    except zmq.ZMQError as e:
-        pub.close(linger=0)
-        if router is not None:
-            router.close(linger=0)
-        if auth is not None:
-            auth.stop()
-        if journal is not None:
-            journal.close()
-        raise ValueError(f"feed: cannot bind {cfg.endpoint} / {cfg.catchup_endpoint}: {e}") from None
-    publisher = Publisher(pub, station_id, journal, publisher_id=cfg.publisher_id,
-                          include_images=cfg.include_images, catchup_endpoint=advertise,
-                          heartbeat_s=cfg.heartbeat_s)
-    if router is None:  # no catch-up: the feed thread only sends heartbeats
-        router = ctx.socket(zmq.ROUTER)
-    server = CatchupServer(router, cfg.journal_path if advertise else None, publisher.publisher_id,
-                           heartbeat=publisher.heartbeat, heartbeat_s=cfg.heartbeat_s).start()
+        try:
+            pub.sndhwm = cfg.snd_hwm
+            make_server(pub, keys)
+            pub.bind(cfg.endpoint)
+            if cfg.catchup_endpoint is not None and journal is not None:
+                make_server(router, keys)
+                router.bind(cfg.catchup_endpoint)
+                advertise = cfg.catchup_advertise or router.last_endpoint.decode()
+        except zmq.ZMQError as e:
+            raise ValueError(f"feed: cannot bind {cfg.endpoint} / {cfg.catchup_endpoint}: {e}") from None
+        publisher = Publisher(pub, station_id, journal, publisher_id=cfg.publisher_id,
+                              include_images=cfg.include_images, catchup_endpoint=advertise,
+                              heartbeat_s=cfg.heartbeat_s)
+        server = CatchupServer(router, cfg.journal_path if advertise else None, publisher.publisher_id,
+                               heartbeat=publisher.heartbeat, heartbeat_s=cfg.heartbeat_s).start()
+        undo.pop_all()  # all open: the Feed owns them now
     return Feed(publisher, server, auth)

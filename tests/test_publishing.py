@@ -190,3 +190,15 @@ def test_invalid_message_fails_at_the_sender_and_leaves_no_hole(feeds, ctx):
         feed.publisher.publish_event(bad, utc_iso())
     assert feed.publisher.publish_event(alert_event(3), utc_iso())["seq"] == 1  # no seq was used up
     assert feed.publisher.heartbeat()["last"]["alert"] == 1
+
+
+def test_failed_open_feed_releases_what_it_opened(ctx, tmp_path):
+    """An error after binding (here a bad station id) must not leave the port bound or the journal open."""
+    from feed.helpers import free_port
+
+    cfg = FeedConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", catchup_endpoint=f"tcp://127.0.0.1:{free_port()}",
+                     journal_path=str(tmp_path / "j.sqlite"))
+    with pytest.raises(ValueError, match="station_id='gate.1'"):
+        open_feed(ctx, cfg, "gate.1")
+    feed = open_feed(ctx, cfg, "gate-1")  # same endpoints: free again
+    feed.close()
