@@ -382,8 +382,6 @@ class Watchdog:
         self.period_s = period_s
         self.stop = stop
         self.thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
-        self.checks = 0
-        self.native_id: int | None = None  # OS thread id, to read its CPU time in /proc
 
     def start(self) -> None:
         self.thread.start()
@@ -391,7 +389,6 @@ class Watchdog:
     def check(self, now_ns: int | None = None) -> list[str]:
         """One look at every camera; returns the cameras declared offline."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        self.checks += 1
         stalled = []
         for w in self.workers:
             st = w.stats
@@ -402,6 +399,5 @@ class Watchdog:
         return stalled
 
     def _run(self) -> None:
-        self.native_id = threading.get_native_id()
         while not self.stop.wait(self.period_s):
             self.check()

@@ -29,7 +29,6 @@ from edge.configbase import StrictModel
 # (detector) on one core, and a live capture-to-alert p99 near 50 ms; the buckets resolve that
 # range and reach 2.5 s so that stalls still land in a bucket of their own.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-CAMERA_STATES = ("starting", "online", "offline", "ended", "stopped")
 STATUS_SCHEMA_VERSION = 1
 
 
