@@ -152,7 +152,6 @@ class Publisher:
         self.heartbeat_s = heartbeat_s
         self.epoch = journal.start_epoch(self.publisher_id) if journal else int(time.time() * 1000)
         self.seq = {kind: 0 for kind in KINDS}
-        self.sent = {kind: 0 for kind in KINDS}
         self.journal_errors = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -234,7 +233,6 @@ class Publisher:
                 self.journal_errors += 1
                 log.error("%s (sending %s without a journal copy)", e, body["msg_id"])
         self.socket.send_multipart(frames, copy=len(images) == 0)
-        self.sent[kind] += 1
 
     def close(self) -> None:
         with self._lock:
