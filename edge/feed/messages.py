@@ -156,6 +156,12 @@ def clean_float(value: float | None, ndigits: int = 3) -> float | None:
     return round(value, ndigits) if math.isfinite(value) else None
 
 
+def _first_error(e: ValidationError) -> str:
+    """'field.path: message' of the first error: one line for logs and exceptions."""
+    err = e.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
     """JSON bytes of a body that receivers will accept: checked against the schema and size here,
     so a message that would be rejected downstream fails loudly at the sender instead."""
@@ -165,9 +171,7 @@ def encode_body(body: dict[str, Any]) -> bytes:
     try:
         _BODY.validate_python(body)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{body.get('kind')} message breaks the schema at {where}: {err['msg']}") from None
+        raise ValueError(f"{body.get('kind')} message breaks the schema at {_first_error(e)}") from None
     return data
 
 
@@ -227,9 +231,7 @@ def decode(frames: list[bytes]) -> Message:
     try:
         model = _BODY.validate_python(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise MessageError("schema", f"{where}: {err['msg']}") from None
+        raise MessageError("schema", _first_error(e)) from None
     if topic != f"{model.kind}.{model.station_id}":
         raise MessageError("topic", f"topic {topic!r} does not match body kind/station")
     if model.msg_id != msg_id(model.publisher_id, model.epoch, model.kind, model.seq):
