@@ -125,21 +125,11 @@ ENV_OVERRIDES = {
 }
 
 
-def _model_has(path: tuple[str, ...]) -> bool:
-    model: Any = StationConfig
-    for key in path:
-        fields = getattr(model, "model_fields", None)
-        if not fields or key not in fields:
-            return False
-        model = fields[key].annotation
-    return True
-
-
 def apply_env(data: dict[str, Any], environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
     """Apply ENV_OVERRIDES to the raw dict in place. Returns {dotted key path: variable name}."""
     applied: dict[str, str] = {}
     for var, path in ENV_OVERRIDES.items():
-        if var not in environ or not _model_has(path):
+        if var not in environ:
             continue
         node = data
         for key in path[:-1]:

@@ -107,6 +107,18 @@ def test_env_overrides_paths_and_names_the_variable(station_dir):
         load_config(p, environ={"THERMAL_EDGE_METRICS_PORT": "lots"})
 
 
+def test_every_env_override_names_a_config_key():
+    """An override whose key path is not in the model would fail every load ('unknown key (from
+    $VAR)'); this catches a renamed field before a deployment does."""
+    from edge.config import ENV_OVERRIDES
+
+    for var, path in ENV_OVERRIDES.items():
+        model = StationConfig
+        for key in path[:-1]:
+            model = model.model_fields[key].annotation
+        assert path[-1] in model.model_fields, f"{var} -> {'.'.join(path)}"
+
+
 def test_committed_example_is_valid_and_documents_every_key():
     """The example validates and has every section; this module's own sections (and the
     sources/health ones) document every key. Other stages' sections may gain keys after the
