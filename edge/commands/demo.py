@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import zmq
 
@@ -48,14 +49,24 @@ def _subscriber(ctx: zmq.Context, endpoint: str, topics: list[bytes], out: list[
         sub.close(linger=0)
 
 
+def replay_config(config: Path | None, rec) -> Any:
+    """The station config to replay ``rec`` with: the ``--config`` file (None after printing its
+    errors, as validate-config does), or the defaults with calibration/<station>.toml."""
+    from edge.commands.run import load_or_report
+    from edge.pipeline import default_config
+
+    return load_or_report(config) if config else default_config(rec.meta.station_id)
+
+
 def run(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-    from edge.pipeline import default_config, replay
+    from edge.pipeline import replay
     from edge.publishing import Publisher
     from edge.recording import open_recording
 
     rec = open_recording(args.stream)
-    cfg = load_config(args.config) if args.config else default_config(rec.meta.station_id)
+    cfg = replay_config(args.config, rec)
+    if cfg is None:
+        return 2
     station = cfg.station.id
     ctx = zmq.Context()
     # XPUB so we can wait for the subscriber's subscription before the first alert:

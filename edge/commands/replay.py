@@ -31,21 +31,18 @@ def run(args: argparse.Namespace) -> int:
     import zmq
 
     from edge.annotate import Annotator
-    from edge.commands.run import load_or_report
+    from edge.commands.demo import replay_config
     from edge.feed.client import format_alert_line
-    from edge.pipeline import default_config, replay
+    from edge.pipeline import replay
     from edge.publishing import Publisher
     from edge.recording import open_recording
     from edge.station import quiet_opencv
 
     quiet_opencv()
     rec = open_recording(args.stream)
-    if args.config:
-        cfg = load_or_report(args.config)
-        if cfg is None:
-            return 2
-    else:
-        cfg = default_config(rec.meta.station_id)
+    cfg = replay_config(args.config, rec)
+    if cfg is None:
+        return 2
     annotator = Annotator(args.annotate, cfg, fps=rec.meta.thermal.fps, thermal_units=rec.meta.thermal.units)
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)  # no subscriber: the bodies are printed from what was published
