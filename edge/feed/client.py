@@ -83,9 +83,10 @@ class _Stream:
 
 @dataclass
 class _Request:
+    """A catch-up request in flight; ``last``: position of the newest message it has brought."""
+
     endpoint: str
     kind: str
-    positions: dict
     publisher_id: str | None  # None: start-up request to a configured endpoint
     deadline: float = 0.0
     last: Position | None = None
@@ -354,7 +355,7 @@ class Listener:
             self._catchup_of = {p: e for p, e in self._catchup_of.items() if e != endpoint}
             return
         req = next(self._req_ids)
-        self._requests[req] = _Request(endpoint, kind, positions, pub, time.monotonic() + self.request_timeout_s)
+        self._requests[req] = _Request(endpoint, kind, pub, time.monotonic() + self.request_timeout_s)
         if pub is not None:
             self._stream(pub, kind).request = req
         self.stats.catchup_requests += 1
