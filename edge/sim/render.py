@@ -87,6 +87,15 @@ def _r(a, nd=2):
     return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
 
 
+def _face_truth(pid: int, geo: dict[str, np.ndarray], box: list[float], st: PersonState, w: int, h: int,
+                **extra) -> dict:
+    """One face's truth entry in a w x h image (docs/truth.md); ``extra`` keys go before in_view."""
+    iod = float(np.hypot(*(geo["landmarks"][1] - geo["landmarks"][0])))
+    return {"id": pid, "box_xyxy": _r(box), "landmarks_xy": _r(geo["landmarks"]), "canthi_xy": _r(geo["canthi"]),
+            "iod_px": round(iod, 2), "distance_m": round(float(st.pos_m[2]), 4), **extra,
+            "in_view": _inside(box, w, h)}
+
+
 def _inside(box: list[float], w: int, h: int) -> bool:
     return box[0] >= 0 and box[1] >= 0 and box[2] <= w - 1 and box[3] <= h - 1
 
@@ -186,7 +195,7 @@ class Renderer:
         return [(kind, obj) for _, kind, obj in sorted(layers, key=lambda x: -x[0])]
 
     def rgb_frame(self, idx: int, t_s: float) -> tuple[np.ndarray, list[dict]]:
-        g, sc = self.geo, self.sc
+        g = self.geo
         img = self.bg_rgb.copy()
         truth = []
         for kind, obj in self._layers(t_s):
@@ -205,11 +214,7 @@ class Renderer:
             box = _box_of(geo["box"])
             if not _overlaps(box, g.rgb.width, g.rgb.height):
                 continue
-            iod = float(np.hypot(*(geo["landmarks"][1] - geo["landmarks"][0])))
-            truth.append({"id": p.id, "box_xyxy": _r(box), "landmarks_xy": _r(geo["landmarks"]),
-                          "canthi_xy": _r(geo["canthi"]), "iod_px": round(iod, 2),
-                          "distance_m": round(float(st.pos_m[2]), 4), "masked": p.mask != "none",
-                          "in_view": _inside(box, g.rgb.width, g.rgb.height)})
+            truth.append(_face_truth(p.id, geo, box, st, g.rgb.width, g.rgb.height, masked=p.mask != "none"))
         return R.finish(img, self.noise_bank, idx), truth
 
     def thermal_exposure(self, t_s: float) -> tuple[np.ndarray, list[dict], float]:
@@ -274,11 +279,7 @@ class Renderer:
                 covered = max(covered, float((a * bb_mask).sum() / max(bb_mask.sum(), 1e-6)))
             geo = face_geometry(H @ A)
             box = _box_of(geo["box"])
-            iod = float(np.hypot(*(geo["landmarks"][1] - geo["landmarks"][0])))
-            truth.append({"id": p.id, "box_xyxy": _r(box), "landmarks_xy": _r(geo["landmarks"]),
-                          "canthi_xy": _r(geo["canthi"]), "iod_px": round(iod, 2),
-                          "distance_m": round(float(st.pos_m[2]), 4),
-                          "in_view": _inside(box, self.th_w, self.th_h)})
+            truth.append(_face_truth(p.id, geo, box, st, self.th_w, self.th_h))
         return T, truth, covered
 
 
