@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.configbase import StrictModel
+from edge.configbase import StrictModel, resolve_path
 from edge.decision import DecisionConfig
 from edge.detection import DetectorConfig
 from edge.health import HealthConfig
@@ -29,7 +29,7 @@ from edge.mask import MaskConfig
 from edge.measurement import MeasurementConfig
 from edge.pairing import PairingConfig
 from edge.publishing import FeedConfig
-from edge.sources import SourcesConfig, resolve_path
+from edge.sources import SourcesConfig
 from edge.tracking import TrackingConfig
 
 

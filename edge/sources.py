@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from edge.configbase import StrictModel
+from edge.configbase import StrictModel, resolve_path
 from edge.jpegframes import JPEG_FOURCCS, CorruptFrame, JpegFrame
 from edge.telemetry import TelemetryError, parse_telemetry, telemetry_rows
 from edge.types import Frame
@@ -57,14 +57,6 @@ class FrameSource(Protocol):
 
 
 # ----------------------------------------------------------------------------- config
-
-def resolve_path(p: Path, info: Any) -> Path:
-    """A config path: relative ones are relative to the config file's folder (pydantic
-    validation context 'base_dir'; the working directory when there is none)."""
-    base = (info.context or {}).get("base_dir") if info is not None else None
-    p = Path(p).expanduser()
-    return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
-
 
 FAULT_RE = re.compile(r"^(stall|disconnect|corrupt|ts_jump)@(\d+)(?::(\d+(?:\.\d+)?))?$")
 
