@@ -238,6 +238,9 @@ def test_bad_scenario_files_give_one_line_errors(tmp_path, capsys):
         load_scenario(moved)
     with pytest.raises(ScenarioError, match="not found"):
         load_scenario(tmp_path / "nope.toml")
+    (tmp_path / "e.toml").write_bytes(b"name = \"\xff\xfe\"\n")  # binary junk, e.g. a mis-saved file
+    with pytest.raises(ScenarioError, match=r"e\.toml: not UTF-8"):
+        load_scenario(tmp_path / "e.toml")
     from edge.cli import main
 
     assert main(["simulate", str(bad_key), "--out", str(tmp_path / "o")]) == 2
