@@ -29,13 +29,16 @@ class KeyFileError(ValueError):
     """A key file is missing or unreadable (message names the file)."""
 
 
-def load_secret(path: str | Path) -> tuple[bytes, bytes]:
-    """(public, secret) z85 keys from a ``.key_secret`` certificate file."""
-    path = Path(path)
+def _load_certificate(path: Path) -> tuple[bytes, bytes | None]:
     try:
-        public, secret = zmq.auth.load_certificate(path)
+        return zmq.auth.load_certificate(path)
     except (OSError, ValueError) as e:
         raise KeyFileError(f"{path}: cannot read CURVE certificate: {e}") from None
+
+
+def load_secret(path: str | Path) -> tuple[bytes, bytes]:
+    """(public, secret) z85 keys from a ``.key_secret`` certificate file."""
+    public, secret = _load_certificate(Path(path))
     if not secret:
         raise KeyFileError(f"{path}: has no secret key (use the .key_secret file)")
     return public, secret
@@ -43,12 +46,7 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
 
 def load_public(path: str | Path) -> bytes:
     """z85 public key from a ``.key`` or ``.key_secret`` certificate file."""
-    path = Path(path)
-    try:
-        public, _ = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as e:
-        raise KeyFileError(f"{path}: cannot read CURVE certificate: {e}") from None
-    return public
+    return _load_certificate(Path(path))[0]
 
 
 @dataclass
