@@ -219,8 +219,7 @@ def console_table(rows: list[dict], total: dict) -> str:
     out = [head, "-" * len(head)]
     for r in rows:
         f, c, a = r["faces"], r["canthus_error_subject"], r["alerts"]
-        rm = "-" if f["masked"]["recall"] is None else f"{f['masked']['recall']:.2f}"
-        ru = "-" if f["unmasked"]["recall"] is None else f"{f['unmasked']['recall']:.2f}"
+        rm, ru = (fmt_num(f[k]["recall"], missing="-") for k in ("masked", "unmasked"))
         out.append(f"{r['scenario']:<20} {r['verdicts_correct']:>3}/{len(r['persons']):<4} {rm:>6}/{ru:<6} "
                    f"{_f(f['precision']):>6} {_f(c['mean_c']):>6}/{_f(c['max_abs_c']):<5} "
                    f"{a['true']:>4}/{a['false']:<5} {_f(r['pairs_per_s'], 1):>8}")
