@@ -95,9 +95,7 @@ class CameraConfig(StrictModel):
     @field_validator("faults")
     @classmethod
     def _faults(cls, v: list[str]) -> list[str]:
-        for spec in v:
-            if not FAULT_RE.match(spec):
-                raise ValueError(f"fault {spec!r} not understood; use stall@N:S, disconnect@N[:S], corrupt@N, ts_jump@N:S")
+        FaultPlan.parse(v)  # raises ValueError naming a spec it does not understand
         return v
 
     @field_validator("url")
@@ -517,7 +515,7 @@ class FaultPlan:
         for spec in specs:
             m = FAULT_RE.match(spec)
             if not m:
-                raise ValueError(f"fault {spec!r} not understood")
+                raise ValueError(f"fault {spec!r} not understood; use stall@N:S, disconnect@N[:S], corrupt@N, ts_jump@N:S")
             plan.faults[int(m.group(2))] = (m.group(1), float(m.group(3) or 0))
         return plan
 
