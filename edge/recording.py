@@ -53,7 +53,7 @@ class CameraMeta:
     fps: float
     pixel_format: str  # 'bgr24' for rgb, 'gray16le' for thermal
     file: str
-    units: str | None = None  # thermal only: a key of THERMAL_UNITS
+    units: str | None = None  # thermal only: a key of THERMAL_UNITS (required there: _load_meta checks it)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -273,7 +273,7 @@ class Recording:
     @property
     def thermal_scale_k(self) -> float:
         """Kelvin per raw thermal count (0.01 for centi-kelvin)."""
-        return THERMAL_UNITS[self.meta.thermal.units or "centikelvin"]
+        return THERMAL_UNITS[self.meta.thermal.units]
 
     def truth(self) -> dict[str, Any] | None:
         f = self.path / "truth.json"

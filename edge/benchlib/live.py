@@ -75,7 +75,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
         meta = rec.meta.rgb if cam == "rgb" else rec.meta.thermal
         data["sources"][cam] = {"kind": "recording", "path": str(stream), "realtime": True, "loop": True,
                                 "fps": meta.fps, "width": meta.width, "height": meta.height,
-                                **({"units": meta.units} if cam == "thermal" and meta.units else {})}
+                                **({"units": meta.units} if cam == "thermal" else {})}
     data["sources"]["mode"] = "live"
     cfg = type(cfg).model_validate(data)
     ctx, feed = open_bench_feed(cfg)
@@ -92,7 +92,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     from prometheus_client import CollectorRegistry
 
     pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
-                          thermal_units=rec.meta.thermal.units or "centikelvin")
+                          thermal_units=rec.meta.thermal.units)
     # Which pair decided each message: the loop sets the pair being processed, the publisher
     # notes it with the message's seq. (An event's own t_ns is its person's best frame, which
     # may be older than the frame that tipped the decision.)

@@ -96,7 +96,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     ctx, feed = open_bench_feed(cfg)
     pipe = build_pipeline(cfg, publisher=feed.publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units or "centikelvin")
+                          thermal_units=rec.meta.thermal.units)
     reg = TimedRegistration(pipe.registration)
     pipe.registration = reg
     det = pipe.detector
