@@ -86,7 +86,6 @@ class StationMetrics:
         self.events = Counter("thermal_edge_events", "Screening events published", ["kind", "type"], registry=r)
         self.unpaired = Gauge("thermal_edge_unpaired_thermal_frames", "Thermal frames with no RGB frame in tolerance", registry=r)
         self.bb_ok = Gauge("thermal_edge_blackbody_ok", "1 when the blackbody reference is usable, else 0", registry=r)
-        self.degraded = Gauge("thermal_edge_station_degraded", "1 while any camera is offline", registry=r)
         self.uptime = Gauge("thermal_edge_uptime_seconds", "Seconds since the station started", registry=r)
         self.uptime.set_function(lambda: time.monotonic() - self.started_monotonic)
         r.register(_CameraCollector(self))
@@ -164,6 +163,9 @@ class _CameraCollector:
         yield from fams.values()
         yield online
         yield fps
+        if stats:  # the same rule as the status message's state, current at every scrape
+            yield GaugeMetricFamily("thermal_edge_station_degraded", "1 while any camera is not online (replay end: 0)",
+                                    value=0 if station_state(stats) in ("ok", "ended") else 1)
 
 
 def blackbody_summary(bb: Any) -> dict[str, Any]:
@@ -216,7 +218,6 @@ def build_status(station_id: str, cameras: dict[str, dict[str, Any]], metrics: S
         pairing_d = {k: int(getattr(pairing, k)) for k in ("pairs", "unpaired_thermal", "rgb_unused", "out_of_order")}
         metrics.unpaired.set(pairing_d["unpaired_thermal"])
     state = station_state(cameras)
-    metrics.degraded.set(0 if state in ("ok", "ended") else 1)
     return {
         "status_version": STATUS_SCHEMA_VERSION,
         "station_id": station_id,

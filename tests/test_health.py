@@ -96,6 +96,7 @@ def test_prometheus_endpoint_serves_camera_counters_and_stage_histograms():
     assert 'thermal_edge_camera_corrupt_frames_total{camera="thermal"} 2.0' in text
     assert 'thermal_edge_camera_reconnects_total{camera="thermal"} 1.0' in text
     assert 'thermal_edge_camera_online{camera="thermal"} 0.0' in text
+    assert "\nthermal_edge_station_degraded 1.0" in text  # read at scrape time, no status message built
     for stage in ("capture", "detect", "measure", "publish"):
         assert f'thermal_edge_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in text
     assert 'thermal_edge_stage_latency_seconds_bucket{le="0.05",stage="detect"} 1.0' in text
