@@ -63,14 +63,17 @@ class StationMetrics:
     """Prometheus metrics plus the rolling figures the status message needs.
 
     Thread-safe: capture threads, the pipeline loop and the HTTP scrape thread all touch it.
-    ``camera_stats`` is a callable returning {camera: CameraStats.snapshot()} read at scrape time.
+    Read at scrape time: ``camera_stats`` () -> {camera: CameraStats.snapshot()} and
+    ``pairing_stats`` () -> edge.pairing.PairingStats.
     """
 
     def __init__(self, station_id: str, registry: CollectorRegistry | None = None,
-                 camera_stats: Callable[[], dict[str, dict[str, Any]]] | None = None):
+                 camera_stats: Callable[[], dict[str, dict[str, Any]]] | None = None,
+                 pairing_stats: Callable[[], Any] | None = None):
         self.station_id = station_id
         self.registry = registry if registry is not None else CollectorRegistry()
         self.camera_stats = camera_stats or (lambda: {})
+        self.pairing_stats = pairing_stats or (lambda: None)
         self._lock = threading.Lock()
         self._detect_ms: deque[float] = deque(maxlen=200)
         self._pair_t: deque[float] = deque(maxlen=400)  # monotonic s of recent processed pairs
@@ -84,11 +87,10 @@ class StationMetrics:
         self.pairs = Counter("thermal_edge_pairs", "Paired frames processed by the pipeline", registry=r)
         self.faces = Counter("thermal_edge_faces", "Faces detected in paired frames", registry=r)
         self.events = Counter("thermal_edge_events", "Screening events published", ["kind", "type"], registry=r)
-        self.unpaired = Gauge("thermal_edge_unpaired_thermal_frames", "Thermal frames with no RGB frame in tolerance", registry=r)
         self.bb_ok = Gauge("thermal_edge_blackbody_ok", "1 when the blackbody reference is usable, else 0", registry=r)
         self.uptime = Gauge("thermal_edge_uptime_seconds", "Seconds since the station started", registry=r)
         self.uptime.set_function(lambda: time.monotonic() - self.started_monotonic)
-        r.register(_CameraCollector(self))
+        r.register(_ScrapeCollector(self))
 
     # --- written by the pipeline (edge/pipeline.py calls observe_pair) ---
     def observe_pair(self, timing_ms: dict[str, float], dets: Any = None, bb: Any = None) -> None:
@@ -130,8 +132,9 @@ class StationMetrics:
         return round((len(recent) - 1) / max(now - recent[0], 1e-6), 2)
 
 
-class _CameraCollector:
-    """Exposes CameraStats counters at scrape time (one source of truth: the capture threads')."""
+class _ScrapeCollector:
+    """Exposes the camera counters and pairing figures at scrape time (one source of truth: the
+    capture threads' CameraStats and the station's PairingStats)."""
 
     def __init__(self, metrics: StationMetrics):
         self.m = metrics
@@ -166,6 +169,10 @@ class _CameraCollector:
         if stats:  # the same rule as the status message's state, current at every scrape
             yield GaugeMetricFamily("thermal_edge_station_degraded", "1 while any camera is not online (replay end: 0)",
                                     value=0 if station_state(stats) in ("ok", "ended") else 1)
+        pairing = self.m.pairing_stats()
+        if pairing is not None:
+            yield GaugeMetricFamily("thermal_edge_unpaired_thermal_frames", "Thermal frames with no RGB frame in tolerance",
+                                    value=int(pairing.unpaired_thermal))
 
 
 def blackbody_summary(bb: Any) -> dict[str, Any]:
@@ -216,7 +223,6 @@ def build_status(station_id: str, cameras: dict[str, dict[str, Any]], metrics: S
     pairing_d = {}
     if pairing is not None:
         pairing_d = {k: int(getattr(pairing, k)) for k in ("pairs", "unpaired_thermal", "rgb_unused", "out_of_order")}
-        metrics.unpaired.set(pairing_d["unpaired_thermal"])
     state = station_state(cameras)
     return {
         "status_version": STATUS_SCHEMA_VERSION,

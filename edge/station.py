@@ -123,9 +123,10 @@ class Station:
         self.stop_reason = ""
         self.hub, self.workers, self.watchdog = build_capture(cfg.sources, self.capture_stop, lazy_decode=True,
                                                               openers=openers)
-        self.metrics = StationMetrics(self.station_id, registry,
-                                      camera_stats=lambda: {c: w.stats.snapshot() for c, w in self.workers.items()})
         self.pairer = Pairer(cfg.pairing)
+        self.metrics = StationMetrics(self.station_id, registry,
+                                      camera_stats=lambda: {c: w.stats.snapshot() for c, w in self.workers.items()},
+                                      pairing_stats=lambda: self.pairer.stats)
         self.pipeline = pipeline if pipeline is not None else self._build_pipeline()
         self._fps = FpsMeter()
         self._http: Any = None

@@ -80,7 +80,8 @@ def test_metrics_in_own_registries_do_not_collide():
 def test_prometheus_endpoint_serves_camera_counters_and_stage_histograms():
     stats = {"rgb": CameraStats(state="online", frames=300, dropped=4),
              "thermal": CameraStats(state="offline", frames=87, corrupt=2, reconnects=1, ts_jumps=1)}
-    m = StationMetrics("gate-1", CollectorRegistry(), camera_stats=lambda: {c: s.snapshot() for c, s in stats.items()})
+    m = StationMetrics("gate-1", CollectorRegistry(), camera_stats=lambda: {c: s.snapshot() for c, s in stats.items()},
+                       pairing_stats=lambda: PairingStats(pairs=40, unpaired_thermal=3))
     for stage, ms in (("detect", 40.0), ("measure", 2.0), ("publish", 0.3)):
         m.observe_pair({stage: ms})
     m.observe_capture_age(0.05)
@@ -97,6 +98,7 @@ def test_prometheus_endpoint_serves_camera_counters_and_stage_histograms():
     assert 'thermal_edge_camera_reconnects_total{camera="thermal"} 1.0' in text
     assert 'thermal_edge_camera_online{camera="thermal"} 0.0' in text
     assert "\nthermal_edge_station_degraded 1.0" in text  # read at scrape time, no status message built
+    assert "\nthermal_edge_unpaired_thermal_frames 3.0" in text
     for stage in ("capture", "detect", "measure", "publish"):
         assert f'thermal_edge_stage_latency_seconds_count{{stage="{stage}"}} 1.0' in text
     assert 'thermal_edge_stage_latency_seconds_bucket{le="0.05",stage="detect"} 1.0' in text
