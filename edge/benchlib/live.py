@@ -120,11 +120,13 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
 
     def on_pair(pair, res) -> None:
         if n[0] < len(lat_ms):
-            done_ns[n[0]] = time.monotonic_ns()
-            lat_ms[n[0]] = (time.monotonic_ns() - pair.t_ns) / 1e6
+            done_ns[n[0]] = now = time.monotonic_ns()
+            lat_ms[n[0]] = (now - pair.t_ns) / 1e6
             proc_ms[n[0]] = sum(res.timing_ms.values())
             for k, v in res.timing_ms.items():
-                stage_ms.setdefault(k, np.full_like(lat_ms, np.nan))[n[0]] = v
+                if k not in stage_ms:  # once per stage (setdefault would allocate on every pair)
+                    stage_ms[k] = np.full_like(lat_ms, np.nan)
+                stage_ms[k][n[0]] = v
         n[0] += 1
 
     # the station opens its cameras from the config: recording, realtime, loop (RecordingCameraSource)

@@ -41,15 +41,20 @@ def ensure_stream(scenario_file: Path = BENCH_SCENARIO, out_dir: Path | None = N
     return out_dir
 
 
+def span_ns(rec: Recording) -> int:
+    """Time from the recording's first frame to its last, either camera, ns."""
+    t_all = [r[1] for cam in ("rgb", "thermal") for r in rec.rows[cam]]
+    return max(t_all) - min(t_all)
+
+
 def stream_info(stream: Path) -> dict:
     """Frame counts, rates and duration of a recording."""
     rec = open_recording(stream)
     n_rgb, n_th = len(rec.rows["rgb"]), len(rec.rows["thermal"])
-    t_all = [r[1] for r in rec.rows["rgb"]] + [r[1] for r in rec.rows["thermal"]]
     return {"path": str(stream), "rgb_frames": n_rgb, "thermal_frames": n_th,
             "rgb_wh": [rec.meta.rgb.width, rec.meta.rgb.height], "rgb_fps": rec.meta.rgb.fps,
             "thermal_wh": [rec.meta.thermal.width, rec.meta.thermal.height], "thermal_fps": rec.meta.thermal.fps,
-            "duration_s": round((max(t_all) - min(t_all)) / 1e9, 3), "station_id": rec.meta.station_id}
+            "duration_s": round(span_ns(rec) / 1e9, 3), "station_id": rec.meta.station_id}
 
 
 class LoopedRecordingSource:
@@ -65,8 +70,7 @@ class LoopedRecordingSource:
         self.rec, self.name, self.decode = rec, camera, decode
         rows = rec.rows[camera]
         self.left = round(len(rows) * loops)
-        t_all = [r[1] for cam in ("rgb", "thermal") for r in rec.rows[cam]]
-        self.pass_ns = max(t_all) - min(t_all) + int(1e9 / max(rec.meta.rgb.fps, 1e-3))
+        self.pass_ns = span_ns(rec) + int(1e9 / max(rec.meta.rgb.fps, 1e-3))
         self.k = 0
         self._src = rec.source(camera, decode=decode)
         self._in_pass = 0
