@@ -36,6 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from edge.configbase import StrictModel
+from edge.registration import box_corners, corners_to_box
 from edge.types import Detections
 
 # Skin->core default: core = canthus skin + offset. Fitted on /work/shared/data/facial_oral/
@@ -375,11 +376,11 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     iod_rgb = dets.inter_ocular_px
     canthi = canthi_rgb(dets.landmarks_xy, cfg.canthus_offset_frac)
     # landmarks, canthi and box corners of every face in one call: one parallax shift per face
-    corners = dets.box_xyxy[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n, 4, 2)  # x1y1 x2y1 x2y2 x1y2
+    corners = box_corners(dets.box_xyxy)
     pts_th = np.asarray(registration.map_points(
         np.concatenate([dets.landmarks_xy, canthi, corners], axis=1), iod_rgb), np.float32).reshape(n, 11, 2)
     lm_th, canthi_th, corners_th = pts_th[:, :5], pts_th[:, 5:7].copy(), pts_th[:, 7:]
-    box_th = np.concatenate([corners_th.min(axis=1), corners_th.max(axis=1)], axis=1)  # bounds of the corners
+    box_th = corners_to_box(corners_th)
     d = lm_th[:, 1] - lm_th[:, 0]
     iod_th = np.hypot(d[:, 0], d[:, 1]).astype(np.float32)
     canthus_px = iod_th * np.float32(cfg.canthus_width_frac)

@@ -90,12 +90,15 @@ class Registration:
         out = out.reshape(pts.shape) + (shift if pts.ndim == 2 else shift[:, None, :])
         return out.astype(np.float32)
 
-    def map_boxes(self, box_xyxy: np.ndarray, iod_px: np.ndarray | None = None) -> np.ndarray:
-        """(N,4) RGB x1 y1 x2 y2 -> (N,4) thermal: the bounding box of the four mapped corners."""
-        b = np.asarray(box_xyxy, dtype=np.float64).reshape(-1, 4)
-        corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)  # (x1,y1) (x2,y1) (x2,y2) (x1,y2)
-        m = self.map_points(corners, iod_px)
-        return np.concatenate([m.min(axis=1), m.max(axis=1)], axis=1).astype(np.float32)
+def box_corners(box_xyxy: np.ndarray) -> np.ndarray:
+    """(N,4) x1 y1 x2 y2 -> (N,4,2) corners (x1,y1) (x2,y1) (x2,y2) (x1,y2), to map with map_points."""
+    b = np.asarray(box_xyxy).reshape(-1, 4)
+    return b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
+
+
+def corners_to_box(corners_xy: np.ndarray) -> np.ndarray:
+    """(N,4,2) mapped corners -> (N,4) x1 y1 x2 y2: the box that bounds them."""
+    return np.concatenate([corners_xy.min(axis=1), corners_xy.max(axis=1)], axis=1)
 
 
 @dataclass

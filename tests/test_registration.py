@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.registration import Registration, fit_registration
+from edge.registration import Registration, box_corners, corners_to_box, fit_registration
 
 H = np.array([[0.24, 0.01, 3.0], [-0.005, 0.245, -2.0], [1e-5, 2e-5, 1.0]])
 
@@ -41,9 +41,11 @@ def test_parallax_zero_at_reference_distance_and_grows_nearer():
     assert np.allclose(reg.map_points(lm, np.array([iod_near]))[0, :, 0] - base[0], 8.0, atol=1e-3)
 
 
-def test_map_boxes_bounds_corners():
+def test_a_box_maps_to_the_bounds_of_its_mapped_corners():
     reg = Registration.identity_scaled((640, 480), (160, 120))
-    box = reg.map_boxes(np.array([[40, 80, 200, 280]]), None)
+    corners = box_corners(np.array([[40, 80, 200, 280]]))
+    assert corners.tolist() == [[[40, 80], [200, 80], [200, 280], [40, 280]]]
+    box = corners_to_box(reg.map_points(corners, None))
     assert np.allclose(box, [[10, 20, 50, 70]])
 
 
