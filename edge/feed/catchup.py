@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 200  # messages per reply batch; the client asks again while ``more``
 
 
-def _position(value) -> tuple[int, int]:
+def parse_position(value) -> tuple[int, int]:
+    """A JSON [epoch, seq] of the catch-up protocol -> (epoch, seq); ValueError unless two ints >= 0."""
     if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v >= 0 for v in value)):
         return value[0], value[1]
     raise ValueError(f"position must be [epoch, seq] non-negative ints, got {value!r}")
@@ -126,7 +127,7 @@ class CatchupServer:
             if kind not in JOURNALED_KINDS:
                 raise ValueError(f"kind={kind!r}; catch-up serves {JOURNALED_KINDS}")
             positions = request.get("positions") or {}
-            epoch, seq = _position(positions.get(self.publisher_id, [0, 0]))
+            epoch, seq = parse_position(positions.get(self.publisher_id, [0, 0]))
             limit = max(1, min(int(request.get("limit", MAX_BATCH)), MAX_BATCH))
         except (ValueError, TypeError, UnicodeDecodeError) as e:
             self.bad_requests += 1

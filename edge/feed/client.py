@@ -30,6 +30,7 @@ from typing import Callable
 
 import zmq
 
+from edge.feed.catchup import parse_position
 from edge.feed.messages import JOURNALED_KINDS, Message, MessageError, decode
 from edge.feed.security import ClientKeys, make_client
 from edge.feed.store import Position, Store
@@ -364,7 +365,11 @@ class Listener:
 
     def _on_reply(self, endpoint: str, frames: list[bytes]) -> None:
         try:
-            tag, req = frames[0], int(frames[1]) if frames[0] == b"MSG" else json.loads(frames[1])["req"]
+            tag = frames[0]
+            reply = None if tag == b"MSG" else json.loads(frames[1])  # END/ERR: a JSON object
+            req = int(frames[1]) if reply is None else reply["req"]
+            if not isinstance(req, int):
+                raise TypeError(req)
         except (IndexError, ValueError, KeyError, TypeError):
             self._bad(MessageError("reply", f"unreadable catch-up reply from {endpoint}"), "catch-up")
             return
@@ -383,13 +388,12 @@ class Listener:
                 self.stats.caught_up += 1
             return
         del self._requests[req]
+        if tag == b"ERR":
+            log.warning("catch-up %s refused a request: %s", endpoint, reply.get("error"))
+            return
         try:
-            reply = json.loads(frames[1])
-            if tag == b"ERR":
-                log.warning("catch-up %s refused a request: %s", endpoint, reply.get("error"))
-                return
-            pub, last, more = reply["publisher_id"], tuple(reply["last"]), bool(reply.get("more"))
-            if tag != b"END" or not isinstance(pub, str) or len(last) != 2:
+            pub, last, more = reply["publisher_id"], parse_position(reply["last"]), bool(reply.get("more"))
+            if tag != b"END" or not isinstance(pub, str):
                 raise ValueError(tag)
         except (ValueError, KeyError, TypeError):
             self._bad(MessageError("reply", f"unreadable catch-up reply from {endpoint}"), "catch-up")

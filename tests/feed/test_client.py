@@ -289,6 +289,30 @@ def test_fuzz_catchup_replies_never_crash_the_client(frames, tag):
         ctx.destroy(linger=0)
 
 
+@pytest.mark.parametrize("reply", [
+    {"req": [1]},  # a request id that cannot be one
+    {"req": "REQ", "publisher_id": "gate-1", "last": "ab"},  # not a position
+    {"req": "REQ", "publisher_id": "gate-1", "last": [1, "x"]},
+    {"req": "REQ", "publisher_id": "gate-1", "last": [1, -2]},
+    {"req": "REQ", "publisher_id": "gate-1", "last": [1, 2, 3]},
+    {"req": "REQ", "publisher_id": 7, "last": [1, 2]},
+])
+def test_malformed_catchup_end_is_counted_and_ignored(reply):
+    """A well-formed frame with a bad field must not crash the listener or move its positions."""
+    ctx = zmq.Context()
+    try:
+        listener = Listener(ctx, ["tcp://127.0.0.1:1"], catchup=["tcp://127.0.0.1:2"])
+        listener._poller = zmq.Poller()
+        listener._send_request("tcp://127.0.0.1:2", "alert", None)
+        req = next(iter(listener._requests))
+        body = {k: req if v == "REQ" else v for k, v in reply.items()}
+        listener._on_reply("tcp://127.0.0.1:2", [b"END", json.dumps(body).encode()])
+        assert listener.stats.bad["reply"] == 1
+        assert listener.store.positions("alert") == {}
+    finally:
+        ctx.destroy(linger=0)
+
+
 def test_several_gateways_directly(feeds, ctx, tmp_path):
     """One listener, two gateways: each one's alerts caught up from its own journal, none mixed up."""
     gw1, gw2 = feeds.open("gate-1"), feeds.open("gate-2")
