@@ -85,10 +85,15 @@ def machine_info() -> dict:
 
 # ----------------------------------------------------------------------------- subprocess workers
 
-def run_worker(kind: str, stream: Path, *, pin_core: int | None = None, timeout_s: float = 900,
-               start: bool = False, **opts: Any) -> dict | subprocess.Popen:
+def run_worker(kind: str, stream: Path, *, timeout_s: float = 900, **opts: Any) -> dict:
     """Run ``python -m edge.bench worker KIND`` in a subprocess and return its JSON result, or
-    {'error': one line} if it failed. start=True returns the Popen (parallel gateway trials)."""
+    {'error': one line} if it failed (opts: as for start_worker)."""
+    return collect(start_worker(kind, stream, **opts), timeout_s)
+
+
+def start_worker(kind: str, stream: Path, *, pin_core: int | None = None, **opts: Any) -> subprocess.Popen:
+    """Start ``python -m edge.bench worker KIND --stream STREAM --<opt> <value>...`` (pinned to
+    ``pin_core`` if given) and return it; ``collect`` reads its result."""
     cmd = [sys.executable, "-m", "edge.bench", "worker", kind, "--stream", str(stream)]
     for k, v in opts.items():
         if v is None or v is False:
@@ -101,10 +106,7 @@ def run_worker(kind: str, stream: Path, *, pin_core: int | None = None, timeout_
             cmd = [sys.executable, "-c", f"import os,sys; os.sched_setaffinity(0, {{{pin_core}}}); "
                    f"os.execv(sys.executable, {cmd!r})"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    if start:
-        return proc
-    return collect(proc, timeout_s)
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def collect(proc: subprocess.Popen, timeout_s: float) -> dict:
@@ -325,7 +327,7 @@ def _gateway_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: 
 
     def trial(k: int) -> tuple[list[dict], float]:
         start_at = time.monotonic() + 6.0 + 1.5 * k  # every station set up before any starts
-        procs = [run_worker("live", stream, start=True, threads=1, seconds=plan["gateway_s"], no_subscribe=True,
+        procs = [start_worker("live", stream, threads=1, seconds=plan["gateway_s"], no_subscribe=True,
                             start_at=round(start_at, 3)) for _ in range(k)]
         return [collect(p, plan["gateway_s"] + 120) for p in procs], plan["gateway_s"]
 
