@@ -127,6 +127,8 @@ class CatchupServer:
             if kind not in JOURNALED_KINDS:
                 raise ValueError(f"kind={kind!r}; catch-up serves {JOURNALED_KINDS}")
             positions = request.get("positions") or {}
+            if not isinstance(positions, dict):
+                raise ValueError("positions must be an object {publisher_id: [epoch, seq]}")
             epoch, seq = parse_position(positions.get(self.publisher_id, [0, 0]))
             limit = max(1, min(int(request.get("limit", MAX_BATCH)), MAX_BATCH))
         except (ValueError, TypeError, UnicodeDecodeError) as e:

@@ -177,7 +177,8 @@ def test_catchup_server_answers_garbage_with_err_and_keeps_serving(feeds, ctx, t
     dealer.linger = 0
     dealer.connect(feed.catchup_endpoint)
     for frames in ([b"HELLO"], [b"CATCHUP", b"{bad"], [b"CATCHUP", b'{"kind": "status"}'],
-                   [b"CATCHUP", b'{"kind": "alert", "positions": {"gate-1": [1]}}']):
+                   [b"CATCHUP", b'{"kind": "alert", "positions": {"gate-1": [1]}}'],
+                   [b"CATCHUP", b'{"kind": "alert", "positions": [["gate-1", 1, 2]]}']):
         dealer.send_multipart(frames)
         assert dealer.poll(5000), "no answer"
         assert dealer.recv_multipart()[0] == b"ERR"
@@ -185,7 +186,7 @@ def test_catchup_server_answers_garbage_with_err_and_keeps_serving(feeds, ctx, t
     assert dealer.poll(5000)
     assert dealer.recv_multipart()[:2] == [b"MSG", b"3"]
     assert dealer.recv_multipart()[0] == b"END"
-    assert feed.server.bad_requests == 4
+    assert feed.server.bad_requests == 5 and feed.server.errors == 0  # refused, none failed inside
     dealer.close()
 
 
