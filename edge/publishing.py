@@ -20,10 +20,10 @@ from typing import Any
 import cv2
 import numpy as np
 import zmq
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.annotate import false_colour
-from edge.configbase import StrictModel
+from edge.configbase import StrictModel, resolve_path
 from edge.feed.catchup import CatchupServer
 from edge.feed.journal import Journal, JournalError
 from edge.feed.messages import (JOURNALED_KINDS, KINDS, SCHEMA_VERSION, check_id, clean_float, encode_body,
@@ -67,6 +67,13 @@ class FeedConfig(StrictModel):
     snd_hwm: int = Field(10000, ge=0, le=10_000_000,
                          description="PUB high-water mark per subscriber, messages (0 = unlimited); past it "
                                      "messages to that subscriber are dropped and it catches up")
+
+    @field_validator("journal_path", "server_secret_key", "authorized_clients_dir")
+    @classmethod
+    def _resolve(cls, v: str | None, info: Any) -> str | None:
+        # set in a config file: relative to its folder, like every other path in it (the default
+        # journal path is not validated, so it stays relative to the working directory)
+        return None if v is None else str(resolve_path(v, info))
 
     @model_validator(mode="after")
     def _check_security(self) -> "FeedConfig":

@@ -38,6 +38,11 @@ def test_minimal_file_gets_defaults_and_resolves_paths_against_its_folder(statio
     cfg = load_config(write(station_dir, ""))
     assert cfg.calibration.path == station_dir / "cal.toml"
     assert cfg.decision.threshold_c == 37.5 and cfg.sources.mode == "live"
+    cfg = load_config(write(station_dir, '[feed]\njournal_path = "var/j.sqlite"\n'
+                                         'server_secret_key = "keys/server.key_secret"\nauthorized_clients_dir = "clients"\n'))
+    assert cfg.feed.journal_path == str(station_dir / "var" / "j.sqlite")
+    assert cfg.feed.server_secret_key == str(station_dir / "keys" / "server.key_secret")
+    assert cfg.feed.authorized_clients_dir == str(station_dir / "clients")
 
 
 @pytest.mark.parametrize("body, line", [
