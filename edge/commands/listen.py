@@ -19,7 +19,7 @@ import zmq
 from edge.cli import UserError
 from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.messages import JOURNALED_KINDS, Message
-from edge.feed.security import ClientKeys, KeyFileError, load_public, load_secret
+from edge.feed.security import ClientKeys, KeyFileError
 
 
 def add_client_key_args(p: argparse.ArgumentParser) -> None:
@@ -38,12 +38,13 @@ def client_keys(args) -> ClientKeys | None:
         return None
     if secret is None or server is None:
         raise UserError("CURVE needs both --client-key and --server-key (or --keys DIR holding both)")
-    try:
-        load_secret(secret)
-        load_public(server)
+    keys = ClientKeys(secret, server)
+    try:  # read (and checked) here, kept for every socket the listener makes
+        keys.own()
+        keys.server_public()
     except KeyFileError as e:
         raise UserError(str(e)) from None
-    return ClientKeys(secret, server)
+    return keys
 
 
 def install_stop_signals(stop: threading.Event) -> None:
