@@ -313,7 +313,7 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     cfg = config if config is not None else default_config(rec.meta.station_id)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units or "centikelvin", keep_published=True)
+                          thermal_units=rec.meta.thermal.units, keep_published=True)
     pairer = Pairer(cfg.pairing)
     sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
                _Prefetch(rec.source("thermal"))]

@@ -215,7 +215,7 @@ def _blackbody(args: argparse.Namespace) -> int:
     try:
         while len(frames) < max(1, args.frames) and (f := src.read()) is not None:
             if f.ffc_state not in FFC_ACTIVE:  # the shutter image is not the scene
-                frames.append(to_celsius(f.image, rec.meta.thermal.units or "centikelvin"))
+                frames.append(to_celsius(f.image, rec.meta.thermal.units))
     finally:
         src.close()
     if not frames:
