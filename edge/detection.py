@@ -52,9 +52,9 @@ class DetectorConfig(StrictModel):
         1, ge=1, le=64, description="onnxruntime intra-op threads for load_session (1 = one core)")
     precision: Literal["float32", "int8"] = Field(
         "float32", description="'float32': the published weights (models/centerface_dyn.onnx). 'int8': "
-                               "models/centerface_int8.onnx, built by `python -m edge.quantize`; 0.85-0.9x the "
-                               "inference time, same recall and mean canthus error, worse tail (p95 0.11 -> "
-                               "0.13 degC; models/README.md)")
+                               "models/centerface_int8.onnx, built by `python -m edge.quantize`; same recall "
+                               "and mean canthus error, a little less sure mask status; its speed-up on real "
+                               "frames was 0.74-1.0x between runs (models/README.md)")
 
 
 @runtime_checkable
@@ -174,7 +174,9 @@ class CenterFaceDetector:
         if out is not dst and not np.shares_memory(out, dst):
             dst[:] = out  # OpenCV reallocated (should not happen); keep correctness
 
-    def _preprocess(self, bgr: np.ndarray) -> None:
+    def preprocess(self, bgr: np.ndarray) -> np.ndarray:
+        """The network input for ``bgr``: (1,3,H,W) float32 RGB 0..255, letterboxed. It is the
+        detector's own buffer, overwritten by the next call: copy it to keep it."""
         h, w = bgr.shape[:2]
         if self._frame_hw != (h, w):
             self._set_geometry(h, w)
@@ -194,6 +196,7 @@ class CenterFaceDetector:
         # BGR uint8 HWC -> RGB float32 CHW, written into the preallocated blob (only the used part)
         for c in range(3):
             self._blob[0, c, :rh, :rw] = self._resized[:, :, 2 - c]
+        return self._blob
 
     def detect(self, bgr: np.ndarray) -> Detections:
         """Faces in ``bgr`` ((H,W,3) uint8, OpenCV BGR order), best score first.
@@ -203,7 +206,7 @@ class CenterFaceDetector:
         """
         check_bgr(bgr)
         t0 = time.perf_counter()
-        self._preprocess(bgr)
+        self.preprocess(bgr)
         t1 = time.perf_counter()
         heat, scale, offset, lms = self.session.run(self._output_names, {self._input_name: self._blob})
         t2 = time.perf_counter()
