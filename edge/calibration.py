@@ -22,7 +22,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from edge.blackbody import BlackbodyConfig
 from edge.cli import UserError
-from edge.configbase import StrictModel
+from edge.configbase import StrictModel, read_toml
 from edge.registration import Registration
 
 SCHEMA_VERSION = 1
@@ -190,27 +190,14 @@ def parse_calibration(data: dict[str, Any], path: Path | str = "<calibration>") 
     return Calibration.from_file_model(f, path)
 
 
-def read_toml(path: str | Path, what: str = "calibration file") -> dict[str, Any]:
-    """Parse a TOML file; CalibrationError naming the file if it is missing or not TOML."""
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"{path}: {what} not found")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise CalibrationError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise CalibrationError(f"{path}: not a text file") from None
-
-
 def load_calibration(path: str | Path) -> Calibration:
     """Read and validate a calibration TOML. Raises CalibrationError (one line) on any problem."""
-    return parse_calibration(read_toml(path), path)
+    return parse_calibration(read_toml(path, "calibration file", CalibrationError), path)
 
 
 def load_skin_to_core(path: str | Path) -> SkinToCore:
     """[skin_to_core] of a skin_to_core.toml or of a full station calibration file."""
-    data = read_toml(path, "skin-to-core model file")
+    data = read_toml(path, "skin-to-core model file", CalibrationError)
     if "skin_to_core" not in data:
         raise CalibrationError(f"{path}: skin_to_core: table missing")
     try:

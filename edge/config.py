@@ -15,13 +15,12 @@ before validation, and errors in them name the variable.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.configbase import StrictModel, resolve_path
+from edge.configbase import StrictModel, read_toml, resolve_path
 from edge.decision import DecisionConfig
 from edge.detection import DetectorConfig
 from edge.health import HealthConfig
@@ -193,14 +192,7 @@ def validate_data(data: dict[str, Any], *, name: str = "<config>", base_dir: Pat
 def load_config(path: str | Path, environ: dict[str, str] | os._Environ = os.environ) -> StationConfig:
     """Read and validate a station TOML file. Raises ConfigError (one line per problem)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError([f"{path}: config file not found"])
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([f"{path}: invalid TOML: {e}"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{path}: cannot read: {e}"]) from None
+    data = read_toml(path, "config file", lambda line: ConfigError([line]))
     return validate_data(data, name=str(path), base_dir=path.resolve().parent, environ=environ)
 
 

@@ -3,8 +3,9 @@ carries a description with its unit and bounds. Stage modules define their own s
 edge/config.py composes them into the station config."""
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,3 +21,20 @@ def resolve_path(p: str | Path, info: Any) -> Path:
     base = (info.context or {}).get("base_dir") if info is not None else None
     p = Path(p).expanduser()
     return p if p.is_absolute() or base is None else (Path(base) / p).resolve()
+
+
+def read_toml(path: str | Path, what: str, error: Callable[[str], Exception] = ValueError) -> dict[str, Any]:
+    """Parse a TOML file (config, calibration, scenario). A missing, unreadable or malformed
+    file raises ``error(one line naming the file)``: "<path>: <what> not found", "invalid TOML:
+    <where>", "not UTF-8 text" or "cannot read: <why>"."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text (a TOML {what} must be)") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None

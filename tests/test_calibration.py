@@ -60,7 +60,7 @@ def test_missing_station_and_version_and_syntax(tmp_path):
     with pytest.raises(CalibrationError, match="schema_version: is 2; this version reads 1"):
         load_calibration(f)
     f.write_text('station_id = "g\n')
-    with pytest.raises(CalibrationError, match="not valid TOML"):
+    with pytest.raises(CalibrationError, match="invalid TOML"):
         load_calibration(f)
     with pytest.raises(CalibrationError, match="nope.toml: calibration file not found"):
         load_calibration(tmp_path / "nope.toml")

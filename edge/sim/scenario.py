@@ -6,13 +6,12 @@ file and the key.
 """
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from edge.configbase import StrictModel
+from edge.configbase import StrictModel, read_toml
 from edge.sim.cameras import THERMAL_PRESETS, StationGeometry, make_station
 from edge.sim.face import MASK_COLOURS_BGR, MASK_STYLES
 
@@ -165,14 +164,7 @@ class Scenario(StrictModel):
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"{path}: scenario file not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{path}: invalid TOML: {e}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not UTF-8 text (expected a TOML scenario)") from None
+    raw = read_toml(path, "scenario file", ScenarioError)
     try:
         return Scenario.model_validate(raw)
     except ValidationError as e:
