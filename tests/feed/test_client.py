@@ -270,16 +270,21 @@ def test_proxy_drops_garbage_and_forwards_the_rest(feeds, ctx, tmp_path):
     assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "proxy with a garbage upstream")
 
 
+def _listener_with_pending_request(ctx: zmq.Context) -> tuple[Listener, str]:
+    """A Listener that has sent one catch-up request (to a dead endpoint) and waits for its reply."""
+    listener = Listener(ctx, ["tcp://127.0.0.1:1"], catchup=["tcp://127.0.0.1:2"])
+    listener._poller = zmq.Poller()
+    listener._send_request("tcp://127.0.0.1:2", "alert", None)
+    return listener, next(iter(listener._requests))
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=200), min_size=0, max_size=6), st.sampled_from([b"MSG", b"END", b"ERR", b"?"]))
 def test_fuzz_catchup_replies_never_crash_the_client(frames, tag):
     """Replies to a pending request with arbitrary content: counted as bad, never raised."""
     ctx = zmq.Context()
     try:
-        listener = Listener(ctx, ["tcp://127.0.0.1:1"], catchup=["tcp://127.0.0.1:2"])
-        listener._poller = zmq.Poller()
-        listener._send_request("tcp://127.0.0.1:2", "alert", None)
-        req = next(iter(listener._requests))
+        listener, req = _listener_with_pending_request(ctx)
         listener._on_reply("tcp://127.0.0.1:2", [tag, str(req).encode() if tag == b"MSG" else
                                                  json.dumps({"req": req}).encode(), *frames])
         listener._on_reply("tcp://127.0.0.1:2", [tag, *frames])
@@ -302,10 +307,7 @@ def test_malformed_catchup_end_is_counted_and_ignored(reply):
     """A well-formed frame with a bad field must not crash the listener or move its positions."""
     ctx = zmq.Context()
     try:
-        listener = Listener(ctx, ["tcp://127.0.0.1:1"], catchup=["tcp://127.0.0.1:2"])
-        listener._poller = zmq.Poller()
-        listener._send_request("tcp://127.0.0.1:2", "alert", None)
-        req = next(iter(listener._requests))
+        listener, req = _listener_with_pending_request(ctx)
         body = {k: req if v == "REQ" else v for k, v in reply.items()}
         listener._on_reply("tcp://127.0.0.1:2", [b"END", json.dumps(body).encode()])
         assert listener.stats.bad["reply"] == 1
