@@ -15,7 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from edge.paths import REPO_ROOT
+
 MODELS_DIR = REPO_ROOT / "models"
 ASSETS_DIR = REPO_ROOT / "assets"
 

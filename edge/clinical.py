@@ -34,8 +34,8 @@ import numpy as np
 
 from edge import calibration
 from edge.calibration import CalibrationError, SkinToCore
+from edge.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = REPO_ROOT / "calibration" / "skin_to_core.toml"
 AMBIENT_REF_C = 24.0
 ROUND_COLUMNS = tuple(f"canthiMax{i}" for i in range(1, 5))

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from edge.paths import REPO_ROOT
 
 
 def shared_data_dir() -> Path:

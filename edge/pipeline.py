@@ -30,13 +30,12 @@ from edge.detection import CenterFaceDetector, FaceDetector, load_session, model
 from edge.mask import TrackMaskCache
 from edge.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.pairing import Pairer, PairingStats
+from edge.paths import CALIBRATION_DIR
 from edge.radiometry import AmbientEstimator, to_celsius
 from edge.recording import Recording, RecordingSource, open_recording
 from edge.tracking import Tracker
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CALIBRATION_DIR = REPO_ROOT / "calibration"
 STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from edge.paths import REPO_ROOT
+
 SHARED_DATA = Path(os.environ.get("THERMAL_EDGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 

@@ -2,7 +2,6 @@
 by side in RGB and false-colour thermal, written as a real mp4 that OpenCV reads back."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -11,9 +10,9 @@ import pytest
 
 from edge.annotate import COLORS, THERMAL_RANGE_C, Annotator, false_colour
 from edge.cli import main
+from edge.paths import REPO_ROOT as REPO
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 
 

@@ -172,13 +172,11 @@ def test_config_rejects(bad):
 def test_simulator_scenarios_fail_closed(scenario, auto_roi):
     """The simulator's streams (rendered at set-up) with their per-frame truth: never 'ok' while
     the truth says the blackbody is not, and the offset within 0.05 degC of the true sensor offset."""
-    from pathlib import Path
 
     from edge.calibration import load_calibration
+    from edge.paths import REPO_ROOT as repo
     from edge.radiometry import to_celsius
     from edge.recording import open_recording
-
-    repo = Path(__file__).resolve().parent.parent
     stream = repo / "sample_streams" / scenario
     if not (stream / "stream.json").is_file():
         pytest.skip(f"{stream} not rendered (make setup renders the sample streams)")

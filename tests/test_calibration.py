@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge.calibration import (CalibrationError, SkinToCore, load_calibration, parse_calibration,
-                              save_calibration)
+from edge.calibration import (
+    CalibrationError,
+    SkinToCore,
+    load_calibration,
+    parse_calibration,
+    save_calibration,
+)
 from edge.cli import main
+from edge.paths import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "calibration" / "sample-gate-1.toml"
 
 

@@ -10,8 +10,8 @@ import pytest
 from edge.cli import main
 from edge.commands.validate_config import EXAMPLE_VALUES
 from edge.config import ConfigError, StationConfig, example_toml, load_config
+from edge.paths import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "station.example.toml"
 
 

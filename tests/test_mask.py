@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from test_detection import draw_surgical_mask
 
 from edge import mask as mask_mod
 from edge.detection import CenterFaceDetector, DetectorConfig, load_session
 from edge.mask import MaskConfig, classify_masks
+from edge.paths import REPO_ROOT as ROOT
 from edge.types import Detections
-from test_detection import draw_surgical_mask
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,16 @@ import json
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-import numpy as np
 import pytest
 import zmq
 
 from edge.boxes import iou_matrix
+from edge.paths import REPO_ROOT as REPO
 from edge.pipeline import replay
 from edge.publishing import Publisher
 from edge.recording import open_recording
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 
 

@@ -10,10 +10,10 @@ import pytest
 from edge.cli import UserError, main
 from edge.commands.record import record
 from edge.config import validate_data
+from edge.paths import REPO_ROOT as REPO
 from edge.recording import open_recording
 from tests.synth_streams import make_recording
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 CALIBRATION = REPO / "calibration" / "sample-gate-1.toml"
 

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.paths import REPO_ROOT as REPO
 from edge.recording import open_recording
 from edge.sim import ScenarioError, load_scenario, render_scenario
 from edge.sim.cameras import apply_homography, make_station
 from edge.sim.scenario import Scenario
 from edge.sim.truth import expected_verdict, frame_gate
-
-REPO = Path(__file__).resolve().parent.parent
 
 TINY = """
 name = "tiny"

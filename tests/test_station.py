@@ -19,10 +19,10 @@ import zmq
 from prometheus_client import CollectorRegistry
 
 from edge.config import validate_data
+from edge.paths import REPO_ROOT as REPO
 from edge.station import Station
 from tests.synth_streams import free_port, make_recording
 
-REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 CALIBRATION = REPO / "calibration" / "sample-gate-1.toml"
 

@@ -11,10 +11,10 @@ import shutil
 import time
 from pathlib import Path
 
+from edge.paths import REPO_ROOT
 from edge.recording import Recording, open_recording
 from edge.types import Frame
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BENCH_SCENARIO = REPO_ROOT / "benchmarks" / "bench_scenario.toml"
 BENCH_DIR = REPO_ROOT / "build" / "bench"
 STAMP = ".rendered"
@@ -123,7 +123,10 @@ def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list[TimedS
 
     Returns (the sources for the loop, timed around its reads = time the loop waited for frames;
     the timers inside the prefetch threads = decode work)."""
-    from edge.pipeline import _Prefetch, planned_rgb_frames  # the replay's own machinery
+    from edge.pipeline import (  # the replay's own machinery
+        _Prefetch,
+        planned_rgb_frames,
+    )
 
     rec = open_recording(stream)
     plan = planned_rgb_frames(rec, pairing_cfg)

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from edge.paths import CALIBRATION_DIR
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="render a scenario into a recording with ground truth",
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     n_rgb, n_th = len(truth["frames"]["rgb"]), len(truth["frames"]["thermal"])
     print(f"{args.out}: {n_rgb} RGB + {n_th} thermal frames in {time.perf_counter() - t0:.1f} s")
-    cal = Path(__file__).resolve().parent.parent.parent / "calibration" / f"{truth['station_id']}.toml"
+    cal = CALIBRATION_DIR / f"{truth['station_id']}.toml"
     if not cal.is_file():
         print(f"  note: {cal.name} does not exist in calibration/: replaying needs one; its [registration] "
               f"numbers are truth.json 'registration'")

@@ -245,9 +245,9 @@ def decode(frames: list[bytes]) -> Message:
 SCHEMA_FILE = f"docs/schema/feed-message.v{SCHEMA_VERSION}.json"
 
 if __name__ == "__main__":  # python -m edge.feed.messages: rewrite the committed schema
-    from pathlib import Path
+    from edge.paths import REPO_ROOT
 
-    out = Path(__file__).resolve().parents[2] / SCHEMA_FILE
+    out = REPO_ROOT / SCHEMA_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {out}")

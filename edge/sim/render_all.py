@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from edge.paths import REPO_ROOT, STREAMS_DIR
 from edge.sim.render import GENERATOR_VERSION, load_photo, render_scenario
 from edge.sim.scenario import load_scenario
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-STREAMS_DIR = REPO_ROOT / "sample_streams"
 STAMP = ".rendered"
 
 

@@ -14,10 +14,10 @@ import pytest
 import zmq
 
 from edge.feed.client import Listener
+from edge.paths import REPO_ROOT
 from edge.publishing import FeedConfig, open_feed
 from edge.types import ScreeningEvent, Verdict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 30.0
 
 
