@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.radiometry import to_celsius
+from edge.thermal.radiometry import to_celsius
 from edge.types import FramePair
 
 COLORS = {"elevated": (40, 40, 230), "normal": (60, 200, 60), "indeterminate": (0, 170, 255), None: (230, 230, 230)}

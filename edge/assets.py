@@ -49,7 +49,7 @@ ASTRONAUT = WheelAsset(
     target=ASSETS_DIR / "astronaut.png",
 )
 CENTERFACE_MODEL = MODELS_DIR / "centerface_dyn.onnx"
-# Opt-in (detector.precision = "int8"): derived from CENTERFACE_MODEL by `python -m edge.quantize`.
+# Opt-in (detector.precision = "int8"): derived from CENTERFACE_MODEL by `python -m edge.vision.quantize`.
 CENTERFACE_INT8_MODEL = MODELS_DIR / "centerface_int8.onnx"
 WHEEL_CACHE = MODELS_DIR / "cache"
 

@@ -20,7 +20,7 @@ class UserError(Exception):
 def user_error_types() -> tuple[type[BaseException], ...]:
     from edge.assets import AssetError
     from edge.config import ConfigError
-    from edge.recording import RecordingError
+    from edge.io.recording import RecordingError
 
     return (UserError, AssetError, RecordingError, ConfigError, FileNotFoundError)
 

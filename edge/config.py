@@ -22,14 +22,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge.configbase import StrictModel, read_toml, resolve_path
 from edge.decision import DecisionConfig
-from edge.detection import DetectorConfig
+from edge.feed.publishing import FeedConfig
 from edge.health import HealthConfig
-from edge.mask import MaskConfig
-from edge.measurement import MeasurementConfig
-from edge.pairing import PairingConfig
-from edge.publishing import FeedConfig
-from edge.sources import SourcesConfig
-from edge.tracking import TrackingConfig
+from edge.io.pairing import PairingConfig
+from edge.io.sources import SourcesConfig
+from edge.thermal.measurement import MeasurementConfig
+from edge.vision.detection import DetectorConfig
+from edge.vision.mask import MaskConfig
+from edge.vision.tracking import TrackingConfig
 
 
 class ConfigError(ValueError):
@@ -81,13 +81,13 @@ class StationConfig(StrictModel):
     sources: SourcesConfig = Field(default_factory=SourcesConfig, description="Cameras, capture and watchdog")
     pairing: PairingConfig = Field(default_factory=PairingConfig, description="Thermal <-> RGB frame pairing")
     health: HealthConfig = Field(default_factory=HealthConfig, description="Status messages, metrics, logs")
-    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detector (edge.detection)")
-    mask: MaskConfig = Field(default_factory=MaskConfig, description="Mask classifier (edge.mask)")
+    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detector (edge.vision.detection)")
+    mask: MaskConfig = Field(default_factory=MaskConfig, description="Mask classifier (edge.vision.mask)")
     measurement: MeasurementConfig = Field(default_factory=MeasurementConfig,
-                                           description="Canthus temperature and quality gates (edge.measurement)")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracker (edge.tracking)")
+                                           description="Canthus temperature and quality gates (edge.thermal.measurement)")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracker (edge.vision.tracking)")
     decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Alarm rules (edge.decision)")
-    feed: FeedConfig = Field(default_factory=FeedConfig, description="Alert feed (edge.publishing)")
+    feed: FeedConfig = Field(default_factory=FeedConfig, description="Alert feed (edge.feed.publishing)")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "StationConfig":

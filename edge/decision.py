@@ -51,8 +51,8 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from edge import faststats
 from edge.configbase import StrictModel
+from edge.thermal import faststats
 from edge.types import Detections, ScreeningEvent, Verdict
 
 

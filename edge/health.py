@@ -3,10 +3,10 @@ metrics, both computed from the same figures so an operator's dashboard and the 
 never disagree.
 
 Figures come from three places:
-- per-camera capture counters (``edge.capture.CameraStats``: state, frames, drops, corrupt,
+- per-camera capture counters (``edge.io.capture.CameraStats``: state, frames, drops, corrupt,
   reconnects, timestamp jumps), read at status time and at scrape time;
 - per-pair stage timings the pipeline reports through ``StationMetrics.observe_pair``;
-- pairing statistics (``edge.pairing.PairingStats``).
+- pairing statistics (``edge.io.pairing.PairingStats``).
 
 Metrics live in a ``CollectorRegistry`` passed in (never the process-global one), so several
 stations in one test process do not collide.
@@ -64,7 +64,7 @@ class StationMetrics:
 
     Thread-safe: capture threads, the pipeline loop and the HTTP scrape thread all touch it.
     Read at scrape time: ``camera_stats`` () -> {camera: CameraStats.snapshot()} and
-    ``pairing_stats`` () -> edge.pairing.PairingStats.
+    ``pairing_stats`` () -> edge.io.pairing.PairingStats.
     """
 
     def __init__(self, station_id: str, registry: CollectorRegistry | None = None,

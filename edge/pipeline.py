@@ -23,18 +23,23 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edge.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
-from edge.calibration import Calibration, load_calibration
 from edge.decision import Screener
-from edge.detection import CenterFaceDetector, FaceDetector, load_session, model_file
-from edge.mask import TrackMaskCache
-from edge.measurement import FfcSettle, MeasureContext, measure_faces
-from edge.pairing import Pairer, PairingStats
+from edge.io.pairing import Pairer, PairingStats
+from edge.io.recording import Recording, RecordingSource, open_recording
 from edge.paths import CALIBRATION_DIR
-from edge.radiometry import AmbientEstimator, to_celsius
-from edge.recording import Recording, RecordingSource, open_recording
-from edge.tracking import Tracker
+from edge.thermal.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
+from edge.thermal.calibration import Calibration, load_calibration
+from edge.thermal.measurement import FfcSettle, MeasureContext, measure_faces
+from edge.thermal.radiometry import AmbientEstimator, to_celsius
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
+from edge.vision.detection import (
+    CenterFaceDetector,
+    FaceDetector,
+    load_session,
+    model_file,
+)
+from edge.vision.mask import TrackMaskCache
+from edge.vision.tracking import Tracker
 
 STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 

@@ -1,7 +1,7 @@
 """The live station runner: cameras -> pairing -> the pipeline, with health, watchdog and a
 clean shutdown.
 
-Threads: one capture thread per camera (edge/capture.py), the watchdog, the Prometheus HTTP
+Threads: one capture thread per camera (edge/io/capture.py), the watchdog, the Prometheus HTTP
 server, and this loop (the caller's thread), which pairs frames, runs the pipeline and sends
 status messages. Only this loop touches the pipeline and sends through the publisher.
 
@@ -27,10 +27,10 @@ from typing import Any, Callable
 
 from prometheus_client import CollectorRegistry
 
-from edge.capture import CameraWorker, FrameHub, Watchdog
 from edge.health import FpsMeter, StationMetrics, build_status, package_version
-from edge.pairing import Pairer
-from edge.sources import FrameSource, SourcesConfig, source_opener
+from edge.io.capture import CameraWorker, FrameHub, Watchdog
+from edge.io.pairing import Pairer
+from edge.io.sources import FrameSource, SourcesConfig, source_opener
 from edge.types import FramePair
 
 log = logging.getLogger("edge.station")
@@ -104,7 +104,7 @@ class Station:
 
     pipeline: anything with ``process_pair(pair) -> result`` (with ``.events``) and
         ``finish() -> events`` -- edge.pipeline.Pipeline; built from the config if None.
-    publisher: edge.publishing.Publisher (status messages; the pipeline publishes events), or None.
+    publisher: edge.feed.publishing.Publisher (status messages; the pipeline publishes events), or None.
     openers: {camera: () -> FrameSource} to override the configured sources (tests).
     on_pair: called with (pair, result) after each processed pair (annotated preview).
     """
@@ -139,7 +139,7 @@ class Station:
         th = self.cfg.sources.thermal
         if not self.live and th.kind == "recording":
             # replayed timestamps are the recording's: wall time comes from its start_utc
-            from edge.recording import open_recording
+            from edge.io.recording import open_recording
 
             meta = open_recording(th.path).meta
             clock = WallClock.from_iso(meta.start_utc, meta.t0_ns)
@@ -178,7 +178,7 @@ class Station:
             st["state"] = state
         result.statuses.append(st)
         if self.publisher is not None:
-            from edge.publishing import utc_iso
+            from edge.feed.publishing import utc_iso
 
             try:
                 self.publisher.publish_status(st, utc_iso())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.recording import CameraMeta, RecordingWriter, StreamMeta
+from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
 
 RGB_WH = (64, 48)
 THERMAL_WH = (32, 24)

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark harness (edge/bench.py, edge/benchlib/) on a tiny simulated
+"""Smoke test of the benchmark harness (edge/bench/suite.py, edge/bench/) on a tiny simulated
 stream. Timing values are never asserted (speed is measured by `make bench`); the JSON keys,
 the structure and the pure judging functions are."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from edge.bench import TARGETS, format_table, judge_targets, run_bench
-from edge.benchlib.gateway import judge, search
-from edge.benchlib.replay import rss_growth
+from edge.bench.gateway import judge, search
+from edge.bench.replay import rss_growth
+from edge.bench.suite import TARGETS, format_table, judge_targets, run_bench
 
 TINY_SCENARIO = """
 name = "tiny_bench"
@@ -78,7 +78,7 @@ def test_bench_runs_count_what_they_processed(bench_result):
 
 
 def test_rendered_once_then_reused(bench_result, tmp_path):
-    from edge.benchlib.stream import ensure_stream
+    from edge.bench.stream import ensure_stream
 
     _, _, d = bench_result
     logs: list[str] = []

@@ -5,11 +5,18 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.decision import (
-    DecisionConfig, RelativeBaseline, Screener, absolute_verdict, aggregate, combine_verdicts,
-    relative_verdict, trimmed_mean,
+    DecisionConfig,
+    RelativeBaseline,
+    Screener,
+    absolute_verdict,
+    aggregate,
+    combine_verdicts,
+    relative_verdict,
+    trimmed_mean,
 )
 from edge.types import Detections, Verdict
 

@@ -10,11 +10,17 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
-from edge.blackbody import BlackbodyStatus
-from edge.capture import CameraStats
-from edge.health import FpsMeter, StationMetrics, blackbody_summary, build_status, station_state
+from edge.health import (
+    FpsMeter,
+    StationMetrics,
+    blackbody_summary,
+    build_status,
+    station_state,
+)
+from edge.io.capture import CameraStats
+from edge.io.pairing import PairingStats
 from edge.logs import JsonFormatter, RepeatFilter, setup_logging
-from edge.pairing import PairingStats
+from edge.thermal.blackbody import BlackbodyStatus
 from edge.types import Detections
 from tests.synth_streams import free_port
 
@@ -105,13 +111,13 @@ def test_prometheus_endpoint_serves_camera_counters_and_stage_histograms():
 
 
 def test_json_log_lines_carry_extras():
-    rec = logging.LogRecord("edge.capture", logging.WARNING, __file__, 1, "camera %s offline", ("thermal",), None)
+    rec = logging.LogRecord("edge.io.capture", logging.WARNING, __file__, 1, "camera %s offline", ("thermal",), None)
     rec.camera, rec.outage_s = "thermal", 1.25
     line = JsonFormatter().format(rec)
     d = json.loads(line)
     assert "\n" not in line
     assert (d["level"], d["logger"], d["msg"], d["camera"], d["outage_s"]) == (
-        "warning", "edge.capture", "camera thermal offline", "thermal", 1.25)
+        "warning", "edge.io.capture", "camera thermal offline", "thermal", 1.25)
     assert d["t"].endswith("Z")
 
 
@@ -120,7 +126,7 @@ def test_repeats_are_limited_and_counted():
     f = RepeatFilter(window_s=60, clock=lambda: now[0])
 
     def rec(msg: str) -> logging.LogRecord:
-        return logging.LogRecord("edge.capture", logging.WARNING, __file__, 1, msg, None, None)
+        return logging.LogRecord("edge.io.capture", logging.WARNING, __file__, 1, msg, None, None)
 
     passed = []
     for t in range(0, 50, 5):  # every 5 s for 50 s: one line

@@ -11,11 +11,11 @@ import threading
 import pytest
 import zmq
 
-from edge.boxes import iou_matrix
+from edge.feed.publishing import Publisher
+from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
 from edge.pipeline import replay
-from edge.publishing import Publisher
-from edge.recording import open_recording
+from edge.vision.boxes import iou_matrix
 
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 

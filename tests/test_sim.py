@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
-from edge.recording import open_recording
 from edge.sim import ScenarioError, load_scenario, render_scenario
 from edge.sim.cameras import apply_homography, make_station
 from edge.sim.scenario import Scenario
@@ -104,7 +104,7 @@ def test_rgb_and_thermal_truth_agree_through_the_true_homography(clean_stream):
 
 
 def test_rgb_landmarks_match_a_real_face_detector(clean_stream, centerface_path):
-    from edge.detection import CenterFaceDetector, load_session
+    from edge.vision.detection import CenterFaceDetector, load_session
 
     path, truth = clean_stream
     det = CenterFaceDetector(load_session(centerface_path, 1))
@@ -269,7 +269,7 @@ def test_every_bundled_scenario_is_valid_and_listed(capsys):
 
 def test_truth_json_matches_the_calibration_file():
     """The shipped calibration's registration numbers are the simulator's true mapping."""
-    from edge.calibration import load_calibration
+    from edge.thermal.calibration import load_calibration
 
     cal = load_calibration(REPO / "calibration" / "sample-gate-1.toml")
     nums = make_station().calibration_numbers()

@@ -1,4 +1,4 @@
-"""`thermal-edge bench [--quick] [--json PATH]`: the performance benchmark (edge/bench.py).
+"""`thermal-edge bench [--quick] [--json PATH]`: the performance benchmark (edge/bench/suite.py).
 
 Prints one table (throughput on one and two cores, pipeline vs detector time, per-stage
 times, live capture-to-alert latency, memory, camera pairs per gateway) and writes the full
@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge.bench import JSON_DEFAULT
+    from edge.bench.suite import JSON_DEFAULT
 
     p = sub.add_parser("bench", help="measure throughput, latency, memory and gateway capacity (make bench)")
     p.add_argument("--quick", action="store_true", help="short runs (about 2 minutes) instead of the full bench")
@@ -21,6 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.bench import run_and_report
+    from edge.bench.suite import run_and_report
 
     return run_and_report(args.quick, args.json)

@@ -67,8 +67,8 @@ def _threshold_rule(text: str) -> str | float:
 def _clinical(args: argparse.Namespace) -> int:
     import tomlkit
 
-    from edge.calibration import load_calibration, save_calibration
-    from edge.clinical import calibrate, load_clinical_csv
+    from edge.eval.clinical import calibrate, load_clinical_csv
+    from edge.thermal.calibration import load_calibration, save_calibration
 
     rule = _threshold_rule(args.threshold)
     data = load_clinical_csv(args.csv)
@@ -122,9 +122,9 @@ def _paired_frames(stream: str, every: int):
     """Yield the FramePairs of a recording, every ``every``-th one."""
     from itertools import islice
 
-    from edge.pairing import Pairer
+    from edge.io.pairing import Pairer
+    from edge.io.recording import open_recording
     from edge.pipeline import merged_frames
-    from edge.recording import open_recording
 
     rec = open_recording(stream)
     srcs = [rec.source("rgb"), rec.source("thermal")]
@@ -150,7 +150,7 @@ def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int
     distance of a view is rgb_focal_px * square_m / (grid pitch in RGB px), assuming the board
     faces the cameras; without ``square_m`` every view counts as at the reference distance.
     """
-    from edge.registration import find_target, grid_pitch_px, match_order
+    from edge.thermal.registration import find_target, grid_pitch_px, match_order
 
     rgb_all, th_all, dist_all = [], [], []
     n_pairs = n_views = 0
@@ -201,10 +201,10 @@ def _read_points_csv(path: str):
 
 
 def _blackbody(args: argparse.Namespace) -> int:
-    from edge.blackbody import FFC_ACTIVE, find_patch, roi_core
-    from edge.calibration import load_calibration, save_calibration
-    from edge.radiometry import to_celsius
-    from edge.recording import open_recording
+    from edge.io.recording import open_recording
+    from edge.thermal.blackbody import FFC_ACTIVE, find_patch, roi_core
+    from edge.thermal.calibration import load_calibration, save_calibration
+    from edge.thermal.radiometry import to_celsius
 
     rec = open_recording(args.stream)
     cal_path = args.calibration or f"calibration/{rec.meta.station_id}.toml"
@@ -243,8 +243,12 @@ def _blackbody(args: argparse.Namespace) -> int:
 
 
 def _registration(args: argparse.Namespace) -> int:
-    from edge.calibration import RegistrationSection, load_calibration, save_calibration
-    from edge.registration import fit_registration
+    from edge.thermal.calibration import (
+        RegistrationSection,
+        load_calibration,
+        save_calibration,
+    )
+    from edge.thermal.registration import fit_registration
 
     if not args.stream and not args.points:
         raise UserError("calibrate registration: give a STREAM recording or --points CSV")
@@ -252,7 +256,7 @@ def _registration(args: argparse.Namespace) -> int:
     if cal_path is None:
         if not args.stream:
             raise UserError("calibrate registration --points: also give --calibration FILE to update")
-        from edge.recording import open_recording
+        from edge.io.recording import open_recording
         cal_path = f"calibration/{open_recording(args.stream).meta.station_id}.toml"
     cal = load_calibration(cal_path)
     reg0 = cal.registration

@@ -59,9 +59,9 @@ def replay_config(config: Path | None, rec) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.feed.publishing import Publisher
+    from edge.io.recording import open_recording
     from edge.pipeline import replay
-    from edge.publishing import Publisher
-    from edge.recording import open_recording
 
     rec = open_recording(args.stream)
     cfg = replay_config(args.config, rec)

@@ -1,5 +1,5 @@
 """`thermal-edge eval STREAM... [--all] [--json OUT] [--report docs/evaluation.md]`: replay simulated
-streams through the real pipeline and score them against their truth (edge/evaluation.py)."""
+streams through the real pipeline and score them against their truth (edge/eval/scenarios.py)."""
 from __future__ import annotations
 
 import argparse
@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge.cli import UserError
-    from edge.evalreport import console_table, markdown_report
-    from edge.evaluation import combine, evaluate_stream, oracle_result, score
-    from edge.recording import open_recording
+    from edge.eval.report import console_table, markdown_report
+    from edge.eval.scenarios import combine, evaluate_stream, oracle_result, score
+    from edge.io.recording import open_recording
 
     streams = list(args.streams)
     if args.all:

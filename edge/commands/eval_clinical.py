@@ -25,7 +25,7 @@ def format_confusion(name: str, c: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.clinical import SHIPPED_MODEL, evaluate_csv
+    from edge.eval.clinical import SHIPPED_MODEL, evaluate_csv
 
     res = evaluate_csv(args.csv, args.threshold, args.model or SHIPPED_MODEL, args.fever_c)
     print(f"{args.csv}: model {res['model_file']} ({res['model']}), elevated if estimated core >= "

@@ -1,5 +1,5 @@
 """`thermal-edge eval-faces DIR [--json OUT]`: face detection recall/precision and mask-status
-accuracy of the product's own detector on a folder of labelled photos (see edge/evalfaces.py)."""
+accuracy of the product's own detector on a folder of labelled photos (see edge/eval/faces.py)."""
 from __future__ import annotations
 
 import argparse
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _configs(args: argparse.Namespace):
     from pydantic import ValidationError
 
-    from edge.detection import DetectorConfig
-    from edge.mask import MaskConfig
+    from edge.vision.detection import DetectorConfig
+    from edge.vision.mask import MaskConfig
 
     det_cfg, mask_cfg = DetectorConfig(), MaskConfig()
     if args.config is not None:
@@ -65,8 +65,8 @@ def _configs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.detection import build_detector
-    from edge.evalfaces import evaluate_faces_dir, format_table
+    from edge.eval.faces import evaluate_faces_dir, format_table
+    from edge.vision.detection import build_detector
 
     det_cfg, mask_cfg = _configs(args)
     detector = build_detector(det_cfg)

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_images(files: list[str]) -> list[tuple[str, Any]]:
     """[(file, FlirImage)], one per frame of every file (a .seq holds many), each file read once."""
-    from edge.flir import FlirError, read_flir_any
+    from edge.io.flir import FlirError, read_flir_any
 
     try:
         return [(f, im) for f in files for im in read_flir_any(f)]
@@ -57,9 +57,9 @@ def _temperatures_c(im: Any, emissivity: float | None) -> np.ndarray:
 def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
-    from edge.flir import false_colour
-    from edge.radiometry import from_celsius
-    from edge.recording import CameraMeta, RecordingWriter, StreamMeta
+    from edge.io.flir import false_colour
+    from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
+    from edge.thermal.radiometry import from_celsius
 
     decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in images]
     th_shape = decoded[0][2].shape
@@ -112,9 +112,13 @@ def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: flo
 def write_import_calibration(images: list[tuple[str, Any]], summaries: list[dict], out: str | Path,
                              station_id: str) -> Path:
     """A calibration file matching an imported recording (see --calibration-out)."""
-    from edge.calibration import CalibrationFile, RegistrationSection, save_calibration
-    from edge.clinical import load_skin_to_core
-    from edge.flir import pip_homography
+    from edge.eval.clinical import load_skin_to_core
+    from edge.io.flir import pip_homography
+    from edge.thermal.calibration import (
+        CalibrationFile,
+        RegistrationSection,
+        save_calibration,
+    )
 
     sources = {s["rgb_source"] for s in summaries}
     if len(sources) != 1 or "resized" in next(iter(sources)):
@@ -152,8 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.calibration_out}")
     detector = None
     if args.faces:
-        from edge.detection import build_detector
-        from edge.flir import face_report
+        from edge.io.flir import face_report
+        from edge.vision.detection import build_detector
         detector = build_detector()
     for (_, im), s in zip(images, summaries):
         print(f"{s['file']} (frame {s['frame']}): {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} "

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _camera_meta(cam: str, cam_cfg: Any, image: Any, units: str) -> Any:
-    from edge.recording import CameraMeta, open_recording
+    from edge.io.recording import CameraMeta, open_recording
 
     fps, cam_id = cam_cfg.fps, cam
     if cam_cfg.kind == "recording":
@@ -45,7 +45,7 @@ def _clock(cfg: Any, first_t_ns: int) -> tuple[str, int]:
     """(start_utc, t0_ns) for stream.json."""
     src = cfg.sources
     if src.mode == "replay" and src.thermal.kind == "recording":
-        from edge.recording import open_recording
+        from edge.io.recording import open_recording
 
         m = open_recording(src.thermal.path).meta
         return m.start_utc, m.t0_ns
@@ -58,7 +58,7 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
            config_name: str = "") -> dict[str, Any]:
     """Record ``seconds`` from the configured sources into ``out``. Returns per-camera counts."""
     from edge.cli import UserError
-    from edge.recording import RecordingWriter, StreamMeta
+    from edge.io.recording import RecordingWriter, StreamMeta
     from edge.station import CAMERAS, build_capture
 
     if (out / "stream.json").exists():

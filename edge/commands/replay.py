@@ -33,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from edge.annotate import Annotator
     from edge.commands.demo import replay_config
     from edge.feed.client import format_alert_line
+    from edge.feed.publishing import Publisher
+    from edge.io.recording import open_recording
     from edge.pipeline import replay
-    from edge.publishing import Publisher
-    from edge.recording import open_recording
     from edge.station import quiet_opencv
 
     quiet_opencv()

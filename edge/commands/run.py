@@ -1,7 +1,7 @@
 """`thermal-edge run --config station.toml`: run a station from its config file until SIGTERM.
 
 Refuses to start on an invalid config (every error printed with its key path, exit 2). Opens the
-feed (edge.publishing.open_feed), starts the cameras, the watchdog, the metrics endpoint and
+feed (edge.feed.publishing.open_feed), starts the cameras, the watchdog, the metrics endpoint and
 the pipeline; SIGTERM or Ctrl-C shut it down in order (edge/station.py) and the feed's sockets
 close with linger, so a decided alert leaves or stays journaled.
 """
@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     import zmq
 
     from edge.cli import UserError
+    from edge.feed.publishing import open_feed
     from edge.logs import setup_logging
-    from edge.publishing import open_feed
     from edge.station import Station, quiet_opencv
 
     cfg = load_or_report(args.config)

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-
 # What config/station.example.toml sets beyond the defaults: the bundled sample recording played
 # as if it were two live cameras, relative to the config/ folder.
 EXAMPLE_VALUES = {
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.file is None:
         print("error: give a config FILE (or --print-example)", file=sys.stderr)
         return 2
-    from edge.calibration import CalibrationError, load_calibration
+    from edge.thermal.calibration import CalibrationError, load_calibration
 
     try:
         cfg = load_config(args.file)

@@ -20,7 +20,13 @@ from pathlib import Path
 import zmq
 
 from edge.feed.messages import MessageError, decode
-from edge.feed.security import ClientKeys, ServerKeys, is_local_endpoint, make_client, make_server
+from edge.feed.security import (
+    ClientKeys,
+    ServerKeys,
+    is_local_endpoint,
+    make_client,
+    make_server,
+)
 
 log = logging.getLogger(__name__)
 

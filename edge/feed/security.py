@@ -21,7 +21,6 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-
 ZAP_DOMAIN = "thermal-edge"  # every server socket of ours authenticates in this ZAP domain
 
 

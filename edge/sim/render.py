@@ -19,14 +19,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.recording import CameraMeta, RecordingWriter, StreamMeta
+from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
 from edge.sim import face as F
 from edge.sim import rgb as R
 from edge.sim.cameras import StationGeometry, apply_homography
 from edge.sim.scenario import PersonSpec, Scenario, load_scenario
 from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
-from edge.sim.truth import (CANTHUS_FROM_CORE, CANTHUS_RESIDUAL_SD_C, FLIR_DEV_PROVENANCE, canthus_from_core,
-                            expected_verdict, frame_gate)
+from edge.sim.truth import (
+    CANTHUS_FROM_CORE,
+    CANTHUS_RESIDUAL_SD_C,
+    FLIR_DEV_PROVENANCE,
+    canthus_from_core,
+    expected_verdict,
+    frame_gate,
+)
 
 GENERATOR_VERSION = "sim-9"
 # Motion is judged over two bolometer time constants (24 ms): what smears one thermal frame.
@@ -345,7 +351,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
         writer.__exit__(RuntimeError, None, None)
         raise
     truth = build_truth(sc, rd, rgb_truth, th_truth, gates, scenario_file)
-    writer.close(truth)  # the v2 thermal writer is byte-reproducible itself (edge/mkv.py)
+    writer.close(truth)  # the v2 thermal writer is byte-reproducible itself (edge/io/mkv.py)
     copy = out_dir / "scenario.toml"
     if not copy.exists() or not copy.samefile(scenario_file):
         copy.write_bytes(scenario_file.read_bytes())

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.io import mkv, recording
 from edge.paths import REPO_ROOT, STREAMS_DIR
 from edge.sim.render import GENERATOR_VERSION, load_photo, render_scenario
 from edge.sim.scenario import load_scenario
@@ -25,7 +26,7 @@ STAMP = ".rendered"
 
 # Code whose change changes the rendered bytes: the simulator itself and the recording writer.
 _GENERATOR_SOURCES = sorted(p for p in (REPO_ROOT / "edge" / "sim").glob("*.py")
-                            if p.name not in ("render_all.py", "__init__.py")) + [REPO_ROOT / "edge" / "recording.py", REPO_ROOT / "edge" / "mkv.py"]
+                            if p.name not in ("render_all.py", "__init__.py")) + [Path(recording.__file__), Path(mkv.__file__)]
 
 
 def generator_digest() -> str:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.radiometry import from_celsius
 from edge.sim.scenario import SensorSpec
+from edge.thermal.radiometry import from_celsius
 
 SUPERSAMPLE = 3
 

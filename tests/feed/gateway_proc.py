@@ -16,7 +16,7 @@ import time
 import zmq
 
 from edge.feed.journal import Journal
-from edge.publishing import FeedConfig, open_feed, utc_iso
+from edge.feed.publishing import FeedConfig, open_feed, utc_iso
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from feed.helpers import alert_event  # noqa: E402

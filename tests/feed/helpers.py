@@ -14,8 +14,8 @@ import pytest
 import zmq
 
 from edge.feed.client import Listener
+from edge.feed.publishing import FeedConfig, open_feed
 from edge.paths import REPO_ROOT
-from edge.publishing import FeedConfig, open_feed
 from edge.types import ScreeningEvent, Verdict
 
 TIMEOUT_S = 30.0

@@ -11,14 +11,20 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.catchup import CatchupServer
+from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.journal import Journal
 from edge.feed.proxy import Proxy
-from edge.publishing import Feed, Publisher, utc_iso
+from edge.feed.publishing import Feed, Publisher, utc_iso
 
-from .helpers import ctx, feeds  # noqa: F401 (fixtures)
-from .helpers import ListenerThread, alert_event, assert_exactly_once, wait_until
+from .helpers import (  # noqa: F401 (fixtures)
+    ListenerThread,
+    alert_event,
+    assert_exactly_once,
+    ctx,
+    feeds,
+    wait_until,
+)
 
 
 def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:

@@ -18,7 +18,13 @@ import zmq
 from edge.feed.client import Store
 from edge.feed.journal import Journal
 
-from .helpers import ListenerThread, assert_exactly_once, free_port, python_proc, wait_until
+from .helpers import (
+    ListenerThread,
+    assert_exactly_once,
+    free_port,
+    python_proc,
+    wait_until,
+)
 
 OUTAGE_S = float(os.environ.get("THERMAL_EDGE_PROXY_OUTAGE_S", "3"))
 
@@ -155,7 +161,7 @@ def test_proxy_stopped_for_a_while(procs, tmp_path):
 
 def test_listen_command_saves_images_and_prints_readable_lines(tmp_path):
     """`thermal-edge listen` in-process against a real feed with images: lines without image bytes."""
-    from edge.publishing import FeedConfig, open_feed, utc_iso
+    from edge.feed.publishing import FeedConfig, open_feed, utc_iso
 
     from .helpers import alert_event
 

@@ -11,9 +11,16 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.feed.messages import (MAX_BODY_BYTES, SCHEMA_FILE, MessageError, decode, encode_body, json_schema,
-                                make_topic)
-from edge.publishing import utc_iso
+from edge.feed.messages import (
+    MAX_BODY_BYTES,
+    SCHEMA_FILE,
+    MessageError,
+    decode,
+    encode_body,
+    json_schema,
+    make_topic,
+)
+from edge.feed.publishing import utc_iso
 
 from .helpers import REPO_ROOT, alert_event, open_test_feed, wait_until
 

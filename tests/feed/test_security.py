@@ -11,10 +11,23 @@ import zmq.auth
 
 from edge.cli import main as cli_main
 from edge.feed.proxy import Proxy
-from edge.feed.security import ClientKeys, KeyFileError, ServerKeys, create_keys, make_client, start_authenticator
-from edge.publishing import utc_iso
+from edge.feed.publishing import utc_iso
+from edge.feed.security import (
+    ClientKeys,
+    KeyFileError,
+    ServerKeys,
+    create_keys,
+    make_client,
+    start_authenticator,
+)
 
-from .helpers import ListenerThread, alert_event, assert_exactly_once, open_test_feed, wait_until
+from .helpers import (
+    ListenerThread,
+    alert_event,
+    assert_exactly_once,
+    open_test_feed,
+    wait_until,
+)
 
 N_ALERTS = 20
 

@@ -1,11 +1,11 @@
-"""Fit and honestly evaluate the mask classifier of edge/mask.py (numpy only, deterministic).
+"""Fit and honestly evaluate the mask classifier of edge/vision/mask.py (numpy only, deterministic).
 
     .venv/bin/python tools/mask/train.py [--data ../shared/data/masked_faces] [--write]
 
 1. Runs the product's own detector (DetectorConfig() defaults) on every photo of the CC0
    "Face Mask Detection" set and keeps the detections that match a labelled face (IoU >= 0.5),
    so the classifier learns from the landmarks it will get in production.
-2. Features: edge.mask.face_features on the aligned crop, plus the left-right mirrored crop as
+2. Features: edge.vision.mask.face_features on the aligned crop, plus the left-right mirrored crop as
    augmentation. Labels: with_mask = 1, without_mask = 0; mask_weared_incorrect is not trained
    on, only reported (which status it gets).
 3. Nested cross-validation grouped by photo: 5 outer folds (faces of one photo are never split),
@@ -14,7 +14,7 @@
    size, unreadable crops, min_confidence -> 'unknown'), give the accuracy we report.
 4. Fits the final model on all faces with the L2 strength and temperature chosen by CV on all
    of them, folds the feature standardisation into the weights, and with --write replaces the
-   weights block in edge/mask.py (same data -> same weights). Writes the CV numbers to
+   weights block in edge/vision/mask.py (same data -> same weights). Writes the CV numbers to
    tools/mask/cv_report.json.
 """
 from __future__ import annotations
@@ -32,10 +32,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from edge.detection import DetectorConfig, build_detector  # noqa: E402
-from edge.evalfaces import SIZE_BUCKETS_PX, load_manifest, match_greedy  # noqa: E402
-from edge.evalreport import shared_data_dir  # noqa: E402
-from edge.mask import N_FEATURES, MaskConfig, face_features, readable_crop  # noqa: E402
+from edge.eval.faces import SIZE_BUCKETS_PX, load_manifest, match_greedy  # noqa: E402
+from edge.eval.report import shared_data_dir  # noqa: E402
+from edge.vision.detection import DetectorConfig, build_detector  # noqa: E402
+from edge.vision.mask import N_FEATURES, MaskConfig, face_features, readable_crop  # noqa: E402
 
 L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 SEED = 20240601
@@ -144,7 +144,7 @@ def choose_l2(X, Xm, y, photo) -> tuple[float, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=shared_data_dir() / "masked_faces")
-    ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/mask.py")
+    ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/vision/mask.py")
     ap.add_argument("--report", type=Path, default=ROOT / "tools" / "mask" / "cv_report.json")
     args = ap.parse_args()
     cfg = MaskConfig()
@@ -203,7 +203,7 @@ def main() -> int:
     args.report.write_text(json.dumps(report, indent=1) + "\n")
     print(f"final model: L2={l2}, temperature {temp:.2f}, {int(trainable.sum())} faces (+ mirrored); report -> {args.report}")
     if args.write:
-        write_weights(ROOT / "edge" / "mask.py", w, b, f"L2={l2}, temperature {temp:.3g}", int(trainable.sum()),
+        write_weights(ROOT / "edge" / "vision" / "mask.py", w, b, f"L2={l2}, temperature {temp:.3g}", int(trainable.sum()),
                       info={"trained_on": d["dataset"], "cv_accuracy": acc_summary})
     return 0
 

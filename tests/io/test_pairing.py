@@ -1,0 +1,86 @@
+"""Pairing: each thermal frame with the nearest RGB frame within tolerance, streaming."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.io.pairing import Pairer, PairingConfig
+from edge.types import Frame
+
+MS = 1_000_000
+
+
+def _f(cam, idx, t_ms):
+    return Frame(cam, idx, int(t_ms * MS), np.zeros((1, 1), np.uint16))
+
+
+def _run(frames, tol_ms=20.0):
+    p = Pairer(PairingConfig(tolerance_ms=tol_ms))
+    pairs = []
+    for f in frames:
+        pairs += p.push(f)
+    pairs += p.flush()
+    return pairs, p.stats
+
+
+def _interleave(rgb_ms, th_ms):
+    frames = [_f("rgb", i, t) for i, t in enumerate(rgb_ms)] + [_f("thermal", i, t) for i, t in enumerate(th_ms)]
+    return sorted(frames, key=lambda f: f.t_ns)
+
+
+def test_30fps_rgb_with_8_7hz_thermal_pairs_every_thermal_frame_with_nearest():
+    rgb = [i * 1000 / 30 for i in range(90)]
+    th = [i * 1000 / 8.7 + 3 for i in range(26)]
+    pairs, stats = _run(_interleave(rgb, th))
+    assert len(pairs) == 26 and stats.unpaired_thermal == 0
+    for p in pairs:
+        nearest = min(rgb, key=lambda t: abs(t - p.thermal.t_ns / MS))
+        assert p.rgb.t_ns == int(nearest * MS)
+        assert abs(p.dt_ns) <= 20 * MS
+    assert stats.rgb_unused == 90 - 26
+
+
+def test_thermal_without_rgb_in_tolerance_is_counted_not_paired():
+    rgb = [0, 33, 66, 300, 333]
+    th = [10, 150, 320]  # 150 has no RGB within 20 ms
+    pairs, stats = _run(_interleave(rgb, th))
+    assert [p.thermal.index for p in pairs] == [0, 2]
+    assert stats.unpaired_thermal == 1
+
+
+@pytest.mark.parametrize("order", ["thermal_first", "rgb_first"])
+def test_arrival_order_between_cameras_does_not_change_result(order):
+    rgb = [i * 33.3 for i in range(30)]
+    th = [i * 115.0 + 5 for i in range(8)]
+    frames_r = [_f("rgb", i, t) for i, t in enumerate(rgb)]
+    frames_t = [_f("thermal", i, t) for i, t in enumerate(th)]
+    frames = frames_t + frames_r if order == "thermal_first" else frames_r + frames_t
+    pairs, _ = _run(frames)
+    ref, _ = _run(_interleave(rgb, th))
+    assert [(p.rgb.index, p.thermal.index) for p in pairs] == [(p.rgb.index, p.thermal.index) for p in ref]
+
+
+def test_timestamp_going_backwards_is_dropped_and_counted():
+    frames = [_f("rgb", 0, 0), _f("thermal", 0, 1), _f("rgb", 1, 33), _f("thermal", 1, -50), _f("rgb", 2, 66)]
+    pairs, stats = _run(frames)
+    assert len(pairs) == 1 and stats.out_of_order == 1
+
+
+def test_config_bounds_are_enforced():
+    with pytest.raises(ValueError, match="tolerance_ms"):
+        PairingConfig(tolerance_ms=0)
+    with pytest.raises(ValueError, match="extra|unknown|tolerance_mss"):
+        PairingConfig(tolerance_mss=3)
+
+
+def test_thermal_frame_pairs_without_waiting_when_no_later_rgb_can_be_nearer():
+    p = Pairer(PairingConfig())
+    for i in range(6):
+        assert p.push(_f("rgb", i, i * 33.3)) == []
+    # newest RGB at 166.5 ms; thermal at 170 ms: the next RGB (~199.8) cannot be nearer
+    pairs = p.push(_f("thermal", 0, 170))
+    assert len(pairs) == 1 and pairs[0].rgb.index == 5
+    # thermal at 190 ms is nearer to the RGB frame still to come: it must wait for it
+    assert p.push(_f("thermal", 1, 190)) == []
+    pairs = p.push(_f("rgb", 6, 199.8))
+    assert len(pairs) == 1 and pairs[0].rgb.index == 6
