@@ -11,10 +11,7 @@ import pkgutil
 import sys
 
 import edge.commands
-
-
-class UserError(Exception):
-    """Raised for a problem the user can fix; the message is printed as is."""
+from edge.errors import UserError
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
