@@ -1,45 +1,10 @@
 """Decision: per-person aggregation, alarm logic and the track lifecycle events.
 
-Alarm rules (pure functions, table-tested):
-
-* ``absolute_verdict``: elevated if the estimated core >= threshold_c; normal only if
-  core + borderline_k * guard_sd < threshold_c; otherwise indeterminate 'borderline' -- an
-  uncertain reading close to the threshold is never called normal. guard_sd is the
-  *measurement's* 1-sigma (``skin_sd_c``: noise, small target, no blackbody), not the skin->core
-  residual across people: that residual (~0.36 degC) is what the threshold's clinical
-  sensitivity/specificity already contains; guarding on it too would make every third normal
-  subject indeterminate (FLIR_dev: canthus 35.8-36.2 degC is that common). Without skin_sd_c the
-  total uncertainty_c is used (more conservative).
-* ``relative_verdict`` (FLIR-style screening mode): threshold = baseline + relative_delta_c on the
-  *skin* temperature, baseline = trimmed mean of the last ``baseline_window`` normal subjects'
-  skin temperatures. Until ``warmup_subjects`` subjects are in the baseline: indeterminate
-  'relative_warmup'. Normal only if skin + borderline_k * guard_sd < threshold -
-  relative_margin_c (the baseline's own uncertainty), else 'borderline'.
-* ``combine_verdicts`` for method='both': elevated if either rule fires (absolute reported when
-  both do); normal only if absolute says normal and relative says normal or is still warming up
-  (so a fresh station still screens on the absolute rule); otherwise indeterminate 'borderline'.
-
-Baseline guards: only subjects whose final verdict is normal *and* whose relative test was normal
-(or warming up) enter it -- elevated and borderline subjects never do; entries older than
-``baseline_max_age_s`` drop out and the window is finite (drift); a blackbody that is not ok
-empties it (its readings were not on the same scale).
-
-Aggregation per person: the valid frames (gate == ''), best ``best_n`` of them by quality, then
-the ``percentile`` (default 90) of core and skin -- a high statistic, never a mean that would
-pull a febrile peak toward normal; the uncertainty is the median of those frames' uncertainties.
-
-Lifecycle (``Screener``): per confirmed track, the verdict is re-evaluated whenever it has at
-least ``min_valid_frames`` valid frames. The first time it is elevated -> ScreeningEvent(kind=
-'alert', type='new') with the best snapshot; later, a clearly different reading (core changed by
->= alert_update_delta_c) or a clearly better frame (quality +alert_update_quality_gain) ->
-'update' (at most max_alert_updates). Once alerted, a person's verdict stays elevated. When the
-track ends: kind='alert' type='end' for alerted people, then for every person kind='screening'
-type='end' with the final verdict (indeterminate with the most common gate reason, or
-'no_valid_frames', when fewer than min_valid_frames were measurable; approach gates too_far /
-outside_thermal_view only count when no other gate held at least min_valid_frames frames).
-Every event's t_ns, box_xyxy_rgb/_thermal, score, mask and snapshots come from one frame: the
-person's best frame so far (highest quality, then detector score) -- "the thermal frame behind
-the measurement" (edge/types.py), so a consumer can match the box to the scene at that time.
+Pure functions decide (``absolute_verdict``, ``relative_verdict``, ``combine_verdicts``): an
+uncertain reading close to the threshold is indeterminate 'borderline', never normal. Per person
+the best valid frames are aggregated with a high percentile; ``Screener`` turns confirmed tracks
+into alert new/update/end and screening end events. The full rules -- guards, the relative
+baseline, aggregation and the lifecycle -- are in docs/decision.md.
 """
 from __future__ import annotations
 
