@@ -2,7 +2,9 @@
 
 Alarm rules (pure functions, table-tested):
 
-* ``absolute_verdict``: elevated if the estimated core >= threshold_c; normal only if
+* ``absolute_verdict``: elevated if the estimated core >= threshold_c (``threshold_in_force``: the
+  calibration's fitted skin_to_core.decision_threshold_c unless the station config's
+  decision.threshold_c overrides it); normal only if
   core + borderline_k * guard_sd < threshold_c; otherwise indeterminate 'borderline' -- an
   uncertain reading close to the threshold is never called normal. guard_sd is the
   *measurement's* 1-sigma (``skin_sd_c``: noise, small target, no blackbody), not the skin->core
@@ -52,15 +54,18 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from edge.configbase import StrictModel
+from edge.errors import UserError
 from edge.thermal import faststats
 from edge.types import Detections, ScreeningEvent, Verdict
 
 
 class DecisionConfig(StrictModel):
-    threshold_c: float = Field(
-        37.5, ge=34.0, le=39.0,
+    threshold_c: float | None = Field(
+        None, ge=34.0, le=39.0,
         description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 "
-                    "steps")
+                    "steps; unset = the station calibration's skin_to_core.decision_threshold_c (fitted "
+                    "with the skin->core model, so eval-clinical scores the rule the station runs); set "
+                    "only to override it")
     method: Literal["absolute", "relative", "both"] = Field(
         "both",
         description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both "
@@ -110,7 +115,9 @@ class DecisionConfig(StrictModel):
 
     @field_validator("threshold_c")
     @classmethod
-    def _tenth_degree(cls, v: float) -> float:
+    def _tenth_degree(cls, v: float | None) -> float | None:
+        if v is None:
+            return None
         if abs(v * 10 - round(v * 10)) > 1e-6:
             raise ValueError(f"threshold_c={v} is not a multiple of 0.1 degC (allowed: 34.0..39.0 in 0.1 steps)")
         return round(v, 1)
@@ -121,6 +128,36 @@ class DecisionConfig(StrictModel):
             raise ValueError(f"warmup_subjects={self.warmup_subjects} exceeds baseline_window="
                              f"{self.baseline_window} (allowed: 2..baseline_window)")
         return self
+
+
+# Where the alarm threshold in force came from (logged at start-up, printed by validate-config).
+THRESHOLD_FROM_CONFIG = "station config decision.threshold_c"
+THRESHOLD_FROM_CALIBRATION = "calibration skin_to_core.decision_threshold_c"
+
+
+class ThresholdError(UserError, ValueError):
+    """No usable alarm threshold (none set, or the calibration's is outside what the decision
+    stage accepts)."""
+
+
+def threshold_in_force(cfg: DecisionConfig, calibration_threshold_c: float | None) -> tuple[float, str]:
+    """The absolute alarm threshold the station runs, degC, and where it came from: the station
+    config's decision.threshold_c when set (an operator override), else the calibration's fitted
+    skin_to_core.decision_threshold_c -- the one number eval-clinical scores. The calibration's
+    value must pass the same bounds and 0.1 degC steps as the config field."""
+    if cfg.threshold_c is not None:
+        return cfg.threshold_c, THRESHOLD_FROM_CONFIG
+    if calibration_threshold_c is None:
+        raise ThresholdError("no alarm threshold: set decision.threshold_c in the station config or "
+                             "skin_to_core.decision_threshold_c in the calibration")
+    try:
+        thr = DecisionConfig(threshold_c=calibration_threshold_c).threshold_c
+    except ValueError as e:
+        msg = e.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(e, "errors") else str(e)
+        raise ThresholdError(f"{THRESHOLD_FROM_CALIBRATION}={calibration_threshold_c}: {msg} (the decision "
+                             "stage takes 34.0..39.0 degC in 0.1 steps)") from None
+    assert thr is not None
+    return thr, THRESHOLD_FROM_CALIBRATION
 
 
 def _f(x) -> float | None:
@@ -307,10 +344,15 @@ def _prune(p: _Person, keep: int) -> None:
 
 
 class Screener:
-    """Per-track state machine -> ScreeningEvents. See the module docstring for the rules."""
+    """Per-track state machine -> ScreeningEvents. See the module docstring for the rules.
 
-    def __init__(self, cfg: DecisionConfig | None = None):
+    calibration_threshold_c: the station calibration's skin_to_core.decision_threshold_c, the
+    absolute threshold unless cfg.threshold_c overrides it (``threshold_in_force``); the one in
+    force is ``threshold_c``, its origin ``threshold_source``."""
+
+    def __init__(self, cfg: DecisionConfig | None = None, calibration_threshold_c: float | None = None):
         self.cfg = cfg or DecisionConfig()
+        self.threshold_c, self.threshold_source = threshold_in_force(self.cfg, calibration_threshold_c)
         self.baseline = RelativeBaseline(self.cfg)
         self._people: dict[int, _Person] = {}
         # Final verdicts for the evaluator and replays; bounded so a station running for months
@@ -395,7 +437,7 @@ class Screener:
         """(combined, absolute, relative) verdicts from p's valid frames (>= min_valid_frames)."""
         cfg = self.cfg
         core, skin, unc, sd = aggregate(p.core, p.skin, p.unc, p.sd, p.quality, cfg.best_n, cfg.percentile)
-        a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin, sd)
+        a = absolute_verdict(core, unc, self.threshold_c, cfg.borderline_k, skin, sd)
         r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc, sd)
         return combine_verdicts(a, r, cfg.method), a, r
 

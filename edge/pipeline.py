@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import logging
 import queue
 import threading
 import time
@@ -40,6 +41,8 @@ from edge.vision.detection import (
 )
 from edge.vision.mask import TrackMaskCache
 from edge.vision.tracking import Tracker
+
+log = logging.getLogger("edge.pipeline")
 
 STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 
@@ -95,7 +98,9 @@ class Pipeline:
         self.tracker = Tracker(cfg.tracking)
         self.masks = TrackMaskCache(cfg.mask)
         self.ambient = AmbientEstimator(cfg.station.ambient_c)
-        self.screener = Screener(cfg.decision)
+        self.screener = Screener(cfg.decision, calibration.skin_to_core.decision_threshold_c)
+        log.info("alarm threshold %.1f degC (%s)", self.screener.threshold_c, self.screener.threshold_source,
+                 extra={"event": "threshold"})
         self.ffc_settle = FfcSettle(cfg.measurement)
         self.skin_to_core = calibration.skin_to_core
         # Replays keep every published body for the caller; a live station must not (memory).

@@ -292,7 +292,7 @@ def test_measured_faces_flow_through_tracker_and_screener():
     from edge.decision import DecisionConfig, Screener
     from edge.vision.tracking import Tracker
 
-    tracker, screener = Tracker(), Screener(DecisionConfig())
+    tracker, screener = Tracker(), Screener(DecisionConfig(threshold_c=37.5))
     rgb = np.zeros((480, 640, 3), np.uint8)
     events = []
     for k in range(20):
