@@ -114,9 +114,9 @@ class Pipeline:
 
         t = clock()
         thermal_c = to_celsius(pair.thermal.image, self.thermal_units)
-        bb = self.blackbody.update(thermal_c, pair.thermal.ffc_state, pair.t_ns)
-        thermal_c = apply_offset(thermal_c, bb, out=thermal_c)  # to_celsius made a fresh array
         ffc_active = self.ffc_settle.update(pair.thermal.ffc_state, pair.t_ns)
+        bb = self.blackbody.update(thermal_c, pair.thermal.ffc_state, pair.t_ns, ffc_active)
+        thermal_c = apply_offset(thermal_c, bb, out=thermal_c)  # to_celsius made a fresh array
         ambient_c = self.ambient.update(thermal_c)
         timing["radiometry"] = clock() - t
 

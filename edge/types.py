@@ -91,6 +91,10 @@ class Detections:
 
 # FFC (flat-field correction) states, as a PureThermal telemetry row reports them.
 FFC_STATES = ("none", "imminent", "in_progress", "complete")
+# The states during which the shutter stretch is on (the image is not the scene). Lepton
+# telemetry keeps 'complete' after every FFC until the next one, so 'complete' is not an event:
+# the FFC is this stretch plus the settle time after it (measurement.ffc_settle_ms, FfcSettle).
+FFC_ACTIVE = FFC_STATES[1:3]
 
 
 @dataclass

@@ -37,7 +37,7 @@ from pydantic import Field
 
 from edge.configbase import StrictModel
 from edge.thermal.registration import box_corners, corners_to_box
-from edge.types import Detections
+from edge.types import FFC_ACTIVE, Detections
 
 # Skin->core default: core = canthus skin + offset. Fitted on /work/shared/data/facial_oral/
 # FLIR_dev.csv (FDA/PhysioNet, 625 volunteers; 614 rows with both values): aveOralM - canthiMax1
@@ -126,7 +126,9 @@ class MeasurementConfig(StrictModel):
         description="Extra 1-sigma uncertainty at exactly min_canthus_px, falling as "
                     "(min_canthus_px / canthus_px)^2 for larger faces, degC")
     ffc_settle_ms: float = Field(
-        1000.0, ge=0, le=30000, description="Keep gating 'ffc' this long after an FFC ends, ms")
+        1000.0, ge=0, le=30000,
+        description="Keep gating 'ffc' this long after an FFC ends (the one after-FFC settle time: the "
+                    "blackbody offset restarts after it too), ms")
     allow_without_blackbody: bool = Field(
         False,
         description="Measure when the station has no blackbody (state 'disabled'); else gate "
@@ -176,15 +178,16 @@ class Registration(Protocol):
 
 
 class FfcSettle:
-    """Turns the thermal frames' ``ffc_state`` into MeasureContext.ffc_active, holding the gate
-    for ``ffc_settle_ms`` after the FFC ends (the image is unsettled right after the shutter)."""
+    """The station's one after-FFC timer: turns the thermal frames' ``ffc_state`` into
+    MeasureContext.ffc_active and the blackbody monitor's ``ffc_active``, holding it for
+    ``ffc_settle_ms`` after the FFC ends (the image is unsettled right after the shutter)."""
 
     def __init__(self, cfg: MeasurementConfig):
         self._settle_ns = int(cfg.ffc_settle_ms * 1e6)
         self._last_active_ns: int | None = None
 
     def update(self, ffc_state: str, t_ns: int) -> bool:
-        if ffc_state in ("imminent", "in_progress"):
+        if ffc_state in FFC_ACTIVE:
             self._last_active_ns = t_ns
             return True
         return self._last_active_ns is not None and t_ns - self._last_active_ns < self._settle_ns
