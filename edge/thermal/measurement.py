@@ -36,15 +36,9 @@ import numpy as np
 from pydantic import Field
 
 from edge.configbase import StrictModel
+from edge.thermal.calibration import SkinToCore
 from edge.thermal.registration import box_corners, corners_to_box
 from edge.types import FFC_ACTIVE, Detections
-
-# Skin->core default: core = canthus skin + offset. Fitted on /work/shared/data/facial_oral/
-# FLIR_dev.csv (FDA/PhysioNet, 625 volunteers; 614 rows with both values): aveOralM - canthiMax1
-# has mean 1.2994 degC and sample SD 0.3585 degC (median 1.28). The SD is the person-to-person
-# residual of this model, i.e. the uncertainty a perfect camera still has about the core.
-DEFAULT_SKIN_TO_CORE_OFFSET_C = 1.2994
-DEFAULT_SKIN_TO_CORE_SD_C = 0.3585
 
 # Nose tip depth in front of the eye plane as a fraction of the IOD (~30 mm / 63 mm), used to
 # turn the nose's sideways offset into a yaw angle.
@@ -140,17 +134,9 @@ class MeasurementConfig(StrictModel):
                            "enough to measure (faces farther back, e.g. a queue, do not count)")
 
 
-SkinToCore = Callable[[np.ndarray, "float | None"], np.ndarray]
-
-
-@dataclass(frozen=True)
-class OffsetSkinToCore:
-    """core_c = skin_c + offset_c (see DEFAULT_SKIN_TO_CORE_* for where the numbers come from)."""
-
-    offset_c: float = DEFAULT_SKIN_TO_CORE_OFFSET_C
-
-    def __call__(self, skin_c: np.ndarray, ambient_c: float | None = None) -> np.ndarray:
-        return np.asarray(skin_c, np.float32) + np.float32(self.offset_c)
+# The callable the measurement estimates core with: a model's ``SkinToCore.core_c`` (the model
+# class and its one default live in edge/thermal/calibration.py).
+CoreFromSkin = Callable[[np.ndarray, "float | None"], np.ndarray]
 
 
 @dataclass
@@ -162,15 +148,16 @@ class MeasureContext:
         else, e.g. 'missing'/'unstable'/'moved', gates ``blackbody_<state>``.
     ffc_active: True during an FFC or its settle time (``FfcSettle`` computes this from frames).
     ambient_c: ambient temperature, degC, passed to skin_to_core (None if unknown).
-    skin_to_core: ``core_c(skin_c (N,), ambient_c) -> (N,)``, degC.
-    skin_to_core_sd_c: 1-sigma residual of skin_to_core across people, degC.
+    skin_to_core: ``core_c(skin_c (N,), ambient_c) -> (N,)``, degC; default: the default
+        ``SkinToCore`` model's (what a calibration without a [skin_to_core] table gets).
+    skin_to_core_sd_c: 1-sigma residual of skin_to_core across people, degC (same default).
     """
 
     blackbody_state: str = "ok"
     ffc_active: bool = False
     ambient_c: float | None = None
-    skin_to_core: SkinToCore = field(default_factory=OffsetSkinToCore)
-    skin_to_core_sd_c: float = DEFAULT_SKIN_TO_CORE_SD_C
+    skin_to_core: CoreFromSkin = field(default_factory=lambda: SkinToCore().core_c)
+    skin_to_core_sd_c: float = field(default_factory=lambda: SkinToCore().uncertainty_c())
 
 
 class Registration(Protocol):
