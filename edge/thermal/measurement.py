@@ -38,15 +38,14 @@ from pydantic import Field
 from edge.configbase import StrictModel
 from edge.thermal.calibration import SkinToCore
 from edge.thermal.registration import box_corners, corners_to_box
-from edge.types import FFC_ACTIVE, Detections
+from edge.types import DECISION_REASONS, FFC_ACTIVE, Detections, GateReason
 
 # Nose tip depth in front of the eye plane as a fraction of the IOD (~30 mm / 63 mm), used to
 # turn the nose's sideways offset into a yaw angle.
 NOSE_DEPTH_IOD = 0.5
 
-GATES = ("ffc", "blackbody_missing", "blackbody_unstable", "blackbody_moved", "blackbody_disabled",
-         "several_faces", "outside_thermal_view", "too_far", "turned_away", "motion_blur", "no_skin",
-         "glasses")
+# A frame's gates in precedence order (the first that applies wins): edge.types.GateReason's.
+GATES = tuple(g for g in GateReason if g not in DECISION_REASONS)
 
 
 class MeasurementConfig(StrictModel):
@@ -384,8 +383,8 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     # that applies is the face's gate.
     bb = ctx.blackbody_state
     no_bb = bb == "disabled" and cfg.allow_without_blackbody
-    station = ("ffc" if ctx.ffc_active or bb == "ffc" else
-               f"blackbody_{bb}" if bb != "ok" and not no_bb else "")
+    station = (GateReason.FFC if ctx.ffc_active or bb == "ffc" else
+               GateReason(f"blackbody_{bb}") if bb != "ok" and not no_bb else "")
     if station:
         gate = np.full(n, station, dtype=object)
     else:
@@ -397,11 +396,11 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1
         # first that applies wins: assigned from the last to the first
         gate = np.full(n, "", dtype=object)
-        gate[(np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)] = "turned_away"
+        gate[(np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)] = GateReason.TURNED_AWAY
         if crowded:
-            gate[:] = "several_faces"
-        gate[far] = "too_far"
-        gate[outside] = "outside_thermal_view"
+            gate[:] = GateReason.SEVERAL_FACES
+        gate[far] = GateReason.TOO_FAR
+        gate[outside] = GateReason.OUTSIDE_THERMAL_VIEW
 
     # The microbolometer integrates over ~2 time constants, so a face crossing fast is smeared in
     # the thermal image even when the RGB frame is sharp (tracker speed, RGB px/s -> thermal px).
@@ -409,27 +408,27 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         smear_th = (np.asarray(dets.data["speed_px_s"], np.float32) * iod_th / np.maximum(iod_rgb, 1e-3)
                     * np.float32(2e-3 * cfg.bolometer_time_constant_ms))
         # unknown speed (NaN) never gates
-        gate[(gate == "") & (smear_th > cfg.max_thermal_smear_px)] = "motion_blur"
+        gate[(gate == "") & (smear_th > cfg.max_thermal_smear_px)] = GateReason.MOTION_BLUR
 
     sharp = np.full(n, np.nan, np.float32)
     if rgb_bgr is not None:
         for i in np.flatnonzero(gate == ""):
             sharp[i] = sharpness(rgb_bgr, dets.box_xyxy[i])
             if sharp[i] < cfg.min_sharpness:
-                gate[i] = "motion_blur"
+                gate[i] = GateReason.MOTION_BLUR
 
     skin = np.full(n, np.nan, np.float32)
     noise = np.full(n, np.nan, np.float32)
     for i in np.flatnonzero(gate == ""):
         res = _measure_one(thermal_c, lm_th[i], canthi_th[i], float(iod_th[i]), bool(masked[i]), cfg)
         if res is None:
-            gate[i] = "outside_thermal_view"
+            gate[i] = GateReason.OUTSIDE_THERMAL_VIEW
             continue
         if not np.isfinite(res.skin_c):
-            gate[i] = "no_skin"
+            gate[i] = GateReason.NO_SKIN
             continue
         if res.glasses_contrast_c > cfg.glasses_contrast_c:
-            gate[i] = "glasses"
+            gate[i] = GateReason.GLASSES
             continue
         skin[i], noise[i], canthi_th[i] = res.skin_c, res.noise_c, res.canthi_xy
 
