@@ -57,7 +57,7 @@ def _temperatures_c(im: Any, emissivity: float | None) -> np.ndarray:
 def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
-    from edge.io.flir import false_colour
+    from edge.thermal.colour import false_colour
     from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
     from edge.thermal.radiometry import from_celsius
 

@@ -22,7 +22,6 @@ import numpy as np
 import zmq
 from pydantic import Field, field_validator, model_validator
 
-from edge.annotate import false_colour
 from edge.configbase import StrictModel, resolve_path
 from edge.feed.catchup import CatchupServer
 from edge.feed.journal import Journal, JournalError
@@ -42,6 +41,7 @@ from edge.feed.security import (
     make_server,
     start_authenticator,
 )
+from edge.thermal.colour import false_colour
 from edge.types import ScreeningEvent
 
 log = logging.getLogger(__name__)
