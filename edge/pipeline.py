@@ -33,6 +33,7 @@ from edge.thermal.calibration import Calibration, load_calibration
 from edge.thermal.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.thermal.radiometry import AmbientEstimator, to_celsius
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
+from edge.utc import format_utc, parse_utc
 from edge.vision.detection import (
     CenterFaceDetector,
     FaceDetector,
@@ -71,11 +72,10 @@ class WallClock:
 
     @classmethod
     def from_iso(cls, start_utc: str, t0_ns: int) -> "WallClock":
-        return cls(datetime.fromisoformat(start_utc.replace("Z", "+00:00")), t0_ns)
+        return cls(parse_utc(start_utc), t0_ns)
 
     def iso(self, t_ns: int) -> str:
-        t = self.utc_at_t0 + timedelta(microseconds=(t_ns - self.t0_ns) / 1000)
-        return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(self.utc_at_t0 + timedelta(microseconds=(t_ns - self.t0_ns) / 1000))
 
 
 class Pipeline:

@@ -11,7 +11,14 @@ from edge.feed.messages import EventBody, VerdictBody
 from edge.paths import REPO_ROOT
 from edge.thermal import measurement
 from edge.thermal.blackbody import STATES as BLACKBODY_STATES
-from edge.types import DECISION_REASONS, VERDICTS, EventKind, EventType, GateReason, VerdictStatus
+from edge.types import (
+    DECISION_REASONS,
+    VERDICTS,
+    EventKind,
+    EventType,
+    GateReason,
+    VerdictStatus,
+)
 
 
 def _bullet(doc: str, start: str) -> str:

@@ -69,8 +69,10 @@ def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: flo
                         "a recording has one resolution -- import them separately")
     rgb0 = decoded[0][1].visible_bgr
     rgb_wh = (rgb0.shape[1], rgb0.shape[0]) if rgb0 is not None else (th_shape[1] * RGB_SCALE, th_shape[0] * RGB_SCALE)
+    from edge.utc import utc_iso
+
     meta = StreamMeta(
-        station_id=station_id, start_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t0_ns=0,
+        station_id=station_id, start_utc=utc_iso(), t0_ns=0,
         rgb=CameraMeta("rgb0", rgb_wh[0], rgb_wh[1], fps, "bgr24", "rgb.avi"),
         thermal=CameraMeta("flir0", th_shape[1], th_shape[0], fps, "gray16le", "thermal.mkv", "centikelvin"))
     times = [im.camera.get("time_unix_s") for _, im, _ in decoded]

@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from edge.feed.security import (
 )
 from edge.thermal.colour import false_colour
 from edge.types import ScreeningEvent
+from edge.utc import utc_iso  # also for callers that stamp events (tests, bench)
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,6 @@ class FeedConfig(StrictModel):
         if self.server_secret_key is None:
             return None
         return ServerKeys(Path(self.server_secret_key), Path(self.authorized_clients_dir))
-
-
-def utc_iso(unix_s: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-26T20:41:07.123Z."""
-    t = datetime.now(timezone.utc) if unix_s is None else datetime.fromtimestamp(unix_s, timezone.utc)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _box(box) -> list[float] | None:

@@ -207,3 +207,41 @@ def test_failed_open_feed_releases_what_it_opened(ctx, tmp_path):
         open_feed(ctx, cfg, "gate.1")
     feed = open_feed(ctx, cfg, "gate-1")  # same endpoints: free again
     feed.close()
+
+
+def test_every_time_utc_has_one_precision(feeds):
+    """Events (stamped from their frame's capture time by the pipeline's WallClock), status and
+    heartbeat bodies, log lines and the docs' example: one format, microseconds, 'Z' (edge.utc)."""
+    import logging
+    import re
+    from datetime import UTC, datetime
+
+    from edge.logs import JsonFormatter
+    from edge.paths import REPO_ROOT
+    from edge.pipeline import WallClock
+    from edge.utc import PATTERN, parse_utc
+
+    feed = feeds.open()
+    clock = WallClock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC), 0)
+    bodies = [feed.publisher.publish_event(alert_event(1), clock.iso(1_500_000_001)),
+              feed.publisher.publish_status({"state": "ok"}, utc_iso()), feed.publisher.heartbeat()]
+    assert bodies[0]["time_utc"] == "2026-11-26T09:00:01.500000Z"
+    assert all(PATTERN.match(b["time_utc"]) for b in bodies), [b["time_utc"] for b in bodies]
+    assert parse_utc(clock.iso(123_456_789_000)) == clock.utc_at_t0.replace(microsecond=0) + (
+        parse_utc("2026-11-26T09:02:03.456789Z") - parse_utc("2026-11-26T09:00:00Z"))
+    record = logging.LogRecord("edge.test", logging.INFO, __file__, 1, "hello", None, None)
+    assert PATTERN.match(json.loads(JsonFormatter().format(record))["t"])
+    example = re.search(r"\| `time_utc` \| str \|[^`]*`([^`]+)`", (REPO_ROOT / "docs" / "messages.md").read_text())
+    assert PATTERN.match(example.group(1))
+
+
+def test_one_utc_formatter():
+    """edge/utc.py writes every UTC stamp; a module formatting its own would drift from it."""
+    import re
+
+    from edge.paths import REPO_ROOT
+
+    pattern = re.compile(r"strftime\(\s*[\"']%Y-%m-%dT|isoformat\(\s*timespec")
+    offenders = [p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "edge").rglob("*.py")
+                 if p.name != "utc.py" and "web" not in p.parts and pattern.search(p.read_text())]
+    assert offenders == []
