@@ -36,6 +36,7 @@ from edge.feed.messages import (
 )
 from edge.feed.security import (
     ServerKeys,
+    curve_pair,
     is_local_endpoint,
     make_server,
     start_authenticator,
@@ -90,10 +91,9 @@ class FeedConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_security(self) -> "FeedConfig":
-        if (self.server_secret_key is None) != (self.authorized_clients_dir is None):
-            missing = "authorized_clients_dir" if self.authorized_clients_dir is None else "server_secret_key"
-            raise ValueError(f"feed.{missing} must be set too: CURVE needs both the server key and the allowlist")
-        if self.server_secret_key is None:
+        if not curve_pair(("feed.server_secret_key", self.server_secret_key),
+                          ("feed.authorized_clients_dir", self.authorized_clients_dir),
+                          "both the server key and the allowlist"):
             for name in ("endpoint", "catchup_endpoint"):
                 ep = getattr(self, name)
                 if ep is not None and not is_local_endpoint(ep):
