@@ -28,8 +28,12 @@ from edge.feed.messages import (
     JOURNALED_KINDS,
     KINDS,
     SCHEMA_VERSION,
+    EventBody,
+    VerdictBody,
+    build_body,
     check_id,
     clean_float,
+    dump_body,
     encode_body,
     make_topic,
     msg_id,
@@ -196,26 +200,26 @@ class Publisher:
         v = event.verdict
         images = self._images(event)
         with self._lock:
-            body = self._envelope(event.kind, time_utc)
-            body.update({
-                "type": event.type,
-                "event_id": f"{self.publisher_id}-{self.epoch}-{event.kind}-{event.track_id}",
-                "track_id": int(event.track_id),
-                "t_ns": int(event.t_ns),
-                "verdict": {"status": v.status, "reason": v.reason, "method": v.method},
-                "skin_temp_c": clean_float(v.skin_temp_c),
-                "core_temp_c": clean_float(v.core_temp_c),
-                "uncertainty_c": clean_float(v.uncertainty_c),
-                "threshold_c": clean_float(v.threshold_c),
-                "box_xyxy_rgb": _box(event.box_xyxy_rgb),
-                "box_xyxy_thermal": _box(event.box_xyxy_thermal),
-                "score": clean_float(min(max(float(event.score), 0.0), 1.0)),
-                "mask": event.mask if event.mask in ("yes", "no") else "unknown",
-                "mask_conf": clean_float(min(max(float(event.mask_conf), 0.0), 1.0)),
-                "n_frames": int(event.n_frames),
-                "images": list(images),
-            })
-            self._send(event.kind, body, list(images.values()))
+            model = build_body(
+                EventBody, **self._envelope(event.kind, time_utc),
+                type=event.type,
+                event_id=f"{self.publisher_id}-{self.epoch}-{event.kind}-{event.track_id}",
+                track_id=int(event.track_id),
+                t_ns=int(event.t_ns),
+                verdict=VerdictBody(status=v.status, reason=v.reason, method=v.method),
+                skin_temp_c=clean_float(v.skin_temp_c),
+                core_temp_c=clean_float(v.core_temp_c),
+                uncertainty_c=clean_float(v.uncertainty_c),
+                threshold_c=clean_float(v.threshold_c),
+                box_xyxy_rgb=_box(event.box_xyxy_rgb),
+                box_xyxy_thermal=_box(event.box_xyxy_thermal),
+                score=clean_float(min(max(float(event.score), 0.0), 1.0)),
+                mask=event.mask if event.mask in ("yes", "no") else "unknown",
+                mask_conf=clean_float(min(max(float(event.mask_conf), 0.0), 1.0)),
+                n_frames=int(event.n_frames),
+                images=list(images))
+            body, data = dump_body(model)
+            self._send(event.kind, body, list(images.values()), data)
         return body
 
     def publish_status(self, status: dict[str, Any], time_utc: str) -> dict[str, Any]:
@@ -235,10 +239,14 @@ class Publisher:
             self._send("heartbeat", body, [])
         return body
 
-    def _send(self, kind: str, body: dict[str, Any], images: list[bytes]) -> None:
+    def _send(self, kind: str, body: dict[str, Any], images: list[bytes], data: bytes | None = None) -> None:
+        """data: the body's bytes when it was built as a model (dump_body); else encoded and
+        checked here (encode_body)."""
         if self._closed:
             raise RuntimeError("Publisher is closed")
-        frames = [make_topic(kind, self.station_id), encode_body(body), *images]  # ValueError if invalid
+        if data is None:
+            data = encode_body(body)  # ValueError if invalid
+        frames = [make_topic(kind, self.station_id), data, *images]
         self.seq[kind] = body["seq"]
         if self.journal is not None and kind in JOURNALED_KINDS:
             try:

@@ -245,3 +245,45 @@ def test_one_utc_formatter():
     offenders = [p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "edge").rglob("*.py")
                  if p.name != "utc.py" and "web" not in p.parts and pattern.search(p.read_text())]
     assert offenders == []
+
+
+# Bytes of an alert body as the publisher sent it before it built EventBody models (a dict
+# validated afterwards): the move must not change one byte on the wire.
+GOLDEN_ALERT = (
+    '{"schema":1,"kind":"alert","publisher_id":"gw-1","epoch":7,"seq":1,"msg_id":"gw-1/7/alert/1",'
+    '"station_id":"gate-1","time_utc":"2026-11-26T09:00:01.500000Z","catchup":"tcp://127.0.0.1:5561",'
+    '"type":"new","event_id":"gw-1-7-alert-3","track_id":3,"t_ns":123456789,'
+    '"verdict":{"status":"elevated","reason":"","method":"absolute"},"skin_temp_c":36.9,'
+    '"core_temp_c":38.212,"uncertainty_c":0.412,"threshold_c":37.5,"box_xyxy_rgb":[10.0,20.1,50.5,70.2],'
+    '"box_xyxy_thermal":[2.0,3.0,9.0,11.0],"score":0.93,"mask":"yes","mask_conf":0.8,"n_frames":7,"images":[]}')
+
+
+def test_event_body_is_built_as_the_model_and_its_bytes_are_unchanged(ctx):
+    """publish_event builds an EventBody (validated as built) and sends its dump; the bytes are
+    the ones receivers have always had, with the decision's StrEnums as with plain words."""
+    from edge.feed.messages import EventBody, dump_body
+    from edge.types import EventKind, EventType, ScreeningEvent, Verdict, VerdictStatus
+
+    pub = ctx.socket(zmq.PUB)
+    pub.linger = 0
+    pub.bind("tcp://127.0.0.1:*")
+    p = Publisher(pub, "gate-1", None, publisher_id="gw-1", catchup_endpoint="tcp://127.0.0.1:5561")
+    p.epoch = 7
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.subscribe(b"alert.")
+    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    for kind, typ, status in (("alert", "new", "elevated"),
+                              (EventKind.ALERT, EventType.NEW, VerdictStatus.ELEVATED)):
+        ev = ScreeningEvent(kind, typ, 3, 123456789, Verdict(status, method="absolute", threshold_c=37.5,
+                            core_temp_c=38.21234, skin_temp_c=36.9, uncertainty_c=0.4123),
+                            (10.0, 20.123, 50.5, 70.25), (2.0, 3.0, 9.0, 11.0), 0.93, "yes", 0.8, 7)
+        bodies = []
+
+        def send(ev=ev, bodies=bodies):
+            p.seq["alert"] = 0  # every resend is seq 1 (PUB drops until the SUB has joined)
+            bodies.append(p.publish_event(ev, "2026-11-26T09:00:01.500000Z"))
+        got = receive(sub, 1, ping=send)
+        assert {frames[1].decode() for frames in got} == {GOLDEN_ALERT}
+        assert dump_body(EventBody.model_validate(bodies[-1]))[1].decode() == GOLDEN_ALERT
+    p.close()
