@@ -64,9 +64,22 @@ def test_members_are_the_plain_words():
             assert json.dumps({"k": m, "l": [m]}) == json.dumps({"k": m.value, "l": [m.value]})
 
 
-def test_simulated_truth_speaks_the_same_words():
-    """The simulator's expected reasons (edge/sim/truth.py) are GateReason words. (Its check
-    order is the ideal pipeline's in docs/truth.md; changing it re-renders every stream.)"""
-    from edge.sim.truth import GATE_ORDER
+def test_simulated_truth_uses_the_same_words_in_the_same_order():
+    """The simulator's per-frame gates (edge/sim/truth.py) and docs/truth.md follow GateReason's
+    order, so truth and pipeline name a frame blocked twice the same way."""
+    from edge.sim.truth import GATE_ORDER, frame_gate
 
-    assert set(GATE_ORDER) <= set(GateReason)
+    assert list(GATE_ORDER) == [g for g in GateReason if g in GATE_ORDER]
+    # blocked every way at once: the first in the enum order wins
+    assert frame_gate(False, True, "missing", True, 1.0, 13.0, 9.0, 4.0) == GateReason.FFC
+    assert frame_gate(False, False, "ok", True, 1.0, 13.0, 9.0, 4.0) == GateReason.OUTSIDE_THERMAL_VIEW
+    assert frame_gate(True, False, "ok", True, 1.0, 13.0, 9.0, 4.0) == GateReason.TOO_FAR
+    words = re.findall(r"`([a-z_]+)` \(|, `([a-z_]+)`", _bullet_text("truth.md", "In each thermal frame"))
+    listed = [a or b for a, b in words if (a or b) in set(GateReason)]
+    assert listed == list(GATE_ORDER)
+
+
+def _bullet_text(doc: str, start: str) -> str:
+    text = (REPO_ROOT / "docs" / doc).read_text()
+    i = text.index(start)
+    return text[i:text.index("\n\n", i)]
