@@ -16,23 +16,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.thermal.colour import false_colour
 from edge.thermal.radiometry import to_celsius
 from edge.types import FramePair
 
 COLORS = {"elevated": (40, 40, 230), "normal": (60, 200, 60), "indeterminate": (0, 170, 255), None: (230, 230, 230)}
 THERMAL_RANGE_C = (25.0, 40.0)  # false-colour span: room to fever
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def false_colour(temp_c: np.ndarray, range_c: tuple[float, float]) -> np.ndarray:
-    """(h,w) degC -> (h,w,3) uint8 BGR, inferno over the fixed ``range_c`` (lo, hi) degC.
-
-    Clamped outside the range; NaN shows as ``lo``. A fixed scale (no per-image stretch) so a
-    colour means the same temperature in every frame and snapshot.
-    """
-    lo, hi = range_c
-    grey = np.clip((np.nan_to_num(temp_c, nan=lo) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
 
 
 def _text(img: np.ndarray, s: str, xy: tuple[int, int], color: tuple[int, int, int], scale: float = 0.45) -> None:

@@ -17,15 +17,18 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from edge.configbase import StrictModel
+from edge.errors import UserError
 from edge.thermal import faststats
-from edge.types import Detections, ScreeningEvent, Verdict
+from edge.types import Detections, EventKind, EventType, GateReason, ScreeningEvent, Verdict, VerdictStatus
 
 
 class DecisionConfig(StrictModel):
-    threshold_c: float = Field(
-        37.5, ge=34.0, le=39.0,
+    threshold_c: float | None = Field(
+        None, ge=34.0, le=39.0,
         description="Absolute alarm threshold on the estimated core temperature, degC, 34.0..39.0 in 0.1 "
-                    "steps")
+                    "steps; unset = the station calibration's skin_to_core.decision_threshold_c (fitted "
+                    "with the skin->core model, so eval-clinical scores the rule the station runs); set "
+                    "only to override it")
     method: Literal["absolute", "relative", "both"] = Field(
         "both",
         description="Alarm rule: absolute (core vs threshold), relative (skin vs baseline + delta) or both "
@@ -75,7 +78,9 @@ class DecisionConfig(StrictModel):
 
     @field_validator("threshold_c")
     @classmethod
-    def _tenth_degree(cls, v: float) -> float:
+    def _tenth_degree(cls, v: float | None) -> float | None:
+        if v is None:
+            return None
         if abs(v * 10 - round(v * 10)) > 1e-6:
             raise ValueError(f"threshold_c={v} is not a multiple of 0.1 degC (allowed: 34.0..39.0 in 0.1 steps)")
         return round(v, 1)
@@ -86,6 +91,36 @@ class DecisionConfig(StrictModel):
             raise ValueError(f"warmup_subjects={self.warmup_subjects} exceeds baseline_window="
                              f"{self.baseline_window} (allowed: 2..baseline_window)")
         return self
+
+
+# Where the alarm threshold in force came from (logged at start-up, printed by validate-config).
+THRESHOLD_FROM_CONFIG = "station config decision.threshold_c"
+THRESHOLD_FROM_CALIBRATION = "calibration skin_to_core.decision_threshold_c"
+
+
+class ThresholdError(UserError, ValueError):
+    """No usable alarm threshold (none set, or the calibration's is outside what the decision
+    stage accepts)."""
+
+
+def threshold_in_force(cfg: DecisionConfig, calibration_threshold_c: float | None) -> tuple[float, str]:
+    """The absolute alarm threshold the station runs, degC, and where it came from: the station
+    config's decision.threshold_c when set (an operator override), else the calibration's fitted
+    skin_to_core.decision_threshold_c -- the one number eval-clinical scores. The calibration's
+    value must pass the same bounds and 0.1 degC steps as the config field."""
+    if cfg.threshold_c is not None:
+        return cfg.threshold_c, THRESHOLD_FROM_CONFIG
+    if calibration_threshold_c is None:
+        raise ThresholdError("no alarm threshold: set decision.threshold_c in the station config or "
+                             "skin_to_core.decision_threshold_c in the calibration")
+    try:
+        thr = DecisionConfig(threshold_c=calibration_threshold_c).threshold_c
+    except ValueError as e:
+        msg = e.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(e, "errors") else str(e)
+        raise ThresholdError(f"{THRESHOLD_FROM_CALIBRATION}={calibration_threshold_c}: {msg} (the decision "
+                             "stage takes 34.0..39.0 degC in 0.1 steps)") from None
+    assert thr is not None
+    return thr, THRESHOLD_FROM_CALIBRATION
 
 
 def _f(x) -> float | None:
@@ -107,13 +142,13 @@ def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k:
     m = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
              uncertainty_c=_f(uncertainty_c))
     if not math.isfinite(core_c):
-        return Verdict("indeterminate", "no_valid_frames", "none")
+        return Verdict(VerdictStatus.INDETERMINATE, GateReason.NO_VALID_FRAMES, "none")
     if core_c >= threshold_c:
-        return Verdict("elevated", **m)
+        return Verdict(VerdictStatus.ELEVATED, **m)
     u = _guard(uncertainty_c, guard_sd_c)
     if core_c + k * u < threshold_c:
-        return Verdict("normal", **m)
-    return Verdict("indeterminate", "borderline", **m)
+        return Verdict(VerdictStatus.NORMAL, **m)
+    return Verdict(VerdictStatus.INDETERMINATE, GateReason.BORDERLINE, **m)
 
 
 def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfig,
@@ -124,15 +159,15 @@ def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfi
     (neither guard_sd_c nor uncertainty_c known: never normal)."""
     m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
     if baseline_c is None:
-        return Verdict("indeterminate", "relative_warmup", **m)
+        return Verdict(VerdictStatus.INDETERMINATE, GateReason.RELATIVE_WARMUP, **m)
     if not math.isfinite(skin_c):
-        return Verdict("indeterminate", "no_valid_frames", "none")
+        return Verdict(VerdictStatus.INDETERMINATE, GateReason.NO_VALID_FRAMES, "none")
     thr = round(float(baseline_c) + cfg.relative_delta_c, 3)
     if skin_c >= thr:
-        return Verdict("elevated", threshold_c=thr, **m)
+        return Verdict(VerdictStatus.ELEVATED, threshold_c=thr, **m)
     if skin_c + cfg.borderline_k * _guard(uncertainty_c, guard_sd_c) < thr - cfg.relative_margin_c:
-        return Verdict("normal", threshold_c=thr, **m)
-    return Verdict("indeterminate", "borderline", threshold_c=thr, **m)
+        return Verdict(VerdictStatus.NORMAL, threshold_c=thr, **m)
+    return Verdict(VerdictStatus.INDETERMINATE, GateReason.BORDERLINE, threshold_c=thr, **m)
 
 
 def combine_verdicts(absolute: Verdict, relative: Verdict, method: str) -> Verdict:
@@ -141,13 +176,13 @@ def combine_verdicts(absolute: Verdict, relative: Verdict, method: str) -> Verdi
         return absolute
     if method == "relative":
         return relative
-    if absolute.status == "elevated":
+    if absolute.status == VerdictStatus.ELEVATED:
         return absolute
-    if relative.status == "elevated":
+    if relative.status == VerdictStatus.ELEVATED:
         return relative
-    if absolute.status != "normal":
+    if absolute.status != VerdictStatus.NORMAL:
         return absolute
-    if relative.status == "normal" or relative.reason == "relative_warmup":
+    if relative.status == VerdictStatus.NORMAL or relative.reason == GateReason.RELATIVE_WARMUP:
         return absolute
     return relative
 
@@ -225,7 +260,7 @@ def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
 
 # Gates every passing subject goes through while walking up or leaving: they explain an
 # indeterminate verdict only when nothing else blocked the frames where the subject was in place.
-POSITION_GATES = ("too_far", "outside_thermal_view")
+POSITION_GATES = (GateReason.TOO_FAR, GateReason.OUTSIDE_THERMAL_VIEW)
 
 
 def _reason(gates: Counter, min_frames: int) -> str:
@@ -236,7 +271,7 @@ def _reason(gates: Counter, min_frames: int) -> str:
     near = Counter({g: c for g, c in gates.items() if g not in POSITION_GATES})
     if sum(near.values()) >= min_frames:
         return near.most_common(1)[0][0]
-    return gates.most_common(1)[0][0] if gates else "no_valid_frames"
+    return gates.most_common(1)[0][0] if gates else GateReason.NO_VALID_FRAMES
 
 
 def _resets_baseline(blackbody_state: str | None) -> bool:
@@ -272,10 +307,15 @@ def _prune(p: _Person, keep: int) -> None:
 
 
 class Screener:
-    """Per-track state machine -> ScreeningEvents. See the module docstring for the rules."""
+    """Per-track state machine -> ScreeningEvents. See the module docstring for the rules.
 
-    def __init__(self, cfg: DecisionConfig | None = None):
+    calibration_threshold_c: the station calibration's skin_to_core.decision_threshold_c, the
+    absolute threshold unless cfg.threshold_c overrides it (``threshold_in_force``); the one in
+    force is ``threshold_c``, its origin ``threshold_source``."""
+
+    def __init__(self, cfg: DecisionConfig | None = None, calibration_threshold_c: float | None = None):
         self.cfg = cfg or DecisionConfig()
+        self.threshold_c, self.threshold_source = threshold_in_force(self.cfg, calibration_threshold_c)
         self.baseline = RelativeBaseline(self.cfg)
         self._people: dict[int, _Person] = {}
         # Final verdicts for the evaluator and replays; bounded so a station running for months
@@ -327,7 +367,7 @@ class Screener:
         """Add one frame of person p; True if it was a valid measurement."""
         d = dets.data
         p.last_t_ns = t_ns
-        gate = str(d["gate"][i]) if "gate" in d else "no_valid_frames"
+        gate = str(d["gate"][i]) if "gate" in d else GateReason.NO_VALID_FRAMES
         core = float(d["core_temp_c"][i]) if "core_temp_c" in d else float("nan")
         valid = gate == "" and math.isfinite(core)
         q = float(d["quality"][i]) if valid and "quality" in d else 0.0
@@ -341,7 +381,7 @@ class Screener:
             if len(p.core) > 4 * max(self.cfg.best_n, 16):
                 _prune(p, 2 * self.cfg.best_n)
         else:
-            p.gates[gate or "no_valid_frames"] += 1
+            p.gates[gate or GateReason.NO_VALID_FRAMES] += 1
         rank = (q, float(dets.score[i]))
         if rank > p.best_rank:  # copy crops only when a better frame arrives
             p.best_rank = rank
@@ -360,11 +400,11 @@ class Screener:
         """(combined, absolute, relative) verdicts from p's valid frames (>= min_valid_frames)."""
         cfg = self.cfg
         core, skin, unc, sd = aggregate(p.core, p.skin, p.unc, p.sd, p.quality, cfg.best_n, cfg.percentile)
-        a = absolute_verdict(core, unc, cfg.threshold_c, cfg.borderline_k, skin, sd)
+        a = absolute_verdict(core, unc, self.threshold_c, cfg.borderline_k, skin, sd)
         r = relative_verdict(skin, self.baseline.value(t_ns), cfg, core, unc, sd)
         return combine_verdicts(a, r, cfg.method), a, r
 
-    def _event(self, kind: str, typ: str, p: _Person, v: Verdict) -> ScreeningEvent:
+    def _event(self, kind: EventKind, typ: EventType, p: _Person, v: Verdict) -> ScreeningEvent:
         b = p.best
         return ScreeningEvent(
             kind=kind, type=typ, track_id=p.track_id, t_ns=b["t_ns"], verdict=v, box_xyxy_rgb=b["box_rgb"],
@@ -373,19 +413,19 @@ class Screener:
 
     def _live(self, p: _Person, t_ns: int) -> list[ScreeningEvent]:
         v, _, _ = self._measured_verdict(p, t_ns)
-        if v.status != "elevated":
+        if v.status != VerdictStatus.ELEVATED:
             return []
         if p.alert is None:
             p.alert, p.alert_quality = v, p.best["quality"]
             self.counts["alerts"] += 1
-            return [self._event("alert", "new", p, v)]
+            return [self._event(EventKind.ALERT, EventType.NEW, p, v)]
         moved = abs(v.core_temp_c - p.alert.core_temp_c) >= self.cfg.alert_update_delta_c if (
             v.core_temp_c is not None and p.alert.core_temp_c is not None) else False
         better = p.best["quality"] >= p.alert_quality + self.cfg.alert_update_quality_gain
         if (moved or better) and p.n_updates < self.cfg.max_alert_updates:
             p.alert, p.alert_quality = v, p.best["quality"]
             p.n_updates += 1
-            return [self._event("alert", "update", p, v)]
+            return [self._event(EventKind.ALERT, EventType.UPDATE, p, v)]
         return []
 
     def _end(self, p: _Person) -> list[ScreeningEvent]:
@@ -396,23 +436,23 @@ class Screener:
             # While warming up the absolute rule must call them normal (even in relative mode:
             # the first people are not trusted blindly); in relative mode the absolute rule is
             # otherwise only a veto against elevated cores.
-            rel_ok = r.status == "normal" or (r.reason == "relative_warmup" and a.status == "normal")
-            abs_ok = a.status == "normal" or (cfg.method == "relative" and a.status != "elevated")
-            if p.alert is None and v.status != "elevated" and rel_ok and abs_ok:
+            rel_ok = r.status == VerdictStatus.NORMAL or (r.reason == GateReason.RELATIVE_WARMUP and a.status == VerdictStatus.NORMAL)
+            abs_ok = a.status == VerdictStatus.NORMAL or (cfg.method == "relative" and a.status != VerdictStatus.ELEVATED)
+            if p.alert is None and v.status != VerdictStatus.ELEVATED and rel_ok and abs_ok:
                 self.baseline.add(a.skin_temp_c, p.last_t_ns)
-            if p.alert is not None and v.status != "elevated":
+            if p.alert is not None and v.status != VerdictStatus.ELEVATED:
                 v = p.alert  # once alerted, never pulled back toward normal
         else:
             reason = _reason(p.gates, cfg.min_valid_frames)
-            v = Verdict("indeterminate", reason, "none")
+            v = Verdict(VerdictStatus.INDETERMINATE, reason, "none")
         self._verdicts[p.track_id] = v
         if len(self._verdicts) > self.max_kept_verdicts:
             del self._verdicts[next(iter(self._verdicts))]  # oldest first (dicts keep order)
         self.counts[v.status] += 1
-        if v.status == "indeterminate":
+        if v.status == VerdictStatus.INDETERMINATE:
             self.counts[f"indeterminate:{v.reason}"] += 1
         events = []
         if p.alert is not None:
-            events.append(self._event("alert", "end", p, v))
-        events.append(self._event("screening", "end", p, v))
+            events.append(self._event(EventKind.ALERT, EventType.END, p, v))
+        events.append(self._event(EventKind.SCREENING, EventType.END, p, v))
         return events

@@ -16,8 +16,9 @@ import logging
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any, TextIO
+
+from edge.utc import utc_iso
 
 # LogRecord attributes that are not user extras
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -32,7 +33,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "t": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "t": utc_iso(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

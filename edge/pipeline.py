@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import logging
 import queue
 import threading
 import time
@@ -32,6 +33,7 @@ from edge.thermal.calibration import Calibration, load_calibration
 from edge.thermal.measurement import FfcSettle, MeasureContext, measure_faces
 from edge.thermal.radiometry import AmbientEstimator, to_celsius
 from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
+from edge.utc import format_utc, parse_utc
 from edge.vision.detection import (
     CenterFaceDetector,
     FaceDetector,
@@ -40,6 +42,8 @@ from edge.vision.detection import (
 )
 from edge.vision.mask import TrackMaskCache
 from edge.vision.tracking import Tracker
+
+log = logging.getLogger("edge.pipeline")
 
 STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 
@@ -68,11 +72,10 @@ class WallClock:
 
     @classmethod
     def from_iso(cls, start_utc: str, t0_ns: int) -> "WallClock":
-        return cls(datetime.fromisoformat(start_utc.replace("Z", "+00:00")), t0_ns)
+        return cls(parse_utc(start_utc), t0_ns)
 
     def iso(self, t_ns: int) -> str:
-        t = self.utc_at_t0 + timedelta(microseconds=(t_ns - self.t0_ns) / 1000)
-        return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(self.utc_at_t0 + timedelta(microseconds=(t_ns - self.t0_ns) / 1000))
 
 
 class Pipeline:
@@ -95,7 +98,9 @@ class Pipeline:
         self.tracker = Tracker(cfg.tracking)
         self.masks = TrackMaskCache(cfg.mask)
         self.ambient = AmbientEstimator(cfg.station.ambient_c)
-        self.screener = Screener(cfg.decision)
+        self.screener = Screener(cfg.decision, calibration.skin_to_core.decision_threshold_c)
+        log.info("alarm threshold %.1f degC (%s)", self.screener.threshold_c, self.screener.threshold_source,
+                 extra={"event": "threshold"})
         self.ffc_settle = FfcSettle(cfg.measurement)
         self.skin_to_core = calibration.skin_to_core
         # Replays keep every published body for the caller; a live station must not (memory).
@@ -109,9 +114,9 @@ class Pipeline:
 
         t = clock()
         thermal_c = to_celsius(pair.thermal.image, self.thermal_units)
-        bb = self.blackbody.update(thermal_c, pair.thermal.ffc_state, pair.t_ns)
-        thermal_c = apply_offset(thermal_c, bb, out=thermal_c)  # to_celsius made a fresh array
         ffc_active = self.ffc_settle.update(pair.thermal.ffc_state, pair.t_ns)
+        bb = self.blackbody.update(thermal_c, pair.thermal.ffc_state, pair.t_ns, ffc_active)
+        thermal_c = apply_offset(thermal_c, bb, out=thermal_c)  # to_celsius made a fresh array
         ambient_c = self.ambient.update(thermal_c)
         timing["radiometry"] = clock() - t
 

@@ -178,7 +178,7 @@ class Station:
             st["state"] = state
         result.statuses.append(st)
         if self.publisher is not None:
-            from edge.feed.publishing import utc_iso
+            from edge.utc import utc_iso
 
             try:
                 self.publisher.publish_status(st, utc_iso())

@@ -8,6 +8,7 @@ containers, so one object carries a face from the detector to the decision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ DATA_KEYS = {
     "core_temp_c": "(N,) float32 -- estimated core temperature, degC (NaN if unmeasured)",
     "skin_sd_c": "(N,) float32 -- 1-sigma uncertainty of skin_temp_c (noise, small-face penalty), degC",
     "uncertainty_c": "(N,) float32 -- 1-sigma uncertainty of core_temp_c, degC",
-    "gate": "(N,) object -- '' when measurable, else the reason it is not (e.g. 'glasses')",
+    "gate": "(N,) object -- '' when measurable, else the GateReason it is not (e.g. 'glasses')",
     "quality": "(N,) float32 0..1 -- how good this frame's measurement is (for best-N)",
     "track_id": "(N,) int64 -- tracker id, -1 before tracking",
     "speed_px_s": "(N,) float32 -- face centre speed from the tracker, RGB px/s (NaN if unknown)",
@@ -91,6 +92,10 @@ class Detections:
 
 # FFC (flat-field correction) states, as a PureThermal telemetry row reports them.
 FFC_STATES = ("none", "imminent", "in_progress", "complete")
+# The states during which the shutter stretch is on (the image is not the scene). Lepton
+# telemetry keeps 'complete' after every FFC until the next one, so 'complete' is not an event:
+# the FFC is this stretch plus the settle time after it (measurement.ffc_settle_ms, FfcSettle).
+FFC_ACTIVE = FFC_STATES[1:3]
 
 
 @dataclass
@@ -131,16 +136,69 @@ class FramePair:
         return self.rgb.t_ns - self.thermal.t_ns
 
 
-VERDICTS = ("elevated", "normal", "indeterminate")
+class GateReason(StrEnum):
+    """Why a face is not measured (the ``gate`` data key) or a person is indeterminate
+    (``Verdict.reason``): the one ordered vocabulary. Members are ``str`` equal to their value,
+    so arrays, JSON and the wire carry the same words as always.
+
+    Order: the measurement's precedence -- the first that applies is a frame's gate -- station-wide
+    gates first (``ffc``, then ``blackbody_<state>`` from BlackbodyStatus.state), then per face;
+    after them the decision's own reasons. docs/ARCHITECTURE.md lists them in this order (a test
+    checks)."""
+
+    FFC = "ffc"
+    BLACKBODY_MISSING = "blackbody_missing"
+    BLACKBODY_UNSTABLE = "blackbody_unstable"
+    BLACKBODY_MOVED = "blackbody_moved"
+    BLACKBODY_DISABLED = "blackbody_disabled"
+    OUTSIDE_THERMAL_VIEW = "outside_thermal_view"
+    TOO_FAR = "too_far"
+    SEVERAL_FACES = "several_faces"
+    TURNED_AWAY = "turned_away"
+    MOTION_BLUR = "motion_blur"
+    NO_SKIN = "no_skin"
+    GLASSES = "glasses"
+    # the decision's (edge/decision.py), never a frame's gate
+    BORDERLINE = "borderline"
+    RELATIVE_WARMUP = "relative_warmup"
+    NO_VALID_FRAMES = "no_valid_frames"
+
+
+class VerdictStatus(StrEnum):
+    """A person's screening result (``Verdict.status``; ``verdict.status`` on the wire)."""
+
+    ELEVATED = "elevated"
+    NORMAL = "normal"
+    INDETERMINATE = "indeterminate"
+
+
+class EventKind(StrEnum):
+    """ScreeningEvent.kind: the feed topic an event goes out on (``<kind>.<station_id>``)."""
+
+    ALERT = "alert"
+    SCREENING = "screening"
+
+
+class EventType(StrEnum):
+    """ScreeningEvent.type: the Frigate-style lifecycle step."""
+
+    NEW = "new"
+    UPDATE = "update"
+    END = "end"
+
+
+VERDICTS = tuple(map(str, VerdictStatus))  # plain words, for messages
+# The reasons only the decision gives (a person's, never a frame's gate).
+DECISION_REASONS = (GateReason.BORDERLINE, GateReason.RELATIVE_WARMUP, GateReason.NO_VALID_FRAMES)
 
 
 @dataclass
 class Verdict:
     """One person's screening result.
 
-    status: 'elevated' | 'normal' | 'indeterminate'.
-    reason: '' for elevated/normal; for indeterminate, why (a gate name such as 'glasses',
-        'too_far', 'blackbody_missing', 'relative_warmup', 'no_valid_frames').
+    status: a VerdictStatus ('elevated' | 'normal' | 'indeterminate').
+    reason: '' for elevated/normal; for indeterminate, why: a GateReason ('glasses', 'too_far',
+        'blackbody_missing', 'relative_warmup', 'no_valid_frames', ...).
     method: 'absolute' | 'relative' | 'none' -- which rule decided.
     threshold_c: threshold in force for that rule, degC (None if no rule applied).
     core_temp_c / skin_temp_c / uncertainty_c: the measurement the rule used, degC.
@@ -165,8 +223,8 @@ class Verdict:
 class ScreeningEvent:
     """A lifecycle event for one tracked person, handed to the publisher.
 
-    kind: 'alert' (published on alert.<station>) or 'screening' (screening.<station>).
-    type: 'new' | 'update' | 'end' (Frigate-style envelope; one event id per track and kind).
+    kind: an EventKind: 'alert' (published on alert.<station>) or 'screening' (screening.<station>).
+    type: an EventType: 'new' | 'update' | 'end' (Frigate-style envelope; one event id per track and kind).
     t_ns: capture time of the thermal frame behind the measurement.
     snapshot_rgb: (h,w,3) uint8 BGR crop of the face from the best frame, or None.
     snapshot_thermal_c: (h,w) float32 degC crop of the face from the best frame, or None.

@@ -37,7 +37,7 @@ def test_minimal_file_gets_defaults_and_resolves_paths_against_its_folder(statio
     monkeypatch.chdir("/")
     cfg = load_config(write(station_dir, ""))
     assert cfg.calibration.path == station_dir / "cal.toml"
-    assert cfg.decision.threshold_c == 37.5 and cfg.sources.mode == "live"
+    assert cfg.decision.threshold_c is None and cfg.sources.mode == "live"  # None: the calibration's
     cfg = load_config(write(station_dir, '[feed]\njournal_path = "var/j.sqlite"\n'
                                          'server_secret_key = "keys/server.key_secret"\nauthorized_clients_dir = "clients"\n'))
     assert cfg.feed.journal_path == str(station_dir / "var" / "j.sqlite")
@@ -151,7 +151,21 @@ def test_committed_example_is_valid_and_documents_every_key():
 
 def test_generated_example_round_trips():
     data = tomllib.loads(example_toml(EXAMPLE_VALUES))
-    assert data["station"]["id"] == "sample-gate-1" and data["decision"]["threshold_c"] == 37.5
+    assert data["station"]["id"] == "sample-gate-1" and "threshold_c" not in data["decision"]
+
+
+def test_validate_config_says_which_alarm_threshold_is_in_force(station_dir, capsys):
+    """The calibration's fitted threshold unless the station config overrides it; the line names
+    the source (the default calibration here has SkinToCore's default threshold)."""
+    from edge.thermal.calibration import SkinToCore
+
+    assert main(["validate-config", str(write(station_dir, "", "cal-default.toml"))]) == 0
+    default_c = SkinToCore().decision_threshold_c
+    assert (f"  alarm threshold {default_c:.1f} degC on the estimated core (calibration "
+            f"skin_to_core.decision_threshold_c in {station_dir / 'cal.toml'})") in capsys.readouterr().out
+    assert main(["validate-config", str(write(station_dir, "[decision]\nthreshold_c = 38.0\n", "o.toml"))]) == 0
+    assert ("  alarm threshold 38.0 degC on the estimated core (station config decision.threshold_c)"
+            in capsys.readouterr().out)
 
 
 def test_validate_config_prints_every_error_and_exits_nonzero(station_dir, capsys):

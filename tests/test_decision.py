@@ -174,7 +174,7 @@ def kinds(events):
 
 def test_febrile_person_gives_exactly_one_alert_then_end_and_one_screening():
     rng = np.random.default_rng(2)
-    s = Screener(DecisionConfig())
+    s = Screener(DecisionConfig(threshold_c=37.5))
     ev = walk(s, 7, 38.3 + rng.normal(0, 0.05, 20))
     assert kinds(ev) == [("alert", "new"), ("alert", "end"), ("screening", "end")]
     new = ev[0]
@@ -189,7 +189,7 @@ def test_febrile_person_gives_exactly_one_alert_then_end_and_one_screening():
 
 
 def test_normal_person_gives_one_screening_event_only():
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     ev = walk(s, 1, [36.6, 36.7, 36.8, 36.7, 36.6])
     assert kinds(ev) == [("screening", "end")]
     assert ev[0].verdict.status == "normal" and ev[0].verdict.method == "absolute"
@@ -207,7 +207,7 @@ def test_normal_person_gives_one_screening_event_only():
     ([""], "no_valid_frames"),  # one valid frame, none gated
 ])
 def test_gated_person_is_indeterminate_with_reason_never_normal(gates, reason):
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     ev = walk(s, 3, [36.5] * len(gates), gates=gates)
     assert kinds(ev) == [("screening", "end")]
     v = ev[0].verdict
@@ -216,20 +216,20 @@ def test_gated_person_is_indeterminate_with_reason_never_normal(gates, reason):
 
 
 def test_borderline_person_is_indeterminate():
-    s = Screener(DecisionConfig(method="absolute"))
+    s = Screener(DecisionConfig(threshold_c=37.5, method="absolute"))
     ev = walk(s, 4, [37.4] * 8)  # 37.4 + 2 * 0.08 >= 37.5
     assert ev[-1].verdict.status == "indeterminate" and ev[-1].verdict.reason == "borderline"
 
 
 def test_few_valid_frames_without_gates_is_no_valid_frames():
-    s = Screener(DecisionConfig(min_valid_frames=5))
+    s = Screener(DecisionConfig(threshold_c=37.5, min_valid_frames=5))
     ev = walk(s, 2, [38.5, 38.5])
     assert kinds(ev) == [("screening", "end")]
     assert ev[0].verdict.reason == "no_valid_frames"
 
 
 def test_alert_update_on_clearly_higher_reading_and_verdict_stays_elevated():
-    s = Screener(DecisionConfig(max_alert_updates=1, best_n=5, percentile=90))
+    s = Screener(DecisionConfig(threshold_c=37.5, max_alert_updates=1, best_n=5, percentile=90))
     cores = [37.8] * 4 + [38.6] * 6 + [36.5] * 30
     quals = [0.5] * 4 + [0.6] * 6 + [0.95] * 30  # later, sharper frames read normal
     ev = walk(s, 5, cores, qualities=quals)
@@ -242,7 +242,7 @@ def test_person_in_view_for_long_keeps_bounded_state_and_the_same_verdict():
     rng = np.random.default_rng(5)
     cores = 36.9 + rng.normal(0, 0.15, 1500)
     quals = rng.uniform(0.2, 0.95, 1500)
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     ev = walk(s, 8, cores, qualities=list(quals), end=False)
     p = s._people[8]
     assert len(p.core) <= 4 * 16 + 1 and p.n_valid == 1500
@@ -253,7 +253,7 @@ def test_person_in_view_for_long_keeps_bounded_state_and_the_same_verdict():
 
 
 def test_snapshot_comes_from_the_best_frame():
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     events = []
     for k, (x, q) in enumerate([(100, 0.3), (200, 0.9), (300, 0.5)]):
         events += s.update(person_frame(1, 38.5, quality=q, x=x), k * DT, [], RGB, THERMAL)
@@ -266,14 +266,14 @@ def test_snapshot_comes_from_the_best_frame():
 
 
 def test_untracked_faces_and_unknown_ended_ids_are_ignored():
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     ev = s.update(person_frame(-1, 39.0), 0, [99], RGB, THERMAL)
     ev += s.finish()
     assert ev == [] and s.verdicts() == {}
 
 
 def test_finish_ends_everyone_in_id_order():
-    s = Screener()
+    s = Screener(DecisionConfig(threshold_c=37.5))
     for k in range(5):
         d = person_frame(2, 36.6)
         e = person_frame(1, 38.4, x=300)
@@ -293,7 +293,7 @@ def normal_crowd(s, n, t0=0, skin=35.0):
 
 
 def test_relative_warmup_then_fire():
-    s = Screener(DecisionConfig(method="both", warmup_subjects=5))
+    s = Screener(DecisionConfig(threshold_c=37.5, method="both", warmup_subjects=5))
     # before warm-up: a warm-skinned subject with a normal core is normal (absolute alone)
     ev = walk(s, 1, [37.0] * 5)
     assert ev[-1].verdict.status == "normal" and ev[-1].verdict.method == "absolute"
@@ -313,7 +313,7 @@ def test_relative_warmup_then_fire():
 
 
 def test_relative_only_reports_warmup_until_enough_subjects():
-    s = Screener(DecisionConfig(method="relative", warmup_subjects=3))
+    s = Screener(DecisionConfig(threshold_c=37.5, method="relative", warmup_subjects=3))
     ev = walk(s, 1, [36.4] * 5)
     assert (ev[-1].verdict.status, ev[-1].verdict.reason) == ("indeterminate", "relative_warmup")
     assert len(s.baseline) == 1  # absolute-normal subjects still warm the baseline up
@@ -323,7 +323,7 @@ def test_relative_only_reports_warmup_until_enough_subjects():
 
 
 def test_baseline_never_takes_febrile_or_borderline_subjects():
-    s = Screener(DecisionConfig(warmup_subjects=3))
+    s = Screener(DecisionConfig(threshold_c=37.5, warmup_subjects=3))
     t = normal_crowd(s, 4)
     before = s.baseline.value(t)
     for i in range(6):  # febrile queue
@@ -333,7 +333,7 @@ def test_baseline_never_takes_febrile_or_borderline_subjects():
 
 
 def test_baseline_resets_on_blackbody_not_ok_and_drifts_out():
-    s = Screener(DecisionConfig(warmup_subjects=3, baseline_max_age_s=60))
+    s = Screener(DecisionConfig(threshold_c=37.5, warmup_subjects=3, baseline_max_age_s=60))
     t = normal_crowd(s, 4)
     assert s.baseline.value(t) is not None
     s.update(Detections.empty(), t, [], blackbody_state="moved")
@@ -394,3 +394,38 @@ def test_aggregate_is_numpy_best_n_percentile_exactly(frames, best_n):
               float(np.median(unc[best])), float(np.median(sd[best])))
     assert aggregate(core, core - 1.3, unc, sd, q, best_n, 90.0) == expect
     assert aggregate(core.tolist(), (core - 1.3).tolist(), unc.tolist(), sd.tolist(), q.tolist(), best_n, 90.0) == expect
+
+
+# -- the alarm threshold: one owner ---------------------------------------------------------------
+
+@pytest.mark.parametrize("config_c,calibration_c,expect", [
+    (None, 37.4, (37.4, "calibration skin_to_core.decision_threshold_c")),  # the fitted one by default
+    (38.0, 37.4, (38.0, "station config decision.threshold_c")),  # an operator override wins
+    (37.5, None, (37.5, "station config decision.threshold_c")),
+])
+def test_threshold_in_force_is_the_calibrations_unless_the_config_overrides_it(config_c, calibration_c, expect):
+    from edge.decision import threshold_in_force
+
+    assert threshold_in_force(DecisionConfig(threshold_c=config_c), calibration_c) == expect
+    s = Screener(DecisionConfig(threshold_c=config_c, method="absolute"), calibration_c)
+    assert (s.threshold_c, s.threshold_source) == expect
+    ev = walk(s, 1, [expect[0]] * 4)  # at the threshold in force fires, whatever its source
+    assert ev[0].verdict.status == "elevated" and ev[0].verdict.threshold_c == expect[0]
+
+
+@pytest.mark.parametrize("calibration_c,match", [
+    (None, "no alarm threshold"), (37.45, "not a multiple of 0.1"), (39.5, "less than or equal to 39"),
+])
+def test_no_usable_threshold_is_a_one_line_user_error(calibration_c, match):
+    from edge.decision import ThresholdError
+    from edge.errors import UserError
+
+    with pytest.raises(ThresholdError, match=match) as e:
+        Screener(DecisionConfig(), calibration_c)
+    assert isinstance(e.value, UserError) and "\n" not in str(e.value)
+
+
+def test_decision_config_has_no_threshold_of_its_own():
+    """The number lives in the calibration (skin_to_core.decision_threshold_c, fitted with the
+    skin->core model): a default here would be a second, silent source."""
+    assert DecisionConfig().threshold_c is None

@@ -213,10 +213,13 @@ def test_expected_verdict_table(core, gates, status, reason):
 def test_frame_gate_order():
     assert frame_gate(True, False, "ok", False, 20.0, 13.0) == ""
     assert frame_gate(True, False, "ok", False, 10.0, 13.0) == "too_far"
-    assert frame_gate(True, False, "ok", True, 10.0, 13.0) == "glasses"
+    # the station's order (edge.types.GateReason): too far before glasses, station-wide first
+    assert frame_gate(True, False, "ok", True, 10.0, 13.0) == "too_far"
+    assert frame_gate(True, False, "ok", True, 20.0, 13.0) == "glasses"
     assert frame_gate(True, False, "missing", True, 10.0, 13.0) == "blackbody_missing"
     assert frame_gate(True, True, "moved", True, 10.0, 13.0) == "ffc"
-    assert frame_gate(False, True, "ok", False, 20.0, 13.0) == "outside_thermal_view"
+    assert frame_gate(False, True, "ok", False, 20.0, 13.0) == "ffc"
+    assert frame_gate(False, False, "ok", True, 10.0, 13.0) == "outside_thermal_view"
     assert frame_gate(True, False, "ok", False, 20.0, 13.0, 5.0, 4.0) == "motion_blur"
     assert frame_gate(True, False, "ok", False, 20.0, 13.0, 3.0, 4.0) == ""
     assert frame_gate(True, False, "ok", False, 10.0, 13.0, 5.0, 4.0) == "too_far"

@@ -26,13 +26,13 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from edge.bench import procstat as ps
 from edge.bench.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
 from edge.eval.report import fmt_num, git_commit, shared_data_dir
+from edge.utc import utc_iso
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
 REAL_THERMAL_HZ = 8.7
@@ -206,7 +206,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     info = stream_info(stream)
     res: dict[str, Any] = {"schema": 1, "quick": quick, "plan": plan,
                            "command": "thermal-edge bench" + (" --quick" if quick else ""),
-                           "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "time_utc": utc_iso(),
                            "commit": git_commit(), "machine": machine_info(), "stream": info,
                            "detector": _detector_info(),
                            "scenario": str(Path(scenario).resolve().relative_to(REPO_ROOT))

@@ -57,7 +57,7 @@ def _temperatures_c(im: Any, emissivity: float | None) -> np.ndarray:
 def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
-    from edge.io.flir import false_colour
+    from edge.thermal.colour import false_colour
     from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
     from edge.thermal.radiometry import from_celsius
 
@@ -69,8 +69,10 @@ def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: flo
                         "a recording has one resolution -- import them separately")
     rgb0 = decoded[0][1].visible_bgr
     rgb_wh = (rgb0.shape[1], rgb0.shape[0]) if rgb0 is not None else (th_shape[1] * RGB_SCALE, th_shape[0] * RGB_SCALE)
+    from edge.utc import utc_iso
+
     meta = StreamMeta(
-        station_id=station_id, start_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), t0_ns=0,
+        station_id=station_id, start_utc=utc_iso(), t0_ns=0,
         rgb=CameraMeta("rgb0", rgb_wh[0], rgb_wh[1], fps, "bgr24", "rgb.avi"),
         thermal=CameraMeta("flir0", th_shape[1], th_shape[0], fps, "gray16le", "thermal.mkv", "centikelvin"))
     times = [im.camera.get("time_unix_s") for _, im, _ in decoded]

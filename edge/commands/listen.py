@@ -19,7 +19,7 @@ import zmq
 from edge.cli import UserError
 from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.messages import JOURNALED_KINDS, Message
-from edge.feed.security import ClientKeys, KeyFileError
+from edge.feed.security import ClientKeys, KeyFileError, curve_pair
 
 
 def add_client_key_args(p: argparse.ArgumentParser) -> None:
@@ -34,10 +34,12 @@ def client_keys(args) -> ClientKeys | None:
     """CURVE client keys from --keys/--client-key/--server-key, checked; None when none are given."""
     secret = args.client_key or (args.keys / "client.key_secret" if args.keys else None)
     server = args.server_key or (args.keys / "server.key" if args.keys else None)
-    if secret is None and server is None:
-        return None
-    if secret is None or server is None:
-        raise UserError("CURVE needs both --client-key and --server-key (or --keys DIR holding both)")
+    try:
+        if not curve_pair(("--client-key", secret), ("--server-key", server),
+                          "both --client-key and --server-key (or --keys DIR holding both)"):
+            return None
+    except ValueError as e:
+        raise UserError(str(e)) from None
     keys = ClientKeys(secret, server)
     try:  # read (and checked) here, kept for every socket the listener makes
         keys.own()

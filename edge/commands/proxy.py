@@ -12,7 +12,7 @@ from edge.cli import UserError
 from edge.commands.listen import add_client_key_args, client_keys, install_stop_signals
 from edge.feed.client import split_key
 from edge.feed.proxy import Proxy
-from edge.feed.security import KeyFileError, ServerKeys, start_authenticator
+from edge.feed.security import KeyFileError, ServerKeys, curve_pair, start_authenticator
 
 
 def register(sub) -> None:
@@ -32,10 +32,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
-    if (args.server_secret_key is None) != (args.authorized_clients is None):
-        raise UserError("proxy: --server-secret-key and --authorized-clients go together")
+    try:
+        encrypt = curve_pair(("--server-secret-key", args.server_secret_key),
+                             ("--authorized-clients", args.authorized_clients), "a secret key and an allowlist")
+    except ValueError as e:
+        raise UserError(f"proxy: {e}") from None
     server_keys = None
-    if args.server_secret_key is not None:
+    if encrypt:
         server_keys = ServerKeys(args.server_secret_key, args.authorized_clients)
         try:
             server_keys.check()

@@ -70,13 +70,18 @@ def run(args: argparse.Namespace) -> int:
         print_errors(e.errors)
         print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
         return 1
+    from edge.decision import ThresholdError, threshold_in_force
+
     try:  # the file it names must be a valid calibration too, or `run` would stop at start-up
-        load_calibration(cfg.calibration.path)
-    except CalibrationError as e:
+        cal = load_calibration(cfg.calibration.path)
+        threshold = threshold_in_force(cfg.decision, cal.skin_to_core.decision_threshold_c)
+    except (CalibrationError, ThresholdError) as e:
         print_errors([str(e)])
         print(f"{args.file}: calibration.path names an invalid calibration", file=sys.stderr)
         return 1
     if not args.quiet:
         print(f"{args.file}: OK")
         print("\n".join(describe(cfg)))
+        print(f"  alarm threshold {threshold[0]:.1f} degC on the estimated core ({threshold[1]}"
+              + (f" in {cfg.calibration.path})" if threshold[1].startswith("calibration") else ")"))
     return 0

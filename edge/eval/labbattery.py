@@ -31,6 +31,7 @@ from edge.sim.cameras import StationGeometry, make_station
 from edge.sim.scenario import SensorSpec
 from edge.sim.thermal import SUPERSAMPLE, ThermalSensor
 from edge.thermal.blackbody import BlackbodyConfig, BlackbodyMonitor, apply_offset
+from edge.thermal.measurement import FfcSettle, MeasurementConfig
 from edge.thermal.radiometry import to_celsius
 
 W, H = 160, 120
@@ -74,12 +75,13 @@ def _run_frames(sensor: ThermalSensor, times_s: np.ndarray, target_c: float) -> 
     """Expose a static scene at ``times_s``; return per-frame corrected/uncorrected target error
     and blackbody states."""
     mon = _monitor()
+    settle = FfcSettle(MeasurementConfig())  # the station's after-FFC timer, at its default
     scene = _scene(target_c)
     corr, raw_err, states = [], [], []
     for t in times_s:
         raw, ffc = sensor.expose(scene, float(t))
         temp = to_celsius(raw, "centikelvin")
-        st = mon.update(temp, ffc, int(t * 1e9))
+        st = mon.update(temp, ffc, int(t * 1e9), settle.update(ffc, int(t * 1e9)))
         fixed = apply_offset(temp, st)
         corr.append(float(np.nanmean(_inner(fixed, TARGET_XYWH))) - target_c)
         raw_err.append(float(np.nanmean(_inner(temp, TARGET_XYWH))) - target_c)

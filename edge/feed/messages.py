@@ -162,6 +162,27 @@ def _first_error(e: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
 
 
+def build_body(model: type[BaseModel], **fields: Any) -> BaseModel:
+    """A body model from its fields, validated as it is built: a message receivers would
+    reject fails here, at the sender, with ``ValueError('<kind> message breaks the schema at
+    <field>: <why>')``."""
+    try:
+        return model(**fields)
+    except ValidationError as e:
+        raise ValueError(f"{fields.get('kind')} message breaks the schema at {_first_error(e)}") from None
+
+
+def dump_body(body: BaseModel) -> tuple[dict[str, Any], bytes]:
+    """A built body model -> (the JSON object as a dict, its wire bytes). Wire order: ``schema``
+    and ``kind`` first (what the message is, before what it says), then the fields in model order."""
+    d = body.model_dump(by_alias=True)
+    obj = {"schema": d.pop("schema"), "kind": d.pop("kind"), **d}
+    data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    if len(data) > MAX_BODY_BYTES:
+        raise ValueError(f"message body is {len(data)} bytes; limit {MAX_BODY_BYTES}")
+    return obj, data
+
+
 def encode_body(body: dict[str, Any]) -> bytes:
     """JSON bytes of a body that receivers will accept: checked against the schema and size here,
     so a message that would be rejected downstream fails loudly at the sender instead."""

@@ -13,7 +13,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import numpy as np
 import zmq
 from pydantic import Field, field_validator, model_validator
 
-from edge.annotate import false_colour
 from edge.configbase import StrictModel, resolve_path
 from edge.feed.catchup import CatchupServer
 from edge.feed.journal import Journal, JournalError
@@ -30,19 +28,26 @@ from edge.feed.messages import (
     JOURNALED_KINDS,
     KINDS,
     SCHEMA_VERSION,
+    EventBody,
+    VerdictBody,
+    build_body,
     check_id,
     clean_float,
+    dump_body,
     encode_body,
     make_topic,
     msg_id,
 )
 from edge.feed.security import (
     ServerKeys,
+    curve_pair,
     is_local_endpoint,
     make_server,
     start_authenticator,
 )
+from edge.thermal.colour import false_colour
 from edge.types import ScreeningEvent
+from edge.utc import utc_iso  # also for callers that stamp events (tests, bench)
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +95,9 @@ class FeedConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_security(self) -> "FeedConfig":
-        if (self.server_secret_key is None) != (self.authorized_clients_dir is None):
-            missing = "authorized_clients_dir" if self.authorized_clients_dir is None else "server_secret_key"
-            raise ValueError(f"feed.{missing} must be set too: CURVE needs both the server key and the allowlist")
-        if self.server_secret_key is None:
+        if not curve_pair(("feed.server_secret_key", self.server_secret_key),
+                          ("feed.authorized_clients_dir", self.authorized_clients_dir),
+                          "both the server key and the allowlist"):
             for name in ("endpoint", "catchup_endpoint"):
                 ep = getattr(self, name)
                 if ep is not None and not is_local_endpoint(ep):
@@ -109,12 +113,6 @@ class FeedConfig(StrictModel):
         if self.server_secret_key is None:
             return None
         return ServerKeys(Path(self.server_secret_key), Path(self.authorized_clients_dir))
-
-
-def utc_iso(unix_s: float | None = None) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-26T20:41:07.123Z."""
-    t = datetime.now(timezone.utc) if unix_s is None else datetime.fromtimestamp(unix_s, timezone.utc)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _box(box) -> list[float] | None:
@@ -202,26 +200,26 @@ class Publisher:
         v = event.verdict
         images = self._images(event)
         with self._lock:
-            body = self._envelope(event.kind, time_utc)
-            body.update({
-                "type": event.type,
-                "event_id": f"{self.publisher_id}-{self.epoch}-{event.kind}-{event.track_id}",
-                "track_id": int(event.track_id),
-                "t_ns": int(event.t_ns),
-                "verdict": {"status": v.status, "reason": v.reason, "method": v.method},
-                "skin_temp_c": clean_float(v.skin_temp_c),
-                "core_temp_c": clean_float(v.core_temp_c),
-                "uncertainty_c": clean_float(v.uncertainty_c),
-                "threshold_c": clean_float(v.threshold_c),
-                "box_xyxy_rgb": _box(event.box_xyxy_rgb),
-                "box_xyxy_thermal": _box(event.box_xyxy_thermal),
-                "score": clean_float(min(max(float(event.score), 0.0), 1.0)),
-                "mask": event.mask if event.mask in ("yes", "no") else "unknown",
-                "mask_conf": clean_float(min(max(float(event.mask_conf), 0.0), 1.0)),
-                "n_frames": int(event.n_frames),
-                "images": list(images),
-            })
-            self._send(event.kind, body, list(images.values()))
+            model = build_body(
+                EventBody, **self._envelope(event.kind, time_utc),
+                type=event.type,
+                event_id=f"{self.publisher_id}-{self.epoch}-{event.kind}-{event.track_id}",
+                track_id=int(event.track_id),
+                t_ns=int(event.t_ns),
+                verdict=VerdictBody(status=v.status, reason=v.reason, method=v.method),
+                skin_temp_c=clean_float(v.skin_temp_c),
+                core_temp_c=clean_float(v.core_temp_c),
+                uncertainty_c=clean_float(v.uncertainty_c),
+                threshold_c=clean_float(v.threshold_c),
+                box_xyxy_rgb=_box(event.box_xyxy_rgb),
+                box_xyxy_thermal=_box(event.box_xyxy_thermal),
+                score=clean_float(min(max(float(event.score), 0.0), 1.0)),
+                mask=event.mask if event.mask in ("yes", "no") else "unknown",
+                mask_conf=clean_float(min(max(float(event.mask_conf), 0.0), 1.0)),
+                n_frames=int(event.n_frames),
+                images=list(images))
+            body, data = dump_body(model)
+            self._send(event.kind, body, list(images.values()), data)
         return body
 
     def publish_status(self, status: dict[str, Any], time_utc: str) -> dict[str, Any]:
@@ -241,10 +239,14 @@ class Publisher:
             self._send("heartbeat", body, [])
         return body
 
-    def _send(self, kind: str, body: dict[str, Any], images: list[bytes]) -> None:
+    def _send(self, kind: str, body: dict[str, Any], images: list[bytes], data: bytes | None = None) -> None:
+        """data: the body's bytes when it was built as a model (dump_body); else encoded and
+        checked here (encode_body)."""
         if self._closed:
             raise RuntimeError("Publisher is closed")
-        frames = [make_topic(kind, self.station_id), encode_body(body), *images]  # ValueError if invalid
+        if data is None:
+            data = encode_body(body)  # ValueError if invalid
+        frames = [make_topic(kind, self.station_id), data, *images]
         self.seq[kind] = body["seq"]
         if self.journal is not None and kind in JOURNALED_KINDS:
             try:

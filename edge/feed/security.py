@@ -15,6 +15,7 @@ import ipaddress
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
@@ -46,6 +47,17 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
 def load_public(path: str | Path) -> bytes:
     """z85 public key from a ``.key`` or ``.key_secret`` certificate file."""
     return _load_certificate(Path(path))[0]
+
+
+def curve_pair(first: tuple[str, Any], second: tuple[str, Any], needs: str) -> bool:
+    """CURVE's "both keys or neither" rule, the one copy (station feed config, proxy, listener):
+    ``first``/``second`` are (name as the user wrote it, value or None). True when both are set
+    (encrypt), False when neither (plain, loopback only); else ValueError naming the missing one:
+    ``<name> must be set too: CURVE needs <needs>``."""
+    (name_a, a), (name_b, b) = first, second
+    if (a is None) != (b is None):
+        raise ValueError(f"{name_b if b is None else name_a} must be set too: CURVE needs {needs}")
+    return a is not None
 
 
 @dataclass

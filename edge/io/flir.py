@@ -34,7 +34,8 @@ import cv2
 import numpy as np
 
 from edge.thermal.radiometry import PlanckParams, raw_to_celsius
-from edge.thermal.registration import Registration, stretch_to_u8
+from edge.thermal.colour import to_u8
+from edge.thermal.registration import Registration
 
 REC_RAW, REC_EMBEDDED, REC_CAMERA, REC_PIP = 0x01, 0x0E, 0x20, 0x2A
 FLIR_SIG = b"FLIR\x00"
@@ -325,7 +326,7 @@ def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndar
     if container == "fff":
         return fff
     chunks = [fff[i:i + chunk_size] for i in range(0, len(fff), chunk_size)]
-    ok, thumb = cv2.imencode(".jpg", cv2.normalize(raw, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
+    ok, thumb = cv2.imencode(".jpg", to_u8(raw, percentiles=(0, 100)))
     jpg = thumb.tobytes()
     segs = b"".join(b"\xff\xe1" + struct.pack(">H", len(c) + 10) + FLIR_SIG + bytes([1, i, len(chunks) - 1]) + c
                     for i, c in enumerate(chunks))
@@ -393,12 +394,6 @@ def read_flir_any(path: str | Path) -> list[FlirImage]:
 # ---------------------------------------------------------------- real faces
 
 
-def false_colour(temp_c: np.ndarray) -> np.ndarray:
-    """(h,w) degC -> BGR uint8 'inferno' image stretched over the 1st..99th percentile."""
-    t = np.nan_to_num(temp_c, nan=float(np.nanmin(temp_c)))
-    return cv2.applyColorMap(stretch_to_u8(t), cv2.COLORMAP_INFERNO)
-
-
 def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dict[str, Any]]:
     """Find faces in a thermal-only image and measure their inner canthi the product's way.
 
@@ -417,7 +412,7 @@ def face_report(temp_c: np.ndarray, detector: Any, upscale: int = 2) -> list[dic
     )
 
     t = np.nan_to_num(temp_c.astype(np.float32), nan=float(np.nanmin(temp_c)))
-    g = cv2.normalize(t, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    g = to_u8(t, percentiles=(0, 100))
     g = cv2.resize(g, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
     dets = detector.detect(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
     if len(dets) == 0:

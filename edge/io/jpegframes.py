@@ -138,3 +138,36 @@ class JpegFrame(Frame):
     def __repr__(self) -> str:  # without decoding (the dataclass repr would print the image)
         return (f"JpegFrame(camera={self.camera!r}, index={self.index}, t_ns={self.t_ns}, "
                 f"jpeg={self.jpeg.size} bytes, shape={self.shape}, decoded={self.decoded})")
+
+
+def fourcc_of(cap: Any) -> str:
+    """The capture's FOURCC as text ('MJPG', 'YUYV', 'H264', ...; '' when unknown)."""
+    code = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+    return code.to_bytes(4, "little").decode("latin-1").strip("\x00 ").upper() if code > 0 else ""
+
+
+class JpegPacketReader:
+    """An MJPEG video file read as its packets, undecoded -- each is a whole JPEG image: the one
+    packet reader of recordings (RecordingSource's 'jpeg-packets' decoder in edge/io/recording.py,
+    RecordingJpegSource in edge/io/sources.py). FFmpeg demuxes only; decoding is ``decode_jpeg``
+    on the frames that are used (libjpeg-turbo, ~1/3 of cv2.imdecode's CPU)."""
+
+    def __init__(self, cap: Any):
+        self._cap = cap
+
+    @classmethod
+    def open(cls, video: Any) -> "JpegPacketReader | None":
+        """None when the file is not MJPEG (JPEG_FOURCCS) or cannot be opened."""
+        cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+        if cap.isOpened() and fourcc_of(cap) in JPEG_FOURCCS and cap.set(cv2.CAP_PROP_FORMAT, -1):
+            return cls(cap)
+        cap.release()
+        return None
+
+    def read(self) -> np.ndarray | None:
+        """The next packet, (N,) uint8 JPEG bytes; None at the end of the file."""
+        ok, buf = self._cap.read()
+        return buf.reshape(-1) if ok and buf is not None else None
+
+    def close(self) -> None:
+        self._cap.release()

@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.io.jpegframes import decode_jpeg
+from edge.io.jpegframes import JpegPacketReader, decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MkvError
 from edge.thermal.radiometry import (
     UNIT_SCALE_K as THERMAL_UNITS,  # kelvin per count, by unit name
@@ -156,7 +156,8 @@ class RecordingSource:
     Raises RecordingError if the video ends before the timestamp table does, or a frame is
     damaged or has the wrong shape/dtype -- a truncated recording must not pass silently.
     ``decoder`` says how frames are read: 'gray16-zlib' (v2 thermal, parsed and inflated here),
-    'jpeg-packets' (MJPEG read undecoded, decode_jpeg on the frames asked for) or 'ffmpeg'.
+    'jpeg-packets' (MJPEG read undecoded by JpegPacketReader, decode_jpeg on the frames asked for)
+    or 'ffmpeg'.
     """
 
     def __init__(self, path: Path, camera: str, meta: CameraMeta, rows: list[tuple[int, int, str]],
@@ -174,6 +175,7 @@ class RecordingSource:
         if not video.is_file():
             raise RecordingError(f"{video}: missing ({camera} video named in stream.json)")
         self._mkv: Gray16MkvReader | None = None
+        self._packets: JpegPacketReader | None = None
         self._cap: Any = None
         if camera == "thermal":
             try:
@@ -188,17 +190,18 @@ class RecordingSource:
             self._blocks = self._mkv.frames()
             self.decoder = "gray16-zlib"
             return
+        # MJPEG packets are whole JPEG images: read them undecoded and decode only the frames
+        # asked for (JpegPacketReader, the one packet reader), instead of FFmpeg decoding every frame.
+        if camera == "rgb" and decode is not None:
+            self._packets = JpegPacketReader.open(video)
+        if self._packets is not None:
+            self.decoder = "jpeg-packets"
+            return
         params = [cv2.CAP_PROP_CONVERT_RGB, 0] if camera == "thermal" else []
         self._cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG, params)
         if not self._cap.isOpened():
             raise RecordingError(f"{video}: OpenCV cannot open it")
-        # MJPEG packets are whole JPEG images: read them undecoded and decode only the frames
-        # asked for (decode_jpeg: libjpeg-turbo, ~1/3 of cv2.imdecode's CPU), instead of FFmpeg
-        # decoding every frame.
-        fourcc = int(self._cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
-        self._raw_jpeg = (camera == "rgb" and decode is not None and fourcc.upper() == "MJPG"
-                          and self._cap.set(cv2.CAP_PROP_FORMAT, -1))
-        self.decoder = "jpeg-packets" if self._raw_jpeg else "ffmpeg"
+        self.decoder = "ffmpeg"
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -220,14 +223,18 @@ class RecordingSource:
             raise RecordingError(f"{self._video}: frame {idx} is corrupt: {e}") from None
 
     def _read_cap(self, idx: int, wanted: bool) -> np.ndarray | None:
-        if not wanted and not self._raw_jpeg:
+        if self._packets is not None:
+            jpeg = self._packets.read()
+            if jpeg is None:
+                raise self._ends_early()
+            img = decode_jpeg(jpeg) if wanted else None
+            if wanted and img is None:
+                raise RecordingError(f"{self._video}: frame {idx} is not a decodable JPEG")
+            return img
+        if not wanted:
             ok, img = self._cap.grab(), None
         else:
             ok, img = self._cap.read()
-            if ok and self._raw_jpeg:
-                img = decode_jpeg(img.reshape(-1)) if wanted else None
-                if wanted and img is None:
-                    raise RecordingError(f"{self._video}: frame {idx} is not a decodable JPEG")
         if not ok or (wanted and img is None):
             raise self._ends_early()
         return img
@@ -256,6 +263,8 @@ class RecordingSource:
     def close(self) -> None:
         if self._mkv is not None:
             self._mkv.close()
+        elif self._packets is not None:
+            self._packets.close()
         else:
             self._cap.release()
 

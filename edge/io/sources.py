@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from edge.configbase import StrictModel, resolve_path
-from edge.io.jpegframes import JPEG_FOURCCS, CorruptFrame, JpegFrame
+from edge.io.jpegframes import JPEG_FOURCCS, CorruptFrame, JpegFrame, JpegPacketReader, fourcc_of
 from edge.io.telemetry import TelemetryError, parse_telemetry, telemetry_rows
 from edge.types import Frame
 
@@ -194,12 +194,6 @@ def split_telemetry(img: np.ndarray, sensor_rows: int | None, mode: str) -> tupl
         return pix, parse_telemetry(tel)
     except TelemetryError as e:
         raise CorruptFrame(str(e)) from None
-
-
-def fourcc_of(cap: Any) -> str:
-    """The capture's FOURCC as text ('MJPG', 'YUYV', 'H264', ...; '' when unknown)."""
-    code = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
-    return code.to_bytes(4, "little").decode("latin-1").strip("\x00 ").upper() if code > 0 else ""
 
 
 def _v4l2_target(device: str) -> int | str:
@@ -459,21 +453,18 @@ class RecordingJpegSource:
     frames, indices and times as ``Recording.source('rgb')``, as ``JpegFrame``s (decoded when
     used), like an MJPEG camera delivers them."""
 
-    def __init__(self, rec: Any, cap: Any, video: Path):
+    def __init__(self, rec: Any, packets: JpegPacketReader, video: Path):
         self.name = "rgb"
         self._rows = rec.rows["rgb"]
-        self._cap, self._video = cap, video
+        self._packets, self._video = packets, video
         self._next = 0
 
     @classmethod
     def open(cls, rec: Any) -> "RecordingJpegSource | None":
         """None when the video is not MJPEG (or cannot be opened: RecordingSource says why)."""
         video = rec.path / rec.meta.rgb.file
-        cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
-        if cap.isOpened() and fourcc_of(cap) in JPEG_FOURCCS and cap.set(cv2.CAP_PROP_FORMAT, -1):
-            return cls(rec, cap, video)
-        cap.release()
-        return None
+        packets = JpegPacketReader.open(video)
+        return None if packets is None else cls(rec, packets, video)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -482,8 +473,8 @@ class RecordingJpegSource:
         if self._next >= len(self._rows):
             return None
         idx, t_ns, _ = self._rows[self._next]
-        ok, buf = self._cap.read()
-        if not ok or buf is None:
+        buf = self._packets.read()
+        if buf is None:
             from edge.io.recording import RecordingError
 
             raise RecordingError(f"{self._video}: ends after {self._next} frames but timestamps.csv lists "
@@ -492,7 +483,7 @@ class RecordingJpegSource:
         return JpegFrame(self.name, idx, t_ns, buf)
 
     def close(self) -> None:
-        self._cap.release()
+        self._packets.close()
 
 
 # ----------------------------------------------------------------------------- faults

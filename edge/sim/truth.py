@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from edge.types import GateReason, VerdictStatus
+
 # Skin from core: E[canthus | core, ambient] -- the generative direction, so a simulated
 # population has the data's canthus spread at every core temperature (slope < 1: febrile people
 # show less of their fever at the canthus than a fixed offset would suggest).
@@ -43,30 +45,28 @@ def canthus_from_core(core_c: float, ambient_c: float, residual_c: float = 0.0) 
     return a + b * core_c + c * (ambient_c - ref) + residual_c
 
 
-# Gate order: the first that applies is the frame's reason (person-level gates first).
-GATE_ORDER = ("outside_thermal_view", "ffc", "blackbody_missing", "blackbody_moved", "glasses", "too_far",
-              "motion_blur")
+# The gates the simulator models, in edge.types.GateReason's order -- the station's precedence, so
+# truth and pipeline name a frame blocked twice (an FFC while the face is still out of view, a
+# glasses wearer still too far) the same way: the first that applies is the frame's reason.
+GATE_ORDER = tuple(g for g in GateReason if g in {
+    GateReason.FFC, GateReason.BLACKBODY_MISSING, GateReason.BLACKBODY_MOVED, GateReason.OUTSIDE_THERMAL_VIEW,
+    GateReason.TOO_FAR, GateReason.MOTION_BLUR, GateReason.GLASSES})
 
 
 def frame_gate(in_view: bool, ffc_blocked: bool, blackbody_state: str, glasses: bool, iod_thermal_px: float,
                min_iod_px: float, motion_px: float = 0.0, max_motion_px: float = float("inf")) -> str:
     """'' when the person is measurable in this thermal frame, else the reason (GATE_ORDER).
     motion_px: how far the eyes moved in the thermal image over the last 24 ms (2 time constants)."""
-    if not in_view:
-        return "outside_thermal_view"
-    if ffc_blocked:
-        return "ffc"
-    if blackbody_state == "missing":
-        return "blackbody_missing"
-    if blackbody_state == "moved":
-        return "blackbody_moved"
-    if glasses:
-        return "glasses"
-    if iod_thermal_px < min_iod_px:
-        return "too_far"
-    if motion_px > max_motion_px:
-        return "motion_blur"
-    return ""
+    applies = {
+        GateReason.FFC: ffc_blocked,
+        GateReason.BLACKBODY_MISSING: blackbody_state == "missing",
+        GateReason.BLACKBODY_MOVED: blackbody_state == "moved",
+        GateReason.OUTSIDE_THERMAL_VIEW: not in_view,
+        GateReason.TOO_FAR: iod_thermal_px < min_iod_px,
+        GateReason.MOTION_BLUR: motion_px > max_motion_px,
+        GateReason.GLASSES: glasses,
+    }
+    return next((g for g in GATE_ORDER if applies[g]), "")
 
 
 def expected_verdict(core_c: float, gates: list[str], threshold_c: float, min_valid_frames: int) -> dict:
@@ -80,16 +80,17 @@ def expected_verdict(core_c: float, gates: list[str], threshold_c: float, min_va
     valid = sum(1 for g in gates if g == "")
     counts = Counter(g for g in gates if g)
     if valid >= min_valid_frames:
-        return {"status": "elevated" if core_c >= threshold_c else "normal", "reason": "", "valid_frames": valid,
+        return {"status": VerdictStatus.ELEVATED if core_c >= threshold_c else VerdictStatus.NORMAL, "reason": "",
+                "valid_frames": valid,
                 "gate_counts": dict(sorted(counts.items()))}
-    near = Counter({g: n for g, n in counts.items() if g not in ("too_far", "outside_thermal_view")})
+    near = Counter({g: n for g, n in counts.items() if g not in (GateReason.TOO_FAR, GateReason.OUTSIDE_THERMAL_VIEW)})
     if near:
         top = max(near.values())
         reason = next(g for g in GATE_ORDER if near.get(g) == top)
-    elif counts.get("too_far"):
-        reason = "too_far"
-    elif counts.get("outside_thermal_view"):
-        reason = "outside_thermal_view"
+    elif counts.get(GateReason.TOO_FAR):
+        reason = GateReason.TOO_FAR
+    elif counts.get(GateReason.OUTSIDE_THERMAL_VIEW):
+        reason = GateReason.OUTSIDE_THERMAL_VIEW
     else:
-        reason = "no_valid_frames"
-    return {"status": "indeterminate", "reason": reason, "valid_frames": valid, "gate_counts": dict(sorted(counts.items()))}
+        reason = GateReason.NO_VALID_FRAMES
+    return {"status": VerdictStatus.INDETERMINATE, "reason": reason, "valid_frames": valid, "gate_counts": dict(sorted(counts.items()))}

@@ -9,9 +9,10 @@ States (``BlackbodyStatus.state``), checked in this order every frame:
 
 * ``disabled`` -- the station has no blackbody (config); offset 0. Verdicts are then only as
   good as the camera's own accuracy; the measurement stage decides whether to allow them.
-* ``ffc`` -- the camera reports FFC imminent / in progress, or less than ``settle_s`` has
-  passed since it ended (telemetry then reads 'complete' -- and keeps reading 'complete' until
-  the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
+* ``ffc`` -- the camera reports FFC imminent / in progress (``edge.types.FFC_ACTIVE``), or the
+  station's one after-FFC timer (``measurement.FfcSettle``, ``measurement.ffc_settle_ms``, passed
+  in as ``ffc_active``) says it is still settling (telemetry then reads 'complete' -- and keeps
+  reading 'complete' until the next FFC, so that state alone suppresses nothing). Measurements are suppressed (the
   shutter image is not the scene, and the offset steps at FFC); the last good offset is kept.
   After FFC the averaging window restarts so the step is not smeared over old frames.
 * ``missing`` -- no reference: the ROI does not read like the blackbody (occluded, switched
@@ -36,18 +37,17 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.configbase import StrictModel
 from edge.thermal.faststats import mean_std, nanmean_std
+from edge.types import FFC_ACTIVE
 
 STATES = ("ok", "unstable", "moved", "missing", "disabled", "ffc")
-# Lepton telemetry keeps 'complete' after every FFC until the next one, so 'complete' is not
-# an event: the FFC is the imminent/in_progress stretch and the settle period after it.
-FFC_ACTIVE = ("imminent", "in_progress")
 
 
 class BlackbodyConfig(StrictModel):
@@ -77,7 +77,14 @@ class BlackbodyConfig(StrictModel):
         3, ge=1, le=1000, description="consecutive good frames needed before ok (also at start-up)")
     recover_s: float = Field(1.0, ge=0.0, le=60.0,
                              description="after a missing/moved/unstable spell, good frames must also span this long, s")
-    settle_s: float = Field(0.5, ge=0.0, le=30.0, description="measurements suppressed this long after an FFC ends, s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settle_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "settle_s" in data:
+            raise ValueError("settle_s: the after-FFC settle time is the station config's measurement.ffc_settle_ms "
+                             "now (one timer for the blackbody and the measurement gate); remove it here")
+        return data
 
     @field_validator("roi_xywh")
     @classmethod
@@ -188,7 +195,6 @@ class BlackbodyMonitor:
         self._ref_c: float | None = None  # last good ROI reading (tracks drift)
         self._offset_c = 0.0
         self._prev_c: float | None = None
-        self._ffc_end_ns: int | None = None
         self._in_ffc = False
         self._good_run = 0
         self._good_since_ns = 0
@@ -215,24 +221,24 @@ class BlackbodyMonitor:
             self._was_ok = False
         return BlackbodyStatus(state, measured, self._offset_c, reason, self.roi)
 
-    def update(self, thermal_c: np.ndarray, ffc_state: str = "none", t_ns: int = 0) -> BlackbodyStatus:
+    def update(self, thermal_c: np.ndarray, ffc_state: str = "none", t_ns: int = 0,
+               ffc_active: bool | None = None) -> BlackbodyStatus:
+        """ffc_active: the station's one after-FFC timer (measurement.FfcSettle: the FFC or its
+        settle time); None = only the FFC states themselves (FFC_ACTIVE), no settle time."""
         cfg = self.cfg
         self.last_t_ns = t_ns
         if not cfg.enabled:
             return BlackbodyStatus("disabled", float("nan"), 0.0, "no blackbody configured", None)
-        if ffc_state in FFC_ACTIVE:
+        if ffc_active is None:
+            ffc_active = ffc_state in FFC_ACTIVE
+        if ffc_active:
             self._in_ffc = True
-            return self._status("ffc", float("nan"), f"FFC {ffc_state}")
-        if self._in_ffc:  # first frame after the FFC: the offset may have stepped
+            return self._status("ffc", float("nan"), f"FFC {ffc_state}" if ffc_state in FFC_ACTIVE
+                                else "settling after FFC")
+        if self._in_ffc:  # first frame after the FFC and its settle time: the offset may have stepped
             self._in_ffc = False
-            self._ffc_end_ns = t_ns
             self._good.clear()
             self._prev_c = None
-        if self._ffc_end_ns is not None:
-            left_s = cfg.settle_s - (t_ns - self._ffc_end_ns) / 1e9
-            if left_s > 0:
-                return self._status("ffc", float("nan"), f"settling after FFC ({left_s:.2f} s left)")
-            self._ffc_end_ns = None
 
         if self.roi is None:
             found = find_patch(thermal_c, self.expected_c, cfg.auto_tolerance_c, cfg.max_spatial_sd_c,

@@ -89,15 +89,20 @@ class SkinToCore(StrictModel):
         ambient is clamped to ambient_range_c (the range it was fitted on).
     """
 
+    # The one default model (a calibration without [skin_to_core], MeasureContext()): core =
+    # canthus skin + offset, fitted on ../shared/data/facial_oral/FLIR_dev.csv (FDA/PhysioNet, 625
+    # volunteers; 614 rows with both values): aveOralM - canthiMax1 has mean 1.2994 degC and sample
+    # SD 0.3585 degC (median 1.28). The SD is the person-to-person residual of this model, i.e.
+    # the uncertainty a perfect camera still has about the core.
     model: Literal["offset", "linear"] = Field("offset", description="model form")
-    offset_c: float = Field(1.0, ge=-5.0, le=5.0, description="offset model: core - skin, degC")
+    offset_c: float = Field(1.2994, ge=-5.0, le=5.0, description="offset model: core - skin, degC")
     intercept_c: float = Field(0.0, ge=-100.0, le=100.0, description="linear model intercept, degC")
     skin_coef: float = Field(1.0, ge=0.0, le=5.0, description="linear model: degC core per degC skin")
     ambient_coef: float = Field(0.0, ge=-2.0, le=2.0, description="linear model: degC core per degC ambient")
     ambient_ref_c: float = Field(24.0, ge=-20.0, le=50.0, description="ambient the linear model is centred on, degC")
     ambient_range_c: list[float] = Field(default_factory=lambda: [15.0, 35.0],
                                          description="ambient range the model was fitted on, degC [lo, hi]")
-    residual_sd_c: float = Field(0.4, gt=0.0, le=3.0, description="1-sigma error of the core estimate, degC")
+    residual_sd_c: float = Field(0.3585, gt=0.0, le=3.0, description="1-sigma error of the core estimate, degC")
     decision_threshold_c: float = Field(37.5, ge=35.0, le=40.0,
                                         description="estimated-core threshold at/above which a subject is elevated, degC")
     fever_definition_c: float = Field(37.5, ge=36.0, le=40.0,

@@ -36,23 +36,16 @@ import numpy as np
 from pydantic import Field
 
 from edge.configbase import StrictModel
+from edge.thermal.calibration import SkinToCore
 from edge.thermal.registration import box_corners, corners_to_box
-from edge.types import Detections
-
-# Skin->core default: core = canthus skin + offset. Fitted on /work/shared/data/facial_oral/
-# FLIR_dev.csv (FDA/PhysioNet, 625 volunteers; 614 rows with both values): aveOralM - canthiMax1
-# has mean 1.2994 degC and sample SD 0.3585 degC (median 1.28). The SD is the person-to-person
-# residual of this model, i.e. the uncertainty a perfect camera still has about the core.
-DEFAULT_SKIN_TO_CORE_OFFSET_C = 1.2994
-DEFAULT_SKIN_TO_CORE_SD_C = 0.3585
+from edge.types import DECISION_REASONS, FFC_ACTIVE, Detections, GateReason
 
 # Nose tip depth in front of the eye plane as a fraction of the IOD (~30 mm / 63 mm), used to
 # turn the nose's sideways offset into a yaw angle.
 NOSE_DEPTH_IOD = 0.5
 
-GATES = ("ffc", "blackbody_missing", "blackbody_unstable", "blackbody_moved", "blackbody_disabled",
-         "several_faces", "outside_thermal_view", "too_far", "turned_away", "motion_blur", "no_skin",
-         "glasses")
+# A frame's gates in precedence order (the first that applies wins): edge.types.GateReason's.
+GATES = tuple(g for g in GateReason if g not in DECISION_REASONS)
 
 
 class MeasurementConfig(StrictModel):
@@ -126,7 +119,9 @@ class MeasurementConfig(StrictModel):
         description="Extra 1-sigma uncertainty at exactly min_canthus_px, falling as "
                     "(min_canthus_px / canthus_px)^2 for larger faces, degC")
     ffc_settle_ms: float = Field(
-        1000.0, ge=0, le=30000, description="Keep gating 'ffc' this long after an FFC ends, ms")
+        1000.0, ge=0, le=30000,
+        description="Keep gating 'ffc' this long after an FFC ends (the one after-FFC settle time: the "
+                    "blackbody offset restarts after it too), ms")
     allow_without_blackbody: bool = Field(
         False,
         description="Measure when the station has no blackbody (state 'disabled'); else gate "
@@ -138,17 +133,9 @@ class MeasurementConfig(StrictModel):
                            "enough to measure (faces farther back, e.g. a queue, do not count)")
 
 
-SkinToCore = Callable[[np.ndarray, "float | None"], np.ndarray]
-
-
-@dataclass(frozen=True)
-class OffsetSkinToCore:
-    """core_c = skin_c + offset_c (see DEFAULT_SKIN_TO_CORE_* for where the numbers come from)."""
-
-    offset_c: float = DEFAULT_SKIN_TO_CORE_OFFSET_C
-
-    def __call__(self, skin_c: np.ndarray, ambient_c: float | None = None) -> np.ndarray:
-        return np.asarray(skin_c, np.float32) + np.float32(self.offset_c)
+# The callable the measurement estimates core with: a model's ``SkinToCore.core_c`` (the model
+# class and its one default live in edge/thermal/calibration.py).
+CoreFromSkin = Callable[[np.ndarray, "float | None"], np.ndarray]
 
 
 @dataclass
@@ -160,15 +147,16 @@ class MeasureContext:
         else, e.g. 'missing'/'unstable'/'moved', gates ``blackbody_<state>``.
     ffc_active: True during an FFC or its settle time (``FfcSettle`` computes this from frames).
     ambient_c: ambient temperature, degC, passed to skin_to_core (None if unknown).
-    skin_to_core: ``core_c(skin_c (N,), ambient_c) -> (N,)``, degC.
-    skin_to_core_sd_c: 1-sigma residual of skin_to_core across people, degC.
+    skin_to_core: ``core_c(skin_c (N,), ambient_c) -> (N,)``, degC; default: the default
+        ``SkinToCore`` model's (what a calibration without a [skin_to_core] table gets).
+    skin_to_core_sd_c: 1-sigma residual of skin_to_core across people, degC (same default).
     """
 
     blackbody_state: str = "ok"
     ffc_active: bool = False
     ambient_c: float | None = None
-    skin_to_core: SkinToCore = field(default_factory=OffsetSkinToCore)
-    skin_to_core_sd_c: float = DEFAULT_SKIN_TO_CORE_SD_C
+    skin_to_core: CoreFromSkin = field(default_factory=lambda: SkinToCore().core_c)
+    skin_to_core_sd_c: float = field(default_factory=lambda: SkinToCore().uncertainty_c())
 
 
 class Registration(Protocol):
@@ -176,15 +164,16 @@ class Registration(Protocol):
 
 
 class FfcSettle:
-    """Turns the thermal frames' ``ffc_state`` into MeasureContext.ffc_active, holding the gate
-    for ``ffc_settle_ms`` after the FFC ends (the image is unsettled right after the shutter)."""
+    """The station's one after-FFC timer: turns the thermal frames' ``ffc_state`` into
+    MeasureContext.ffc_active and the blackbody monitor's ``ffc_active``, holding it for
+    ``ffc_settle_ms`` after the FFC ends (the image is unsettled right after the shutter)."""
 
     def __init__(self, cfg: MeasurementConfig):
         self._settle_ns = int(cfg.ffc_settle_ms * 1e6)
         self._last_active_ns: int | None = None
 
     def update(self, ffc_state: str, t_ns: int) -> bool:
-        if ffc_state in ("imminent", "in_progress"):
+        if ffc_state in FFC_ACTIVE:
             self._last_active_ns = t_ns
             return True
         return self._last_active_ns is not None and t_ns - self._last_active_ns < self._settle_ns
@@ -394,8 +383,8 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
     # that applies is the face's gate.
     bb = ctx.blackbody_state
     no_bb = bb == "disabled" and cfg.allow_without_blackbody
-    station = ("ffc" if ctx.ffc_active or bb == "ffc" else
-               f"blackbody_{bb}" if bb != "ok" and not no_bb else "")
+    station = (GateReason.FFC if ctx.ffc_active or bb == "ffc" else
+               GateReason(f"blackbody_{bb}") if bb != "ok" and not no_bb else "")
     if station:
         gate = np.full(n, station, dtype=object)
     else:
@@ -407,11 +396,11 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         crowded = cfg.one_person_at_a_time and int((~outside & ~far).sum()) > 1
         # first that applies wins: assigned from the last to the first
         gate = np.full(n, "", dtype=object)
-        gate[(np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)] = "turned_away"
+        gate[(np.abs(yaw) > cfg.max_yaw_deg) | (np.abs(roll) > cfg.max_roll_deg)] = GateReason.TURNED_AWAY
         if crowded:
-            gate[:] = "several_faces"
-        gate[far] = "too_far"
-        gate[outside] = "outside_thermal_view"
+            gate[:] = GateReason.SEVERAL_FACES
+        gate[far] = GateReason.TOO_FAR
+        gate[outside] = GateReason.OUTSIDE_THERMAL_VIEW
 
     # The microbolometer integrates over ~2 time constants, so a face crossing fast is smeared in
     # the thermal image even when the RGB frame is sharp (tracker speed, RGB px/s -> thermal px).
@@ -419,27 +408,27 @@ def measure_faces(dets: Detections, thermal_c: np.ndarray, registration: Registr
         smear_th = (np.asarray(dets.data["speed_px_s"], np.float32) * iod_th / np.maximum(iod_rgb, 1e-3)
                     * np.float32(2e-3 * cfg.bolometer_time_constant_ms))
         # unknown speed (NaN) never gates
-        gate[(gate == "") & (smear_th > cfg.max_thermal_smear_px)] = "motion_blur"
+        gate[(gate == "") & (smear_th > cfg.max_thermal_smear_px)] = GateReason.MOTION_BLUR
 
     sharp = np.full(n, np.nan, np.float32)
     if rgb_bgr is not None:
         for i in np.flatnonzero(gate == ""):
             sharp[i] = sharpness(rgb_bgr, dets.box_xyxy[i])
             if sharp[i] < cfg.min_sharpness:
-                gate[i] = "motion_blur"
+                gate[i] = GateReason.MOTION_BLUR
 
     skin = np.full(n, np.nan, np.float32)
     noise = np.full(n, np.nan, np.float32)
     for i in np.flatnonzero(gate == ""):
         res = _measure_one(thermal_c, lm_th[i], canthi_th[i], float(iod_th[i]), bool(masked[i]), cfg)
         if res is None:
-            gate[i] = "outside_thermal_view"
+            gate[i] = GateReason.OUTSIDE_THERMAL_VIEW
             continue
         if not np.isfinite(res.skin_c):
-            gate[i] = "no_skin"
+            gate[i] = GateReason.NO_SKIN
             continue
         if res.glasses_contrast_c > cfg.glasses_contrast_c:
-            gate[i] = "glasses"
+            gate[i] = GateReason.GLASSES
             continue
         skin[i], noise[i], canthi_th[i] = res.skin_c, res.noise_c, res.canthi_xy
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge.thermal.colour import to_u8
+
 MIN_DISTANCE_M = 0.2  # closer than this the IOD estimate is meaningless; clamp
 
 
@@ -166,21 +168,6 @@ def _project(h: np.ndarray, xy: np.ndarray) -> np.ndarray:
 TARGET_KINDS = ("chessboard", "circles", "acircles")
 
 
-def stretch_to_u8(img: np.ndarray) -> np.ndarray:
-    """(h,w) image of any number type (finite) -> uint8, its 1st..99th percentile stretched
-    over 0..255 (thermal images for target detection and for display)."""
-    lo, hi = np.percentile(img, (1, 99))
-    return np.clip((img - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
-
-
-def _to_u8(img: np.ndarray) -> np.ndarray:
-    """Any single-band image (or BGR, made grey) -> uint8, as ``stretch_to_u8``."""
-    f = img.astype(np.float32)
-    if f.ndim == 3:
-        f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-    return stretch_to_u8(f)
-
-
 def find_target(image: np.ndarray, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
                 upscale: int = 1) -> np.ndarray | None:
     """Locate a calibration target's points, (size[0]*size[1], 2) float64 px, or None.
@@ -192,7 +179,7 @@ def find_target(image: np.ndarray, kind: str = "chessboard", size: tuple[int, in
     """
     if kind not in TARGET_KINDS:
         raise ValueError(f"target kind {kind!r}; allowed: {TARGET_KINDS}")
-    g = _to_u8(image)
+    g = to_u8(image)  # the image's 1st..99th percentile over 0..255
     if upscale > 1:
         g = cv2.resize(g, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
     pts = None

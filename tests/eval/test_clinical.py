@@ -133,3 +133,56 @@ def test_real_data_cross_validated_and_shipped_model_reproducible(shared_data):
     assert shipped.decision_threshold_c == pytest.approx(m.decision_threshold_c)
     ev = evaluate_csv(csv_path)
     assert ev["per_subject"]["n"] == 625 and ev["per_round"]["n"] > 2000
+
+
+def test_station_decides_what_eval_clinical_scores(tmp_path):
+    """The same skin/ambient readings through eval-clinical's rule (the calibration file's model
+    and decision_threshold_c) and through the Screener of a Pipeline wired from a station config
+    naming that calibration: the same elevated/not verdicts, subject by subject. Estimated cores
+    straddle the calibration's 37.4 and a 37.5 that a second threshold would reintroduce."""
+    import tomllib
+
+    from edge.decision import THRESHOLD_FROM_CALIBRATION
+    from edge.eval.clinical import SHIPPED_MODEL
+    from edge.pipeline import Pipeline, default_config
+    from edge.thermal.calibration import load_calibration
+    from edge.types import Detections
+
+    model = tomllib.loads(SHIPPED_MODEL.read_text())["skin_to_core"]
+    assert model["decision_threshold_c"] == 37.4
+    lines = ['schema_version = 1', 'station_id = "gate-t"', 'date = 2026-11-26', '[skin_to_core]']
+    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in model.items()]
+    cal_path = tmp_path / "gate-t.toml"
+    cal_path.write_text("\n".join(lines) + "\n")
+    cfg = default_config("gate-t", cal_path)
+    cfg.decision.method = "absolute"  # the clinical rule is the absolute one (relative needs a crowd)
+    pipe = Pipeline(cfg, load_calibration(cal_path), detector=None)
+    assert (pipe.screener.threshold_c, pipe.screener.threshold_source) == (37.4, THRESHOLD_FROM_CALIBRATION)
+
+    m = pipe.skin_to_core
+    rng = np.random.default_rng(5)
+    cores = np.round(np.arange(36.9, 38.0, 0.05), 3) + 0.013  # never exactly on a threshold
+    amb = np.round(rng.uniform(21, 28, len(cores)), 1)
+    skins = np.round((cores - m.intercept_c - m.ambient_coef * (amb - m.ambient_ref_c)) / m.skin_coef, 3)
+    clinical_pos, station_pos = [], []
+    for i, (skin, a) in enumerate(zip(skins, amb)):
+        csv_path = tmp_path / f"s{i}.csv"
+        csv_path.write_text(f"SubjectID,canthiMax1,T_atm,aveOralM\n{i},{skin:.3f},{a:.1f},37.0\n")
+        c = evaluate_csv(csv_path, model_path=cal_path)["per_subject"]
+        clinical_pos.append(c["tp"] + c["fp"] == 1)
+        # the station: the pipeline's own skin->core model and screener, 4 identical frames
+        core = np.asarray(m.core_c(np.array([skin], np.float32), float(a)), np.float32)
+        box = np.array([[100, 50, 160, 130]], np.float32)
+        events = []
+        for k in range(4):
+            d = Detections(box, [0.9], np.zeros((1, 5, 2), np.float32), dict(
+                track_id=np.array([i], np.int64), gate=np.array([""], object), core_temp_c=core,
+                skin_temp_c=np.array([skin], np.float32), uncertainty_c=np.array([m.uncertainty_c()], np.float32),
+                skin_sd_c=np.array([0.02], np.float32), quality=np.array([0.8], np.float32)))
+            events += pipe.screener.update(d, (i * 10 + k) * 10**8, [])
+        events += pipe.screener.update(Detections.empty(), (i * 10 + 5) * 10**8, [i])
+        station_pos.append(events[-1].verdict.status == "elevated")
+    assert station_pos == clinical_pos
+    est = cores  # both sides of both candidate thresholds are covered
+    assert any(p for p, e in zip(station_pos, est) if 37.4 < e < 37.5)
+    assert not any(p for p, e in zip(station_pos, est) if e < 37.39)

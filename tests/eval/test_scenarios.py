@@ -119,3 +119,18 @@ def test_measured_subjects_read_the_true_canthus_within_0_3(streams, name):
     for p in r["persons"]:
         if p["skin_error_c"] is not None:
             assert abs(p["skin_error_c"]) <= 0.3, f"{name} person {p['id']}: skin error {p['skin_error_c']} C"
+
+
+def test_sample_stations_alarm_at_the_threshold_their_truth_scores():
+    """The replays run the sample calibrations' decision_threshold_c (the station config sets
+    none); the scenarios' truth calls a person febrile at core >= truth.threshold_c. One number."""
+    from edge.decision import THRESHOLD_FROM_CALIBRATION, DecisionConfig, threshold_in_force
+    from edge.paths import CALIBRATION_DIR
+    from edge.sim.scenario import load_scenario
+    from edge.thermal.calibration import load_calibration
+
+    for f in scenario_files():
+        sc = load_scenario(f)
+        cal = load_calibration(CALIBRATION_DIR / f"{sc.station_id}.toml")
+        assert threshold_in_force(DecisionConfig(), cal.skin_to_core.decision_threshold_c) == (
+            sc.truth.threshold_c, THRESHOLD_FROM_CALIBRATION), f.parent.name

@@ -207,3 +207,83 @@ def test_failed_open_feed_releases_what_it_opened(ctx, tmp_path):
         open_feed(ctx, cfg, "gate.1")
     feed = open_feed(ctx, cfg, "gate-1")  # same endpoints: free again
     feed.close()
+
+
+def test_every_time_utc_has_one_precision(feeds):
+    """Events (stamped from their frame's capture time by the pipeline's WallClock), status and
+    heartbeat bodies, log lines and the docs' example: one format, microseconds, 'Z' (edge.utc)."""
+    import logging
+    import re
+    from datetime import UTC, datetime
+
+    from edge.logs import JsonFormatter
+    from edge.paths import REPO_ROOT
+    from edge.pipeline import WallClock
+    from edge.utc import PATTERN, parse_utc
+
+    feed = feeds.open()
+    clock = WallClock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC), 0)
+    bodies = [feed.publisher.publish_event(alert_event(1), clock.iso(1_500_000_001)),
+              feed.publisher.publish_status({"state": "ok"}, utc_iso()), feed.publisher.heartbeat()]
+    assert bodies[0]["time_utc"] == "2026-11-26T09:00:01.500000Z"
+    assert all(PATTERN.match(b["time_utc"]) for b in bodies), [b["time_utc"] for b in bodies]
+    assert parse_utc(clock.iso(123_456_789_000)) == clock.utc_at_t0.replace(microsecond=0) + (
+        parse_utc("2026-11-26T09:02:03.456789Z") - parse_utc("2026-11-26T09:00:00Z"))
+    record = logging.LogRecord("edge.test", logging.INFO, __file__, 1, "hello", None, None)
+    assert PATTERN.match(json.loads(JsonFormatter().format(record))["t"])
+    example = re.search(r"\| `time_utc` \| str \|[^`]*`([^`]+)`", (REPO_ROOT / "docs" / "messages.md").read_text())
+    assert PATTERN.match(example.group(1))
+
+
+def test_one_utc_formatter():
+    """edge/utc.py writes every UTC stamp; a module formatting its own would drift from it."""
+    import re
+
+    from edge.paths import REPO_ROOT
+
+    pattern = re.compile(r"strftime\(\s*[\"']%Y-%m-%dT|isoformat\(\s*timespec")
+    offenders = [p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "edge").rglob("*.py")
+                 if p.name != "utc.py" and "web" not in p.parts and pattern.search(p.read_text())]
+    assert offenders == []
+
+
+# Bytes of an alert body as the publisher sent it before it built EventBody models (a dict
+# validated afterwards): the move must not change one byte on the wire.
+GOLDEN_ALERT = (
+    '{"schema":1,"kind":"alert","publisher_id":"gw-1","epoch":7,"seq":1,"msg_id":"gw-1/7/alert/1",'
+    '"station_id":"gate-1","time_utc":"2026-11-26T09:00:01.500000Z","catchup":"tcp://127.0.0.1:5561",'
+    '"type":"new","event_id":"gw-1-7-alert-3","track_id":3,"t_ns":123456789,'
+    '"verdict":{"status":"elevated","reason":"","method":"absolute"},"skin_temp_c":36.9,'
+    '"core_temp_c":38.212,"uncertainty_c":0.412,"threshold_c":37.5,"box_xyxy_rgb":[10.0,20.1,50.5,70.2],'
+    '"box_xyxy_thermal":[2.0,3.0,9.0,11.0],"score":0.93,"mask":"yes","mask_conf":0.8,"n_frames":7,"images":[]}')
+
+
+def test_event_body_is_built_as_the_model_and_its_bytes_are_unchanged(ctx):
+    """publish_event builds an EventBody (validated as built) and sends its dump; the bytes are
+    the ones receivers have always had, with the decision's StrEnums as with plain words."""
+    from edge.feed.messages import EventBody, dump_body
+    from edge.types import EventKind, EventType, ScreeningEvent, Verdict, VerdictStatus
+
+    pub = ctx.socket(zmq.PUB)
+    pub.linger = 0
+    pub.bind("tcp://127.0.0.1:*")
+    p = Publisher(pub, "gate-1", None, publisher_id="gw-1", catchup_endpoint="tcp://127.0.0.1:5561")
+    p.epoch = 7
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.subscribe(b"alert.")
+    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    for kind, typ, status in (("alert", "new", "elevated"),
+                              (EventKind.ALERT, EventType.NEW, VerdictStatus.ELEVATED)):
+        ev = ScreeningEvent(kind, typ, 3, 123456789, Verdict(status, method="absolute", threshold_c=37.5,
+                            core_temp_c=38.21234, skin_temp_c=36.9, uncertainty_c=0.4123),
+                            (10.0, 20.123, 50.5, 70.25), (2.0, 3.0, 9.0, 11.0), 0.93, "yes", 0.8, 7)
+        bodies = []
+
+        def send(ev=ev, bodies=bodies):
+            p.seq["alert"] = 0  # every resend is seq 1 (PUB drops until the SUB has joined)
+            bodies.append(p.publish_event(ev, "2026-11-26T09:00:01.500000Z"))
+        got = receive(sub, 1, ping=send)
+        assert {frames[1].decode() for frames in got} == {GOLDEN_ALERT}
+        assert dump_body(EventBody.model_validate(bodies[-1]))[1].decode() == GOLDEN_ALERT
+    p.close()

@@ -177,3 +177,34 @@ def test_client_key_files_are_read_once(tmp_path):
             make_client(retry, ck, tmp_path / "other.key")
     finally:
         ctx.destroy(linger=0)
+
+
+@pytest.mark.parametrize("a,b,result", [
+    (None, None, False), ("k", "d", True), ("k", None, "B must be set too: CURVE needs both"),
+    (None, "d", "A must be set too: CURVE needs both"),
+])
+def test_curve_pair_is_both_keys_or_neither(a, b, result):
+    from edge.feed.security import curve_pair
+
+    if isinstance(result, bool):
+        assert curve_pair(("A", a), ("B", b), "both") is result
+    else:
+        with pytest.raises(ValueError, match=result):
+            curve_pair(("A", a), ("B", b), "both")
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["proxy", "--upstream", "tcp://127.0.0.1:1", "--server-secret-key", "s.key_secret"],
+     "error: proxy: --authorized-clients must be set too: CURVE needs a secret key and an allowlist"),
+    (["listen", "tcp://127.0.0.1:1", "--client-key", "c.key_secret"],
+     "error: --server-key must be set too: CURVE needs both --client-key and --server-key"),
+])
+def test_commands_apply_the_one_curve_rule(argv, line, capsys):
+    """The station config (test_publishing's FeedConfig table), the proxy and the listener all
+    word a half-given key pair the same way: edge.feed.security.curve_pair, the one copy."""
+    from edge.paths import REPO_ROOT
+
+    assert cli_main(argv) == 2
+    assert capsys.readouterr().err.startswith(line)
+    copies = [p for p in (REPO_ROOT / "edge").rglob("*.py") if "must be set too" in p.read_text()]
+    assert copies == [REPO_ROOT / "edge" / "feed" / "security.py"]

@@ -280,3 +280,31 @@ def test_malformed_timestamp_row_names_line(tmp_path):
     ts.write_text(ts.read_text() + "thermal,x,1,none\n")
     with pytest.raises(RecordingError, match=r"timestamps\.csv:\d+: malformed row"):
         open_recording(tmp_path / "s")
+
+
+def test_recordings_have_one_mjpeg_packet_reader():
+    """RecordingSource's 'jpeg-packets' decoder and RecordingJpegSource read the same packets
+    through edge.io.jpegframes.JpegPacketReader: the same JPEG bytes, frame for frame, and no
+    second VideoCapture packet loop in either."""
+    import inspect
+
+    from edge.io import recording, sources
+    from edge.io.jpegframes import JpegPacketReader, decode_jpeg
+    from edge.paths import REPO_ROOT
+
+    rec = open_recording(REPO_ROOT / "sample_streams" / "walkthrough")
+    src = rec.source("rgb", decode={0, 5})
+    assert src.decoder == "jpeg-packets"
+    jpegs = sources.RecordingJpegSource.open(rec)
+    packets = JpegPacketReader.open(rec.path / rec.meta.rgb.file)
+    for i in range(8):
+        a, b, raw = src.read(), jpegs.read(), packets.read()
+        assert a.index == b.index == i and np.array_equal(b.jpeg, raw)
+        if i in (0, 5):
+            assert np.array_equal(a.image, decode_jpeg(raw)) and np.array_equal(a.image, b.image)
+        else:
+            assert a.image is None
+    for s in (src, jpegs, packets):
+        s.close()
+    assert "CAP_PROP_FORMAT" not in inspect.getsource(recording)
+    assert "VideoCapture" not in inspect.getsource(sources.RecordingJpegSource)

@@ -12,6 +12,7 @@ from edge.thermal.blackbody import (
     apply_offset,
     find_patch,
 )
+from edge.thermal.measurement import FfcSettle, MeasurementConfig
 
 H, W = 60, 80
 BB = (66, 6, 8, 8)  # x, y, w, h of the blackbody aperture
@@ -122,7 +123,8 @@ def test_never_found_at_startup_is_missing():
 
 def test_ffc_suppressed_and_step_tracked():
     rng = np.random.default_rng(7)
-    mon = BlackbodyMonitor(BlackbodyConfig(settle_s=0.5))
+    mon = BlackbodyMonitor(BlackbodyConfig())
+    settle = FfcSettle(MeasurementConfig(ffc_settle_ms=500))  # the station's one after-FFC timer
     dt = int(1e9 / 8.7)
     t = iter(range(0, 10**12, dt))
     for _ in range(10):
@@ -131,9 +133,12 @@ def test_ffc_suppressed_and_step_tracked():
     # Lepton telemetry: 'complete' persists after the FFC until the next one
     seq = ["imminent", "in_progress", "in_progress"] + ["complete"] * 12
     # the FFC steps the camera offset from +0.4 to -0.3
-    sts = [mon.update(scene(rng, offset_c=-0.3 if ffc == "complete" else 0.4), ffc, next(t)) for ffc in seq]
-    # 3 FFC frames + 0.5 s of settling (frames at 0, 0.115, ..., 0.46 s after the end)
-    assert [s.state for s in sts[:8]] == ["ffc"] * 8 and sts[8].state == "ok"
+    sts = []
+    for ffc in seq:
+        tn = next(t)
+        sts.append(mon.update(scene(rng, offset_c=-0.3 if ffc == "complete" else 0.4), ffc, tn, settle.update(ffc, tn)))
+    # 3 FFC frames + 0.5 s of settling after the last of them (0.115, ..., 0.46 s)
+    assert [s.state for s in sts[:7]] == ["ffc"] * 7 and sts[7].state == "ok"
     assert sts[-1].offset_c == pytest.approx(0.3, abs=0.03)
     # no 'unstable' jump flagged because of the FFC step
     assert all(s.state in ("ffc", "ok") for s in sts)
@@ -256,3 +261,35 @@ def test_reference_contrast_is_last_finite_one():
         if i in (4, 5, 6, 9, 11):
             assert mon._ref_contrast_c == pytest.approx(expect, abs=1e-4)
     assert expect > 10  # 35 degC blackbody against a 22 degC wall
+
+
+def test_blackbody_settles_on_the_stations_one_ffc_timer():
+    """One after-FFC settle time (measurement.ffc_settle_ms): the calibration's blackbody table
+    has none, refuses the old key by name, and the monitor is 'ffc' exactly while FfcSettle is."""
+    with pytest.raises(ValueError, match="measurement.ffc_settle_ms"):
+        BlackbodyConfig(settle_s=0.5)
+    assert not any("settle" in name for name in BlackbodyConfig.model_fields)
+    rng = np.random.default_rng(9)
+    mon, settle = BlackbodyMonitor(BlackbodyConfig()), FfcSettle(MeasurementConfig(ffc_settle_ms=1000))
+    seq = ["none"] * 10 + ["imminent", "in_progress"] + ["complete"] * 20
+    flags, states = [], []
+    for i, ffc in enumerate(seq):
+        t_ns = int(i * 1e9 / 8.7)
+        flags.append(settle.update(ffc, t_ns))
+        states.append(mon.update(scene(rng), ffc, t_ns, flags[-1]).state)
+    assert [s == "ffc" for s in states] == flags and sum(flags) == 2 + 8  # 1.0 s at 8.7 Hz after the last
+
+
+def test_ffc_states_are_spelled_once():
+    """FFC_ACTIVE is a slice of FFC_STATES, the timer and the monitor read it, and no thermal
+    module or the pipeline spells the states out again."""
+    import re
+
+    from edge.paths import REPO_ROOT
+    from edge.types import FFC_ACTIVE, FFC_STATES
+
+    assert set(FFC_ACTIVE) < set(FFC_STATES) and "complete" not in FFC_ACTIVE
+    settle = FfcSettle(MeasurementConfig(ffc_settle_ms=0))
+    assert [settle.update(s, 10**9 * i) for i, s in enumerate(FFC_STATES)] == [s in FFC_ACTIVE for s in FFC_STATES]
+    for path in [*(REPO_ROOT / "edge" / "thermal").glob("*.py"), REPO_ROOT / "edge" / "pipeline.py"]:
+        assert not re.search(r"[\"'](imminent|in_progress)[\"']", path.read_text()), path

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.thermal.calibration import SkinToCore
 from edge.thermal.measurement import (
-    DEFAULT_SKIN_TO_CORE_OFFSET_C,
-    DEFAULT_SKIN_TO_CORE_SD_C,
     FfcSettle,
     MeasureContext,
     MeasurementConfig,
@@ -104,10 +103,11 @@ def test_warm_face_measures_hot_canthus_not_face_max():
     out = measure_faces(dets_for([FACE], SCALE), img, REG, MeasureContext(), CFG)
     assert out.data["gate"][0] == ""
     assert abs(out.data["skin_temp_c"][0] - CANTHUS_C) < 0.15
-    assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] + DEFAULT_SKIN_TO_CORE_OFFSET_C, abs=1e-4)
+    default = SkinToCore()  # the one default skin->core model
+    assert out.data["core_temp_c"][0] == pytest.approx(out.data["skin_temp_c"][0] + default.offset_c, abs=1e-4)
     u, sd = out.data["uncertainty_c"][0], out.data["skin_sd_c"][0]
-    assert DEFAULT_SKIN_TO_CORE_SD_C <= u < DEFAULT_SKIN_TO_CORE_SD_C + 0.1
-    assert 0 < sd < 0.1 and u == pytest.approx(np.hypot(sd, DEFAULT_SKIN_TO_CORE_SD_C), abs=1e-5)
+    assert default.residual_sd_c <= u < default.residual_sd_c + 0.1
+    assert 0 < sd < 0.1 and u == pytest.approx(np.hypot(sd, default.residual_sd_c), abs=1e-5)
     # refined canthus positions land on the true hot spots
     err = np.hypot(*(out.data["canthus_xy_thermal"][0] - truth[0]).T)
     assert err.max() < 0.05 * FACE["iod"]  # within the 0.11 IOD-radius warm plateau
@@ -292,7 +292,7 @@ def test_measured_faces_flow_through_tracker_and_screener():
     from edge.decision import DecisionConfig, Screener
     from edge.vision.tracking import Tracker
 
-    tracker, screener = Tracker(), Screener(DecisionConfig())
+    tracker, screener = Tracker(), Screener(DecisionConfig(threshold_c=37.5))
     rgb = np.zeros((480, 640, 3), np.uint8)
     events = []
     for k in range(20):
@@ -368,3 +368,18 @@ def test_a_face_the_registration_cannot_place_is_outside_the_view_not_an_error(b
     out = measure_faces(dets_for([FACE], SCALE), img, NanRegistration(SCALE), MeasureContext(), CFG)
     assert out.data["gate"][0] == "outside_thermal_view"
     assert np.isnan(out.data["skin_temp_c"][0])
+
+
+def test_skin_to_core_has_one_default_and_one_name():
+    """MeasureContext() estimates core with the default SkinToCore model (the FLIR_dev offset
+    fit) -- no second set of numbers in the measurement module -- and the name SkinToCore means
+    the model class everywhere (the measurement's callable type is CoreFromSkin)."""
+    import edge.thermal.measurement as measurement
+
+    default, ctx = SkinToCore(), MeasureContext()
+    assert (default.model, default.offset_c, default.residual_sd_c) == ("offset", 1.2994, 0.3585)
+    skin = np.array([34.0, 35.5, 36.2], np.float32)
+    assert np.array_equal(ctx.skin_to_core(skin, None), default.core_c(skin))
+    assert ctx.skin_to_core_sd_c == default.uncertainty_c()
+    assert getattr(measurement, "SkinToCore", SkinToCore) is SkinToCore
+    assert not [n for n in vars(measurement) if "SKIN_TO_CORE" in n.upper() and n != "SkinToCore"]
