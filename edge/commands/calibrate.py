@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import zmq
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.cli import UserError
+    from edge.errors import UserError
     from edge.eval.report import console_table, markdown_report
     from edge.eval.scenarios import combine, evaluate_stream, oracle_result, score
     from edge.io.recording import open_recording

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 
 def _size(text: str) -> tuple[int, int]:

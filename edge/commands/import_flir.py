@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.cli import UserError
+from edge.errors import UserError
 
 RGB_SCALE = 4  # false-colour RGB frames are the thermal image upscaled this much (detector input size)
 

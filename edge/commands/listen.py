@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zmq
 
-from edge.cli import UserError
+from edge.errors import UserError
 from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.messages import JOURNALED_KINDS, Message
 from edge.feed.security import ClientKeys, KeyFileError

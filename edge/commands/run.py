@@ -37,7 +37,7 @@ def load_or_report(path: Path):
 def run(args: argparse.Namespace) -> int:
     import zmq
 
-    from edge.cli import UserError
+    from edge.errors import UserError
     from edge.feed.publishing import open_feed
     from edge.logs import setup_logging
     from edge.station import Station, quiet_opencv

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from edge.cli import UserError
+from edge.errors import UserError
 from edge.eval.report import fmt_num
 from edge.eval.scenarios import ratio
 from edge.types import Detections

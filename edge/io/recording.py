@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.errors import UserError
 from edge.io.jpegframes import decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MkvError
 from edge.thermal.radiometry import (
@@ -42,7 +43,7 @@ TIMESTAMP_COLUMNS = ("camera", "index", "t_ns", "ffc_state")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-class RecordingError(ValueError):
+class RecordingError(UserError, ValueError):
     """A recording is missing, malformed or inconsistent. The message is one line and names
     the file (and where possible the line or key) at fault."""
 

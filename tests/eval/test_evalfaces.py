@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from faces import FACE_XYXY, draw_surgical_mask
 
-from edge.cli import UserError, main
+from edge.cli import main
+from edge.errors import UserError
 from edge.eval.faces import (
     evaluate_faces_dir,
     format_table,

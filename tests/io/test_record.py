@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.cli import UserError, main
+from edge.cli import main
 from edge.commands.record import record
 from edge.config import validate_data
+from edge.errors import UserError
 from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
 from tests.synth_streams import make_recording
