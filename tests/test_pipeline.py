@@ -14,7 +14,7 @@ import zmq
 from edge.feed.publishing import Publisher
 from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
-from edge.pipeline import replay
+from edge.replay import replay
 from edge.vision.boxes import iou_matrix
 
 SAMPLE = REPO / "sample_streams" / "walkthrough"

@@ -141,8 +141,9 @@ def test_rgb_decoded_only_when_paired_and_a_damaged_one_skips_its_pair(tmp_path,
 
 
 def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
-    """The live runner in replay mode and edge.pipeline.replay reach the same verdicts."""
-    from edge.pipeline import default_config, replay
+    """The live runner in replay mode and edge.replay.replay reach the same verdicts."""
+    from edge.pipeline import default_config
+    from edge.replay import replay
 
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")

@@ -1,6 +1,6 @@
 """Instrumented replay: the whole pipeline as fast as it goes (no sleeping), one process.
 
-The loop is ``edge.pipeline.replay``'s (merged_frames -> Pairer -> Pipeline.process_pair ->
+The loop is ``edge.replay.replay``'s (merged_frames -> Pairer -> Pipeline.process_pair ->
 finish) with a real feed (PUB socket on loopback + synced journal, as a station runs it), plus:
 - decode time: each source ``read()`` is timed (OpenCV/FFmpeg decode + the format checks);
 - pairing time: each ``Pairer.push``;
@@ -84,9 +84,9 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     """
     import cv2
 
-    from edge.io.pairing import Pairer
+    from edge.io.pairing import Pairer, merged_frames
     from edge.io.recording import open_recording
-    from edge.pipeline import WallClock, build_pipeline, merged_frames
+    from edge.pipeline import WallClock, build_pipeline
 
     t_setup = time.perf_counter()
     info = stream_info(stream)

@@ -21,9 +21,8 @@ SIZES_DEFAULT = ((320, 256), (288, 224), (256, 192), (224, 160))
 
 
 def paired_frames(stream: Path, limit: int | None = None) -> list:
-    from edge.io.pairing import Pairer
+    from edge.io.pairing import Pairer, merged_frames
     from edge.io.recording import open_recording
-    from edge.pipeline import merged_frames
 
     rec = open_recording(stream)
     pairer, out = Pairer(), []

@@ -122,9 +122,8 @@ def _paired_frames(stream: str, every: int):
     """Yield the FramePairs of a recording, every ``every``-th one."""
     from itertools import islice
 
-    from edge.io.pairing import Pairer
+    from edge.io.pairing import Pairer, merged_frames
     from edge.io.recording import open_recording
-    from edge.pipeline import merged_frames
 
     rec = open_recording(stream)
     srcs = [rec.source("rgb"), rec.source("thermal")]

@@ -61,7 +61,7 @@ def replay_config(config: Path | None, rec) -> Any:
 def run(args: argparse.Namespace) -> int:
     from edge.feed.publishing import Publisher
     from edge.io.recording import open_recording
-    from edge.pipeline import replay
+    from edge.replay import replay
 
     rec = open_recording(args.stream)
     cfg = replay_config(args.config, rec)

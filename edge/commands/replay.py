@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.feed.client import format_alert_line
     from edge.feed.publishing import Publisher
     from edge.io.recording import open_recording
-    from edge.pipeline import replay
+    from edge.replay import replay
     from edge.station import quiet_opencv
 
     quiet_opencv()

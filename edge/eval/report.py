@@ -189,7 +189,7 @@ def markdown_report(rows: list[dict], total: dict, commands: str, failures: list
         "",
         "## Simulated scenarios (sample_streams/, truth from edge/sim)",
         "",
-        "Each stream is replayed through the real pipeline (`edge.pipeline.replay`, default config + "
+        "Each stream is replayed through the real pipeline (`edge.replay.replay`, default config + "
         "calibration/<station>.toml) and scored against its truth.json (docs/truth.md): expected verdict per "
         "person (threshold 37.5 °C on true core), face boxes per frame, true canthus maximum.",
         "",

@@ -7,8 +7,10 @@ only runs on paired frames, which is most of the pipeline's saving at 30 fps vs 
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 from pydantic import Field
 
@@ -104,3 +106,19 @@ class Pairer:
             self.stats.rgb_unused += len(self._rgb)
             self._rgb.clear()
         return out
+
+
+def merged_frames(sources: list[Any]) -> Iterator[Frame]:
+    """Frames of several recorded cameras in capture-time order (replay never drops)."""
+    heap: list[tuple[int, int, Frame]] = []
+    for k, src in enumerate(sources):
+        f = src.read()
+        if f is not None:
+            heap.append((f.t_ns, k, f))
+    heapq.heapify(heap)
+    while heap:
+        _, k, f = heapq.heappop(heap)
+        yield f
+        nxt = sources[k].read()
+        if nxt is not None:
+            heapq.heappush(heap, (nxt.t_ns, k, nxt))

@@ -50,7 +50,7 @@ _cache: dict[str, dict] = {}
 
 def scored(streams: Path, name: str) -> dict:
     if name not in _cache:
-        from edge.pipeline import replay
+        from edge.replay import replay
 
         path = streams / name
         _cache[name] = score(open_recording(path).truth(), replay(path))

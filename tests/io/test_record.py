@@ -73,7 +73,8 @@ def test_refuses_to_overwrite_a_recording(tmp_path, cal):
 def test_record_command_then_replay_reaches_the_same_verdicts(tmp_path, centerface_path, capsys):
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")
-    from edge.pipeline import default_config, replay
+    from edge.pipeline import default_config
+    from edge.replay import replay
 
     (tmp_path / "station.toml").write_text(f"""
 [station]
