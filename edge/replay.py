@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.io.pairing import Pairer, PairingStats, merged_frames
+from edge.io.pairing import Pairer, PairingStats, pair_frames, paired
 from edge.io.recording import Recording, RecordingSource, open_recording
 from edge.pipeline import STAGES, PairResult, WallClock, build_pipeline, default_config
-from edge.types import Detections, Frame, FramePair, ScreeningEvent, Verdict
+from edge.types import Detections, Frame, ScreeningEvent, Verdict
 from edge.vision.detection import FaceDetector
 
 
@@ -74,12 +74,7 @@ def planned_rgb_frames(rec: Recording, pairing_cfg: Any) -> set[int]:
     placeholder = np.zeros((0,), np.uint8)
     frames = [Frame(cam, idx, t_ns, placeholder) for cam in ("rgb", "thermal") for idx, t_ns, _ in rec.rows[cam]]
     frames.sort(key=lambda f: (f.t_ns, f.camera != "rgb"))
-    pairer = Pairer(pairing_cfg)
-    used: set[int] = set()
-    for f in frames:
-        used.update(p.rgb.index for p in pairer.push(f))
-    used.update(p.rgb.index for p in pairer.flush())
-    return used
+    return {p.rgb.index for p in pair_frames(frames, Pairer(pairing_cfg))}
 
 
 @dataclass
@@ -129,8 +124,9 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     events: list[ScreeningEvent] = []
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
 
-    def handle(pairs: list[FramePair]) -> None:
-        for pair in pairs:
+    t0 = time.perf_counter()
+    try:
+        for pair in paired(sources, pairer=pairer):
             res = pipe.process_pair(pair)
             frames.append(PairRecord(pair.thermal.index, pair.rgb.index, pair.t_ns, res.detections, res.blackbody.state))
             events.extend(res.events)
@@ -138,12 +134,6 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
                 stage_ms.setdefault(k, []).append(v)
             if on_pair is not None:
                 on_pair(res)
-
-    t0 = time.perf_counter()
-    try:
-        for frame in merged_frames(sources):
-            handle(pairer.push(frame))
-        handle(pairer.flush())
     finally:
         for s in sources:
             s.close()

@@ -21,21 +21,17 @@ SIZES_DEFAULT = ((320, 256), (288, 224), (256, 192), (224, 160))
 
 
 def paired_frames(stream: Path, limit: int | None = None) -> list:
-    from edge.io.pairing import Pairer, merged_frames
-    from edge.io.recording import open_recording
+    """The stream's pairs as replay makes them (including the ones flushed at its end), or the
+    first ``limit``."""
+    from itertools import islice
 
-    rec = open_recording(stream)
-    pairer, out = Pairer(), []
-    sources = [rec.source("rgb"), rec.source("thermal")]
+    from edge.io.recording import recording_pairs
+
+    pairs = recording_pairs(stream)
     try:
-        for f in merged_frames(sources):
-            out += pairer.push(f)
-            if limit and len(out) >= limit:
-                break
+        return list(islice(pairs, limit))
     finally:
-        for s in sources:
-            s.close()
-    return out[:limit] if limit else out
+        pairs.close()
 
 
 def stream_recall(pairs: list, truth: dict, dets_per_pair: list) -> dict:

@@ -122,23 +122,13 @@ def _paired_frames(stream: str, every: int):
     """Yield the FramePairs of a recording, every ``every``-th one."""
     from itertools import islice
 
-    from edge.io.pairing import Pairer, merged_frames
-    from edge.io.recording import open_recording
+    from edge.io.recording import recording_pairs
 
-    rec = open_recording(stream)
-    srcs = [rec.source("rgb"), rec.source("thermal")]
-    pairer = Pairer()
-
-    def pairs():
-        for frame in merged_frames(srcs):  # capture-time order, as replay merges them
-            yield from pairer.push(frame)
-        yield from pairer.flush()
-
+    pairs = recording_pairs(stream)  # capture-time order, as replay pairs them
     try:
-        yield from islice(pairs(), 0, None, every)
+        yield from islice(pairs, 0, None, every)
     finally:
-        for src in srcs:
-            src.close()
+        pairs.close()
 
 
 def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int, int] = (7, 5),

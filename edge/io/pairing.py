@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from pydantic import Field
 
@@ -108,8 +108,15 @@ class Pairer:
         return out
 
 
-def merged_frames(sources: list[Any]) -> Iterator[Frame]:
-    """Frames of several recorded cameras in capture-time order (replay never drops)."""
+class _Readable(Protocol):
+    """Anything with ``read() -> Frame | None`` (None = end): a FrameSource, a recording camera."""
+
+    def read(self) -> Frame | None: ...
+
+
+def merged_frames(sources: Sequence[_Readable]) -> Iterator[Frame]:
+    """Frames of several recorded cameras in capture-time order (replay never drops); on equal
+    times the earlier source in ``sources`` comes first."""
     heap: list[tuple[int, int, Frame]] = []
     for k, src in enumerate(sources):
         f = src.read()
@@ -122,3 +129,18 @@ def merged_frames(sources: list[Any]) -> Iterator[Frame]:
         nxt = sources[k].read()
         if nxt is not None:
             heapq.heappush(heap, (nxt.t_ns, k, nxt))
+
+
+def pair_frames(frames: Iterable[Frame], pairer: Pairer) -> Iterator[FramePair]:
+    """Every pair ``pairer`` makes of ``frames`` (in arrival order), then the flushed rest."""
+    for frame in frames:
+        yield from pairer.push(frame)
+    yield from pairer.flush()
+
+
+def paired(sources: Sequence[_Readable], cfg: PairingConfig | None = None, *,
+           pairer: Pairer | None = None) -> Iterator[FramePair]:
+    """The pairs of recorded cameras ([rgb, thermal] sources, read to the end) merged in capture
+    time, as replay, calibration and the bench see them. Pass ``pairer`` to read its ``stats``
+    afterwards (or to time it); otherwise one is made from ``cfg``. The caller closes the sources."""
+    return pair_frames(merged_frames(sources), pairer if pairer is not None else Pairer(cfg))

@@ -20,7 +20,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -28,10 +28,11 @@ import numpy as np
 from edge.errors import UserError
 from edge.io.jpegframes import decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MkvError
+from edge.io.pairing import PairingConfig, paired
 from edge.thermal.radiometry import (
     UNIT_SCALE_K as THERMAL_UNITS,  # kelvin per count, by unit name
 )
-from edge.types import FFC_STATES, Frame
+from edge.types import FFC_STATES, Frame, FramePair
 
 FORMAT_NAME = "thermal-edge-recording"
 FORMAT_VERSION = 2  # what the writer writes
@@ -290,6 +291,18 @@ class Recording:
 
 def open_recording(path: str | Path) -> Recording:
     return Recording(path)
+
+
+def recording_pairs(path: str | Path, cfg: PairingConfig | None = None) -> Iterator[FramePair]:
+    """Every FramePair of a recording in capture-time order (each frame decoded), as replay pairs
+    them; the cameras are closed at the end or when the iterator is closed."""
+    rec = open_recording(path)
+    sources = [rec.source("rgb"), rec.source("thermal")]
+    try:
+        yield from paired(sources, cfg)
+    finally:
+        for src in sources:
+            src.close()
 
 
 class RecordingWriter:
