@@ -131,40 +131,6 @@ def _paired_frames(stream: str, every: int):
         pairs.close()
 
 
-def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
-                          every: int = 1, square_m: float | None = None, rgb_focal_px: float = 500.0):
-    """Find the target in both images of every paired frame of a calibration recording.
-
-    Returns (rgb_xy (M,2), thermal_xy (M,2), distance_m (M,) or None, n_pairs, n_views). The
-    distance of a view is rgb_focal_px * square_m / (grid pitch in RGB px), assuming the board
-    faces the cameras; without ``square_m`` every view counts as at the reference distance.
-    """
-    from edge.thermal.registration import find_target, grid_pitch_px, match_order
-
-    rgb_all, th_all, dist_all = [], [], []
-    n_pairs = n_views = 0
-    for pair in _paired_frames(stream, every):
-        n_pairs += 1
-        r = find_target(pair.rgb.image, kind, size)
-        if r is None:
-            continue
-        t = find_target(pair.thermal.image, kind, size, upscale=4)
-        if t is None:
-            continue
-        h, w = pair.thermal.image.shape
-        t = match_order(r, pair.rgb.image.shape[1::-1], t, (w, h))
-        n_views += 1
-        rgb_all.append(r)
-        th_all.append(t)
-        if square_m:
-            dist_all.append(np.full(len(r), rgb_focal_px * square_m / grid_pitch_px(r, size)))
-    if not n_views:
-        raise UserError(f"{stream}: the {kind} target ({size[0]}x{size[1]}) was not found in both images of any of "
-                        f"{n_pairs} paired frames")
-    dist = np.concatenate(dist_all) if dist_all else None
-    return np.concatenate(rgb_all), np.concatenate(th_all), dist, n_pairs, n_views
-
-
 def _read_points_csv(path: str):
     import csv
 
@@ -238,6 +204,7 @@ def _registration(args: argparse.Namespace) -> int:
         save_calibration,
     )
     from edge.thermal.registration import fit_registration
+    from edge.thermal.targets import collect_target_points
 
     if not args.stream and not args.points:
         raise UserError("calibrate registration: give a STREAM recording or --points CSV")
@@ -255,7 +222,8 @@ def _registration(args: argparse.Namespace) -> int:
     else:
         size = _parse_size(args.size)
         rgb, th, dist, n_pairs, n_views = collect_target_points(
-            args.stream, args.pattern, size, max(1, args.every), args.square_m, reg0.rgb_focal_px)
+            _paired_frames(args.stream, max(1, args.every)), args.pattern, size, args.square_m, reg0.rgb_focal_px,
+            where=args.stream)
         source = f"{args.pattern} {size[0]}x{size[1]} in {n_views} of {n_pairs} paired frames of {Path(args.stream).name}"
         print(f"{args.stream}: target found in both images of {n_views} of {n_pairs} paired frames")
     fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
