@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.bench import procstat as ps
-from edge.eval.report import fmt_num
+from edge.eval.tables import fmt_num
 
 SIZES_DEFAULT = ((320, 256), (288, 224), (256, 192), (224, 160))
 

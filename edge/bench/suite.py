@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 from edge.bench import procstat as ps
 from edge.bench.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
-from edge.eval.report import fmt_num, git_commit, shared_data_dir
+from edge.eval.report import git_commit, shared_data_dir
+from edge.eval.tables import fmt_num
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
 REAL_THERMAL_HZ = 8.7

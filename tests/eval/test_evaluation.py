@@ -212,6 +212,6 @@ def test_matching_is_one_to_one_and_above_threshold(a, b):
     (0.5, {"nd": 1, "percent": "%"}, "50.0%"), (12, {"nd": 1, "percent": "%"}, "12"),  # counts stay counts
 ])
 def test_fmt_num_table_cells(v, kw, want):
-    from edge.eval.report import fmt_num
+    from edge.eval.tables import fmt_num
 
     assert fmt_num(v, **kw) == want
