@@ -8,7 +8,7 @@ from pathlib import Path
 
 import zmq
 
-from edge.commands.listen import add_client_key_args, client_keys, install_stop_signals
+from edge.commands._common import add_client_key_args, client_keys, install_stop_signals
 from edge.errors import UserError
 from edge.feed.client import split_key
 from edge.feed.proxy import Proxy

@@ -120,7 +120,7 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.commands.run import load_or_report
+    from edge.commands._common import load_or_report
     from edge.logs import setup_logging
     from edge.station import quiet_opencv
 

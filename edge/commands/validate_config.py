@@ -48,12 +48,8 @@ def describe(cfg) -> list[str]:
     return out
 
 
-def print_errors(errors: list[str]) -> None:
-    for line in errors:
-        print(f"error: {line}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
+    from edge.commands._common import print_errors
     from edge.config import ConfigError, example_toml, load_config
 
     if args.print_example:
