@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from edge.decision import Screener
 from edge.paths import CALIBRATION_DIR
@@ -34,6 +34,9 @@ from edge.vision.detection import (
 from edge.vision.mask import TrackMaskCache
 from edge.vision.tracking import Tracker
 
+if TYPE_CHECKING:
+    from edge.config import StationConfig
+
 STAGES = ("radiometry", "detect", "track", "mask", "measure", "decide", "publish")
 
 
@@ -46,6 +49,37 @@ class PairResult:
     events: list[ScreeningEvent]
     blackbody: BlackbodyStatus
     timing_ms: dict[str, float]
+
+
+class EventPublisher(Protocol):
+    """Where decided events go (edge.feed.publishing.Publisher: journal, then send)."""
+
+    def publish_event(self, event: ScreeningEvent, time_utc: str) -> dict[str, Any]:
+        """Publish one event; returns the message body sent."""
+        ...
+
+
+class PairMetrics(Protocol):
+    """Per-pair metrics (edge.health.StationMetrics)."""
+
+    def observe_pair(self, timing_ms: dict[str, float], dets: Detections, bb: BlackbodyStatus) -> None: ...
+
+
+class PipelineObserver(Protocol):
+    """Watches the pipeline work (the benchmark, tools); subclass it and override what you need --
+    the methods here do nothing. Called on the pipeline's thread, in this order per pair:
+    ``pair_started``, ``event_published`` for each event the pair decided, ``pair_done`` (with the
+    per-stage ``timing_ms``); ``finish()`` calls ``event_published`` for what it decides. Keep them
+    cheap: they run on the live path."""
+
+    def pair_started(self, pair: FramePair) -> None:
+        return None
+
+    def event_published(self, event: ScreeningEvent, body: dict[str, Any]) -> None:
+        return None
+
+    def pair_done(self, result: PairResult) -> None:
+        return None
 
 
 class WallClock:
@@ -72,9 +106,10 @@ class Pipeline:
     """Stages wired for one camera pair. Stateless stages are shared; trackers and the
     screener hold per-person state, so one Pipeline serves exactly one camera pair."""
 
-    def __init__(self, cfg: Any, calibration: Calibration, detector: FaceDetector, *,
-                 thermal_units: str = "centikelvin", publisher: Any = None,
-                 wall_clock: WallClock | None = None, metrics: Any = None, keep_published: bool = False):
+    def __init__(self, cfg: StationConfig, calibration: Calibration, detector: FaceDetector, *,
+                 thermal_units: str = "centikelvin", publisher: EventPublisher | None = None,
+                 wall_clock: WallClock | None = None, metrics: PairMetrics | None = None,
+                 keep_published: bool = False, observers: Sequence[PipelineObserver] = ()):
         self.cfg = cfg
         self.station_id = cfg.station.id
         self.calibration = calibration
@@ -93,12 +128,15 @@ class Pipeline:
         self.skin_to_core = calibration.skin_to_core
         # Replays keep every published body for the caller; a live station must not (memory).
         self.keep_published = keep_published
-        self.published: list[dict] = []
+        self.published: list[dict[str, Any]] = []
+        self.observers = tuple(observers)
         self.last_t_ns = 0
 
     def process_pair(self, pair: FramePair) -> PairResult:
         timing: dict[str, float] = {}
         clock = time.perf_counter
+        for o in self.observers:
+            o.pair_started(pair)
 
         t = clock()
         thermal_c = to_celsius(pair.thermal.image, self.thermal_units)
@@ -144,7 +182,10 @@ class Pipeline:
         timing_ms = {k: v * 1000.0 for k, v in timing.items()}
         if self.metrics is not None:
             self.metrics.observe_pair(timing_ms, dets, bb)
-        return PairResult(pair, dets, events, bb, timing_ms)
+        result = PairResult(pair, dets, events, bb, timing_ms)
+        for o in self.observers:
+            o.pair_done(result)
+        return result
 
     def finish(self) -> list[ScreeningEvent]:
         """End every open track (end of stream or shutdown) and publish what that decides."""
@@ -160,9 +201,11 @@ class Pipeline:
             body = self.publisher.publish_event(ev, self.wall_clock.iso(ev.t_ns))
             if self.keep_published:
                 self.published.append(body)
+            for o in self.observers:
+                o.event_published(ev, body)
 
 
-def default_config(station_id: str, calibration_path: Path | None = None) -> Any:
+def default_config(station_id: str, calibration_path: Path | None = None) -> StationConfig:
     """Station config with every section at its default, for replays without a config file."""
     from edge.config import StationConfig
 
@@ -170,16 +213,17 @@ def default_config(station_id: str, calibration_path: Path | None = None) -> Any
     return StationConfig.model_validate({"station": {"id": station_id}, "calibration": {"path": str(cal)}})
 
 
-def build_pipeline(cfg: Any, *, detector: FaceDetector | None = None, publisher: Any = None,
-                   wall_clock: WallClock | None = None, thermal_units: str = "centikelvin",
-                   metrics: Any = None, keep_published: bool = False) -> Pipeline:
+def build_pipeline(cfg: StationConfig, *, detector: FaceDetector | None = None,
+                   publisher: EventPublisher | None = None, wall_clock: WallClock | None = None,
+                   thermal_units: str = "centikelvin", metrics: PairMetrics | None = None,
+                   keep_published: bool = False, observers: Sequence[PipelineObserver] = ()) -> Pipeline:
     """Open what the config names (calibration file, ONNX session) and wire the stages."""
     calibration = load_calibration(cfg.calibration.path)
     if detector is None:
         session = load_session(model_file(cfg.detector), cfg.detector.intra_op_threads)
         detector = CenterFaceDetector(session, cfg.detector)
     pipe = Pipeline(cfg, calibration, detector, thermal_units=thermal_units, publisher=publisher,
-                    wall_clock=wall_clock, metrics=metrics, keep_published=keep_published)
+                    wall_clock=wall_clock, metrics=metrics, keep_published=keep_published, observers=observers)
     freeze_setup_heap()
     return pipe
 

@@ -12,15 +12,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from edge.io.pairing import Pairer, PairingStats, pair_frames, paired
+from edge.io.pairing import Pairer, PairingConfig, PairingStats, pair_frames, paired
 from edge.io.recording import Recording, RecordingSource, open_recording
-from edge.pipeline import STAGES, PairResult, WallClock, build_pipeline, default_config
+from edge.pipeline import (
+    STAGES,
+    EventPublisher,
+    PairResult,
+    PipelineObserver,
+    WallClock,
+    build_pipeline,
+    default_config,
+)
 from edge.types import Detections, Frame, ScreeningEvent, Verdict
 from edge.vision.detection import FaceDetector
+
+if TYPE_CHECKING:
+    from edge.config import StationConfig
 
 
 class _Prefetch:
@@ -68,7 +79,7 @@ class _Prefetch:
         self.source.close()
 
 
-def planned_rgb_frames(rec: Recording, pairing_cfg: Any) -> set[int]:
+def planned_rgb_frames(rec: Recording, pairing_cfg: PairingConfig) -> set[int]:
     """RGB frame indices the Pairer will choose, worked out from timestamps.csv alone (same
     merge order as replay), so replay decodes only those."""
     placeholder = np.zeros((0,), np.uint8)
@@ -108,15 +119,16 @@ class ReplayResult:
         return {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
 
 
-def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
+def replay(stream_dir: str | Path, config: StationConfig | None = None, *, publisher: EventPublisher | None = None,
            detector: FaceDetector | None = None,
-           on_pair: Callable[[PairResult], None] | None = None) -> ReplayResult:
+           on_pair: Callable[[PairResult], None] | None = None,
+           observers: Sequence[PipelineObserver] = ()) -> ReplayResult:
     """Run a recording through the full pipeline as fast as it goes (no sleeping)."""
     rec: Recording = open_recording(stream_dir)
     cfg = config if config is not None else default_config(rec.meta.station_id)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units, keep_published=True)
+                          thermal_units=rec.meta.thermal.units, keep_published=True, observers=observers)
     pairer = Pairer(cfg.pairing)
     sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
                _Prefetch(rec.source("thermal"))]

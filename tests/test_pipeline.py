@@ -186,3 +186,49 @@ def test_built_pipeline_leaves_no_set_up_objects_for_the_collector():
     build_pipeline(default_config("sample-gate-1"))
     assert gc.get_freeze_count() > 10_000
     assert len(gc.get_objects()) < 5_000
+
+
+def test_observer_sees_each_pair_its_stage_times_and_every_published_body():
+    """The Pipeline's observer hook (what the bench uses instead of wrapping methods): per pair
+    pair_started, event_published for each body it sent, pair_done with every stage's time."""
+    from edge.pipeline import STAGES, PipelineObserver
+
+    class Watch(PipelineObserver):
+        def __init__(self):
+            self.calls: list[tuple[str, object]] = []
+
+        def pair_started(self, pair):
+            self.calls.append(("start", pair.t_ns))
+
+        def event_published(self, event, body):
+            self.calls.append(("body", body))
+
+        def pair_done(self, result):
+            self.calls.append(("done", (result.pair.t_ns, dict(result.timing_ms))))
+
+    rec = open_recording(SAMPLE)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)  # nobody listens: the bodies are what was handed to the socket
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("inproc://observer-test")
+    watch = Watch()
+    try:
+        result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None, include_images=False),
+                        observers=[watch])
+    finally:
+        pub.close(linger=0)
+        ctx.term()
+    started = [v for k, v in watch.calls if k == "start"]
+    done = [v for k, v in watch.calls if k == "done"]
+    assert started == [f.t_ns for f in result.frames] == [t for t, _ in done]
+    assert all(set(timing) == set(STAGES) and min(timing.values()) >= 0 for _, timing in done)
+    assert [v for k, v in watch.calls if k == "body"] == result.published and result.published
+    # every body of a pair comes between that pair's start and done (finish()'s come last)
+    open_pair = None
+    for k, v in watch.calls:
+        if k == "start":
+            assert open_pair is None
+            open_pair = v
+        elif k == "done":
+            assert v[0] == open_pair
+            open_pair = None
