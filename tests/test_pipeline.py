@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 import zmq
@@ -16,6 +15,7 @@ from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
 from edge.replay import replay
 from edge.vision.boxes import iou_matrix
+from tests.support import Subscriber
 
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 
@@ -43,33 +43,18 @@ def sample_run():
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"alert.")
-    sub.setsockopt(zmq.SUBSCRIBE, b"screening.")
-    sub.connect(f"tcp://127.0.0.1:{port}")
+    sub = Subscriber(ctx, f"tcp://127.0.0.1:{port}", b"alert.", b"screening.")
     assert pub.poll(5000, zmq.POLLIN), "subscription never reached the publisher"
     while pub.poll(200, zmq.POLLIN):
         pub.recv()
-    received: list[tuple[bytes, dict]] = []
-    done = threading.Event()
-
-    def drain():
-        while not done.is_set() or sub.poll(200):
-            if sub.poll(50):
-                frames = sub.recv_multipart()
-                received.append((frames[0], json.loads(frames[1])))
-
-    th = threading.Thread(target=drain)
-    th.start()
     try:
-        result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None))
+        with sub.collecting():
+            result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None))
     finally:
-        done.set()
-        th.join(10)
-        sub.close(linger=0)
+        sub.close()
         pub.close(linger=0)
         ctx.term()
+    received = [(f[0], json.loads(f[1])) for f in sub.frames]
     return result, received, rec.truth()
 
 
@@ -186,6 +171,14 @@ def test_built_pipeline_leaves_no_set_up_objects_for_the_collector():
     build_pipeline(default_config("sample-gate-1"))
     assert gc.get_freeze_count() > 10_000
     assert len(gc.get_objects()) < 5_000
+
+
+def test_gc_freeze_does_not_outlive_its_test():
+    """The test above (and every replay) froze the heap; tests/conftest.py undoes it after each
+    test, so this one -- and the rest of the session -- starts with nothing frozen."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
 
 
 def test_observer_sees_each_pair_its_stage_times_and_every_published_body():

@@ -17,12 +17,7 @@ from edge.eval.faces import (
     load_manifest,
     match_greedy,
 )
-from edge.vision.detection import CenterFaceDetector, DetectorConfig, load_session
-
-
-@pytest.fixture(scope="module")
-def detector(centerface_path) -> CenterFaceDetector:
-    return CenterFaceDetector(load_session(centerface_path, 1), DetectorConfig())
+from edge.vision.detection import DetectorConfig
 
 
 def row(result: dict, label: str, size: str) -> dict:

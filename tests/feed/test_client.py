@@ -17,14 +17,9 @@ from edge.feed.journal import Journal
 from edge.feed.proxy import Proxy
 from edge.feed.publishing import Feed, Publisher, utc_iso
 
-from .helpers import (  # noqa: F401 (fixtures)
-    ListenerThread,
-    alert_event,
-    assert_exactly_once,
-    ctx,
-    feeds,
-    wait_until,
-)
+from tests.support import wait_until
+
+from .helpers import ListenerThread, alert_event, assert_exactly_once
 
 
 def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:

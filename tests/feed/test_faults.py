@@ -18,13 +18,9 @@ import zmq
 from edge.feed.client import Store
 from edge.feed.journal import Journal
 
-from .helpers import (
-    ListenerThread,
-    assert_exactly_once,
-    free_port,
-    python_proc,
-    wait_until,
-)
+from tests.support import free_port, wait_until
+
+from .helpers import ListenerThread, assert_exactly_once, python_proc
 
 OUTAGE_S = float(os.environ.get("THERMAL_EDGE_PROXY_OUTAGE_S", "3"))
 

@@ -21,13 +21,9 @@ from edge.feed.security import (
     start_authenticator,
 )
 
-from .helpers import (
-    ListenerThread,
-    alert_event,
-    assert_exactly_once,
-    open_test_feed,
-    wait_until,
-)
+from tests.support import wait_until
+
+from .helpers import ListenerThread, alert_event, assert_exactly_once, open_test_feed
 
 N_ALERTS = 20
 

@@ -20,16 +20,8 @@ from edge.io.sources import (
     source_opener,
 )
 from edge.types import Frame
+from tests.support import wait_until
 from tests.synth_streams import make_recording
-
-
-def wait_until(pred, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def frame(cam: str, i: int, t_ns: int) -> Frame:

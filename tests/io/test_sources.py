@@ -32,7 +32,8 @@ from edge.io.sources import (
 )
 from edge.io.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
 from edge.types import FFC_STATES
-from tests.synth_streams import free_port, make_recording
+from tests.support import free_port
+from tests.synth_streams import make_recording
 
 W, H = 160, 120  # Lepton 3.5
 
