@@ -163,13 +163,13 @@ def _sizes_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.bench.suite sizes")
     ap.add_argument("--faces-dir", type=Path, default=shared_data_dir() / "masked_faces")
     ap.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES_DEFAULT))
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json-out", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     a = ap.parse_args(argv)
     sizes = [tuple(int(x) for x in s.lower().split("x")) for s in a.sizes.split(",")]
     res = run_sizes(ensure_stream(), a.faces_dir, sizes, log=lambda s: print(s, file=sys.stderr, flush=True))
     res["machine"], res["commit"] = machine_info(), git_commit()
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=1) + "\n")
+    if a.json_out:
+        a.json_out.write_text(json.dumps(res, indent=1) + "\n")
     print(format_sizes(res))
     return 0
 
@@ -417,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return _sizes_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m edge.bench.suite")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", type=Path, default=JSON_DEFAULT)
+    ap.add_argument("--json-out", type=Path, default=JSON_DEFAULT, metavar="PATH")
     a = ap.parse_args(argv)
-    return run_and_report(a.quick, a.json)
+    return run_and_report(a.quick, a.json_out)
 
 
 def run_and_report(quick: bool, json_path: Path | None, log: Callable[[str], None] = None) -> int:

@@ -1,6 +1,15 @@
 """Helpers the subcommands share. Commands import each other's code only through this module,
 never from one another (tests/test_imports.py checks), so each command module stays one
-command."""
+command.
+
+Conventions every command keeps (tests/test_cli.py checks the parser):
+- ``--json`` is a switch: print JSON to stdout instead of the readable lines (one JSON object
+  per line for message streams, one JSON document for a command's result); ``--json-out PATH``
+  writes the JSON result to a file (``add_json_args`` / ``emit_json``).
+- An invalid station config is reported the same way everywhere: every problem on its own line
+  ``error: <file>: <key>: <problem>``, then ``<file>: N error(s); <consequence>``, exit 2
+  (``load_or_report`` / ``report_config_errors``; validate-config prints the same lines).
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +19,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from edge.errors import UserError
 from edge.feed.security import ClientKeys, KeyFileError
+
+if TYPE_CHECKING:
+    from edge.config import StationConfig
 
 
 def print_errors(errors: list[str]) -> None:
@@ -23,16 +35,44 @@ def print_errors(errors: list[str]) -> None:
         print(f"error: {line}", file=sys.stderr)
 
 
-def load_or_report(path: Path):
-    """The validated config, or None after printing every error like validate-config does."""
+def report_config_errors(path: Path | str, errors: list[str], consequence: str) -> None:
+    """Every problem of an invalid config, one ``error: ...`` line each, then the count."""
+    print_errors(errors)
+    print(f"{path}: {len(errors)} error(s); {consequence}", file=sys.stderr)
+
+
+def load_or_report(path: Path, consequence: str = "not starting") -> StationConfig | None:
+    """The validated station config, or None after ``report_config_errors`` (the caller exits 2)."""
     from edge.config import ConfigError, load_config
 
     try:
         return load_config(path)
     except ConfigError as e:
-        print_errors(e.errors)
-        print(f"{path}: {len(e.errors)} error(s); not starting", file=sys.stderr)
+        report_config_errors(path, e.errors, consequence)
         return None
+
+
+def add_json_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--json`` (print ``what`` as JSON to stdout instead of the readable output) and
+    ``--json-out PATH`` (also write it to PATH)."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout instead of readable lines")
+    p.add_argument("--json-out", type=Path, metavar="PATH", help=f"also write {what} as JSON to PATH")
+
+
+def emit_json(args: argparse.Namespace, obj: Any) -> None:
+    """What ``add_json_args`` promised: print ``obj`` if ``--json``, write it if ``--json-out``
+    (parent folders made; 'wrote PATH' on stderr so stdout stays JSON)."""
+    text = json.dumps(obj, indent=1) + "\n"
+    if getattr(args, "json", False):
+        sys.stdout.write(text)
+    path = getattr(args, "json_out", None)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write: {e.strerror}") from None
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def replay_config(config: Path | None, rec) -> Any:

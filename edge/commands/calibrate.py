@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from edge.commands._common import emit_json
 from edge.errors import UserError
 
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", default="calibration/skin_to_core.toml", help="model file to write")
     c.add_argument("--station-file", action="append", default=[],
                    help="also replace [skin_to_core] in this station calibration file (repeatable)")
-    c.add_argument("--json", dest="json_out", help="write the full cross-validation report as JSON")
+    c.add_argument("--json-out", type=Path, metavar="PATH", help="also write the full cross-validation report as JSON")
     c.set_defaults(func=_clinical)
 
 
@@ -103,8 +103,7 @@ def _clinical(args: argparse.Namespace) -> int:
         cal.file = cal.file.model_copy(update={"skin_to_core": model})
         save_calibration(cal.file, station_file, only=("skin_to_core",))
         print(f"updated [skin_to_core] in {station_file}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"model": model.model_dump(mode="json"), "cv": cv}, indent=1))
+    emit_json(args, {"model": model.model_dump(mode="json"), "cv": cv})
     return 0
 
 

@@ -49,7 +49,7 @@ def describe(cfg) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.commands._common import print_errors
+    from edge.commands._common import report_config_errors
     from edge.config import ConfigError, example_toml, load_config
 
     if args.print_example:
@@ -63,14 +63,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.file)
     except ConfigError as e:
-        print_errors(e.errors)
-        print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
+        report_config_errors(args.file, e.errors, "invalid")
         return 1
     try:  # the file it names must be a valid calibration too, or `run` would stop at start-up
         load_calibration(cfg.calibration.path)
     except CalibrationError as e:
-        print_errors([str(e)])
-        print(f"{args.file}: calibration.path names an invalid calibration", file=sys.stderr)
+        report_config_errors(args.file, [str(e)], "calibration.path names an invalid calibration")
         return 1
     if not args.quiet:
         print(f"{args.file}: OK")

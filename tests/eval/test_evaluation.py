@@ -152,9 +152,12 @@ def test_eval_command_oracle_json(stream, tmp_path, capsys):
     from edge.cli import main
 
     out = tmp_path / "r.json"
-    assert main(["eval", "--oracle", str(stream), "--json", str(out)]) == 0
+    assert main(["eval", "--oracle", str(stream), "--json-out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["total"]["verdicts_correct"] == 2 and data["streams"][0]["scenario"] == "evaltwo"
+    capsys.readouterr()
+    assert main(["eval", "--oracle", str(stream), "--json"]) == 0  # --json: stdout is the document only
+    assert json.loads(capsys.readouterr().out) == data
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
 
