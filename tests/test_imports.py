@@ -27,13 +27,14 @@ def _modules() -> dict[str, Path]:
 
 
 MODULES = _modules()
+TREES = {name: ast.parse(path.read_text(), str(path)) for name, path in MODULES.items()}
 
 
 def _imports(name: str, path: Path) -> dict[str, int]:
     """{imported edge module: first line} for one module (relative imports resolved)."""
     out: dict[str, int] = {}
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(TREES[name]):
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -84,10 +85,10 @@ def test_stages_never_import_the_drivers_eval_or_bench(layer):
 
 def test_no_module_is_loaded_by_a_string():
     found = []
-    for name, path in MODULES.items():
+    for name, tree in TREES.items():
         if name == "edge.cli":  # discovers the subcommand modules by listing the package
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 f = node.func
                 called = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""

@@ -58,12 +58,14 @@ def sample_run():
     return result, received, rec.truth()
 
 
+@pytest.mark.slow
 def test_every_published_message_reaches_the_subscriber(sample_run):
     result, received, _ = sample_run
     assert len(result.published) > 0
     assert [b["msg_id"] for _, b in received] == [b["msg_id"] for b in result.published]
 
 
+@pytest.mark.slow
 def test_febrile_person_gives_exactly_one_alert_within_0_3_c(sample_run):
     result, received, truth = sample_run
     febrile = [p for p in truth["persons"] if p["febrile"]]
@@ -82,6 +84,7 @@ def test_febrile_person_gives_exactly_one_alert_within_0_3_c(sample_run):
     assert [b["event_id"] for b in ends] == [alert["event_id"]]
 
 
+@pytest.mark.slow
 def test_non_febrile_person_gives_no_alert_and_a_screening_result(sample_run):
     result, received, truth = sample_run
     alerts = [b for t, b in received if t.startswith(b"alert.")]
@@ -96,6 +99,7 @@ def test_non_febrile_person_gives_no_alert_and_a_screening_result(sample_run):
         assert statuses.get(p["id"]) in ("normal", "indeterminate"), statuses
 
 
+@pytest.mark.slow
 def test_masked_face_is_detected(sample_run):
     result, _, truth = sample_run
     masked_ids = {p["id"] for p in truth["persons"] if p["mask"] != "none"}
@@ -111,6 +115,7 @@ def test_masked_face_is_detected(sample_run):
     assert hits / total >= 0.8, f"masked face found in {hits}/{total} frames"
 
 
+@pytest.mark.slow
 def test_verdicts_are_backed_by_measurements(sample_run):
     _, received, _ = sample_run
     results = [b for t, b in received if b["type"] == "end"]
@@ -144,6 +149,7 @@ def test_cli_bad_input_is_one_line_error_without_traceback(tmp_path, make_bad, m
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_short_thermal_video_is_one_line_error(tmp_path):
     import shutil
 
@@ -181,6 +187,7 @@ def test_gc_freeze_does_not_outlive_its_test():
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.slow
 def test_observer_sees_each_pair_its_stage_times_and_every_published_body():
     """The Pipeline's observer hook (what the bench uses instead of wrapping methods): per pair
     pair_started, event_published for each body it sent, pair_done with every stage's time."""

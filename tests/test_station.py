@@ -58,6 +58,7 @@ def station_cfg(tmp_path: Path, rec: Path, thermal_faults: list[str], mode: str 
     })
 
 
+@pytest.mark.slow
 def test_station_survives_faults_and_reports_degraded(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     port = free_port()
@@ -139,6 +140,7 @@ def test_rgb_decoded_only_when_paired_and_a_damaged_one_skips_its_pair(tmp_path,
     assert "\n" not in lines[0]
 
 
+@pytest.mark.slow
 def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
     """The live runner in replay mode and edge.replay.replay reach the same verdicts."""
     from edge.pipeline import default_config
@@ -158,6 +160,7 @@ def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
     assert "elevated" in verdicts.values()
 
 
+@pytest.mark.slow
 def test_sigterm_shuts_down_cleanly_with_a_real_feed(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     cal = tmp_path / "cal.toml"
@@ -234,6 +237,7 @@ def test_service_unit_runs_the_station_hardened():
     assert "THERMAL_EDGE_JOURNAL=/var/lib/thermal-edge/" in svc["Environment"]
 
 
+@pytest.mark.slow
 def test_a_failing_pair_does_not_stop_a_live_station(tmp_path):
     class Flaky(PairLog):
         def process_pair(self, pair):

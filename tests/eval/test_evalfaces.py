@@ -98,6 +98,7 @@ def test_without_mask_classifier(synthetic_dir, detector):
     assert row(res, "with_mask", "all")["detections"] == 0  # no status -> no per-label precision
 
 
+@pytest.mark.slow
 def test_cli_writes_json(synthetic_dir, tmp_path, capsys):
     out = tmp_path / "sub" / "faces.json"
     assert main(["eval-faces", str(synthetic_dir), "--json-out", str(out), "--quiet"]) == 0
@@ -166,6 +167,7 @@ def test_greedy_matching_takes_best_score_first():
     assert match_greedy(dets[:0], np.zeros(0, np.float32), gt, 0.5).tolist() == [-1, -1]
 
 
+@pytest.mark.slow
 def test_real_masked_faces(shared_data, detector):
     """The product's detector and mask classifier on the CC0 masked-faces photos.
 

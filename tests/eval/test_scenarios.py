@@ -15,6 +15,8 @@ from edge.io.recording import open_recording
 from edge.sim.render_all import STREAMS_DIR, is_fresh, scenario_files
 from edge.sim.render_all import main as render_all
 
+# every test here replays or re-renders whole sample streams (minutes in all): `make test-fast` skips them
+pytestmark = pytest.mark.slow
 # scenario -> person id -> (status, reason or None = any); the subjects each hard case is about
 KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "walkthrough": {2: ("elevated", "")},

@@ -21,7 +21,6 @@ from edge.feed.messages import (
     make_topic,
 )
 from edge.feed.publishing import utc_iso
-
 from tests.support import Subscriber
 
 from .helpers import REPO_ROOT, alert_event, open_test_feed
@@ -153,6 +152,7 @@ def test_fuzz_decode_raw_frames(frames):
 
 @settings(max_examples=200, deadline=None)
 @given(st.data())
+@pytest.mark.slow
 def test_fuzz_decode_mutated_bodies(data):
     """Valid envelope with fields replaced, dropped or added: only MessageError, never a crash."""
     body = json.loads(_valid_frames()[1])

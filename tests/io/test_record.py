@@ -70,6 +70,7 @@ def test_refuses_to_overwrite_a_recording(tmp_path, cal):
         record(replay_cfg(src, cal), src, seconds=1)
 
 
+@pytest.mark.slow
 def test_record_command_then_replay_reaches_the_same_verdicts(tmp_path, centerface_path, capsys):
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")

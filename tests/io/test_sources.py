@@ -315,6 +315,7 @@ def _listening(port: int) -> bool:
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or not _have_rtsp_relay(),
                     reason="needs Debian's ffmpeg and librtsp-server-perl (apt-get install ffmpeg librtsp-server-perl)")
+@pytest.mark.slow
 def test_rtsp_stream_on_loopback(tmp_path):
     """A real RTSP session: ffmpeg publishes a recording's RGB video to a small RTSP server on
     loopback (Debian's RTSP::Server), and the RGB source plays it like an IP camera."""
