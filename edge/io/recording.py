@@ -20,7 +20,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import cv2
 import numpy as np
@@ -293,7 +293,7 @@ def open_recording(path: str | Path) -> Recording:
     return Recording(path)
 
 
-def recording_pairs(path: str | Path, cfg: PairingConfig | None = None) -> Iterator[FramePair]:
+def recording_pairs(path: str | Path, cfg: PairingConfig | None = None) -> Generator[FramePair, None, None]:
     """Every FramePair of a recording in capture-time order (each frame decoded), as replay pairs
     them; the cameras are closed at the end or when the iterator is closed."""
     rec = open_recording(path)
