@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test bench eval clean
+.PHONY: setup run test test-fast bench eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# the tests that each take under 1 s (no @pytest.mark.slow): under 30 s in all, for the edit loop
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(VENV)/bin/thermal-edge bench

@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.errors import UserError
 from edge.paths import REPO_ROOT
 
 MODELS_DIR = REPO_ROOT / "models"
@@ -54,7 +55,7 @@ CENTERFACE_INT8_MODEL = MODELS_DIR / "centerface_int8.onnx"
 WHEEL_CACHE = MODELS_DIR / "cache"
 
 
-class AssetError(RuntimeError):
+class AssetError(UserError, RuntimeError):
     """A set-up asset is missing or does not match its pinned hash."""
 
 

@@ -1,7 +1,8 @@
 """`thermal-edge` command line. Subcommands live in edge/commands/<name>.py.
 
-User errors (bad config, missing or corrupt files) print one line, `error: ...`, and exit 2 --
-no traceback. Anything else is a bug and keeps its traceback.
+User errors -- ``edge.errors.UserError`` and its subclasses (bad config, missing or corrupt files,
+bad arguments), and an OSError about a file the user named -- print one line, `error: ...`, and
+exit 2, no traceback. Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -12,14 +13,6 @@ import sys
 
 import edge.commands
 from edge.errors import UserError
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from edge.assets import AssetError
-    from edge.config import ConfigError
-    from edge.io.recording import RecordingError
-
-    return (UserError, AssetError, RecordingError, ConfigError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,17 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except user_error_types() as e:
-        msg = str(e) if not isinstance(e, FileNotFoundError) else f"{e.filename}: {e.strerror}"
-        print(f"error: {msg}", file=sys.stderr)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named (a socket, a pipe): a bug
+            raise
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":
-    # `python -m edge.cli` runs this file as __main__; the commands raise edge.cli.UserError,
-    # a different class object from __main__.UserError, so dispatch through the real module.
-    from edge.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge.configbase import StrictModel, read_toml, resolve_path
 from edge.decision import DecisionConfig
+from edge.errors import UserError
 from edge.feed.publishing import FeedConfig
 from edge.health import HealthConfig
 from edge.io.pairing import PairingConfig
@@ -32,7 +33,7 @@ from edge.vision.mask import MaskConfig
 from edge.vision.tracking import TrackingConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid station config. ``errors`` holds every problem, one line each; ``str()`` is
     the first one (plus a count), so a one-line CLI message stays one line."""
 

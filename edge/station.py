@@ -23,15 +23,19 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from edge.health import FpsMeter, StationMetrics, build_status, package_version
 from edge.io.capture import CameraWorker, FrameHub, Watchdog
 from edge.io.pairing import Pairer
-from edge.io.sources import FrameSource, SourcesConfig, source_opener
-from edge.types import FramePair
+from edge.io.sources import CameraConfig, FrameSource, SourcesConfig, source_opener
+from edge.types import FramePair, ScreeningEvent
+
+if TYPE_CHECKING:
+    from edge.config import StationConfig
+    from edge.pipeline import PairResult
 
 log = logging.getLogger("edge.station")
 CAMERAS = ("rgb", "thermal")
@@ -63,16 +67,37 @@ def sd_notify(message: str) -> bool:
         return False
 
 
+class PairProcessor(Protocol):
+    """What the station needs of its pipeline (edge.pipeline.Pipeline)."""
+
+    def process_pair(self, pair: FramePair) -> PairResult:
+        """Run one pair; the result's ``events`` are what it decided."""
+        ...
+
+    def finish(self) -> list[ScreeningEvent]:
+        """End every open track; the events that decides (already published)."""
+        ...
+
+
+class StationPublisher(Protocol):
+    """The feed (edge.feed.publishing.Publisher): the pipeline publishes events through it, the
+    station its status messages."""
+
+    def publish_event(self, event: ScreeningEvent, time_utc: str) -> dict[str, Any]: ...
+
+    def publish_status(self, status: dict[str, Any], time_utc: str) -> dict[str, Any]: ...
+
+
 @dataclass
 class StationResult:
     pairs: int = 0
-    events: list[Any] = field(default_factory=list)
+    events: list[ScreeningEvent] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     pipeline_errors: int = 0
     stop_reason: str = ""
 
 
-def expected_shape(camera: str, cam_cfg: Any) -> tuple[int, ...] | None:
+def expected_shape(camera: str, cam_cfg: CameraConfig) -> tuple[int, ...] | None:
     if cam_cfg.width and cam_cfg.height:
         return (cam_cfg.height, cam_cfg.width) if camera == "thermal" else (cam_cfg.height, cam_cfg.width, 3)
     return None
@@ -102,17 +127,17 @@ def build_capture(sources: SourcesConfig, stop: threading.Event, *, lazy_decode:
 class Station:
     """One camera pair, its capture threads and the pipeline.
 
-    pipeline: anything with ``process_pair(pair) -> result`` (with ``.events``) and
-        ``finish() -> events`` -- edge.pipeline.Pipeline; built from the config if None.
+    pipeline: a ``PairProcessor`` (edge.pipeline.Pipeline); built from the config if None.
     publisher: edge.feed.publishing.Publisher (status messages; the pipeline publishes events), or None.
     openers: {camera: () -> FrameSource} to override the configured sources (tests).
     on_pair: called with (pair, result) after each processed pair (annotated preview).
     """
 
-    def __init__(self, cfg: Any, *, pipeline: Any = None, publisher: Any = None,
+    def __init__(self, cfg: StationConfig, *, pipeline: PairProcessor | None = None,
+                 publisher: StationPublisher | None = None,
                  registry: CollectorRegistry | None = None,
                  openers: dict[str, Callable[[], FrameSource]] | None = None,
-                 on_pair: Callable[[FramePair, Any], None] | None = None):
+                 on_pair: Callable[[FramePair, PairResult], None] | None = None):
         self.cfg = cfg
         self.station_id = cfg.station.id
         self.publisher = publisher
@@ -132,7 +157,7 @@ class Station:
         self._http: Any = None
         self.version = package_version()
 
-    def _build_pipeline(self) -> Any:
+    def _build_pipeline(self) -> PairProcessor:
         from edge.pipeline import WallClock, build_pipeline
 
         clock = WallClock.now()

@@ -1,6 +1,9 @@
-"""Shared fixtures. Tests that need ../shared/data skip with a visible reason when it is absent."""
+"""Shared fixtures. Tests that need ../shared/data skip with a visible reason when it is absent.
+
+Helpers (free_port, wait_until, the ZeroMQ SUB helper) are in tests/support.py."""
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -37,3 +40,21 @@ def centerface_path() -> Path:
     from edge.assets import CENTERFACE_MODEL, require
 
     return require(CENTERFACE_MODEL)
+
+
+@pytest.fixture(scope="session")
+def detector(centerface_path):
+    """The real CenterFace detector (float model, one onnxruntime thread, default config)."""
+    from edge.vision.detection import CenterFaceDetector, DetectorConfig, load_session
+
+    return CenterFaceDetector(load_session(centerface_path, 1), DetectorConfig())
+
+
+@pytest.fixture(autouse=True)
+def _gc_freeze_stays_in_its_test():
+    """build_pipeline (every replay) calls gc.freeze(): the objects alive then are never scanned
+    by the cyclic collector again. Right for a station process; in a test session it would hide
+    every later test's garbage from the collector and make results depend on test order. Undo it
+    after each test (unfreeze only moves the frozen objects back to the oldest generation)."""
+    yield
+    gc.unfreeze()

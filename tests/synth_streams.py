@@ -2,7 +2,6 @@
 every frame identifiable (thermal pixel (0,0) = frame index + 30000, RGB pixel (0,0) = index % 256)."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,3 @@ def make_recording(path: Path, seconds: float = 2.0, rgb_fps: float = 30.0, ther
     return path
 
 
-def free_port() -> int:
-    """A TCP port free on loopback right now (for feeds, metrics and ffmpeg servers in tests)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

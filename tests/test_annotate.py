@@ -79,6 +79,7 @@ def test_video_is_written_and_readable(tmp_path):
     assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
 
 
+@pytest.mark.slow
 def test_replay_annotate_command(tmp_path, centerface_path, capsys):
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")

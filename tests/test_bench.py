@@ -43,6 +43,7 @@ def bench_result(tmp_path_factory):
     return res, logs, d
 
 
+@pytest.mark.slow
 def test_bench_json_has_every_headline_key_and_stage(bench_result):
     res, logs, _ = bench_result
     assert not any(r.get("error") for r in res["runs"]["replay_1core"]), res["runs"]["replay_1core"]
@@ -60,6 +61,7 @@ def test_bench_json_has_every_headline_key_and_stage(bench_result):
     assert any("rendering" in line for line in logs)  # rendered from the scenario, not committed
 
 
+@pytest.mark.slow
 def test_bench_runs_count_what_they_processed(bench_result):
     res, _, _ = bench_result
     one = res["runs"]["replay_1core"][0]
@@ -77,6 +79,7 @@ def test_bench_runs_count_what_they_processed(bench_result):
     assert res["camera_pairs_realtime"] in (0, 1)
 
 
+@pytest.mark.slow
 def test_rendered_once_then_reused(bench_result, tmp_path):
     from edge.bench.stream import ensure_stream
 

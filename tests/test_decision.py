@@ -383,6 +383,7 @@ def test_all_frames_febrile_is_always_elevated(frames):
 @given(st.lists(st.tuples(st.floats(35.0, 40.0, width=32), st.sampled_from([0.2, 0.5, 0.5, 0.9, 1.0])),
                 min_size=1, max_size=40),
        st.integers(1, 12))
+@pytest.mark.slow
 def test_aggregate_is_numpy_best_n_percentile_exactly(frames, best_n):
     """Best-N by quality (ties: later frames first), then np.percentile / np.median: the same
     numbers to the last bit, with many quality ties deciding which frames are in."""

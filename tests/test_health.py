@@ -22,7 +22,7 @@ from edge.io.pairing import PairingStats
 from edge.logs import JsonFormatter, RepeatFilter, setup_logging
 from edge.thermal.blackbody import BlackbodyStatus
 from edge.types import Detections
-from tests.synth_streams import free_port
+from tests.support import free_port
 
 
 def cams(**states: str) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 
 import pytest
 import zmq
@@ -14,8 +13,9 @@ import zmq
 from edge.feed.publishing import Publisher
 from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
-from edge.pipeline import replay
+from edge.replay import replay
 from edge.vision.boxes import iou_matrix
+from tests.support import Subscriber
 
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 
@@ -43,42 +43,29 @@ def sample_run():
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"alert.")
-    sub.setsockopt(zmq.SUBSCRIBE, b"screening.")
-    sub.connect(f"tcp://127.0.0.1:{port}")
+    sub = Subscriber(ctx, f"tcp://127.0.0.1:{port}", b"alert.", b"screening.")
     assert pub.poll(5000, zmq.POLLIN), "subscription never reached the publisher"
     while pub.poll(200, zmq.POLLIN):
         pub.recv()
-    received: list[tuple[bytes, dict]] = []
-    done = threading.Event()
-
-    def drain():
-        while not done.is_set() or sub.poll(200):
-            if sub.poll(50):
-                frames = sub.recv_multipart()
-                received.append((frames[0], json.loads(frames[1])))
-
-    th = threading.Thread(target=drain)
-    th.start()
     try:
-        result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None))
+        with sub.collecting():
+            result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None))
     finally:
-        done.set()
-        th.join(10)
-        sub.close(linger=0)
+        sub.close()
         pub.close(linger=0)
         ctx.term()
+    received = [(f[0], json.loads(f[1])) for f in sub.frames]
     return result, received, rec.truth()
 
 
+@pytest.mark.slow
 def test_every_published_message_reaches_the_subscriber(sample_run):
     result, received, _ = sample_run
     assert len(result.published) > 0
     assert [b["msg_id"] for _, b in received] == [b["msg_id"] for b in result.published]
 
 
+@pytest.mark.slow
 def test_febrile_person_gives_exactly_one_alert_within_0_3_c(sample_run):
     result, received, truth = sample_run
     febrile = [p for p in truth["persons"] if p["febrile"]]
@@ -97,6 +84,7 @@ def test_febrile_person_gives_exactly_one_alert_within_0_3_c(sample_run):
     assert [b["event_id"] for b in ends] == [alert["event_id"]]
 
 
+@pytest.mark.slow
 def test_non_febrile_person_gives_no_alert_and_a_screening_result(sample_run):
     result, received, truth = sample_run
     alerts = [b for t, b in received if t.startswith(b"alert.")]
@@ -111,6 +99,7 @@ def test_non_febrile_person_gives_no_alert_and_a_screening_result(sample_run):
         assert statuses.get(p["id"]) in ("normal", "indeterminate"), statuses
 
 
+@pytest.mark.slow
 def test_masked_face_is_detected(sample_run):
     result, _, truth = sample_run
     masked_ids = {p["id"] for p in truth["persons"] if p["mask"] != "none"}
@@ -126,6 +115,7 @@ def test_masked_face_is_detected(sample_run):
     assert hits / total >= 0.8, f"masked face found in {hits}/{total} frames"
 
 
+@pytest.mark.slow
 def test_verdicts_are_backed_by_measurements(sample_run):
     _, received, _ = sample_run
     results = [b for t, b in received if b["type"] == "end"]
@@ -159,6 +149,7 @@ def test_cli_bad_input_is_one_line_error_without_traceback(tmp_path, make_bad, m
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_cli_short_thermal_video_is_one_line_error(tmp_path):
     import shutil
 
@@ -186,3 +177,58 @@ def test_built_pipeline_leaves_no_set_up_objects_for_the_collector():
     build_pipeline(default_config("sample-gate-1"))
     assert gc.get_freeze_count() > 10_000
     assert len(gc.get_objects()) < 5_000
+
+
+def test_gc_freeze_does_not_outlive_its_test():
+    """The test above (and every replay) froze the heap; tests/conftest.py undoes it after each
+    test, so this one -- and the rest of the session -- starts with nothing frozen."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.slow
+def test_observer_sees_each_pair_its_stage_times_and_every_published_body():
+    """The Pipeline's observer hook (what the bench uses instead of wrapping methods): per pair
+    pair_started, event_published for each body it sent, pair_done with every stage's time."""
+    from edge.pipeline import STAGES, PipelineObserver
+
+    class Watch(PipelineObserver):
+        def __init__(self):
+            self.calls: list[tuple[str, object]] = []
+
+        def pair_started(self, pair):
+            self.calls.append(("start", pair.t_ns))
+
+        def event_published(self, event, body):
+            self.calls.append(("body", body))
+
+        def pair_done(self, result):
+            self.calls.append(("done", (result.pair.t_ns, dict(result.timing_ms))))
+
+    rec = open_recording(SAMPLE)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)  # nobody listens: the bodies are what was handed to the socket
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("inproc://observer-test")
+    watch = Watch()
+    try:
+        result = replay(SAMPLE, publisher=Publisher(pub, rec.meta.station_id, None, include_images=False),
+                        observers=[watch])
+    finally:
+        pub.close(linger=0)
+        ctx.term()
+    started = [v for k, v in watch.calls if k == "start"]
+    done = [v for k, v in watch.calls if k == "done"]
+    assert started == [f.t_ns for f in result.frames] == [t for t, _ in done]
+    assert all(set(timing) == set(STAGES) and min(timing.values()) >= 0 for _, timing in done)
+    assert [v for k, v in watch.calls if k == "body"] == result.published and result.published
+    # every body of a pair comes between that pair's start and done (finish()'s come last)
+    open_pair = None
+    for k, v in watch.calls:
+        if k == "start":
+            assert open_pair is None
+            open_pair = v
+        elif k == "done":
+            assert v[0] == open_pair
+            open_pair = None

@@ -52,6 +52,7 @@ def clean_stream(tmp_path_factory, astronaut_bgr):
     return d / "out", truth
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes(tmp_path, astronaut_bgr):
     sc = _write(tmp_path, TINY.format(sensor=""))
     render_scenario(sc, tmp_path / "a", astronaut_bgr)
@@ -300,6 +301,7 @@ def test_render_all_stamps(tmp_path, astronaut_bgr, monkeypatch):
     assert json.loads((root / "tiny" / "truth.json").read_text())["persons"][0]["core_c"] == 36.5
 
 
+@pytest.mark.slow
 def test_glasses_hide_the_canthi_and_the_mask_shows_its_own_temperature(tmp_path, astronaut_bgr):
     text = TINY.format(sensor="netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0")
     text = text.replace("core_c = 38.2", 'core_c = 38.2\nglasses = true\nmask = "surgical"\nmask_temp_c = 31.0')
@@ -322,6 +324,7 @@ def test_glasses_hide_the_canthi_and_the_mask_shows_its_own_temperature(tmp_path
 
 
 @pytest.mark.parametrize("preset, size", [("boson320", (240, 320)), ("boson640", (480, 640))])
+@pytest.mark.slow
 def test_higher_resolution_thermal_presets(tmp_path, astronaut_bgr, preset, size):
     text = TINY.format(sensor="netd_mk = 0.0\nfpn_c = 0.0\ncolumn_fpn_c = 0.0\ndead_pixels = 0")
     text = text.replace("duration_s = 1.2", f'duration_s = 0.4\n[station]\nthermal_preset = "{preset}"')
@@ -355,6 +358,7 @@ def test_concurrent_renders_of_one_folder_do_not_collide(tmp_path, astronaut_bgr
     assert len(_read_all(sc.parent, "thermal")) == len(json.loads((sc.parent / "truth.json").read_text())["frames"]["thermal"])
 
 
+@pytest.mark.slow
 def test_bolometer_time_constant_smears_a_fast_subject(tmp_path, astronaut_bgr):
     peaks = {}
     for tau in (0.0, 30.0):

@@ -3,13 +3,11 @@ health, replays deterministically through the real pipeline, and shuts down clea
 with a real feed."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +19,8 @@ from prometheus_client import CollectorRegistry
 from edge.config import validate_data
 from edge.paths import REPO_ROOT as REPO
 from edge.station import Station
-from tests.synth_streams import free_port, make_recording
+from tests.support import Subscriber, free_port
+from tests.synth_streams import make_recording
 
 SAMPLE = REPO / "sample_streams" / "walkthrough"
 CALIBRATION = REPO / "calibration" / "sample-gate-1.toml"
@@ -59,6 +58,7 @@ def station_cfg(tmp_path: Path, rec: Path, thermal_faults: list[str], mode: str 
     })
 
 
+@pytest.mark.slow
 def test_station_survives_faults_and_reports_degraded(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     port = free_port()
@@ -140,9 +140,11 @@ def test_rgb_decoded_only_when_paired_and_a_damaged_one_skips_its_pair(tmp_path,
     assert "\n" not in lines[0]
 
 
+@pytest.mark.slow
 def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
-    """The live runner in replay mode and edge.pipeline.replay reach the same verdicts."""
-    from edge.pipeline import default_config, replay
+    """The live runner in replay mode and edge.replay.replay reach the same verdicts."""
+    from edge.pipeline import default_config
+    from edge.replay import replay
 
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")
@@ -158,6 +160,7 @@ def test_station_replay_gives_the_pipeline_replay_verdicts(centerface_path):
     assert "elevated" in verdicts.values()
 
 
+@pytest.mark.slow
 def test_sigterm_shuts_down_cleanly_with_a_real_feed(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=3.0)
     cal = tmp_path / "cal.toml"
@@ -185,25 +188,16 @@ catchup_endpoint = "tcp://127.0.0.1:{catchup_port}"
 journal_path = "{tmp_path / 'journal.sqlite'}"
 """)
     ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"status.test-gate")
-    sub.connect(f"tcp://127.0.0.1:{pub_port}")
+    sub = Subscriber(ctx, f"tcp://127.0.0.1:{pub_port}", b"status.test-gate")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(tmp_path / "station.toml")],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    bodies = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(b["status"]["state"] == "ok" for b in bodies):
-            if sub.poll(200):
-                bodies.append(json.loads(sub.recv_multipart()[1]))
-        assert bodies, "no status message from the station"
+        sub.receive(lambda s: any(b["status"]["state"] == "ok" for b in s.bodies()), timeout_s=60,
+                    what="an 'ok' status message from the station")
         proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and bodies[-1]["status"]["state"] != "stopped":
-            if sub.poll(200):
-                bodies.append(json.loads(sub.recv_multipart()[1]))
+        sub.receive(lambda s: s.bodies()[-1]["status"]["state"] == "stopped", timeout_s=30,
+                    what="the 'stopped' status message")
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -211,6 +205,7 @@ journal_path = "{tmp_path / 'journal.sqlite'}"
             proc.wait()
         sub.close()
         ctx.term()
+    bodies = sub.bodies()
     assert proc.returncode == 0, err.decode()[-2000:]
     assert bodies[-1]["status"]["state"] == "stopped"
     cams = bodies[-1]["status"]["cameras"]
@@ -242,6 +237,7 @@ def test_service_unit_runs_the_station_hardened():
     assert "THERMAL_EDGE_JOURNAL=/var/lib/thermal-edge/" in svc["Environment"]
 
 
+@pytest.mark.slow
 def test_a_failing_pair_does_not_stop_a_live_station(tmp_path):
     class Flaky(PairLog):
         def process_pair(self, pair):

@@ -11,8 +11,9 @@ Two latencies, both from that capture stamp of a paired thermal frame:
   included) has been journaled and handed to the PUB socket by then, so this is the latency an
   alert decided on that pair has when it leaves the socket; every pair is a sample;
 - per alert, to the moment a SUB socket on loopback received it, from the capture stamp of
-  the pair whose processing published it (noted by wrapping ``process_pair`` and
-  ``publish_event``; the message's own ``t_ns`` is the person's best frame, possibly older) --
+  the pair whose processing published it (noted by a ``PipelineObserver``: the pair being
+  processed when each message went out; the message's own ``t_ns`` is the person's best frame,
+  possibly older) --
   the end-to-end check, few samples. Only 'new' and 'update' alerts count: an 'end' alert is
   sent when the track ends, later by design.
 """
@@ -23,12 +24,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge.bench import procstat as ps
 from edge.bench.replay import bench_config, open_bench_feed
 from edge.bench.stream import stream_info
+from edge.pipeline import PipelineObserver
+from edge.types import FramePair, ScreeningEvent
 
 WARMUP_S = 2.0
 
@@ -53,6 +57,21 @@ def _subscribe(ctx, endpoint: str, out: list, ready: threading.Event, stop: thre
             out.append((body.get("kind"), body.get("seq"), now))
     finally:
         sub.close(linger=0)
+
+
+class DecidingPair(PipelineObserver):
+    """Notes, for every message published, the capture stamp of the pair being processed:
+    ``sent[(kind, seq)] = (type, pair t_ns)``."""
+
+    def __init__(self) -> None:
+        self.t_ns = 0
+        self.sent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def pair_started(self, pair: FramePair) -> None:
+        self.t_ns = pair.t_ns
+
+    def event_published(self, event: ScreeningEvent, body: dict[str, Any]) -> None:
+        self.sent[(body["kind"], body["seq"])] = (body["type"], self.t_ns)
 
 
 def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector: dict | None = None,
@@ -90,26 +109,13 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
 
     from prometheus_client import CollectorRegistry
 
+    # Which pair decided each message: noted with the message's seq as it is published. (An
+    # event's own t_ns is its person's best frame, which may be older than the frame that
+    # tipped the decision.)
+    deciding = DecidingPair()
     pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
-                          thermal_units=rec.meta.thermal.units)
-    # Which pair decided each message: the loop sets the pair being processed, the publisher
-    # notes it with the message's seq. (An event's own t_ns is its person's best frame, which
-    # may be older than the frame that tipped the decision.)
-    current = {"t_ns": 0}
-    sent: dict[tuple[str, int], tuple[str, int]] = {}
-    process_pair, publish_event = pipe.process_pair, feed.publisher.publish_event
-
-    def process_pair_noted(pair):
-        current["t_ns"] = pair.t_ns
-        return process_pair(pair)
-
-    def publish_event_noted(event, time_utc):
-        body = publish_event(event, time_utc)
-        sent[(body["kind"], body["seq"])] = (body["type"], current["t_ns"])
-        return body
-
-    pipe.process_pair = process_pair_noted
-    feed.publisher.publish_event = publish_event_noted
+                          thermal_units=rec.meta.thermal.units, observers=[deciding])
+    sent = deciding.sent
     lat_ms = np.full(int(seconds * 12) + 64, np.nan)
     proc_ms = np.full_like(lat_ms, np.nan)  # the pipeline's own time for that pair
     stage_ms: dict[str, np.ndarray] = {}  # per pipeline stage, for the tail

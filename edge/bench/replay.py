@@ -1,6 +1,6 @@
 """Instrumented replay: the whole pipeline as fast as it goes (no sleeping), one process.
 
-The loop is ``edge.pipeline.replay``'s (merged_frames -> Pairer -> Pipeline.process_pair ->
+The loop is ``edge.replay.replay``'s (``edge.io.pairing.paired`` -> Pipeline.process_pair ->
 finish) with a real feed (PUB socket on loopback + synced journal, as a station runs it), plus:
 - decode time: each source ``read()`` is timed (OpenCV/FFmpeg decode + the format checks);
 - pairing time: each ``Pairer.push``;
@@ -22,6 +22,8 @@ import numpy as np
 
 from edge.bench import procstat as ps
 from edge.bench.stream import replay_sources, stream_info
+from edge.io.pairing import Pairer, paired
+from edge.types import Frame, FramePair
 
 # Stage columns of the per-pair table (ms). 'detect' is the pipeline's wall time around
 # detector.detect; preprocess/inference/postprocess are the detector's own split of it.
@@ -48,6 +50,19 @@ class TimedRegistration:
             finally:
                 object.__setattr__(self, "total_s", self.total_s + time.perf_counter() - t)
         return timed
+
+
+class TimedPairer(Pairer):
+    """A Pairer whose ``push`` calls add their time to ``push_s`` (the pairing cost per frame)."""
+
+    push_s = 0.0
+
+    def push(self, frame: Frame) -> list[FramePair]:
+        t = time.perf_counter()
+        try:
+            return super().push(frame)
+        finally:
+            self.push_s += time.perf_counter() - t
 
 
 def bench_config(station_id: str, threads: int, journal_path: Path, detector: dict | None = None) -> Any:
@@ -84,9 +99,8 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     """
     import cv2
 
-    from edge.io.pairing import Pairer
     from edge.io.recording import open_recording
-    from edge.pipeline import WallClock, build_pipeline, merged_frames
+    from edge.pipeline import WallClock, build_pipeline
 
     t_setup = time.perf_counter()
     info = stream_info(stream)
@@ -111,8 +125,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     rss_v = np.full_like(rss_t, np.nan)
     n_rss = 0
     decode_wait, decode_work = replay_sources(stream, loops, cfg.pairing)
-    pairer = Pairer(cfg.pairing)
-    pairing_s = 0.0
+    pairer = TimedPairer(cfg.pairing)
     n = 0
     events = alerts = 0
     stopped_early = False
@@ -120,25 +133,21 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
     t0 = time.perf_counter()
     next_rss = t0
     try:
-        for frame in merged_frames(decode_wait):
-            tp = time.perf_counter()
-            pairs = pairer.push(frame)
-            pairing_s += time.perf_counter() - tp
-            for pair in pairs:
-                if n >= n_max:
-                    break
-                reg_before = reg.total_s
-                res = pipe.process_pair(pair)
-                tm = res.timing_ms
-                for s in PIPE_STAGES:
-                    table[s][n] = tm.get(s, np.nan)
-                for s in DET_STAGES:
-                    table[f"det_{s}"][n] = det.last_timing_ms.get(s, np.nan)
-                table["registration"][n] = (reg.total_s - reg_before) * 1e3
-                table["faces"][n] = len(res.detections)
-                events += len(res.events)
-                alerts += sum(e.kind == "alert" for e in res.events)
-                n += 1
+        for pair in paired(decode_wait, pairer=pairer):  # the last, flushed pairs count like the others
+            if n >= n_max:
+                break
+            reg_before = reg.total_s
+            res = pipe.process_pair(pair)
+            tm = res.timing_ms
+            for s in PIPE_STAGES:
+                table[s][n] = tm.get(s, np.nan)
+            for s in DET_STAGES:
+                table[f"det_{s}"][n] = det.last_timing_ms.get(s, np.nan)
+            table["registration"][n] = (reg.total_s - reg_before) * 1e3
+            table["faces"][n] = len(res.detections)
+            events += len(res.events)
+            alerts += sum(e.kind == "alert" for e in res.events)
+            n += 1
             now = time.perf_counter()
             if now >= next_rss and n_rss < len(rss_t):
                 rss_t[n_rss], rss_v[n_rss] = now - t0, ps.rss_mb()
@@ -147,14 +156,6 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
             if max_wall_s is not None and now - t0 > max_wall_s:
                 stopped_early = True
                 break
-        if not stopped_early:
-            for pair in pairer.flush():  # the last pairs count like the others
-                if n >= n_max:
-                    break
-                res = pipe.process_pair(pair)
-                events += len(res.events)
-                alerts += sum(e.kind == "alert" for e in res.events)
-                n += 1
         events += len(pipe.finish())
     finally:
         for s in decode_wait:
@@ -175,7 +176,7 @@ def run_replay(stream: Path, *, loops: float = 1.0, threads: int = 1, rss_every_
 
     stage_mean = {
         "decode_wait": sum(s.total_s for s in decode_wait) * 1e3 / max(n, 1),
-        "pairing": pairing_s * 1e3 / max(n, 1),
+        "pairing": pairer.push_s * 1e3 / max(n, 1),
         "radiometry": mean_ms("radiometry"),
         "preprocess": mean_ms("det_preprocess"),
         "inference": mean_ms("det_inference"),

@@ -15,28 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from edge.bench import procstat as ps
-from edge.eval.report import fmt_num
+from edge.eval.tables import fmt_num
 
 SIZES_DEFAULT = ((320, 256), (288, 224), (256, 192), (224, 160))
 
 
 def paired_frames(stream: Path, limit: int | None = None) -> list:
-    from edge.io.pairing import Pairer
-    from edge.io.recording import open_recording
-    from edge.pipeline import merged_frames
+    """The stream's pairs as replay makes them (including the ones flushed at its end), or the
+    first ``limit``."""
+    from itertools import islice
 
-    rec = open_recording(stream)
-    pairer, out = Pairer(), []
-    sources = [rec.source("rgb"), rec.source("thermal")]
+    from edge.io.recording import recording_pairs
+
+    pairs = recording_pairs(stream)
     try:
-        for f in merged_frames(sources):
-            out += pairer.push(f)
-            if limit and len(out) >= limit:
-                break
+        return list(islice(pairs, limit))
     finally:
-        for s in sources:
-            s.close()
-    return out[:limit] if limit else out
+        pairs.close()
 
 
 def stream_recall(pairs: list, truth: dict, dets_per_pair: list) -> dict:

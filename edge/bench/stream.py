@@ -118,15 +118,12 @@ class TimedSource:
 
 
 def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list[TimedSource], list[TimedSource]]:
-    """[rgb, thermal] sources exactly as ``edge.pipeline.replay`` builds them (decode only the RGB
+    """[rgb, thermal] sources exactly as ``edge.replay.replay`` builds them (decode only the RGB
     frames pairing uses; each camera read in its own prefetch thread), looped ``loops`` times.
 
     Returns (the sources for the loop, timed around its reads = time the loop waited for frames;
     the timers inside the prefetch threads = decode work)."""
-    from edge.pipeline import (  # the replay's own machinery
-        _Prefetch,
-        planned_rgb_frames,
-    )
+    from edge.replay import _Prefetch, planned_rgb_frames  # the replay's own machinery
 
     rec = open_recording(stream)
     plan = planned_rgb_frames(rec, pairing_cfg)

@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 from edge.bench import procstat as ps
 from edge.bench.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info
-from edge.eval.report import fmt_num, git_commit, shared_data_dir
+from edge.eval.report import git_commit, shared_data_dir
+from edge.eval.tables import fmt_num
 from edge.utc import utc_iso
 
 JSON_DEFAULT = REPO_ROOT / "benchmarks" / "latest.json"
@@ -162,13 +163,13 @@ def _sizes_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.bench.suite sizes")
     ap.add_argument("--faces-dir", type=Path, default=shared_data_dir() / "masked_faces")
     ap.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES_DEFAULT))
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--json-out", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
     a = ap.parse_args(argv)
     sizes = [tuple(int(x) for x in s.lower().split("x")) for s in a.sizes.split(",")]
     res = run_sizes(ensure_stream(), a.faces_dir, sizes, log=lambda s: print(s, file=sys.stderr, flush=True))
     res["machine"], res["commit"] = machine_info(), git_commit()
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=1) + "\n")
+    if a.json_out:
+        a.json_out.write_text(json.dumps(res, indent=1) + "\n")
     print(format_sizes(res))
     return 0
 
@@ -416,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return _sizes_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m edge.bench.suite")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json", type=Path, default=JSON_DEFAULT)
+    ap.add_argument("--json-out", type=Path, default=JSON_DEFAULT, metavar="PATH")
     a = ap.parse_args(argv)
-    return run_and_report(a.quick, a.json)
+    return run_and_report(a.quick, a.json_out)
 
 
 def run_and_report(quick: bool, json_path: Path | None, log: Callable[[str], None] = None) -> int:

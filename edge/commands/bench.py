@@ -1,4 +1,4 @@
-"""`thermal-edge bench [--quick] [--json PATH]`: the performance benchmark (edge/bench/suite.py).
+"""`thermal-edge bench [--quick] [--json-out PATH]`: the performance benchmark (edge/bench/suite.py).
 
 Prints one table (throughput on one and two cores, pipeline vs detector time, per-stage
 times, live capture-to-alert latency, memory, camera pairs per gateway) and writes the full
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("bench", help="measure throughput, latency, memory and gateway capacity (make bench)")
     p.add_argument("--quick", action="store_true", help="short runs (about 2 minutes) instead of the full bench")
-    p.add_argument("--json", type=Path, default=JSON_DEFAULT,
+    p.add_argument("--json-out", type=Path, default=JSON_DEFAULT, metavar="PATH",
                    help=f"where to write the results as JSON (default: {JSON_DEFAULT.relative_to(JSON_DEFAULT.parents[1])})")
     p.set_defaults(func=run)
 
@@ -23,4 +23,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edge.bench.suite import run_and_report
 
-    return run_and_report(args.quick, args.json)
+    return run_and_report(args.quick, args.json_out)

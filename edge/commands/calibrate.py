@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edge.cli import UserError
+from edge.commands._common import emit_json
+from edge.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", default="calibration/skin_to_core.toml", help="model file to write")
     c.add_argument("--station-file", action="append", default=[],
                    help="also replace [skin_to_core] in this station calibration file (repeatable)")
-    c.add_argument("--json", dest="json_out", help="write the full cross-validation report as JSON")
+    c.add_argument("--json-out", type=Path, metavar="PATH", help="also write the full cross-validation report as JSON")
     c.set_defaults(func=_clinical)
 
 
@@ -103,8 +103,7 @@ def _clinical(args: argparse.Namespace) -> int:
         cal.file = cal.file.model_copy(update={"skin_to_core": model})
         save_calibration(cal.file, station_file, only=("skin_to_core",))
         print(f"updated [skin_to_core] in {station_file}")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"model": model.model_dump(mode="json"), "cv": cv}, indent=1))
+    emit_json(args, {"model": model.model_dump(mode="json"), "cv": cv})
     return 0
 
 
@@ -122,58 +121,13 @@ def _paired_frames(stream: str, every: int):
     """Yield the FramePairs of a recording, every ``every``-th one."""
     from itertools import islice
 
-    from edge.io.pairing import Pairer
-    from edge.io.recording import open_recording
-    from edge.pipeline import merged_frames
+    from edge.io.recording import recording_pairs
 
-    rec = open_recording(stream)
-    srcs = [rec.source("rgb"), rec.source("thermal")]
-    pairer = Pairer()
-
-    def pairs():
-        for frame in merged_frames(srcs):  # capture-time order, as replay merges them
-            yield from pairer.push(frame)
-        yield from pairer.flush()
-
+    pairs = recording_pairs(stream)  # capture-time order, as replay pairs them
     try:
-        yield from islice(pairs(), 0, None, every)
+        yield from islice(pairs, 0, None, every)
     finally:
-        for src in srcs:
-            src.close()
-
-
-def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int, int] = (7, 5),
-                          every: int = 1, square_m: float | None = None, rgb_focal_px: float = 500.0):
-    """Find the target in both images of every paired frame of a calibration recording.
-
-    Returns (rgb_xy (M,2), thermal_xy (M,2), distance_m (M,) or None, n_pairs, n_views). The
-    distance of a view is rgb_focal_px * square_m / (grid pitch in RGB px), assuming the board
-    faces the cameras; without ``square_m`` every view counts as at the reference distance.
-    """
-    from edge.thermal.registration import find_target, grid_pitch_px, match_order
-
-    rgb_all, th_all, dist_all = [], [], []
-    n_pairs = n_views = 0
-    for pair in _paired_frames(stream, every):
-        n_pairs += 1
-        r = find_target(pair.rgb.image, kind, size)
-        if r is None:
-            continue
-        t = find_target(pair.thermal.image, kind, size, upscale=4)
-        if t is None:
-            continue
-        h, w = pair.thermal.image.shape
-        t = match_order(r, pair.rgb.image.shape[1::-1], t, (w, h))
-        n_views += 1
-        rgb_all.append(r)
-        th_all.append(t)
-        if square_m:
-            dist_all.append(np.full(len(r), rgb_focal_px * square_m / grid_pitch_px(r, size)))
-    if not n_views:
-        raise UserError(f"{stream}: the {kind} target ({size[0]}x{size[1]}) was not found in both images of any of "
-                        f"{n_pairs} paired frames")
-    dist = np.concatenate(dist_all) if dist_all else None
-    return np.concatenate(rgb_all), np.concatenate(th_all), dist, n_pairs, n_views
+        pairs.close()
 
 
 def _read_points_csv(path: str):
@@ -249,6 +203,7 @@ def _registration(args: argparse.Namespace) -> int:
         save_calibration,
     )
     from edge.thermal.registration import fit_registration
+    from edge.thermal.targets import collect_target_points
 
     if not args.stream and not args.points:
         raise UserError("calibrate registration: give a STREAM recording or --points CSV")
@@ -266,7 +221,8 @@ def _registration(args: argparse.Namespace) -> int:
     else:
         size = _parse_size(args.size)
         rgb, th, dist, n_pairs, n_views = collect_target_points(
-            args.stream, args.pattern, size, max(1, args.every), args.square_m, reg0.rgb_focal_px)
+            _paired_frames(args.stream, max(1, args.every)), args.pattern, size, args.square_m, reg0.rgb_focal_px,
+            where=args.stream)
         source = f"{args.pattern} {size[0]}x{size[1]} in {n_views} of {n_pairs} paired frames of {Path(args.stream).name}"
         print(f"{args.stream}: target found in both images of {n_views} of {n_pairs} paired frames")
     fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,

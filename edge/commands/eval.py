@@ -1,11 +1,12 @@
-"""`thermal-edge eval STREAM... [--all] [--json OUT] [--report docs/evaluation.md]`: replay simulated
+"""`thermal-edge eval STREAM... [--all] [--json] [--json-out PATH] [--report docs/evaluation.md]`: replay simulated
 streams through the real pipeline and score them against their truth (edge/eval/scenarios.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from edge.commands._common import add_json_args, emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__.splitlines()[0])
     p.add_argument("streams", nargs="*", type=Path, help="recording folders with truth.json")
     p.add_argument("--all", action="store_true", help="every scenario in sample_streams/ (rendered first if stale)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the full results as JSON")
+    add_json_args(p, "the full results")
     p.add_argument("--report", type=Path, metavar="MD", help="write the Markdown report (e.g. docs/evaluation.md)")
     p.add_argument("--oracle", action="store_true",
                    help="score truth against itself instead of running the pipeline (checks the scoring)")
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.cli import UserError
+    from edge.errors import UserError
     from edge.eval.report import console_table, markdown_report
     from edge.eval.scenarios import combine, evaluate_stream, oracle_result, score
     from edge.io.recording import open_recording
@@ -57,14 +58,12 @@ def run(args: argparse.Namespace) -> int:
                 continue
         rows.append(r)
     total = combine(rows)
-    print(console_table(rows, total))
-    for msg in failures:
-        print(f"FAILED {msg}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-        args.json.write_text(json.dumps({"streams": clean, "total": total, "failures": failures}, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    if not args.json:
+        print(console_table(rows, total))
+        for msg in failures:
+            print(f"FAILED {msg}")
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    emit_json(args, {"streams": clean, "total": total, "failures": failures})
     if args.report:
         cmd = "thermal-edge eval " + ("--all" if args.all else " ".join(map(str, args.streams)))
         if args.oracle:

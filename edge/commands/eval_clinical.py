@@ -1,10 +1,10 @@
-"""`thermal-edge eval-clinical CSV [--json OUT]`: the shipped skin->core model and threshold
+"""`thermal-edge eval-clinical CSV [--json] [--json-out PATH]`: the shipped skin->core model and threshold
 applied to paired canthus/oral measurements; sensitivity and specificity with counts."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+
+from edge.commands._common import add_json_args, emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="decision threshold on the estimated core, degC (default: the model's decision_threshold_c)")
     p.add_argument("--fever-c", type=float, default=37.5, help="reference temperature defining fever (default 37.5)")
-    p.add_argument("--json", dest="json_out", help="also write the result as JSON")
+    add_json_args(p, "the result")
     p.set_defaults(func=_run)
 
 
@@ -28,6 +28,9 @@ def _run(args: argparse.Namespace) -> int:
     from edge.eval.clinical import SHIPPED_MODEL, evaluate_csv
 
     res = evaluate_csv(args.csv, args.threshold, args.model or SHIPPED_MODEL, args.fever_c)
+    emit_json(args, res)
+    if args.json:
+        return 0
     print(f"{args.csv}: model {res['model_file']} ({res['model']}), elevated if estimated core >= "
           f"{res['threshold_c']:.2f} degC; fever = reference >= {res['fever_definition_c']} degC")
     print(format_confusion("per subject (mean of rounds)", res["per_subject"]))
@@ -35,6 +38,4 @@ def _run(args: argparse.Namespace) -> int:
     if res["in_sample"]:
         print("note: the model was fitted on this file, so these are in-sample numbers; cross-validated: "
               + res["cross_validated"])
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(res, indent=1))
     return 0

@@ -1,13 +1,17 @@
-"""`thermal-edge eval-faces DIR [--json OUT]`: face detection recall/precision and mask-status
+"""`thermal-edge eval-faces DIR [--json] [--json-out PATH]`: face detection recall/precision and mask-status
 accuracy of the product's own detector on a folder of labelled photos (see edge/eval/faces.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from edge.cli import UserError
+from edge.commands._common import (
+    add_json_args,
+    emit_json,
+    load_or_report,
+    report_config_errors,
+)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -25,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("dir", type=Path, help="folder with manifest.json and the images it lists "
                                           "(layout of ../shared/data/masked_faces)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the full result as JSON to OUT")
+    add_json_args(p, "the full result")
     p.add_argument("--config", type=Path, help="station config TOML whose [detector]/[mask] sections to use "
                                                "(default: the shipped defaults)")
     p.add_argument("--input-size", type=_size, metavar="WxH",
@@ -40,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _configs(args: argparse.Namespace):
+    """(detector config, mask config), or None after reporting every config error."""
     from pydantic import ValidationError
 
     from edge.vision.detection import DetectorConfig
@@ -47,9 +52,9 @@ def _configs(args: argparse.Namespace):
 
     det_cfg, mask_cfg = DetectorConfig(), MaskConfig()
     if args.config is not None:
-        from edge.config import load_config
-
-        station = load_config(args.config)
+        station = load_or_report(args.config, "not evaluating")
+        if station is None:
+            return None
         det_cfg, mask_cfg = station.detector, station.mask
     overrides = {}
     if args.input_size is not None:
@@ -59,8 +64,10 @@ def _configs(args: argparse.Namespace):
     try:
         det_cfg = DetectorConfig(**{**det_cfg.model_dump(), **overrides})
     except ValidationError as e:
-        err = e.errors()[0]
-        raise UserError(f"detector.{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}") from None
+        report_config_errors("--input-size/--score-threshold", [
+            f"detector.{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}" for err in e.errors()],
+            "not evaluating")
+        return None
     return det_cfg, mask_cfg
 
 
@@ -68,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from edge.eval.faces import evaluate_faces_dir, format_table
     from edge.vision.detection import build_detector
 
-    det_cfg, mask_cfg = _configs(args)
+    configs = _configs(args)
+    if configs is None:
+        return 2
+    det_cfg, mask_cfg = configs
     detector = build_detector(det_cfg)
 
     def progress(done: int, total: int) -> None:
@@ -77,12 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_faces_dir(args.dir, detector, mask_cfg=mask_cfg, classify_mask=not args.no_mask,
                                 frame_wh=args.frame_size, progress=progress)
-    print(format_table(result))
-    if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
-        except OSError as e:
-            raise UserError(f"{args.json}: cannot write: {e.strerror}") from None
-        print(f"wrote {args.json}")
+    if not args.json:
+        print(format_table(result))
+    emit_json(args, result)
     return 0

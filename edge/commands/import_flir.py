@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
+import functools
+import sys
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from edge.cli import UserError
+from edge.commands._common import add_json_args, emit_json
+from edge.errors import UserError
 
 RGB_SCALE = 4  # false-colour RGB frames are the thermal image upscaled this much (detector input size)
 
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--station-id", default="flir-import", help="station_id written to stream.json")
     p.add_argument("--fps", type=float, default=1.0, help="nominal frame rate of the recording (default 1)")
     p.add_argument("--faces", action="store_true", help="detect faces and report canthus temperatures")
-    p.add_argument("--json", dest="json_out", help="write the per-file report as JSON")
+    add_json_args(p, "the per-file report")
     p.add_argument("--calibration-out", help="also write a station calibration TOML for replaying the recording: "
                    "RGB->thermal mapping from the file's PiP record (visible photo) or the exact 4x scale "
                    "(false colour), blackbody disabled, the shipped skin->core model")
@@ -57,8 +59,8 @@ def _temperatures_c(im: Any, emissivity: float | None) -> np.ndarray:
 def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: float | None = 0.98,
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
-    from edge.thermal.colour import false_colour
     from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
+    from edge.thermal.colour import false_colour
     from edge.thermal.radiometry import from_celsius
 
     decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in images]
@@ -151,18 +153,20 @@ def _run(args: argparse.Namespace) -> int:
     for f in args.files:
         if not Path(f).is_file():
             raise UserError(f"{f}: file not found")
+    # with --json, stdout carries only the JSON report; the readable lines go to stderr
+    say = functools.partial(print, file=sys.stderr) if args.json else print
     images = read_images(args.files)
     summaries = import_files(images, args.out, emissivity, args.station_id, args.fps)
     if args.calibration_out:
         write_import_calibration(images, summaries, args.calibration_out, args.station_id)
-        print(f"wrote {args.calibration_out}")
+        say(f"wrote {args.calibration_out}")
     detector = None
     if args.faces:
         from edge.io.flir import face_report
         from edge.vision.detection import build_detector
         detector = build_detector()
     for (_, im), s in zip(images, summaries):
-        print(f"{s['file']} (frame {s['frame']}): {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} "
+        say(f"{s['file']} (frame {s['frame']}): {s['camera']} {s['thermal_wh'][0]}x{s['thermal_wh'][1]} "
               f"({s['raw_format']}"
               f"{', byte-swapped' if s['byte_swapped'] else ''}), emissivity {s['emissivity_used']}: "
               f"min {s['min_c']:.2f}  median {s['median_c']:.2f}  max {s['max_c']:.2f} degC; rgb = {s['rgb_source']}")
@@ -171,9 +175,8 @@ def _run(args: argparse.Namespace) -> int:
             for k, face in enumerate(s["faces"]):
                 canthus = f"canthus {face['canthus_c']:.2f} degC" if face["canthus_c"] is not None \
                     else f"not measured ({face['gate']}); hottest 2x2 in upper face {face['hot_region_c']:.2f} degC"
-                print(f"  face {k}: box {face['box_xyxy']} score {face['score']:.2f}: {canthus}; "
+                say(f"  face {k}: box {face['box_xyxy']} score {face['score']:.2f}: {canthus}; "
                       f"face median {face['face_median_c']:.2f} degC")
-    print(f"wrote {args.out} ({len(summaries)} frame pairs)")
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(summaries, indent=1))
+    say(f"wrote {args.out} ({len(summaries)} frame pairs)")
+    emit_json(args, summaries)
     return 0

@@ -1,7 +1,7 @@
 """`thermal-edge keygen DIR`: create CURVE key pairs for the feed (zmq.auth certificates)."""
 from __future__ import annotations
 
-from edge.cli import UserError
+from edge.errors import UserError
 from edge.feed.security import KeyFileError, create_keys
 
 

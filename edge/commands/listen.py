@@ -5,10 +5,8 @@ keeps a local store (``--store``) so a restarted control room resumes where it w
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import signal
 import sqlite3
 import sys
 import threading
@@ -16,42 +14,11 @@ from pathlib import Path
 
 import zmq
 
-from edge.cli import UserError
+from edge.commands._common import add_client_key_args, client_keys, install_stop_signals
+from edge.errors import UserError
 from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.messages import JOURNALED_KINDS, Message
-from edge.feed.security import ClientKeys, KeyFileError, curve_pair
-
-
-def add_client_key_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keys", type=Path, metavar="DIR",
-                   help="CURVE key folder holding client.key_secret and server.key (from `thermal-edge keygen`)")
-    p.add_argument("--client-key", type=Path, metavar="FILE", help="this client's .key_secret (overrides --keys)")
-    p.add_argument("--server-key", type=Path, metavar="FILE",
-                   help="server public .key used where an endpoint has no =KEYFILE (overrides --keys)")
-
-
-def client_keys(args) -> ClientKeys | None:
-    """CURVE client keys from --keys/--client-key/--server-key, checked; None when none are given."""
-    secret = args.client_key or (args.keys / "client.key_secret" if args.keys else None)
-    server = args.server_key or (args.keys / "server.key" if args.keys else None)
-    try:
-        if not curve_pair(("--client-key", secret), ("--server-key", server),
-                          "both --client-key and --server-key (or --keys DIR holding both)"):
-            return None
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    keys = ClientKeys(secret, server)
-    try:  # read (and checked) here, kept for every socket the listener makes
-        keys.own()
-        keys.server_public()
-    except KeyFileError as e:
-        raise UserError(str(e)) from None
-    return keys
-
-
-def install_stop_signals(stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+from edge.feed.security import KeyFileError
 
 
 def register(sub) -> None:

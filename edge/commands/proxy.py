@@ -8,8 +8,8 @@ from pathlib import Path
 
 import zmq
 
-from edge.cli import UserError
-from edge.commands.listen import add_client_key_args, client_keys, install_stop_signals
+from edge.commands._common import add_client_key_args, client_keys, install_stop_signals
+from edge.errors import UserError
 from edge.feed.client import split_key
 from edge.feed.proxy import Proxy
 from edge.feed.security import KeyFileError, ServerKeys, curve_pair, start_authenticator

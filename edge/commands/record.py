@@ -57,7 +57,7 @@ def _clock(cfg: Any, first_t_ns: int) -> tuple[str, int]:
 def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = None,
            config_name: str = "") -> dict[str, Any]:
     """Record ``seconds`` from the configured sources into ``out``. Returns per-camera counts."""
-    from edge.cli import UserError
+    from edge.errors import UserError
     from edge.io.recording import RecordingWriter, StreamMeta
     from edge.station import CAMERAS, build_capture
 
@@ -120,7 +120,7 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.commands.run import load_or_report
+    from edge.commands._common import load_or_report
     from edge.logs import setup_logging
     from edge.station import quiet_opencv
 

@@ -25,17 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.annotate is None:
-        from edge.commands import demo
+        from edge.commands._common import run_demo
 
-        return demo.run(args)
+        return run_demo(args)
     import zmq
 
     from edge.annotate import Annotator
-    from edge.commands.demo import replay_config
+    from edge.commands._common import replay_config
     from edge.feed.client import format_alert_line
     from edge.feed.publishing import Publisher
     from edge.io.recording import open_recording
-    from edge.pipeline import replay
+    from edge.replay import replay
     from edge.station import quiet_opencv
 
     quiet_opencv()

@@ -21,23 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_or_report(path: Path):
-    """The validated config, or None after printing every error like validate-config does."""
-    from edge.commands.validate_config import print_errors
-    from edge.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as e:
-        print_errors(e.errors)
-        print(f"{path}: {len(e.errors)} error(s); not starting", file=sys.stderr)
-        return None
-
-
 def run(args: argparse.Namespace) -> int:
     import zmq
 
-    from edge.cli import UserError
+    from edge.commands._common import load_or_report
+    from edge.errors import UserError
     from edge.feed.publishing import open_feed
     from edge.logs import setup_logging
     from edge.station import Station, quiet_opencv

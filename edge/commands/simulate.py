@@ -35,7 +35,7 @@ def list_scenarios() -> list[tuple[str, str, bool, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.cli import UserError
+    from edge.errors import UserError
 
     if args.list:
         rows = list_scenarios()

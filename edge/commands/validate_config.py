@@ -48,12 +48,8 @@ def describe(cfg) -> list[str]:
     return out
 
 
-def print_errors(errors: list[str]) -> None:
-    for line in errors:
-        print(f"error: {line}", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
+    from edge.commands._common import report_config_errors
     from edge.config import ConfigError, example_toml, load_config
 
     if args.print_example:
@@ -67,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.file)
     except ConfigError as e:
-        print_errors(e.errors)
-        print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
+        report_config_errors(args.file, e.errors, "invalid")
         return 1
     from edge.decision import ThresholdError, threshold_in_force
 
@@ -76,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         cal = load_calibration(cfg.calibration.path)
         threshold = threshold_in_force(cfg.decision, cal.skin_to_core.decision_threshold_c)
     except (CalibrationError, ThresholdError) as e:
-        print_errors([str(e)])
-        print(f"{args.file}: calibration.path names an invalid calibration", file=sys.stderr)
+        report_config_errors(args.file, [str(e)], "calibration.path names an invalid calibration")
         return 1
     if not args.quiet:
         print(f"{args.file}: OK")

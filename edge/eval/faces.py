@@ -21,9 +21,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from edge.cli import UserError
-from edge.eval.report import fmt_num
+from edge.errors import UserError
 from edge.eval.scenarios import ratio
+from edge.eval.tables import fmt_num
 from edge.types import Detections
 from edge.vision.boxes import iou_matrix
 from edge.vision.detection import FaceDetector

@@ -247,15 +247,16 @@ def registration_error(geometry: StationGeometry | None = None, distances_m=(0.5
     """Fit the mapping from a rendered checkerboard recording (the `calibrate registration`
     path), then map simulated subjects' inner canthi at each distance with and without the
     parallax model and compare with where the thermal camera really sees them."""
-    from edge.commands.calibrate import collect_target_points
+    from edge.io.recording import recording_pairs
     from edge.thermal.registration import Registration, fit_registration
+    from edge.thermal.targets import collect_target_points
 
     geo = geometry or make_station()
     if fit_from_recording:
         with tempfile.TemporaryDirectory() as tmp:
             stream = render_checkerboard_recording(Path(tmp) / "calib", geo)
             rgb, th, dist, n_pairs, n_views = collect_target_points(
-                str(stream), "chessboard", (7, 5), 1, 0.1, geo.rgb.focal_px)
+                recording_pairs(stream), "chessboard", (7, 5), 0.1, geo.rgb.focal_px, where=str(stream))
         fit = fit_registration(rgb, th, dist, geo.reference_distance_m, geo.rgb.focal_px)
         reg = fit.registration
         fit_info = {"views": n_views, "points": fit.n_points, "inliers": fit.n_inliers,

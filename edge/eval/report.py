@@ -12,8 +12,9 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from edge.eval.tables import fmt_num
 from edge.paths import REPO_ROOT
 
 
@@ -37,19 +38,6 @@ def git_commit() -> str:
 def _rel(p: Path) -> str:
     """A path as the reader would type it from the repo (../shared/data/...)."""
     return os.path.relpath(p, REPO_ROOT)
-
-
-def fmt_num(v: Any, nd: int = 2, *, missing: str = "–", percent: str | None = None) -> str:
-    """A table cell: floats to ``nd`` decimals, anything else as str(), None as ``missing``.
-
-    percent: if given, floats are fractions shown as percent with this suffix ("%" or " %").
-    The eval report, `eval-faces`, the benchmark tables and `bench sizes` all format with this.
-    """
-    if v is None:
-        return missing
-    if not isinstance(v, float):
-        return str(v)
-    return f"{v:.{nd}f}" if percent is None else f"{100 * v:.{nd}f}{percent}"
 
 
 def _f(v: Any, nd: int = 2) -> str:
@@ -117,15 +105,12 @@ def summary_lines(total: dict) -> list[str]:
     ]
 
 
-def _optional_section(title: str, module: str, call) -> list[str]:
-    """A section produced by another stage's module; says why when it cannot run."""
+def _optional_section(title: str, module: str, call: Callable[[], str]) -> list[str]:
+    """A section produced by another stage's module (``call`` imports and runs it); says what
+    failed instead of silently disappearing or stopping the report."""
     out = [f"## {title}", ""]
     try:
-        mod = __import__(module, fromlist=["_"])
-    except ImportError as e:
-        return out + [f"Missing: {module} is not importable ({e}).", ""]
-    try:
-        text = call(mod)
+        text = call()
     except Exception as e:  # noqa: BLE001 -- the report must say what failed, not die
         return out + [f"Failed: {module} raised {type(e).__name__}: {e}", ""]
     text = text.strip()
@@ -135,28 +120,37 @@ def _optional_section(title: str, module: str, call) -> list[str]:
     return out + [text, ""]
 
 
+def _lab_battery() -> str:
+    from edge.eval.labbattery import lab_battery_markdown, run_lab_battery
+
+    return lab_battery_markdown(run_lab_battery())
+
+
 def lab_battery_section() -> list[str]:
     return _optional_section("Lab battery on simulated frames (after IEC 80601-2-59)", "edge.eval.labbattery",
-                             lambda m: m.lab_battery_markdown(m.run_lab_battery()))
+                             _lab_battery)
 
 
-def _data_section(title: str, path: Path, module: str, call) -> list[str]:
+def _data_section(title: str, path: Path, module: str, call: Callable[[], str]) -> list[str]:
     if not path.exists():
         return [f"## {title}", "", f"Missing: {path} not found (set THERMAL_EDGE_SHARED_DATA).", ""]
     return _optional_section(title, module, call)
 
 
-def _faces(m, d: Path) -> str:
+def _faces(d: Path) -> str:
+    from edge.eval.faces import evaluate_faces_dir, format_table
     from edge.vision.detection import build_detector
 
-    res = m.evaluate_faces_dir(d, build_detector())
+    res = evaluate_faces_dir(d, build_detector())
     return "\n".join([f"`thermal-edge eval-faces {_rel(d)}` -- {res.get('n_images')} photos, {res.get('n_faces')} "
                       f"faces, mean detect {_f(res.get('mean_detect_ms'), 1)} ms/photo", "", "```",
-                      m.format_table(res), "```"])
+                      format_table(res), "```"])
 
 
-def _clinical(m, csv: Path) -> str:
-    res = m.evaluate_csv(csv)
+def _clinical(csv: Path) -> str:
+    from edge.eval.clinical import evaluate_csv
+
+    res = evaluate_csv(csv)
     keys = [k for k in ("n", "threshold_c", "sensitivity", "specificity", "tp", "fn", "tn", "fp", "in_sample")
             if k in res]
     extra = [k for k, v in res.items() if k not in keys and not isinstance(v, (list, dict)) and k != "csv"
@@ -165,16 +159,22 @@ def _clinical(m, csv: Path) -> str:
                      + [f"- {k}: {_f(res[k], 3)}" for k in keys] + [f"- {k}: {res[k]}" for k in extra])
 
 
+def _flir(d: Path) -> str:
+    from edge.io.flir import real_files_markdown
+
+    return real_files_markdown(d)
+
+
 def real_data_sections(data: Path) -> list[str]:
     """The evaluations on ../shared/data that other stages own, in report order."""
     faces, csv, flir = data / "masked_faces", data / "facial_oral" / "FLIR_dev.csv", data / "flir_rjpeg"
     return [
         *_data_section("Real data: face detection and mask status (masked_faces)", faces, "edge.eval.faces",
-                       lambda m: _faces(m, faces)),
+                       lambda: _faces(faces)),
         *_data_section("Real data: skin-to-core model and fever decision (facial_oral)", csv, "edge.eval.clinical",
-                       lambda m: _clinical(m, csv)),
+                       lambda: _clinical(csv)),
         *_data_section("Real data: FLIR radiometric JPEGs (flir_rjpeg)", flir, "edge.io.flir",
-                       lambda m: m.real_files_markdown(flir)),
+                       lambda: _flir(flir)),
     ]
 
 
@@ -189,7 +189,7 @@ def markdown_report(rows: list[dict], total: dict, commands: str, failures: list
         "",
         "## Simulated scenarios (sample_streams/, truth from edge/sim)",
         "",
-        "Each stream is replayed through the real pipeline (`edge.pipeline.replay`, default config + "
+        "Each stream is replayed through the real pipeline (`edge.replay.replay`, default config + "
         "calibration/<station>.toml) and scored against its truth.json (docs/truth.md): expected verdict per "
         "person (threshold 37.5 °C on true core), face boxes per frame, true canthus maximum.",
         "",

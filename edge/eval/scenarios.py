@@ -1,6 +1,6 @@
 """Score the real pipeline against a simulated stream's truth.json (docs/truth.md).
 
-``evaluate_stream(dir)`` replays the recording through ``edge.pipeline.replay`` and returns a
+``evaluate_stream(dir)`` replays the recording through ``edge.replay.replay`` and returns a
 JSON-ready dict; ``score(truth, result)`` is the pure scoring step (tested on truth-vs-truth
 inputs, ``oracle_result``). ``combine(per_stream)`` adds streams up. What is scored:
 
@@ -184,7 +184,7 @@ def _alerts(truth: dict, result: Any, track_person: dict[int, int | None]) -> di
 
 
 def score(truth: dict, result: Any) -> dict[str, Any]:
-    """Score a replay ``result`` (edge.pipeline.ReplayResult or the same shape) against truth."""
+    """Score a replay ``result`` (edge.replay.ReplayResult or the same shape) against truth."""
     t = _tally_frames(truth, result)
     track_person = t.track_person()
     rows, confusion, subj_err = _person_rows(truth, result, track_person, t.track_frames)
@@ -253,7 +253,7 @@ def combine(streams: list[dict]) -> dict[str, Any]:
 def evaluate_stream(stream_dir: str | Path, config: Any = None) -> dict[str, Any]:
     """Replay ``stream_dir`` through the real pipeline and score it against its truth.json."""
     from edge.io.recording import RecordingError, open_recording
-    from edge.pipeline import replay
+    from edge.replay import replay
 
     truth = open_recording(stream_dir).truth()
     if truth is None:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.errors import UserError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS pruned (  -- newest position retention deleted, per s
 """
 
 
-class JournalError(Exception):
+class JournalError(UserError):
     """The journal file cannot be opened or written (message names the file)."""
 
 

@@ -22,10 +22,12 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from edge.errors import UserError
+
 ZAP_DOMAIN = "thermal-edge"  # every server socket of ours authenticates in this ZAP domain
 
 
-class KeyFileError(ValueError):
+class KeyFileError(UserError, ValueError):
     """A key file is missing or unreadable (message names the file)."""
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.errors import UserError
 from edge.thermal.radiometry import PlanckParams, raw_to_celsius
 from edge.thermal.colour import to_u8
 from edge.thermal.registration import Registration
@@ -41,7 +42,7 @@ REC_RAW, REC_EMBEDDED, REC_CAMERA, REC_PIP = 0x01, 0x0E, 0x20, 0x2A
 FLIR_SIG = b"FLIR\x00"
 
 
-class FlirError(ValueError):
+class FlirError(UserError, ValueError):
     """The file is not a FLIR radiometric JPEG or its FLIR data is damaged. One line."""
 
 

@@ -20,17 +20,19 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generator
 
 import cv2
 import numpy as np
 
+from edge.errors import UserError
 from edge.io.jpegframes import JpegPacketReader, decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MkvError
+from edge.io.pairing import PairingConfig, paired
 from edge.thermal.radiometry import (
     UNIT_SCALE_K as THERMAL_UNITS,  # kelvin per count, by unit name
 )
-from edge.types import FFC_STATES, Frame
+from edge.types import FFC_STATES, Frame, FramePair
 
 FORMAT_NAME = "thermal-edge-recording"
 FORMAT_VERSION = 2  # what the writer writes
@@ -42,7 +44,7 @@ TIMESTAMP_COLUMNS = ("camera", "index", "t_ns", "ffc_state")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-class RecordingError(ValueError):
+class RecordingError(UserError, ValueError):
     """A recording is missing, malformed or inconsistent. The message is one line and names
     the file (and where possible the line or key) at fault."""
 
@@ -298,6 +300,18 @@ class Recording:
 
 def open_recording(path: str | Path) -> Recording:
     return Recording(path)
+
+
+def recording_pairs(path: str | Path, cfg: PairingConfig | None = None) -> Generator[FramePair, None, None]:
+    """Every FramePair of a recording in capture-time order (each frame decoded), as replay pairs
+    them; the cameras are closed at the end or when the iterator is closed."""
+    rec = open_recording(path)
+    sources = [rec.source("rgb"), rec.source("thermal")]
+    try:
+        yield from paired(sources, cfg)
+    finally:
+        for src in sources:
+            src.close()
 
 
 class RecordingWriter:

@@ -12,11 +12,12 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from edge.configbase import StrictModel, read_toml
+from edge.errors import UserError
 from edge.sim.cameras import THERMAL_PRESETS, StationGeometry, make_station
 from edge.sim.face import MASK_COLOURS_BGR, MASK_STYLES
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UserError, ValueError):
     """A scenario file is missing or invalid; one line naming the file and key."""
 
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, field_validator
 
-from edge.cli import UserError
 from edge.configbase import StrictModel, read_toml
+from edge.errors import UserError
 from edge.thermal.blackbody import BlackbodyConfig
 from edge.thermal.registration import Registration
 

@@ -113,9 +113,12 @@ def test_commands_fit_and_evaluate(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file() and "sensitivity" in text and "95% CI" in text
     js = tmp_path / "ev.json"
-    rc = main(["eval-clinical", str(csv_path), "--model", str(out), "--json", str(js)])
+    rc = main(["eval-clinical", str(csv_path), "--model", str(out), "--json-out", str(js)])
     res = json.loads(js.read_text())
     assert rc == 0 and res["in_sample"] is True
+    capsys.readouterr()
+    assert main(["eval-clinical", str(csv_path), "--model", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == res  # --json: stdout is the document only
     assert res["per_subject"]["n"] == 300 and 0.5 < res["per_subject"]["specificity"] <= 1.0
     rc = main(["calibrate", "clinical", str(tmp_path / "none.csv")])
     assert rc == 2 and "none.csv: clinical CSV not found" in capsys.readouterr().err

@@ -152,9 +152,12 @@ def test_eval_command_oracle_json(stream, tmp_path, capsys):
     from edge.cli import main
 
     out = tmp_path / "r.json"
-    assert main(["eval", "--oracle", str(stream), "--json", str(out)]) == 0
+    assert main(["eval", "--oracle", str(stream), "--json-out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["total"]["verdicts_correct"] == 2 and data["streams"][0]["scenario"] == "evaltwo"
+    capsys.readouterr()
+    assert main(["eval", "--oracle", str(stream), "--json"]) == 0  # --json: stdout is the document only
+    assert json.loads(capsys.readouterr().out) == data
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
 
@@ -212,6 +215,6 @@ def test_matching_is_one_to_one_and_above_threshold(a, b):
     (0.5, {"nd": 1, "percent": "%"}, "50.0%"), (12, {"nd": 1, "percent": "%"}, "12"),  # counts stay counts
 ])
 def test_fmt_num_table_cells(v, kw, want):
-    from edge.eval.report import fmt_num
+    from edge.eval.tables import fmt_num
 
     assert fmt_num(v, **kw) == want

@@ -47,6 +47,7 @@ def test_distance_effect_grows_with_distance():
     assert errs[0] > -0.3 and errs[2] < -0.4
 
 
+@pytest.mark.slow
 def test_registration_parallax_model_beats_single_homography():
     res = registration_error(distances_m=(0.5, 1.5, 3.0), n_subjects=60)
     fit = res["fit"]

@@ -15,6 +15,8 @@ from edge.io.recording import open_recording
 from edge.sim.render_all import STREAMS_DIR, is_fresh, scenario_files
 from edge.sim.render_all import main as render_all
 
+# every test here replays or re-renders whole sample streams (minutes in all): `make test-fast` skips them
+pytestmark = pytest.mark.slow
 # scenario -> person id -> (status, reason or None = any); the subjects each hard case is about
 KEY_VERDICTS: dict[str, dict[int, tuple[str, str | None]]] = {
     "walkthrough": {2: ("elevated", "")},
@@ -50,7 +52,7 @@ _cache: dict[str, dict] = {}
 
 def scored(streams: Path, name: str) -> dict:
     if name not in _cache:
-        from edge.pipeline import replay
+        from edge.replay import replay
 
         path = streams / name
         _cache[name] = score(open_recording(path).truth(), replay(path))

@@ -1,25 +1,21 @@
-"""Shared pieces of the feed tests: events, a feed on random loopback ports, a listener thread."""
+"""Shared pieces of the feed tests: events, a feed on random loopback ports, a listener thread.
+The fixtures (``feeds``, ``ctx``) are in conftest.py; free_port, wait_until and the SUB helper in
+tests/support.py."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import zmq
 
 from edge.feed.client import Listener
 from edge.feed.publishing import FeedConfig, open_feed
 from edge.paths import REPO_ROOT
 from edge.types import ScreeningEvent, Verdict
-
-TIMEOUT_S = 30.0
-
 
 def alert_event(track_id: int, *, kind: str = "alert", type_: str = "new", core_c: float = 38.2,
                 images: bool = False) -> ScreeningEvent:
@@ -36,14 +32,6 @@ def open_test_feed(ctx: zmq.Context, tmp_path: Path, station: str = "gate-1", **
     defaults = dict(endpoint="tcp://127.0.0.1:*", catchup_endpoint="tcp://127.0.0.1:*",
                     journal_path=str(tmp_path / f"{station}.sqlite"), heartbeat_s=0.2)
     return open_feed(ctx, FeedConfig(**{**defaults, **cfg}), station)
-
-
-def wait_until(predicate, timeout_s: float = TIMEOUT_S, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class ListenerThread:
@@ -69,12 +57,6 @@ class ListenerThread:
         return [m.msg_id for m in list(self.messages) if m.kind == kind]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def python_proc(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env, **kwargs)
@@ -89,35 +71,3 @@ def assert_exactly_once(received: list[str], sent: list[str], label: str) -> Non
     assert not missing, f"{label}: {len(missing)} of {len(sent)} alerts never arrived, e.g. {sorted(missing)[:3]}"
     assert not extra, f"{label}: received alerts that were never sent: {sorted(extra)[:3]}"
     assert dups == 0, f"{label}: {dups} alerts delivered more than once"
-
-
-class Feeds:
-    """Opens test feeds and closes whatever is left open, so a failed test cannot hang ctx.term()."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.ctx = zmq.Context()
-        self.tmp_path = tmp_path
-        self.opened = []
-
-    def open(self, station: str = "gate-1", **cfg):
-        feed = open_test_feed(self.ctx, self.tmp_path, station, **cfg)
-        self.opened.append(feed)
-        return feed
-
-    def close(self) -> None:
-        for feed in self.opened:
-            feed.close()
-        self.ctx.destroy(linger=0)
-
-
-@pytest.fixture
-def feeds(tmp_path):
-    """Test feeds on random loopback ports, all closed (and the context destroyed) at the end."""
-    f = Feeds(tmp_path)
-    yield f
-    f.close()
-
-
-@pytest.fixture
-def ctx(feeds):
-    return feeds.ctx

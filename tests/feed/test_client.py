@@ -16,15 +16,9 @@ from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.journal import Journal
 from edge.feed.proxy import Proxy
 from edge.feed.publishing import Feed, Publisher, utc_iso
+from tests.support import wait_until
 
-from .helpers import (  # noqa: F401 (fixtures)
-    ListenerThread,
-    alert_event,
-    assert_exactly_once,
-    ctx,
-    feeds,
-    wait_until,
-)
+from .helpers import ListenerThread, alert_event, assert_exactly_once
 
 
 def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:
@@ -95,6 +89,7 @@ def test_two_paths_to_one_gateway_deliver_once(feeds, ctx, tmp_path):
     assert_exactly_once(lt.msg_ids(), journal_ids(tmp_path), "two paths")
 
 
+@pytest.mark.slow
 def test_slow_subscriber_beyond_high_water_mark_loses_nothing(feeds, ctx, tmp_path):
     # Built by hand (sockets are passed in): small queues and kernel buffers, set before bind, so a
     # slow consumer really overflows the high-water mark instead of resting in TCP buffers.

@@ -17,14 +17,12 @@ import zmq
 
 from edge.feed.client import Store
 from edge.feed.journal import Journal
+from tests.support import free_port, wait_until
 
-from .helpers import (
-    ListenerThread,
-    assert_exactly_once,
-    free_port,
-    python_proc,
-    wait_until,
-)
+from .helpers import ListenerThread, assert_exactly_once, python_proc
+
+# real processes killed and restarted, outages of seconds: `make test-fast` skips them
+pytestmark = pytest.mark.slow
 
 OUTAGE_S = float(os.environ.get("THERMAL_EDGE_PROXY_OUTAGE_S", "3"))
 

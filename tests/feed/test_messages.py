@@ -21,8 +21,9 @@ from edge.feed.messages import (
     make_topic,
 )
 from edge.feed.publishing import utc_iso
+from tests.support import Subscriber
 
-from .helpers import REPO_ROOT, alert_event, open_test_feed, wait_until
+from .helpers import REPO_ROOT, alert_event, open_test_feed
 
 
 def committed_schema() -> dict:
@@ -38,23 +39,10 @@ def published(tmp_path):
     """Every kind of message, as a real SUB socket receives it from a real feed."""
     ctx = zmq.Context()
     feed = open_test_feed(ctx, tmp_path, include_images=True)
-    sub = ctx.socket(zmq.SUB)
-    sub.linger = 0
-    sub.subscribe(b"")
-    sub.connect(feed.endpoint)
-    got = []
-
-    def has(prefix: bytes) -> bool:
-        return any(f[0].startswith(prefix) for f in got)
+    sub = Subscriber(ctx, feed.endpoint)
 
     def receive_until(prefix: bytes, ping=None) -> None:
-        def step() -> bool:
-            if ping:
-                ping()
-            while sub.poll(50):
-                got.append(sub.recv_multipart())
-            return has(prefix)
-        wait_until(step, what=f"a {prefix!r} message")
+        sub.receive(lambda s: s.has(prefix), ping=ping, what=f"a {prefix!r} message")
 
     # Status messages until the subscription is through (PUB drops what it sends before that).
     receive_until(b"status.", lambda: feed.publisher.publish_status(
@@ -63,8 +51,8 @@ def published(tmp_path):
     feed.publisher.publish_event(alert_event(4, kind="screening", type_="end"), utc_iso())
     receive_until(b"screening.")
     receive_until(b"heartbeat.")
-    yield got
-    sub.close(linger=0)
+    yield sub.frames
+    sub.close()
     feed.close()
     ctx.term()
 
@@ -164,6 +152,7 @@ def test_fuzz_decode_raw_frames(frames):
 
 @settings(max_examples=200, deadline=None)
 @given(st.data())
+@pytest.mark.slow
 def test_fuzz_decode_mutated_bodies(data):
     """Valid envelope with fields replaced, dropped or added: only MessageError, never a crash."""
     body = json.loads(_valid_frames()[1])

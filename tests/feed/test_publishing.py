@@ -17,7 +17,9 @@ from edge.feed.publishing import (
     open_feed,
     utc_iso,
 )
-from feed.helpers import alert_event, ctx, feeds, wait_until  # noqa: F401 (fixtures)
+from tests.support import Subscriber
+
+from .helpers import alert_event
 
 
 @pytest.mark.parametrize("fields, error", [
@@ -50,25 +52,14 @@ def test_feed_config_defaults_are_private():
     assert cfg.endpoint.startswith("tcp://127.0.0.1:")
 
 
-def subscriber(ctx, feed, prefix=b""):
-    sub = ctx.socket(zmq.SUB)
-    sub.linger = 0
-    sub.subscribe(prefix)
-    sub.connect(feed.endpoint)
-    return sub
+def subscriber(ctx, feed, prefix=b"") -> Subscriber:
+    return Subscriber(ctx, feed.endpoint, prefix)
 
 
-def receive(sub, n, ping=None):
-    got = []
-
-    def step():
-        if ping:
-            ping()
-        while sub.poll(20):
-            got.append(sub.recv_multipart())
-        return len(got) >= n
-    wait_until(step, what=f"{n} messages")
-    return got
+def receive(sub: Subscriber, n, ping=None):
+    """The next ``n`` messages (at least) ``sub`` receives, ``ping()`` before each poll."""
+    sub.frames.clear()
+    return list(sub.receive(n, ping=ping))
 
 
 def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path, monkeypatch):
@@ -102,8 +93,8 @@ def test_event_is_journaled_before_it_is_sent_and_identical(feeds, ctx, tmp_path
     assert journaled == sent  # every alert returned by publish_event is in the journal
     assert [m["seq"] for m in sent] == list(range(1, len(sent) + 1))
     assert order == [(step, m["seq"]) for m in sent for step in ("journal", "send")]
-    sub.close(linger=0)
-    hb.close(linger=0)
+    sub.close()
+    hb.close()
     journal.close()
 
 
@@ -199,7 +190,7 @@ def test_invalid_message_fails_at_the_sender_and_leaves_no_hole(feeds, ctx):
 
 def test_failed_open_feed_releases_what_it_opened(ctx, tmp_path):
     """An error after binding (here a bad station id) must not leave the port bound or the journal open."""
-    from feed.helpers import free_port
+    from tests.support import free_port
 
     cfg = FeedConfig(endpoint=f"tcp://127.0.0.1:{free_port()}", catchup_endpoint=f"tcp://127.0.0.1:{free_port()}",
                      journal_path=str(tmp_path / "j.sqlite"))
@@ -269,10 +260,7 @@ def test_event_body_is_built_as_the_model_and_its_bytes_are_unchanged(ctx):
     pub.bind("tcp://127.0.0.1:*")
     p = Publisher(pub, "gate-1", None, publisher_id="gw-1", catchup_endpoint="tcp://127.0.0.1:5561")
     p.epoch = 7
-    sub = ctx.socket(zmq.SUB)
-    sub.linger = 0
-    sub.subscribe(b"alert.")
-    sub.connect(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    sub = Subscriber(ctx, pub.getsockopt_string(zmq.LAST_ENDPOINT), b"alert.")
     for kind, typ, status in (("alert", "new", "elevated"),
                               (EventKind.ALERT, EventType.NEW, VerdictStatus.ELEVATED)):
         ev = ScreeningEvent(kind, typ, 3, 123456789, Verdict(status, method="absolute", threshold_c=37.5,

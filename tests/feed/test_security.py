@@ -20,14 +20,9 @@ from edge.feed.security import (
     make_client,
     start_authenticator,
 )
+from tests.support import wait_until
 
-from .helpers import (
-    ListenerThread,
-    alert_event,
-    assert_exactly_once,
-    open_test_feed,
-    wait_until,
-)
+from .helpers import ListenerThread, alert_event, assert_exactly_once, open_test_feed
 
 N_ALERTS = 20
 
@@ -75,6 +70,7 @@ def run_clients(feed, clients: dict[str, tuple[list[str], ClientKeys | None]], c
     return threads
 
 
+@pytest.mark.slow
 def test_only_allowlisted_clients_receive_anything(tmp_path, keys):
     ctx = zmq.Context()
     feed = secured_feed(ctx, tmp_path, keys)
@@ -101,6 +97,7 @@ def test_only_allowlisted_clients_receive_anything(tmp_path, keys):
         ctx.destroy(linger=0)
 
 
+@pytest.mark.slow
 def test_proxy_is_secured_both_ways(tmp_path, keys):
     gw_ctx, proxy_ctx = zmq.Context(), zmq.Context()
     feed = secured_feed(gw_ctx, tmp_path, keys)

@@ -20,16 +20,8 @@ from edge.io.sources import (
     source_opener,
 )
 from edge.types import Frame
+from tests.support import wait_until
 from tests.synth_streams import make_recording
-
-
-def wait_until(pred, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def frame(cam: str, i: int, t_ns: int) -> Frame:
@@ -108,6 +100,7 @@ def run_cameras(tmp_path, thermal_faults: list[str], seconds: float, mode: str =
     return workers, frames, states
 
 
+@pytest.mark.slow
 def test_watchdog_reconnects_a_stalled_camera(tmp_path):
     workers, frames, states = run_cameras(tmp_path, ["stall@4:2"], seconds=2.5)
     th, rgb = workers["thermal"].stats, workers["rgb"].stats
@@ -118,6 +111,7 @@ def test_watchdog_reconnects_a_stalled_camera(tmp_path):
     assert any(f.camera == "thermal" and f.t_ns > t_stall + 0.5e9 for f in frames)  # frames again after
 
 
+@pytest.mark.slow
 def test_unplugged_camera_comes_back_after_backoff(tmp_path):
     workers, frames, states = run_cameras(tmp_path, ["disconnect@3:0.8"], seconds=3.0)
     th = workers["thermal"].stats
@@ -126,6 +120,7 @@ def test_unplugged_camera_comes_back_after_backoff(tmp_path):
     assert th.last_error.startswith("open failed") or th.last_error == "stream ended"
 
 
+@pytest.mark.slow
 def test_corrupt_frame_skipped_and_counted(tmp_path):
     workers, frames, _ = run_cameras(tmp_path, ["corrupt@2"], seconds=1.0, rgb_faults=("corrupt@4",))
     th, rgb = workers["thermal"].stats, workers["rgb"].stats
@@ -179,6 +174,7 @@ def test_jpeg_frames_are_checked_from_their_header_and_decoded_only_when_asked(l
         assert st.corrupt == 2 and st.last_error.startswith("corrupt frame: rgb frame 2: damaged JPEG")
 
 
+@pytest.mark.slow
 def test_live_timestamp_jump_counted_and_clock_stays_monotonic(tmp_path):
     workers, frames, _ = run_cameras(tmp_path, ["ts_jump@3:2"], seconds=1.0)
     assert workers["thermal"].stats.ts_jumps == 1

@@ -180,7 +180,7 @@ def test_real_face_canthus(shared_data, centerface_path, tmp_path):
     assert 30.0 <= faces[0]["face_median_c"] <= 34.5
     js = tmp_path / "r.json"
     assert main(["import", str(shared_data / "flir_rjpeg" / "audience_e40.jpg"), "--out", str(tmp_path / "a"),
-                 "--faces", "--json", str(js)]) == 0
+                 "--faces", "--json-out", str(js)]) == 0
     aud = json.loads(js.read_text())[0]["faces"]
     assert len(aud) >= 5
     assert all(30.0 <= f["hot_region_c"] <= 36.5 for f in aud)

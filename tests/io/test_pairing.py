@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.io.pairing import Pairer, PairingConfig
+from edge.io.pairing import Pairer, PairingConfig, merged_frames, paired
 from edge.types import Frame
 
 MS = 1_000_000
@@ -84,3 +84,30 @@ def test_thermal_frame_pairs_without_waiting_when_no_later_rgb_can_be_nearer():
     assert p.push(_f("thermal", 1, 190)) == []
     pairs = p.push(_f("rgb", 6, 199.8))
     assert len(pairs) == 1 and pairs[0].rgb.index == 6
+
+
+class _ListSource:
+    def __init__(self, frames):
+        self._frames = list(frames)
+
+    def read(self):
+        return self._frames.pop(0) if self._frames else None
+
+
+def test_paired_merges_sources_in_capture_time_and_pairs_like_the_hand_loop():
+    """paired(sources) = merge by capture time (RGB first on a tie) -> Pairer.push ... flush."""
+    rgb = [_f("rgb", i, i * 1000 / 30) for i in range(60)]
+    th = [_f("thermal", i, i * 1000 / 8.7 + 3) for i in range(17)] + [_f("thermal", 17, 2000)]  # last: same t as...
+    rgb.append(_f("rgb", 60, 2000))  # ...this RGB frame: the RGB one is merged first
+    merged = list(merged_frames([_ListSource(rgb), _ListSource(th)]))
+    assert [f.t_ns for f in merged] == sorted(f.t_ns for f in merged)
+    assert [(f.camera, f.index) for f in merged[-2:]] == [("rgb", 60), ("thermal", 17)]
+    expected, expected_stats = _run(merged)
+    pairer = Pairer(PairingConfig())
+    got = list(paired([_ListSource(rgb), _ListSource(th)], pairer=pairer))
+    assert [(p.rgb.index, p.thermal.index) for p in got] == [(p.rgb.index, p.thermal.index) for p in expected]
+    assert got[-1].thermal.index == 17 and got[-1].rgb.index == 60  # the flushed pair is there
+    assert pairer.stats == expected_stats
+    assert [(p.rgb.index, p.thermal.index) for p in paired([_ListSource(rgb), _ListSource(th)], PairingConfig())] \
+        == [(p.rgb.index, p.thermal.index) for p in expected]
+

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.cli import UserError, main
+from edge.cli import main
 from edge.commands.record import record
 from edge.config import validate_data
+from edge.errors import UserError
 from edge.io.recording import open_recording
 from edge.paths import REPO_ROOT as REPO
 from tests.synth_streams import make_recording
@@ -69,10 +70,12 @@ def test_refuses_to_overwrite_a_recording(tmp_path, cal):
         record(replay_cfg(src, cal), src, seconds=1)
 
 
+@pytest.mark.slow
 def test_record_command_then_replay_reaches_the_same_verdicts(tmp_path, centerface_path, capsys):
     if not (SAMPLE / "stream.json").is_file():
         pytest.skip(f"{SAMPLE} not rendered (make setup renders it)")
-    from edge.pipeline import default_config, replay
+    from edge.pipeline import default_config
+    from edge.replay import replay
 
     (tmp_path / "station.toml").write_text(f"""
 [station]

@@ -32,7 +32,8 @@ from edge.io.sources import (
 )
 from edge.io.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
 from edge.types import FFC_STATES
-from tests.synth_streams import free_port, make_recording
+from tests.support import free_port
+from tests.synth_streams import make_recording
 
 W, H = 160, 120  # Lepton 3.5
 
@@ -314,6 +315,7 @@ def _listening(port: int) -> bool:
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or not _have_rtsp_relay(),
                     reason="needs Debian's ffmpeg and librtsp-server-perl (apt-get install ffmpeg librtsp-server-perl)")
+@pytest.mark.slow
 def test_rtsp_stream_on_loopback(tmp_path):
     """A real RTSP session: ffmpeg publishes a recording's RGB video to a small RTSP server on
     loopback (Debian's RTSP::Server), and the RGB source plays it like an IP camera."""

@@ -78,6 +78,7 @@ def test_mean_std_equals_numpy(values):
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.floats(30.0, 45.0, allow_nan=False, width=32), min_size=1, max_size=24),
        st.sampled_from([90.0, 50.0, 0.0, 100.0, 75.5, 33.3]))
+@pytest.mark.slow
 def test_percentile_and_median_equal_numpy(values, p):
     """The decision's aggregation: percentile of the best frames' readings, median sigmas."""
     arr = np.array(values, np.float64)

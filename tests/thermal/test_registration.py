@@ -97,6 +97,7 @@ def test_fit_needs_four_points():
         fit_registration(np.zeros((3, 2)), np.zeros((3, 2)))
 
 
+@pytest.mark.slow
 def test_calibrate_registration_command_end_to_end(tmp_path, capsys):
     """Render a heated-checkerboard recording through both simulated cameras, run the command,
     and check the written mapping against the simulator's exact geometry."""

@@ -16,11 +16,6 @@ from edge.vision.detection import (
 )
 
 
-@pytest.fixture(scope="module")
-def detector(centerface_path) -> CenterFaceDetector:
-    return CenterFaceDetector(load_session(centerface_path, 1), DetectorConfig())
-
-
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(iou_matrix(a, b)[0, 0])
 

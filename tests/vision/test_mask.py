@@ -12,13 +12,7 @@ from pydantic import ValidationError
 from edge.paths import REPO_ROOT as ROOT
 from edge.types import Detections
 from edge.vision import mask as mask_mod
-from edge.vision.detection import CenterFaceDetector, DetectorConfig, load_session
 from edge.vision.mask import MaskConfig, classify_masks
-
-
-@pytest.fixture(scope="module")
-def detector(centerface_path) -> CenterFaceDetector:
-    return CenterFaceDetector(load_session(centerface_path, 1), DetectorConfig())
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ def detectors(int8_model):
             for p in ("float32", "int8")}
 
 
+@pytest.mark.slow
 def test_int8_graph_is_quantized_except_first_conv_and_heads(int8_model):
     import onnx
 
