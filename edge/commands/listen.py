@@ -2,6 +2,12 @@
 
 Subscribes first, then catches up from each gateway's journal, de-duplicates, reconnects, and
 keeps a local store (``--store``) so a restarted control room resumes where it was.
+
+Silence is reported: an endpoint that sends nothing for 5 s (edge/feed/liveness.py) gets one
+warning line on stderr -- "no heartbeat from tcp://... for 5 s (gateway down, wrong endpoint, or
+CURVE key not accepted)" -- repeated every 30 s while it lasts, and one line when it is back;
+with ``--json`` the same notices are also printed on stdout as ``{"kind": "listener", ...}``
+objects (docs/messages.md, "Listener notices").
 """
 from __future__ import annotations
 
@@ -60,7 +66,8 @@ def register(sub) -> None:
     p.add_argument("--catchup", action="append", default=[], metavar="ENDPOINT",
                    help="gateway catch-up endpoint to ask at start-up (repeatable; others are learned "
                         "from messages), optionally ENDPOINT=SERVER_KEY_FILE")
-    p.add_argument("--json", action="store_true", help="print raw JSON bodies, one per line")
+    p.add_argument("--json", action="store_true",
+                   help="print raw JSON bodies, one per line, and liveness notices as {\"kind\": \"listener\"} lines")
     p.add_argument("--store", type=Path, metavar="FILE",
                    help="local SQLite store of received messages and positions (resume after restart)")
     p.add_argument("--images", type=Path, metavar="DIR",
@@ -99,11 +106,16 @@ def run(args) -> int:
         line = json.dumps(msg.body, separators=(",", ":")) if args.json else format_alert_line(msg.body)
         print(line, flush=True)
 
+    def notice(n) -> None:  # the warning is logged to stderr by the listener; --json also gets a line
+        if args.json:
+            print(json.dumps(n.body(), separators=(",", ":")), flush=True)
+
     stop = threading.Event()
     install_stop_signals(stop)
     ctx = zmq.Context()
     try:
-        listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys)
+        listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys,
+                            on_notice=notice)
         try:
             stats = listener.run(stop, show)
         except (ValueError, KeyFileError) as e:

@@ -11,7 +11,11 @@ and the demo) does what zguide ch. 5 prescribes for a reliable PUB/SUB feed:
 4. de-duplicate by ``msg_id`` against the local store (SQLite), so live and caught-up copies,
    copies through two paths, and copies after a restart are delivered once;
 5. tell silent from dead by heartbeats, and keep going: ZeroMQ reconnects SUB sockets; a
-   catch-up request without an answer is retried on a fresh DEALER socket.
+   catch-up request without an answer is retried on a fresh DEALER socket;
+6. say so when an endpoint stays silent: one SUB socket per endpoint, so "no heartbeat from
+   tcp://... for 5 s (gateway down, wrong endpoint, or CURVE key not accepted)" names the
+   endpoint (edge/feed/liveness.py holds the timers). A refused CURVE key gets no error from
+   ZeroMQ, only silence, so this line is how a misconfigured control room learns.
 
 Delivery order: ``on_message`` is called before the message is recorded, so a crash between the
 two can repeat one message on restart (same ``msg_id``), but never lose one.
@@ -31,6 +35,7 @@ from typing import Callable
 import zmq
 
 from edge.feed.catchup import parse_position
+from edge.feed.liveness import Notice, SilenceWatch
 from edge.feed.messages import JOURNALED_KINDS, Message, MessageError, decode
 from edge.feed.security import ClientKeys, make_client
 from edge.feed.store import Position, Store
@@ -126,12 +131,15 @@ class Listener:
     keys: this client's CURVE keys (secret file, default server public key) or None.
     request_timeout_s: a catch-up request without progress for this long is retried.
     rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
+    on_notice: called with each liveness Notice (an endpoint silent, or back), which is also
+        logged as a warning; ``listen --json`` prints them.
     """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
-                 rcv_buf: int = 0, poll_ms: int = 50) -> None:
+                 rcv_buf: int = 0, poll_ms: int = 50,
+                 on_notice: Callable[[Notice], object] | None = None) -> None:
         if not endpoints:
             raise ValueError("Listener needs at least one endpoint")
         self.ctx = ctx
@@ -154,26 +162,34 @@ class Listener:
         self._requests: dict[int, _Request] = {}
         self._req_ids = itertools.count(1)
         self._on_message: Callable[[Message], object] = lambda m: None
+        self.on_notice = on_notice
+        self._watches: dict[str, SilenceWatch] = {}  # per feed endpoint
 
     # --- sockets ------------------------------------------------------------------------------
 
-    def _open_sub(self) -> zmq.Socket:
-        sub = self.ctx.socket(zmq.SUB)
-        sub.rcvhwm = self.rcv_hwm
-        if self.rcv_buf > 0:
-            sub.rcvbuf = self.rcv_buf
-        sub.reconnect_ivl = 100
-        sub.reconnect_ivl_max = 2000
-        for kind in (*self.kinds, "heartbeat"):
-            sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
+    def _open_subs(self) -> dict[str, zmq.Socket]:
+        """One SUB socket per endpoint: silence is then known per endpoint."""
+        subs: dict[str, zmq.Socket] = {}
         for endpoint, key in self.endpoints:
-            make_client(sub, self.keys, key)
+            if endpoint in subs:
+                continue
+            sub = subs[endpoint] = self.ctx.socket(zmq.SUB)
+            sub.linger = 0
+            sub.rcvhwm = self.rcv_hwm
+            if self.rcv_buf > 0:
+                sub.rcvbuf = self.rcv_buf
+            sub.reconnect_ivl = 100
+            sub.reconnect_ivl_max = 2000
+            for kind in (*self.kinds, "heartbeat"):
+                sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
             try:
+                make_client(sub, self.keys, key)
                 sub.connect(endpoint)
             except zmq.ZMQError as e:
-                sub.close(linger=0)
+                for s in subs.values():
+                    s.close(linger=0)
                 raise ValueError(f"cannot connect to {endpoint!r}: {e}") from None
-        return sub
+        return subs
 
     def _dealer(self, endpoint: str, fresh: bool = False) -> zmq.Socket | None:
         sock = self._dealers.get(endpoint)
@@ -203,21 +219,26 @@ class Listener:
         """Receive until ``stop`` is set, calling ``on_message`` once per new message. Returns stats."""
         self._on_message = on_message
         self._poller = zmq.Poller()
-        sub = self._open_sub()
-        self._poller.register(sub, zmq.POLLIN)
+        subs = self._open_subs()
+        now = time.monotonic()
+        for endpoint, sub in subs.items():
+            self._poller.register(sub, zmq.POLLIN)
+            self._watches[endpoint] = SilenceWatch(endpoint, now)
         try:
             for endpoint in self.catchup_keys:  # subscribed first; now catch up
                 for kind in self._journaled_kinds():
                     self._send_request(endpoint, kind, None)
             while not stop.is_set():
                 ready = dict(self._poller.poll(self.poll_ms))
-                if ready.get(sub):
+                for endpoint, sub in subs.items():
+                    if not ready.get(sub):
+                        continue
                     for _ in range(1000):  # drain, but come back to check timers
                         try:
                             frames = sub.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._on_live(frames)
+                        self._on_live(frames, endpoint)
                         if self.slow_down_s:
                             time.sleep(self.slow_down_s)
                 for endpoint, sock in list(self._dealers.items()):
@@ -230,7 +251,8 @@ class Listener:
                             self._on_reply(endpoint, frames)
                 self._timers()
         finally:
-            sub.close(linger=0)
+            for sub in subs.values():
+                sub.close(linger=0)
             for sock in self._dealers.values():
                 sock.close(linger=0)
             self._dealers.clear()
@@ -247,7 +269,17 @@ class Listener:
 
     # --- live messages ------------------------------------------------------------------------
 
-    def _on_live(self, frames: list[bytes]) -> None:
+    def _notice(self, notice: Notice | None) -> None:
+        if notice is None:
+            return
+        log.warning("%s", notice.message)
+        if self.on_notice is not None:
+            self.on_notice(notice)
+
+    def _on_live(self, frames: list[bytes], endpoint: str | None = None) -> None:
+        watch = self._watches.get(endpoint) if endpoint else None
+        if watch is not None:  # anything that arrives, even malformed, proves the path is up
+            self._notice(watch.heard(time.monotonic()))
         try:
             msg = decode(frames)
         except MessageError as e:
@@ -255,6 +287,8 @@ class Listener:
             return
         self.stats.received += 1
         body = msg.body
+        if watch is not None and msg.kind == "heartbeat":
+            watch.heard(time.monotonic(), body["interval_s"])
         pub = body["publisher_id"]
         self._heard(pub, body)
         if body.get("catchup") and pub not in self._catchup_of and body["catchup"] not in self._bad_endpoints:
@@ -419,6 +453,8 @@ class Listener:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        for watch in self._watches.values():
+            self._notice(watch.check(now))
         for req, request in list(self._requests.items()):
             if now > request.deadline:
                 del self._requests[req]
