@@ -42,6 +42,21 @@ from edge.feed.store import Position, Store
 
 log = logging.getLogger(__name__)
 
+def _status_items(value, prefix: str = "") -> list[str]:
+    """Every leaf of a status object as ``dotted.key=value``, nested objects included (which
+    camera is offline is the point of a degraded status). Strings with spaces, ``=`` or control
+    characters are JSON-quoted, so the line stays one line and splits back unambiguously."""
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _status_items(v, f"{prefix}{k}.")]
+    if isinstance(value, str) and (not value or any(c.isspace() or c in '="' or not c.isprintable() for c in value)):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, (list, tuple)):
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = str(value)
+    return [f"{prefix.rstrip('.')}={text}"]
+
+
 def format_alert_line(body: dict) -> str:
     """One readable line for an alert/screening message, e.g.
 
@@ -54,10 +69,8 @@ def format_alert_line(body: dict) -> str:
     if body.get("kind") not in JOURNALED_KINDS:
         head = f"{body.get('time_utc', '?')} {str(body.get('kind', '?')).upper()} station {body.get('station_id', '?')}"
         status = body.get("status")
-        if isinstance(status, dict) and status:  # top-level scalars only: one line stays one line
-            items = [f"{k}={v}" for k, v in status.items() if isinstance(v, (str, int, float, bool)) or v is None]
-            return f"{head}: {' '.join(items)[:300]}"
-        return head
+        items = _status_items(status) if isinstance(status, dict) else []
+        return f"{head}: {' '.join(items)}" if items else head
     v = body.get("verdict", {})
     label = "ALERT" if body["kind"] == "alert" else v.get("status", "?").upper()
     unc = body.get("uncertainty_c")
