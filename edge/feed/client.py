@@ -17,6 +17,13 @@ and the demo) does what zguide ch. 5 prescribes for a reliable PUB/SUB feed:
    endpoint (edge/feed/liveness.py holds the timers). A refused CURVE key gets no error from
    ZeroMQ, only silence, so this line is how a misconfigured control room learns.
 
+Where a publisher's history starts (``start``) for a (publisher, kind) the store holds no
+position for: ``"all"`` (library default) catches up everything the gateway retains; ``"now"``
+(``listen`` default) starts at the gateway's position in its first heartbeat (or just before its
+first live message): what the journal held before is history and is not delivered; ``since_utc``
+(with ``"all"``) delivers from the journal only messages measured at or after that time. Live
+messages are always delivered. Messages delivered from a journal have ``Message.caught_up``.
+
 Delivery order: ``on_message`` is called before the message is recorded, so a crash between the
 two can repeat one message on restart (same ``msg_id``), but never lose one.
 """
@@ -29,6 +36,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -98,6 +106,7 @@ class _Stream:
     pos: Position
     seen: Position = (0, 0)  # newest position we know exists (live message or heartbeat)
     request: int | None = None  # catch-up request in flight
+    floor: Position | None = None  # start="now": the journal up to here is history (set once)
 
 
 @dataclass
@@ -128,6 +137,7 @@ class Stats:
     delivered: int = 0  # passed to on_message
     duplicates: int = 0
     caught_up: int = 0  # delivered through catch-up
+    history_skipped: int = 0  # journal messages before the start ("now" / since_utc), not delivered
     catchup_requests: int = 0
     gaps: int = 0
     lost: int = 0  # messages known missing that no journal could supply
@@ -146,15 +156,22 @@ class Listener:
     rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
     on_notice: called with each liveness Notice (an endpoint silent, or back), which is also
         logged as a warning; ``listen --json`` prints them.
+    start: "all" or "now", for publishers without a stored position (module docstring).
+    since_utc: with start="all", deliver from journals only messages with ``time_utc`` >= it.
     """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
                  rcv_buf: int = 0, poll_ms: int = 50,
-                 on_notice: Callable[[Notice], object] | None = None) -> None:
+                 on_notice: Callable[[Notice], object] | None = None, start: str = "all",
+                 since_utc: datetime | None = None) -> None:
         if not endpoints:
             raise ValueError("Listener needs at least one endpoint")
+        if start not in ("all", "now") or (since_utc is not None and start != "all"):
+            raise ValueError(f"start={start!r}, since_utc={since_utc!r}: start is 'all' or 'now'; since needs 'all'")
+        self.start = start
+        self.since_utc = since_utc
         self.ctx = ctx
         self.endpoints = [split_key(e) for e in endpoints]
         self.catchup_keys = dict(split_key(e) for e in catchup)
@@ -310,6 +327,8 @@ class Listener:
             self.stats.heartbeats += 1
             for kind in self._journaled_kinds():
                 last = body["last"].get(kind, 0)
+                s = self._stream(pub, kind)
+                self._set_floor(pub, kind, s, (body["epoch"], last))
                 if last > 0:
                     self._note_exists(pub, kind, (body["epoch"], last))
             return
@@ -338,8 +357,17 @@ class Listener:
     def _stream(self, pub: str, kind: str) -> _Stream:
         s = self._streams.get((pub, kind))
         if s is None:
-            s = self._streams[(pub, kind)] = _Stream(self.store.position(pub, kind) or (0, 0))
+            stored = self.store.position(pub, kind)
+            s = self._streams[(pub, kind)] = _Stream(stored or (0, 0), floor=stored)  # stored: resume there
         return s
+
+    def _set_floor(self, pub: str, kind: str, s: _Stream, pos: Position) -> None:
+        """start="now": the first contact with (pub, kind) fixes where its history ends."""
+        if self.start != "now" or s.floor is not None:
+            return
+        s.floor = pos
+        if s.pos < pos:
+            self._set_pos(pub, kind, s, pos)
 
     def _note_exists(self, pub: str, kind: str, position: Position) -> None:
         """A message at ``position`` exists; make sure we end up holding everything up to it."""
@@ -382,7 +410,9 @@ class Listener:
         if msg.kind in JOURNALED_KINDS:
             self.store.add(msg)
             s = self._stream(msg.publisher_id, msg.kind)
-            if s.pos[0] == 0 and s.request is None and msg.publisher_id not in self._catchup_of:
+            if self.start == "now" and s.floor is None and not msg.caught_up:  # first contact: this live message
+                self._set_floor(msg.publisher_id, msg.kind, s, (msg.position[0], msg.position[1] - 1))
+            elif s.pos[0] == 0 and s.request is None and msg.publisher_id not in self._catchup_of:
                 s.pos = (msg.position[0], msg.position[1] - 1)  # no journal to ask: start here
             self._advance(msg.publisher_id, msg.kind, s)
         self.stats.delivered += 1
@@ -431,6 +461,10 @@ class Listener:
                 self._bad(e, f"catch-up {endpoint}")
                 return
             request.last = msg.position
+            if self._is_history(msg):
+                self.stats.history_skipped += 1
+                return
+            msg.caught_up = True
             if self._deliver(msg):
                 self.stats.caught_up += 1
             return
@@ -447,6 +481,8 @@ class Listener:
             return
         self._catchup_of[pub] = endpoint  # it answered: prefer it to an advertised one
         s = self._stream(pub, request.kind)
+        if not more:  # a whole reply before any live contact: all of it was history
+            self._set_floor(pub, request.kind, s, last)
         if s.request in (None, req):
             s.request = None
         if reply.get("truncated"):
@@ -463,6 +499,19 @@ class Listener:
             self._advance(pub, request.kind, s)
             if s.seen > s.pos:
                 self._note_exists(pub, request.kind, s.seen)
+
+    def _is_history(self, msg: Message) -> bool:
+        """A journal message from before where this listener starts (``start``/``since_utc``)."""
+        if self.start == "now":  # before the first contact, everything the journal holds is history
+            floor = self._stream(msg.publisher_id, msg.kind).floor
+            return floor is None or msg.position <= floor
+        if self.since_utc is not None:
+            try:
+                t = datetime.fromisoformat(msg.body["time_utc"].replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            return t < self.since_utc
+        return False
 
     def _timers(self) -> None:
         now = time.monotonic()

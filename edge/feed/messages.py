@@ -184,6 +184,7 @@ class Message:
     topic: str
     body: dict[str, Any]  # the JSON body as received (validated)
     images: dict[str, bytes] = field(default_factory=dict)
+    caught_up: bool = False  # set by the listener: came from a gateway's journal, not live
 
     @property
     def kind(self) -> str:

@@ -85,7 +85,7 @@ def test_subscriber_restarted_ten_times(procs, tmp_path):
         with open(out, "w") as f:
             listener = procs.start(["-m", "edge.cli", "listen", f"tcp://127.0.0.1:{pub_port}", "--json",
                                     "--catchup", f"tcp://127.0.0.1:{catchup_port}", "--store",
-                                    str(tmp_path / "room.sqlite")], stdout=f, stderr=subprocess.DEVNULL)
+                                    str(tmp_path / "room.sqlite"), "--from-start"], stdout=f, stderr=subprocess.DEVNULL)
             if run < 10:  # stop it while alerts are flowing, as soon as it has printed something
                 wait_until(lambda: out.stat().st_size > 0, what=f"listener run {run} output")
                 listener.send_signal(signal.SIGTERM)
@@ -172,7 +172,8 @@ def test_listen_command_saves_images_and_prints_readable_lines(tmp_path):
         for i in range(3):
             feed.publisher.publish_event(alert_event(i, images=True), utc_iso())
         out = tmp_path / "out.txt"
-        proc = python_proc(["-m", "edge.cli", "listen", feed.endpoint, "--images", str(tmp_path / "img")],
+        proc = python_proc(["-m", "edge.cli", "listen", feed.endpoint, "--images", str(tmp_path / "img"),
+                            "--from-start"],
                            stdout=open(out, "w"), stderr=subprocess.PIPE, text=True)
         try:
             wait_until(lambda: len(out.read_text().splitlines()) >= 3, what="three lines")
@@ -181,7 +182,8 @@ def test_listen_command_saves_images_and_prints_readable_lines(tmp_path):
         finally:
             proc.kill()
         lines = out.read_text().splitlines()
-        assert all(" ALERT station gate-1 track " in line and "°C" in line for line in lines)
+        assert all(" ALERT station gate-1 track " in line and "°C" in line and line.endswith(" (caught up)")
+                   for line in lines)
         assert len(list((tmp_path / "img").glob("*.rgb.jpg"))) == 3
         assert len(list((tmp_path / "img").glob("*.thermal.jpg"))) == 3
         assert "3 delivered (3 via catch-up)" in err
