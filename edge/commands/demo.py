@@ -1,6 +1,12 @@
 """`thermal-edge demo STREAM`: replay a recording through the full pipeline, publish on a local
 ZeroMQ endpoint, and print what a subscriber on that endpoint receives -- one line per alert --
-then a summary. This is what `make run` shows a newcomer."""
+then a summary. This is what `make run` shows a newcomer.
+
+With ``--endpoint`` set to a fixed address, other subscribers (a proxy, ``listen``) are expected
+there: the replay waits until that many (``--subscribers``, default 1) have subscribed to
+alerts before it sends the first message, as it does for its own subscriber -- a PUB socket
+drops what it sends before a subscriber's subscription arrives. The summary's "received" counts
+only what the local subscriber received, and says so."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +28,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where to bind the feed (default: random loopback port)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    add_subscriber_args(p)
     p.set_defaults(func=run)
+
+
+def add_subscriber_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subscribers", type=int, metavar="N",
+                   help="wait for N subscribers besides the local one (a proxy, `listen`) to subscribe to "
+                        "alerts before replaying (default: 1 with a fixed --endpoint, 0 with a random port)")
+    p.add_argument("--wait-s", type=float, default=60.0, metavar="S",
+                   help="how long to wait for them (default 60 s); then error, nothing replayed")
+
+
+def expected_subscribers(args: argparse.Namespace) -> int:
+    if args.subscribers is not None:
+        if args.subscribers < 0:
+            raise UserError(f"--subscribers {args.subscribers}: must be >= 0")
+        return args.subscribers
+    return 0 if args.endpoint.endswith(":*") else 1
+
+
+def wait_for_subscribers(pub: zmq.Socket, endpoint: str, topic: bytes, local: int, external: int,
+                         wait_s: float, station: str) -> None:
+    """Read an XPUB_VERBOSE socket's subscription messages until ``local + external`` subscriptions
+    cover ``topic`` (every subscriber socket sends its own; a subscription to a prefix of the topic,
+    e.g. ``alert.``, covers it). Raise UserError naming the endpoint after ``wait_s``."""
+    if external:
+        print(f"station {station}: waiting for {external} subscriber(s) on {endpoint} (a proxy or `listen`; "
+              f"--subscribers 0 to not wait)", flush=True)
+    need, have = local + external, 0
+    deadline = time.monotonic() + (wait_s if external else 5.0)
+    while have < need:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0 or not pub.poll(left_ms, zmq.POLLIN):
+            who = "the local subscriber" if have < local else f"{need - have} of {external} subscriber(s)"
+            raise UserError(f"{endpoint}: {who} never subscribed to {topic.decode()} within "
+                            f"{wait_s if external else 5.0:.0f} s; nothing was replayed")
+        frame = pub.recv()
+        if frame[:1] in (b"\x00", b"\x01") and topic.startswith(frame[1:]):
+            have += 1 if frame[:1] == b"\x01" else -1
+    while pub.poll(100, zmq.POLLIN):  # drain the other subscription frames
+        pub.recv()
 
 
 def _subscriber(ctx: zmq.Context, endpoint: str, topics: list[bytes], out: list[dict],
@@ -69,11 +115,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     station = cfg.station.id
     ctx = zmq.Context()
-    # XPUB so we can wait for the subscriber's subscription before the first alert:
-    # a plain PUB would drop everything sent during the slow-joiner window.
+    external = expected_subscribers(args)
+    # XPUB so we can wait for the subscribers' subscriptions before the first alert:
+    # a plain PUB would drop everything sent during the slow-joiner window. Verbose: every
+    # subscriber's subscription is seen, not only the first of each topic.
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 2000)
-    pub.bind(args.endpoint)
+    pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+    try:
+        pub.bind(args.endpoint)
+    except zmq.ZMQError as e:
+        pub.close(linger=0)
+        ctx.term()
+        raise UserError(f"--endpoint {args.endpoint}: cannot bind: {e}") from None
     endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
     topics = [f"alert.{station}".encode()] + ([f"screening.{station}".encode()] if args.all else [])
     received: list[dict] = []
@@ -81,10 +135,14 @@ def run(args: argparse.Namespace) -> int:
     th = threading.Thread(target=_subscriber, args=(ctx, endpoint, topics, received, ready, stop, args.json), daemon=True)
     th.start()
     ready.wait(5)
-    if not pub.poll(5000, zmq.POLLIN):
-        raise UserError(f"{endpoint}: the subscriber never subscribed")
-    while pub.poll(100, zmq.POLLIN):  # drain every subscription frame
-        pub.recv()
+    try:
+        wait_for_subscribers(pub, endpoint, topics[0], 1, external, args.wait_s, station)
+    except UserError:
+        stop.set()
+        th.join(2)
+        pub.close(linger=0)
+        ctx.term()
+        raise
     print(f"station {station}: replaying {args.stream} -> publishing on {endpoint}", flush=True)
     publisher = Publisher(pub, station, None, include_images=False)
     result = replay(args.stream, cfg, publisher=publisher)
@@ -95,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(0.02)
     stop.set()
     th.join(2)
-    pub.close(linger=0)
+    # Linger: what is still queued for other subscribers (a proxy) leaves before the socket closes.
+    pub.close(linger=5000 if external else 0)
     ctx.term()
 
     statuses = [v.status for v in result.verdicts.values()]
@@ -106,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         f"elevated {statuses.count('elevated')}, normal {statuses.count('normal')}, "
         f"indeterminate {statuses.count('indeterminate')} | pairs {result.pairs} "
         f"({result.stats.unpaired_thermal} thermal unpaired) at {result.pairs_per_s:.1f} pairs/s, "
-        f"detector median {det_ms:.1f} ms | messages sent {len(sent)}, received {len(received)}",
+        f"detector median {det_ms:.1f} ms | messages sent {len(sent)}, received {len(received)} by the local subscriber"
+        + (f" ({external} other subscriber(s) subscribed before the first message)" if external else ""),
         flush=True,
     )
     if len(received) < len(sent):
