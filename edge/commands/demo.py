@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         f"summary: subjects seen {len(statuses)}, alerts {len(alerts)}, "
         f"elevated {statuses.count('elevated')}, normal {statuses.count('normal')}, "
         f"indeterminate {statuses.count('indeterminate')} | pairs {result.pairs} "
-        f"({result.stats.unpaired_thermal} thermal unpaired) at {result.pairs_per_s:.1f} pairs/s, "
+        f"({result.stats.describe_unpaired()}) at {result.pairs_per_s:.1f} pairs/s, "
         f"detector median {det_ms:.1f} ms | messages sent {len(sent)}, received {len(received)} by the local subscriber"
         + (f" ({external} other subscriber(s) subscribed before the first message)" if external else ""),
         flush=True,
