@@ -138,9 +138,21 @@ Body = Annotated[Union[EventBody, StatusBody, HeartbeatBody], Field(discriminato
 _BODY = TypeAdapter(Body)
 
 
+def _strict_2020_12(node: Any) -> Any:
+    """Drop what is not JSON Schema 2020-12: pydantic adds OpenAPI's ``discriminator`` (with a
+    ``mapping``) to a tagged union, which strict validators (ajv strict) reject as unknown. The
+    ``oneOf`` stays exact without it: each variant pins ``kind`` (``const``/``enum``)."""
+    if isinstance(node, dict):
+        return {k: _strict_2020_12(v) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_strict_2020_12(v) for v in node]
+    return node
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a feed message body; committed as docs/schema/."""
-    schema = _BODY.json_schema(by_alias=True)
+    """JSON Schema (draft 2020-12) of a feed message body; committed as docs/schema/. Only
+    2020-12 vocabulary: it compiles in strict validators (tests/feed/test_schema_strict.py)."""
+    schema = _strict_2020_12(_BODY.json_schema(by_alias=True))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"thermal-edge feed message body, schema {SCHEMA_VERSION}"
     return schema
