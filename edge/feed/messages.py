@@ -78,12 +78,14 @@ class _Envelope(BaseModel):
     schema_: Literal[1] = Field(alias="schema", description="message schema version")
     publisher_id: _Id = Field(description="stable id of the publishing gateway process")
     epoch: int = Field(ge=1, description="changes (increases) every time the publisher starts")
-    seq: int = Field(ge=0, description="per (publisher_id, epoch, kind) sequence, from 1")
+    seq: int = Field(ge=1, description="per (publisher_id, epoch, kind) sequence, from 1, no holes")
     msg_id: str = Field(max_length=200, description="publisher_id/epoch/kind/seq: unique per message")
     station_id: _Id = Field(description="station the gateway screens")
     time_utc: str = Field(
         pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$",
-        description="ISO 8601 UTC time of the measurement (events) or of sending (status/heartbeat)",
+        description="ISO 8601 UTC with Z and a fraction of any length (events: microseconds): the "
+                    "measurement time of the thermal frame behind an event (so events are not in seq "
+                    "order by time), the sending time of status and heartbeat",
     )
     catchup: str | None = Field(default=None, max_length=300,
                                 description="catch-up endpoint of this gateway (ROUTER), if any")
