@@ -119,6 +119,9 @@ class EventBody(_Envelope):
     n_frames: int = Field(ge=0, description="frames aggregated into this result")
     images: list[Literal["rgb_jpeg", "thermal_jpeg"]] = Field(
         default_factory=list, max_length=2, description="names of the image frames that follow, in order")
+    end_reason: Literal["gateway_restart"] | None = Field(
+        default=None, description="only on an 'end' the gateway sent for an event its previous run left open "
+                                  "(killed or crashed): 'gateway_restart'; absent on ordinary ends")
 
 
 class StatusBody(_Envelope):
