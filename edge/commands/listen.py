@@ -38,15 +38,32 @@ from edge.feed.security import ClientKeys, KeyFileError
 
 def add_client_key_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys", type=Path, metavar="DIR",
-                   help="CURVE key folder holding client.key_secret and server.key (from `thermal-edge keygen`)")
+                   help="CURVE key folder holding this client's secret key (client.key_secret, or the only "
+                        "*.key_secret there) and the server's server.key (from `thermal-edge keygen`)")
     p.add_argument("--client-key", type=Path, metavar="FILE", help="this client's .key_secret (overrides --keys)")
     p.add_argument("--server-key", type=Path, metavar="FILE",
                    help="server public .key used where an endpoint has no =KEYFILE (overrides --keys)")
 
 
+def own_secret_in(folder: Path) -> Path:
+    """--keys DIR: DIR/client.key_secret, else the only *.key_secret in DIR (a second control
+    room's key is made with another --name, e.g. `keygen keys/room2 --name room2 --authorize ...`)."""
+    default = folder / "client.key_secret"
+    if default.exists() or not folder.is_dir():
+        return default  # a missing one is reported by name when read
+    found = sorted(folder.glob("*.key_secret"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UserError(f"--keys {folder}: no client.key_secret (or other *.key_secret) in it; "
+                        "create one with `thermal-edge keygen`")
+    raise UserError(f"--keys {folder}: several secret keys ({', '.join(f.name for f in found)}) and no "
+                    "client.key_secret; name one with --client-key")
+
+
 def client_keys(args) -> ClientKeys | None:
     """CURVE client keys from --keys/--client-key/--server-key, checked; None when none are given."""
-    secret = args.client_key or (args.keys / "client.key_secret" if args.keys else None)
+    secret = args.client_key or (own_secret_in(args.keys) if args.keys else None)
     server = args.server_key or (args.keys / "server.key" if args.keys else None)
     if secret is None and server is None:
         return None
