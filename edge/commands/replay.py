@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where the demo feed binds (without --annotate)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    from edge.commands.demo import add_subscriber_args
+
+    add_subscriber_args(p)  # the feed options of demo: --subscribers, --journal, --realtime, --loop ...
     p.set_defaults(func=run)
 
 
@@ -30,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
         return demo.run(args)
     import zmq
 
+    from edge.cli import UserError
+
+    if args.realtime or args.loop != 1 or args.journal or args.subscribers:
+        raise UserError("--annotate writes a preview video: it takes no --realtime, --loop, --journal or --subscribers")
     from edge.annotate import Annotator
     from edge.commands.demo import replay_config
     from edge.feed.client import format_alert_line
