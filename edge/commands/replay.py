@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     statuses = [v.status for v in result.verdicts.values()]
     print(f"summary: subjects seen {len(statuses)}, elevated {statuses.count('elevated')}, "
           f"normal {statuses.count('normal')}, indeterminate {statuses.count('indeterminate')} | "
-          f"pairs {result.pairs} ({result.stats.describe_unpaired()}) at {result.pairs_per_s:.1f} pairs/s | preview {args.annotate} "
+          f"pairs {result.pairs} ({result.stats.describe_unpaired()}) at {result.pairs_per_s:.1f} pairs/s "
+          f"| preview {args.annotate} "
           f"({annotator.frames} frames)")
     return 0

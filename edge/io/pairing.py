@@ -48,7 +48,8 @@ class PairingStats:
 
     def unpaired_by_camera(self) -> dict[str, dict[str, int]]:
         """{camera: {reason: frames}} for the status message (every reason listed, zeros too)."""
-        return {cam: {r: int(self.unpaired[(cam, r)]) for r in UNPAIRED_REASONS if cam == "thermal" or r != "no_partner"}
+        return {cam: {r: int(self.unpaired[(cam, r)]) for r in UNPAIRED_REASONS
+                      if cam == "thermal" or r != "no_partner"}
                 for cam in ("thermal", "rgb")}
 
     def thermal_unpaired(self) -> int:

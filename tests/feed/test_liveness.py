@@ -186,8 +186,8 @@ def test_proxy_reports_silent_upstreams_and_logs_refused_clients(tmp_path, keys,
         with caplog.at_level(logging.WARNING):
             thread.start()
             assert proxy.bound.wait(10)
-            intruder = ListenerThread(room_ctx, [proxy.last_endpoint],
-                                      keys=ClientKeys(keys / "room" / "intruder.key_secret", keys / "proxy" / "server.key"))
+            intruder_keys = ClientKeys(keys / "room" / "intruder.key_secret", keys / "proxy" / "server.key")
+            intruder = ListenerThread(room_ctx, [proxy.last_endpoint], keys=intruder_keys)
             with intruder:
                 wait_until(lambda: proxy.stats.silent_reports >= 2, SILENCE_TIMEOUT_S, what="silent upstreams reported")
                 wait_until(lambda: auth.denial_log.denials > 0, what="proxy refused the intruder")
