@@ -19,7 +19,15 @@ from pydantic import Field, field_validator, model_validator
 from edge.configbase import StrictModel
 from edge.errors import UserError
 from edge.thermal import faststats
-from edge.types import Detections, EventKind, EventType, GateReason, ScreeningEvent, Verdict, VerdictStatus
+from edge.types import (
+    Detections,
+    EventKind,
+    EventType,
+    GateReason,
+    ScreeningEvent,
+    Verdict,
+    VerdictStatus,
+)
 
 
 class DecisionConfig(StrictModel):

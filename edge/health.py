@@ -173,6 +173,14 @@ class _ScrapeCollector:
         if pairing is not None:
             yield GaugeMetricFamily("thermal_edge_unpaired_thermal_frames", "Thermal frames with no RGB frame in tolerance",
                                     value=int(pairing.unpaired_thermal))
+            unpaired = CounterMetricFamily("thermal_edge_unpaired_frames",
+                                           "Frames not paired, by camera and reason (out_of_order, duplicate_time, "
+                                           "no_partner; see edge/io/pairing.py UNPAIRED_REASONS)",
+                                           labels=["camera", "reason"])
+            for cam, reasons in pairing.unpaired_by_camera().items():
+                for reason, n in reasons.items():
+                    unpaired.add_metric([cam, reason], n)
+            yield unpaired
 
 
 def blackbody_summary(bb: Any) -> dict[str, Any]:
@@ -222,7 +230,9 @@ def build_status(station_id: str, cameras: dict[str, dict[str, Any]], metrics: S
     """The status message body (published by Publisher.publish_status on status.<station>)."""
     pairing_d = {}
     if pairing is not None:
-        pairing_d = {k: int(getattr(pairing, k)) for k in ("pairs", "unpaired_thermal", "rgb_unused", "out_of_order")}
+        pairing_d = {k: int(getattr(pairing, k)) for k in ("pairs", "unpaired_thermal", "rgb_unused", "out_of_order",
+                                                           "duplicate_time")}
+        pairing_d["unpaired"] = pairing.unpaired_by_camera()  # {camera: {reason: frames}}
     state = station_state(cameras)
     return {
         "status_version": STATUS_SCHEMA_VERSION,

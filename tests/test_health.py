@@ -160,3 +160,27 @@ def test_detector_latency_empty():
     assert m.paired_fps() == 0.0
     m.observe_pair({"detect": 6.0})
     assert m.paired_fps() > 0.0 and m.detector_latency_ms()["n"] == 2
+
+
+def test_unpaired_frames_by_reason_in_status_and_metrics():
+    """The same PairingStats feed the status message and the metrics: every unpaired frame with its reason."""
+    import numpy as np
+
+    from edge.io.pairing import Pairer
+    from edge.types import Frame
+
+    pairer = Pairer()
+    ms = 1_000_000
+    for i, t in enumerate(range(0, 2000, 33)):
+        pairer.push(Frame("rgb", i, t * ms, np.zeros((1, 1), np.uint8)))
+    for i, t in enumerate([100, 200, 300, 150, 160, 300, 400, 2500]):  # 150, 160 back; 300 again; 2500 alone
+        pairer.push(Frame("thermal", i, t * ms, np.zeros((1, 1), np.uint16)))
+    pairer.flush()
+    m = StationMetrics("gate-1", CollectorRegistry(), pairing_stats=lambda: pairer.stats)
+    st = build_status("gate-1", cams(rgb="online", thermal="online"), m, pairer.stats, version="1")
+    assert st["pairing"]["unpaired"]["thermal"] == {"out_of_order": 2, "duplicate_time": 1, "no_partner": 1}
+    assert st["pairing"]["out_of_order"] == 2 and st["pairing"]["duplicate_time"] == 1
+    for reason, n in (("out_of_order", 2.0), ("duplicate_time", 1.0), ("no_partner", 1.0)):
+        assert m.registry.get_sample_value("thermal_edge_unpaired_frames_total",
+                                           {"camera": "thermal", "reason": reason}) == n
+    json.dumps(st)

@@ -102,9 +102,8 @@ def test_rgb_decoded_only_when_paired_and_a_damaged_one_skips_its_pair(tmp_path,
     """MJPEG frames reach pairing compressed; the station decodes the ones pairing picks. One
     damaged inside (only decoding can tell) is logged naming camera and frame, counted as the
     camera's corrupt frame, and costs its pair alone."""
-    from tests.io.test_jpegframes import damaged_inside
-
     from edge.io.sources import JpegFrame, RecordingCameraSource
+    from tests.io.test_jpegframes import damaged_inside
 
     rec = make_recording(tmp_path / "rec", seconds=2.0)  # 60 RGB frames at 30 fps, 18 thermal at 9 Hz
     sent: list = []

@@ -2,6 +2,19 @@
 
 Subscribes first, then catches up from each gateway's journal, de-duplicates, reconnects, and
 keeps a local store (``--store``) so a restarted control room resumes where it was.
+
+Where it starts: a gateway this listener has no stored position for is followed from "now" --
+its position in the first heartbeat -- so the journal it retains (30 days by default) is not
+printed as if it were new; ``--since TIME`` also prints the journal's messages measured since
+TIME, ``--from-start`` everything retained. With ``--store`` a known gateway resumes where the
+store stopped. A line that comes from a journal, not live, ends with "(caught up)" (``--json``:
+``"caught_up": true``); its time is the original measurement time.
+
+Silence is reported: an endpoint that sends nothing for 5 s (edge/feed/liveness.py) gets one
+warning line on stderr -- "no heartbeat from tcp://... for 5 s (gateway down, wrong endpoint, or
+CURVE key not accepted)" -- repeated every 30 s while it lasts, and one line when it is back;
+with ``--json`` the same notices are also printed on stdout as ``{"kind": "listener", ...}``
+objects (docs/messages.md, "Listener notices").
 """
 from __future__ import annotations
 
@@ -10,6 +23,7 @@ import logging
 import sqlite3
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import zmq
@@ -21,6 +35,15 @@ from edge.feed.messages import JOURNALED_KINDS, Message
 from edge.feed.security import KeyFileError
 
 
+def parse_since(text: str) -> datetime:
+    """--since: ISO 8601 date or date-time; no zone means UTC."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--since {text!r}: not an ISO 8601 time (e.g. 2026-11-26T08:00 or 2026-11-26)") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def register(sub) -> None:
     p = sub.add_parser("listen", help="print alerts from one or more feeds, each exactly once",
                        description=__doc__.splitlines()[0])
@@ -29,7 +52,8 @@ def register(sub) -> None:
     p.add_argument("--catchup", action="append", default=[], metavar="ENDPOINT",
                    help="gateway catch-up endpoint to ask at start-up (repeatable; others are learned "
                         "from messages), optionally ENDPOINT=SERVER_KEY_FILE")
-    p.add_argument("--json", action="store_true", help="print raw JSON bodies, one per line")
+    p.add_argument("--json", action="store_true",
+                   help="print raw JSON bodies, one per line, and liveness notices as {\"kind\": \"listener\"} lines")
     p.add_argument("--store", type=Path, metavar="FILE",
                    help="local SQLite store of received messages and positions (resume after restart)")
     p.add_argument("--images", type=Path, metavar="DIR",
@@ -37,6 +61,12 @@ def register(sub) -> None:
                         "DIR/<msg_id>.<name>.jpg; they are never printed")
     p.add_argument("--keep-days", type=float, default=90.0,
                    help="forget stored messages older than this at start-up (positions are kept; default 90)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="TIME",
+                       help="also print journaled messages measured at or after TIME (ISO 8601, UTC if no "
+                            "zone, e.g. 2026-11-26T08:00 or 2026-11-26); default: from now")
+    start.add_argument("--from-start", action="store_true",
+                       help="also print everything the gateways' journals retain; default: from now")
     p.add_argument("--kinds", default="alert", help="comma list of alert,screening,status (default: alert)")
     add_client_key_args(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log gaps, catch-ups and liveness to stderr")
@@ -51,6 +81,7 @@ def run(args) -> int:
     if not kinds or any(k not in allowed for k in kinds):
         raise UserError(f"--kinds={args.kinds!r}; allowed: {','.join(allowed)}")
     keys = client_keys(args)
+    since = parse_since(args.since) if args.since else None
     try:
         store = Store(args.store) if args.store else Store()
         store.prune(args.keep_days)
@@ -65,14 +96,23 @@ def run(args) -> int:
         if args.images is not None:
             for name, data in msg.images.items():
                 (args.images / f"{msg.msg_id.replace('/', '_')}.{name.removesuffix('_jpeg')}.jpg").write_bytes(data)
-        line = json.dumps(msg.body, separators=(",", ":")) if args.json else format_alert_line(msg.body)
+        if args.json:
+            line = json.dumps({**msg.body, "caught_up": True} if msg.caught_up else msg.body, separators=(",", ":"))
+        else:
+            line = format_alert_line(msg.body) + (" (caught up)" if msg.caught_up else "")
         print(line, flush=True)
+
+    def notice(n) -> None:  # the warning is logged to stderr by the listener; --json also gets a line
+        if args.json:
+            print(json.dumps(n.body(), separators=(",", ":")), flush=True)
 
     stop = threading.Event()
     install_stop_signals(stop)
     ctx = zmq.Context()
     try:
-        listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys)
+        listener = Listener(ctx, args.endpoints, catchup=args.catchup, kinds=kinds, store=store, keys=keys,
+                            on_notice=notice, start="all" if (since or args.from_start) else "now",
+                            since_utc=since)
         try:
             stats = listener.run(stop, show)
         except (ValueError, KeyFileError) as e:
@@ -82,5 +122,7 @@ def run(args) -> int:
         ctx.term()
     bad = sum(stats.bad.values())
     print(f"listen: {stats.delivered} delivered ({stats.caught_up} via catch-up), {stats.duplicates} duplicates "
-          f"dropped, {stats.gaps} gaps, {stats.lost} lost, {bad} malformed", file=sys.stderr)
+          f"dropped, {stats.gaps} gaps, {stats.lost} lost, {bad} malformed"
+          + (f", {stats.history_skipped} older journal messages not shown (--since/--from-start show them)"
+             if stats.history_skipped else ""), file=sys.stderr)
     return 0

@@ -45,7 +45,7 @@ def run(args) -> int:
         except KeyFileError as e:
             raise UserError(str(e)) from None
     ctx = zmq.Context()
-    auth = start_authenticator(ctx, server_keys.authorized_dir) if server_keys else None
+    auth = start_authenticator(ctx, server_keys.authorized_dir, "proxy") if server_keys else None
     stop = threading.Event()
     install_stop_signals(stop)
     try:

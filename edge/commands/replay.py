@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where the demo feed binds (without --annotate)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    from edge.commands._common import add_subscriber_args
+
+    add_subscriber_args(p)  # the feed options of demo: --subscribers, --journal, --realtime, --loop ...
     p.set_defaults(func=run)
 
 
@@ -30,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args)
     import zmq
 
+    from edge.errors import UserError
+
+    if args.realtime or args.loop != 1 or args.journal or args.subscribers:
+        raise UserError("--annotate writes a preview video: it takes no --realtime, --loop, --journal or --subscribers")
     from edge.annotate import Annotator
     from edge.commands._common import replay_config
     from edge.feed.client import format_alert_line
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     statuses = [v.status for v in result.verdicts.values()]
     print(f"summary: subjects seen {len(statuses)}, elevated {statuses.count('elevated')}, "
           f"normal {statuses.count('normal')}, indeterminate {statuses.count('indeterminate')} | "
-          f"pairs {result.pairs} at {result.pairs_per_s:.1f} pairs/s | preview {args.annotate} "
+          f"pairs {result.pairs} ({result.stats.describe_unpaired()}) at {result.pairs_per_s:.1f} pairs/s "
+          f"| preview {args.annotate} "
           f"({annotator.frames} frames)")
     return 0

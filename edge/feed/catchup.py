@@ -7,14 +7,17 @@ Request (client DEALER -> ROUTER), two frames::
                        "limit": int}]
 
 The client sends its positions for every publisher it knows; the server uses the one of its
-own publisher (``[0, 0]`` = from the oldest retained). Replies::
+own publisher (absent: from the oldest retained). ``req`` is an integer (not a boolean); ``limit``
+an integer, default and cap ``MAX_BATCH``, 0 = send nothing, only say in END whether ``more``
+exists. Replies, every tag an ASCII frame (docs/messages.md has the exact contract)::
 
-    [b"MSG", req, topic, body, *images]      one per journaled message, oldest first
+    [b"MSG", req, topic, body, *images]      one per journaled message after the position,
+                                              oldest first; req as decimal ASCII digits
     [b"END", JSON {"req", "publisher_id", "count", "more", "last": [e, s],
-                   "truncated": bool}]        ``more``: ask again after ``last``;
-                                              ``truncated``: retention deleted some of what
-                                              was asked for (the client logs the loss)
-    [b"ERR", JSON {"req", "error"}]           malformed request
+                   "truncated": bool}]        req as a JSON number; ``more``: ask again after
+                                              ``last``; ``truncated``: retention deleted some
+                                              of what was asked for (the client logs the loss)
+    [b"ERR", JSON {"req", "error"}]           malformed request (req 0 when unreadable)
 
 The same thread sends the publisher's heartbeats, so a gateway whose pipeline stalls still says
 it is alive only while its feed service runs; a stalled pipeline shows in status messages.
@@ -123,6 +126,8 @@ class CatchupServer:
             if not isinstance(request, dict):
                 raise ValueError("request is not a JSON object")
             req = request.get("req", 0)
+            if not isinstance(req, int) or isinstance(req, bool):
+                raise ValueError(f"req={req!r}: must be an integer")
             kind = request.get("kind")
             if kind not in JOURNALED_KINDS:
                 raise ValueError(f"kind={kind!r}; catch-up serves {JOURNALED_KINDS}")
@@ -130,16 +135,23 @@ class CatchupServer:
             if not isinstance(positions, dict):
                 raise ValueError("positions must be an object {publisher_id: [epoch, seq]}")
             epoch, seq = parse_position(positions.get(self.publisher_id, [0, 0]))
-            limit = max(1, min(int(request.get("limit", MAX_BATCH)), MAX_BATCH))
+            limit = request.get("limit", MAX_BATCH)
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+                raise ValueError(f"limit={limit!r}: must be an integer >= 0")
+            limit = min(limit, MAX_BATCH)
         except (ValueError, TypeError, UnicodeDecodeError) as e:
             self.bad_requests += 1
             if self.bad_requests == 1:
                 log.warning("catch-up: malformed request (%s); counting further ones silently", e)
-            self._send(identity, [b"ERR", json.dumps({"req": req if isinstance(req, int) else 0,
-                                                       "error": str(e)[:200]}).encode()])
+            ok_req = isinstance(req, int) and not isinstance(req, bool)
+            self._send(identity, [b"ERR", json.dumps({"req": req if ok_req else 0, "error": str(e)[:200]}).encode()])
             return
         self.requests += 1
-        entries = journal.read_after(self.publisher_id, kind, epoch, seq, limit) if journal else []
+        # One more than asked: ``more`` then says exactly whether anything follows this reply
+        # (limit 0 makes the request a cheap "is there anything after my position?" probe).
+        entries = journal.read_after(self.publisher_id, kind, epoch, seq, limit + 1) if journal else []
+        more = len(entries) > limit
+        entries = entries[:limit]
         req_b = str(req).encode()
         for entry in entries:
             if not self._send(identity, [b"MSG", req_b, *entry.frames]):
@@ -148,7 +160,7 @@ class CatchupServer:
         pruned = journal.pruned_through(self.publisher_id, kind) if journal else (0, 0)
         last = [entries[-1].epoch, entries[-1].seq] if entries else [epoch, seq]
         end = {"req": req, "publisher_id": self.publisher_id, "count": len(entries),
-               "more": len(entries) == limit, "last": last, "truncated": (epoch, seq) < pruned}
+               "more": more, "last": last, "truncated": (epoch, seq) < pruned}
         self._send(identity, [b"END", json.dumps(end).encode()])
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:

@@ -11,7 +11,18 @@ and the demo) does what zguide ch. 5 prescribes for a reliable PUB/SUB feed:
 4. de-duplicate by ``msg_id`` against the local store (SQLite), so live and caught-up copies,
    copies through two paths, and copies after a restart are delivered once;
 5. tell silent from dead by heartbeats, and keep going: ZeroMQ reconnects SUB sockets; a
-   catch-up request without an answer is retried on a fresh DEALER socket.
+   catch-up request without an answer is retried on a fresh DEALER socket;
+6. say so when an endpoint stays silent: one SUB socket per endpoint, so "no heartbeat from
+   tcp://... for 5 s (gateway down, wrong endpoint, or CURVE key not accepted)" names the
+   endpoint (edge/feed/liveness.py holds the timers). A refused CURVE key gets no error from
+   ZeroMQ, only silence, so this line is how a misconfigured control room learns.
+
+Where a publisher's history starts (``start``) for a (publisher, kind) the store holds no
+position for: ``"all"`` (library default) catches up everything the gateway retains; ``"now"``
+(``listen`` default) starts at the gateway's position in its first heartbeat (or just before its
+first live message): what the journal held before is history and is not delivered; ``since_utc``
+(with ``"all"``) delivers from the journal only messages measured at or after that time. Live
+messages are always delivered. Messages delivered from a journal have ``Message.caught_up``.
 
 Delivery order: ``on_message`` is called before the message is recorded, so a crash between the
 two can repeat one message on restart (same ``msg_id``), but never lose one.
@@ -25,17 +36,34 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import zmq
 
 from edge.feed.catchup import parse_position
+from edge.feed.liveness import Notice, SilenceWatch
 from edge.feed.messages import JOURNALED_KINDS, Message, MessageError, decode
 from edge.feed.security import ClientKeys, make_client
 from edge.feed.store import Position, Store
 
 log = logging.getLogger(__name__)
+
+def _status_items(value, prefix: str = "") -> list[str]:
+    """Every leaf of a status object as ``dotted.key=value``, nested objects included (which
+    camera is offline is the point of a degraded status). Strings with spaces, ``=`` or control
+    characters are JSON-quoted, so the line stays one line and splits back unambiguously."""
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _status_items(v, f"{prefix}{k}.")]
+    if isinstance(value, str) and (not value or any(c.isspace() or c in '="' or not c.isprintable() for c in value)):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, (list, tuple)):
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = str(value)
+    return [f"{prefix.rstrip('.')}={text}"]
+
 
 def format_alert_line(body: dict) -> str:
     """One readable line for an alert/screening message, e.g.
@@ -49,10 +77,8 @@ def format_alert_line(body: dict) -> str:
     if body.get("kind") not in JOURNALED_KINDS:
         head = f"{body.get('time_utc', '?')} {str(body.get('kind', '?')).upper()} station {body.get('station_id', '?')}"
         status = body.get("status")
-        if isinstance(status, dict) and status:  # top-level scalars only: one line stays one line
-            items = [f"{k}={v}" for k, v in status.items() if isinstance(v, (str, int, float, bool)) or v is None]
-            return f"{head}: {' '.join(items)[:300]}"
-        return head
+        items = _status_items(status) if isinstance(status, dict) else []
+        return f"{head}: {' '.join(items)}" if items else head
     v = body.get("verdict", {})
     label = "ALERT" if body["kind"] == "alert" else v.get("status", "?").upper()
     unc = body.get("uncertainty_c")
@@ -80,6 +106,7 @@ class _Stream:
     pos: Position
     seen: Position = (0, 0)  # newest position we know exists (live message or heartbeat)
     request: int | None = None  # catch-up request in flight
+    floor: Position | None = None  # start="now": the journal up to here is history (set once)
 
 
 @dataclass
@@ -110,6 +137,7 @@ class Stats:
     delivered: int = 0  # passed to on_message
     duplicates: int = 0
     caught_up: int = 0  # delivered through catch-up
+    history_skipped: int = 0  # journal messages before the start ("now" / since_utc), not delivered
     catchup_requests: int = 0
     gaps: int = 0
     lost: int = 0  # messages known missing that no journal could supply
@@ -126,14 +154,24 @@ class Listener:
     keys: this client's CURVE keys (secret file, default server public key) or None.
     request_timeout_s: a catch-up request without progress for this long is retried.
     rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
+    on_notice: called with each liveness Notice (an endpoint silent, or back), which is also
+        logged as a warning; ``listen --json`` prints them.
+    start: "all" or "now", for publishers without a stored position (module docstring).
+    since_utc: with start="all", deliver from journals only messages with ``time_utc`` >= it.
     """
 
     def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
-                 rcv_buf: int = 0, poll_ms: int = 50) -> None:
+                 rcv_buf: int = 0, poll_ms: int = 50,
+                 on_notice: Callable[[Notice], object] | None = None, start: str = "all",
+                 since_utc: datetime | None = None) -> None:
         if not endpoints:
             raise ValueError("Listener needs at least one endpoint")
+        if start not in ("all", "now") or (since_utc is not None and start != "all"):
+            raise ValueError(f"start={start!r}, since_utc={since_utc!r}: start is 'all' or 'now'; since needs 'all'")
+        self.start = start
+        self.since_utc = since_utc
         self.ctx = ctx
         self.endpoints = [split_key(e) for e in endpoints]
         self.catchup_keys = dict(split_key(e) for e in catchup)
@@ -154,26 +192,34 @@ class Listener:
         self._requests: dict[int, _Request] = {}
         self._req_ids = itertools.count(1)
         self._on_message: Callable[[Message], object] = lambda m: None
+        self.on_notice = on_notice
+        self._watches: dict[str, SilenceWatch] = {}  # per feed endpoint
 
     # --- sockets ------------------------------------------------------------------------------
 
-    def _open_sub(self) -> zmq.Socket:
-        sub = self.ctx.socket(zmq.SUB)
-        sub.rcvhwm = self.rcv_hwm
-        if self.rcv_buf > 0:
-            sub.rcvbuf = self.rcv_buf
-        sub.reconnect_ivl = 100
-        sub.reconnect_ivl_max = 2000
-        for kind in (*self.kinds, "heartbeat"):
-            sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
+    def _open_subs(self) -> dict[str, zmq.Socket]:
+        """One SUB socket per endpoint: silence is then known per endpoint."""
+        subs: dict[str, zmq.Socket] = {}
         for endpoint, key in self.endpoints:
-            make_client(sub, self.keys, key)
+            if endpoint in subs:
+                continue
+            sub = subs[endpoint] = self.ctx.socket(zmq.SUB)
+            sub.linger = 0
+            sub.rcvhwm = self.rcv_hwm
+            if self.rcv_buf > 0:
+                sub.rcvbuf = self.rcv_buf
+            sub.reconnect_ivl = 100
+            sub.reconnect_ivl_max = 2000
+            for kind in (*self.kinds, "heartbeat"):
+                sub.setsockopt(zmq.SUBSCRIBE, f"{kind}.".encode())
             try:
+                make_client(sub, self.keys, key)
                 sub.connect(endpoint)
             except zmq.ZMQError as e:
-                sub.close(linger=0)
+                for s in subs.values():
+                    s.close(linger=0)
                 raise ValueError(f"cannot connect to {endpoint!r}: {e}") from None
-        return sub
+        return subs
 
     def _dealer(self, endpoint: str, fresh: bool = False) -> zmq.Socket | None:
         sock = self._dealers.get(endpoint)
@@ -203,21 +249,26 @@ class Listener:
         """Receive until ``stop`` is set, calling ``on_message`` once per new message. Returns stats."""
         self._on_message = on_message
         self._poller = zmq.Poller()
-        sub = self._open_sub()
-        self._poller.register(sub, zmq.POLLIN)
+        subs = self._open_subs()
+        now = time.monotonic()
+        for endpoint, sub in subs.items():
+            self._poller.register(sub, zmq.POLLIN)
+            self._watches[endpoint] = SilenceWatch(endpoint, now)
         try:
             for endpoint in self.catchup_keys:  # subscribed first; now catch up
                 for kind in self._journaled_kinds():
                     self._send_request(endpoint, kind, None)
             while not stop.is_set():
                 ready = dict(self._poller.poll(self.poll_ms))
-                if ready.get(sub):
+                for endpoint, sub in subs.items():
+                    if not ready.get(sub):
+                        continue
                     for _ in range(1000):  # drain, but come back to check timers
                         try:
                             frames = sub.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._on_live(frames)
+                        self._on_live(frames, endpoint)
                         if self.slow_down_s:
                             time.sleep(self.slow_down_s)
                 for endpoint, sock in list(self._dealers.items()):
@@ -230,7 +281,8 @@ class Listener:
                             self._on_reply(endpoint, frames)
                 self._timers()
         finally:
-            sub.close(linger=0)
+            for sub in subs.values():
+                sub.close(linger=0)
             for sock in self._dealers.values():
                 sock.close(linger=0)
             self._dealers.clear()
@@ -247,7 +299,17 @@ class Listener:
 
     # --- live messages ------------------------------------------------------------------------
 
-    def _on_live(self, frames: list[bytes]) -> None:
+    def _notice(self, notice: Notice | None) -> None:
+        if notice is None:
+            return
+        log.warning("%s", notice.message)
+        if self.on_notice is not None:
+            self.on_notice(notice)
+
+    def _on_live(self, frames: list[bytes], endpoint: str | None = None) -> None:
+        watch = self._watches.get(endpoint) if endpoint else None
+        if watch is not None:  # anything that arrives, even malformed, proves the path is up
+            self._notice(watch.heard(time.monotonic()))
         try:
             msg = decode(frames)
         except MessageError as e:
@@ -255,6 +317,8 @@ class Listener:
             return
         self.stats.received += 1
         body = msg.body
+        if watch is not None and msg.kind == "heartbeat":
+            watch.heard(time.monotonic(), body["interval_s"])
         pub = body["publisher_id"]
         self._heard(pub, body)
         if body.get("catchup") and pub not in self._catchup_of and body["catchup"] not in self._bad_endpoints:
@@ -263,6 +327,8 @@ class Listener:
             self.stats.heartbeats += 1
             for kind in self._journaled_kinds():
                 last = body["last"].get(kind, 0)
+                s = self._stream(pub, kind)
+                self._set_floor(pub, kind, s, (body["epoch"], last))
                 if last > 0:
                     self._note_exists(pub, kind, (body["epoch"], last))
             return
@@ -291,8 +357,17 @@ class Listener:
     def _stream(self, pub: str, kind: str) -> _Stream:
         s = self._streams.get((pub, kind))
         if s is None:
-            s = self._streams[(pub, kind)] = _Stream(self.store.position(pub, kind) or (0, 0))
+            stored = self.store.position(pub, kind)
+            s = self._streams[(pub, kind)] = _Stream(stored or (0, 0), floor=stored)  # stored: resume there
         return s
+
+    def _set_floor(self, pub: str, kind: str, s: _Stream, pos: Position) -> None:
+        """start="now": the first contact with (pub, kind) fixes where its history ends."""
+        if self.start != "now" or s.floor is not None:
+            return
+        s.floor = pos
+        if s.pos < pos:
+            self._set_pos(pub, kind, s, pos)
 
     def _note_exists(self, pub: str, kind: str, position: Position) -> None:
         """A message at ``position`` exists; make sure we end up holding everything up to it."""
@@ -335,7 +410,9 @@ class Listener:
         if msg.kind in JOURNALED_KINDS:
             self.store.add(msg)
             s = self._stream(msg.publisher_id, msg.kind)
-            if s.pos[0] == 0 and s.request is None and msg.publisher_id not in self._catchup_of:
+            if self.start == "now" and s.floor is None and not msg.caught_up:  # first contact: this live message
+                self._set_floor(msg.publisher_id, msg.kind, s, (msg.position[0], msg.position[1] - 1))
+            elif s.pos[0] == 0 and s.request is None and msg.publisher_id not in self._catchup_of:
                 s.pos = (msg.position[0], msg.position[1] - 1)  # no journal to ask: start here
             self._advance(msg.publisher_id, msg.kind, s)
         self.stats.delivered += 1
@@ -384,6 +461,10 @@ class Listener:
                 self._bad(e, f"catch-up {endpoint}")
                 return
             request.last = msg.position
+            if self._is_history(msg):
+                self.stats.history_skipped += 1
+                return
+            msg.caught_up = True
             if self._deliver(msg):
                 self.stats.caught_up += 1
             return
@@ -400,6 +481,8 @@ class Listener:
             return
         self._catchup_of[pub] = endpoint  # it answered: prefer it to an advertised one
         s = self._stream(pub, request.kind)
+        if not more:  # a whole reply before any live contact: all of it was history
+            self._set_floor(pub, request.kind, s, last)
         if s.request in (None, req):
             s.request = None
         if reply.get("truncated"):
@@ -417,8 +500,23 @@ class Listener:
             if s.seen > s.pos:
                 self._note_exists(pub, request.kind, s.seen)
 
+    def _is_history(self, msg: Message) -> bool:
+        """A journal message from before where this listener starts (``start``/``since_utc``)."""
+        if self.start == "now":  # before the first contact, everything the journal holds is history
+            floor = self._stream(msg.publisher_id, msg.kind).floor
+            return floor is None or msg.position <= floor
+        if self.since_utc is not None:
+            try:
+                t = datetime.fromisoformat(msg.body["time_utc"].replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            return t < self.since_utc
+        return False
+
     def _timers(self) -> None:
         now = time.monotonic()
+        for watch in self._watches.values():
+            self._notice(watch.check(now))
         for req, request in list(self._requests.items()):
             if now > request.deadline:
                 del self._requests[req]

@@ -155,6 +155,18 @@ class Journal:
         ).fetchall()
         return [JournalEntry(e, s, [t, b] + [i for i in (i1, i2) if i is not None]) for e, s, t, b, i1, i2 in rows]
 
+    def open_events(self, publisher_id: str, before_epoch: int) -> list[bytes]:
+        """JSON bodies of the last message of every event (``event_id``) of ``publisher_id`` in an
+        epoch before ``before_epoch`` that never got its ``end``: events left open by a run that was
+        killed (a clean shutdown ends every track). Oldest first. One pass in SQLite's JSON1."""
+        rows = self._db.execute(
+            "SELECT m.body FROM messages m JOIN ("
+            "  SELECT MAX(id) AS last_id, SUM(json_extract(CAST(body AS TEXT), '$.type') = 'end') AS ended"
+            "  FROM messages WHERE publisher_id=? AND epoch<? AND kind IN ('alert', 'screening')"
+            "  GROUP BY json_extract(CAST(body AS TEXT), '$.event_id')) e ON m.id = e.last_id"
+            " WHERE e.ended = 0 ORDER BY m.id", (publisher_id, before_epoch)).fetchall()
+        return [bytes(body) for (body,) in rows]
+
     def pruned_through(self, publisher_id: str, kind: str) -> tuple[int, int]:
         """Newest (epoch, seq) retention has deleted for this stream; (0, 0) if none."""
         row = self._db.execute("SELECT epoch, seq FROM pruned WHERE publisher_id=? AND kind=?",

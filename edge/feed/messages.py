@@ -78,12 +78,14 @@ class _Envelope(BaseModel):
     schema_: Literal[1] = Field(alias="schema", description="message schema version")
     publisher_id: _Id = Field(description="stable id of the publishing gateway process")
     epoch: int = Field(ge=1, description="changes (increases) every time the publisher starts")
-    seq: int = Field(ge=0, description="per (publisher_id, epoch, kind) sequence, from 1")
+    seq: int = Field(ge=1, description="per (publisher_id, epoch, kind) sequence, from 1, no holes")
     msg_id: str = Field(max_length=200, description="publisher_id/epoch/kind/seq: unique per message")
     station_id: _Id = Field(description="station the gateway screens")
     time_utc: str = Field(
         pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$",
-        description="ISO 8601 UTC time of the measurement (events) or of sending (status/heartbeat)",
+        description="ISO 8601 UTC with Z and a fraction of any length (events: microseconds): the "
+                    "measurement time of the thermal frame behind an event (so events are not in seq "
+                    "order by time), the sending time of status and heartbeat",
     )
     catchup: str | None = Field(default=None, max_length=300,
                                 description="catch-up endpoint of this gateway (ROUTER), if any")
@@ -117,6 +119,10 @@ class EventBody(_Envelope):
     n_frames: int = Field(ge=0, description="frames aggregated into this result")
     images: list[Literal["rgb_jpeg", "thermal_jpeg"]] = Field(
         default_factory=list, max_length=2, description="names of the image frames that follow, in order")
+    end_reason: Literal["gateway_restart"] | None = Field(
+        default=None, exclude_if=lambda v: v is None,  # absent, not null: ordinary bodies keep their bytes
+        description="only on an 'end' the gateway sent for an event its previous run left open "
+                                  "(killed or crashed): 'gateway_restart'; absent on ordinary ends")
 
 
 class StatusBody(_Envelope):
@@ -138,9 +144,21 @@ Body = Annotated[Union[EventBody, StatusBody, HeartbeatBody], Field(discriminato
 _BODY = TypeAdapter(Body)
 
 
+def _strict_2020_12(node: Any) -> Any:
+    """Drop what is not JSON Schema 2020-12: pydantic adds OpenAPI's ``discriminator`` (with a
+    ``mapping``) to a tagged union, which strict validators (ajv strict) reject as unknown. The
+    ``oneOf`` stays exact without it: each variant pins ``kind`` (``const``/``enum``)."""
+    if isinstance(node, dict):
+        return {k: _strict_2020_12(v) for k, v in node.items() if k != "discriminator"}
+    if isinstance(node, list):
+        return [_strict_2020_12(v) for v in node]
+    return node
+
+
 def json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a feed message body; committed as docs/schema/."""
-    schema = _BODY.json_schema(by_alias=True)
+    """JSON Schema (draft 2020-12) of a feed message body; committed as docs/schema/. Only
+    2020-12 vocabulary: it compiles in strict validators (tests/feed/test_schema_strict.py)."""
+    schema = _strict_2020_12(_BODY.json_schema(by_alias=True))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"thermal-edge feed message body, schema {SCHEMA_VERSION}"
     return schema
@@ -205,6 +223,7 @@ class Message:
     topic: str
     body: dict[str, Any]  # the JSON body as received (validated)
     images: dict[str, bytes] = field(default_factory=dict)
+    caught_up: bool = False  # set by the listener: came from a gateway's journal, not live
 
     @property
     def kind(self) -> str:

@@ -8,17 +8,24 @@ Unlike ``zmq.proxy`` this loop looks at every message: anything that does not de
 message is counted, logged once per reason and not forwarded, so one broken or hostile gateway
 cannot feed garbage to every control room. Catch-up does not go through the proxy: messages
 carry their gateway's catch-up endpoint and clients ask the gateway directly.
+
+Each upstream has its own XSUB socket and the proxy itself subscribes to heartbeats, so an
+upstream that stays silent (gateway down, wrong endpoint, the proxy's key refused) is logged
+as "no heartbeat from upstream tcp://... for 5 s (...)", repeated while it lasts, and its return
+too (timers: edge/feed/liveness.py). Clients the XPUB side refuses are logged by the ZAP handler.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
 
+from edge.feed.liveness import SilenceWatch
 from edge.feed.messages import MessageError, decode
 from edge.feed.security import (
     ClientKeys,
@@ -30,11 +37,14 @@ from edge.feed.security import (
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_TOPIC = b"heartbeat."  # the proxy's own subscription: it watches every upstream
+
 
 @dataclass
 class ProxyStats:
     forwarded: int = 0
     subscriptions: int = 0
+    silent_reports: int = 0  # "no heartbeat from upstream ..." lines logged
     bad: Counter = field(default_factory=Counter)
 
 
@@ -64,66 +74,90 @@ class Proxy:
         self.stats = ProxyStats()
         self.bound = threading.Event()
         self.last_endpoint: str | None = None
+        self.watches: dict[str, SilenceWatch] = {}
 
     def run(self, stop: threading.Event) -> ProxyStats:
-        xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
+        xsubs: dict[str, zmq.Socket] = {}  # one per upstream: silence is known per upstream
         try:
-            xsub.rcvhwm = self.hwm
             xpub.sndhwm = self.hwm
-            xsub.reconnect_ivl = 100
-            xsub.reconnect_ivl_max = 2000
             make_server(xpub, self.server_keys)
             try:
                 xpub.bind(self.bind)
             except zmq.ZMQError as e:
                 raise ValueError(f"proxy: cannot bind {self.bind!r}: {e}") from None
             self.last_endpoint = xpub.last_endpoint.decode()
+            now = time.monotonic()
             for endpoint, key in self.upstreams:
+                if endpoint in xsubs:
+                    continue
+                xsub = xsubs[endpoint] = self.ctx.socket(zmq.XSUB)
+                xsub.rcvhwm = self.hwm
+                xsub.reconnect_ivl = 100
+                xsub.reconnect_ivl_max = 2000
                 make_client(xsub, self.client_keys, key)
                 try:
                     xsub.connect(endpoint)
                 except zmq.ZMQError as e:
                     raise ValueError(f"proxy: cannot connect to upstream {endpoint!r}: {e}") from None
+                xsub.send(b"\x01" + HEARTBEAT_TOPIC)  # XSUB re-sends it after every reconnect
+                self.watches[endpoint] = SilenceWatch(endpoint, now, what="upstream ")
             self.bound.set()
             poller = zmq.Poller()
-            poller.register(xsub, zmq.POLLIN)
+            for xsub in xsubs.values():
+                poller.register(xsub, zmq.POLLIN)
             poller.register(xpub, zmq.POLLIN)
             while not stop.is_set():
                 ready = dict(poller.poll(100))
-                if ready.get(xsub):
-                    self._forward(xsub, xpub)
+                for endpoint, xsub in xsubs.items():
+                    if ready.get(xsub):
+                        self._forward(xsub, xpub, self.watches[endpoint])
                 if ready.get(xpub):
-                    self._subscriptions(xpub, xsub)
+                    self._subscriptions(xpub, list(xsubs.values()))
+                now = time.monotonic()
+                for watch in self.watches.values():
+                    notice = watch.check(now)
+                    if notice is not None:
+                        self.stats.silent_reports += 1
+                        log.warning("proxy: %s", notice.message)
         finally:
-            xsub.close(linger=0)
+            for xsub in xsubs.values():
+                xsub.close(linger=0)
             xpub.close(linger=0)
         return self.stats
 
-    def _forward(self, xsub: zmq.Socket, xpub: zmq.Socket) -> None:
+    def _forward(self, xsub: zmq.Socket, xpub: zmq.Socket, watch: SilenceWatch | None = None) -> None:
         for _ in range(1000):
             try:
                 frames = xsub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if watch is not None:
+                notice = watch.heard(time.monotonic())
+                if notice is not None:
+                    log.warning("proxy: %s", notice.message)
             try:
-                decode(frames)
+                msg = decode(frames)
             except MessageError as e:
                 self.stats.bad[e.reason] += 1
                 if self.stats.bad[e.reason] == 1:
                     log.warning("proxy: dropped a malformed message (%s); further ones are only counted", e)
                 continue
+            if watch is not None and msg.kind == "heartbeat":  # a slow heartbeat is not silence
+                watch.heard(time.monotonic(), msg.body["interval_s"])
             xpub.send_multipart(frames)
             self.stats.forwarded += 1
 
-    def _subscriptions(self, xpub: zmq.Socket, xsub: zmq.Socket) -> None:
+    def _subscriptions(self, xpub: zmq.Socket, xsubs: list[zmq.Socket]) -> None:
         while True:
             try:
                 frames = xpub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
-                xsub.send(frames[0])
+                if frames[0] != b"\x00" + HEARTBEAT_TOPIC:  # the proxy's own stays
+                    for xsub in xsubs:
+                        xsub.send(frames[0])
                 self.stats.subscriptions += 1
             else:
                 self.stats.bad["subscription"] += 1

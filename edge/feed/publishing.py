@@ -1,13 +1,16 @@
 """Publishing stage: screening events -> journal -> ZeroMQ PUB feed (contract: docs/messages.md).
 
 ``Publisher`` builds each message body, writes journaled kinds (alert, screening) to the
-journal *before* sending (synced), then sends ``[topic, JSON, *JPEG images]``. It is handed
+journal *before* sending (synced), then sends ``[topic, JSON, *JPEG images]``. On start,
+``open_feed`` closes the events a killed previous run left open (``close_open_events``: an
+``end`` with ``end_reason: "gateway_restart"``), so no event stays open forever. It is handed
 its socket and journal; ``open_feed`` is the one place that opens sockets, binds them, starts
 the CURVE authenticator and the catch-up/heartbeat thread from a ``FeedConfig``.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -222,6 +225,38 @@ class Publisher:
             self._send(event.kind, body, list(images.values()), data)
         return body
 
+    def close_open_events(self, time_utc: str) -> list[dict[str, Any]]:
+        """Send an ``end`` (``end_reason: "gateway_restart"``) for every event an earlier epoch of
+        this publisher left open in the journal (killed before its tracks ended). The end carries
+        the event's last known fields and its ``event_id``; ``time_utc`` is when it is closed.
+        Returns the bodies sent."""
+        if self.journal is None:
+            return []
+        envelope = set(self._envelope("heartbeat", time_utc))
+        sent = []
+        for raw in self.journal.open_events(self.publisher_id, self.epoch):
+            try:
+                last = json.loads(raw)
+            except ValueError:  # a damaged row must not stop the start-up
+                continue
+            kind = last.get("kind")
+            if kind not in JOURNALED_KINDS:
+                continue
+            with self._lock:
+                body = self._envelope(kind, time_utc)
+                body.update({k: v for k, v in last.items() if k not in envelope})
+                body.update(type="end", end_reason="gateway_restart", images=[])
+                try:
+                    self._send(kind, body, [])
+                except ValueError as e:  # an old row that no longer meets the schema
+                    log.warning("feed: cannot close open event %s: %s", last.get("event_id"), e)
+                    continue
+            sent.append(body)
+        if sent:
+            log.warning("feed: closed %d event(s) the previous run left open (end_reason gateway_restart): %s",
+                        len(sent), ", ".join(b["event_id"] for b in sent[:10]) + (" ..." if len(sent) > 10 else ""))
+        return sent
+
     def publish_status(self, status: dict[str, Any], time_utc: str) -> dict[str, Any]:
         """Send a status message (not journaled: the next one supersedes it)."""
         with self._lock:
@@ -341,6 +376,7 @@ def open_feed(ctx: zmq.Context, cfg: FeedConfig, station_id: str) -> Feed:
         publisher = Publisher(pub, station_id, journal, publisher_id=cfg.publisher_id,
                               include_images=cfg.include_images, catchup_endpoint=advertise,
                               heartbeat_s=cfg.heartbeat_s)
+        publisher.close_open_events(utc_iso())  # journaled, so late subscribers catch them up
         server = CatchupServer(router, cfg.journal_path if advertise else None, publisher.publisher_id,
                                heartbeat=publisher.heartbeat, heartbeat_s=cfg.heartbeat_s).start()
         undo.pop_all()  # all open: the Feed owns them now

@@ -8,11 +8,20 @@ context) rejects every client whose public key is not in that folder. A client h
 secret certificate and the server's public certificate.
 
 Without keys nothing is encrypted, so servers then bind only to loopback (``require_loopback``).
+
+A refused client sees nothing (ZeroMQ gives it no error, only silence; the listener reports the
+silence, edge/feed/liveness.py). The server logs each refused key once, by fingerprint
+(``key_fingerprint``: the first 16 hex digits of the SHA-256 of the 32-byte public key, which
+``keygen`` prints for every key it creates) and address, then at most once a minute with a count.
 """
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import logging
 import shutil
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +30,11 @@ from urllib.parse import urlsplit
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from edge.feed.liveness import DENIAL_REPEAT_S
+
+log = logging.getLogger(__name__)
 
 from edge.errors import UserError
 
@@ -104,12 +118,86 @@ class ClientKeys:
         return self._servers[path]
 
 
-def start_authenticator(ctx: zmq.Context, authorized_dir: str | Path) -> ThreadAuthenticator:
+def key_fingerprint(public_key: bytes | str) -> str:
+    """Short, stable name of a CURVE public key: 16 hex digits of SHA-256 of its 32 raw bytes.
+
+    Accepts the raw 32 bytes (as ZAP hands them over) or the 40-character z85 text of a key file.
+    """
+    raw = public_key.encode() if isinstance(public_key, str) else bytes(public_key)
+    if len(raw) == 40:
+        raw = z85.decode(raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class DenialLog:
+    """Rate-limited log lines for refused clients: the first refusal of a key is logged at once,
+    then at most one line per ``repeat_s`` with the refusals counted since (a refused client
+    retries every few seconds, forever). Pure: the caller passes the clock."""
+
+    def __init__(self, repeat_s: float = DENIAL_REPEAT_S) -> None:
+        self.repeat_s = repeat_s
+        self.denials = 0
+        self._keys: dict[str, list] = {}  # fingerprint -> [next log time, count since, addresses]
+
+    def note(self, fingerprint: str, address: str, reason: str, now_s: float) -> str | None:
+        """Count one refusal; returns the line to log, or None while rate-limited."""
+        self.denials += 1
+        entry = self._keys.get(fingerprint)
+        if entry is None:
+            self._keys[fingerprint] = [now_s + self.repeat_s, 0, {address}]
+            return (f"refused CURVE client key {fingerprint} from {address} ({reason}): not in the "
+                    f"authorized clients folder; further refusals of this key are logged once per "
+                    f"{self.repeat_s:.0f} s")
+        entry[1] += 1
+        entry[2].add(address)
+        if now_s < entry[0]:
+            return None
+        line = (f"refused CURVE client key {fingerprint} {entry[1]} more time(s) in the last "
+                f"{self.repeat_s:.0f} s, from {', '.join(sorted(entry[2]))} ({reason})")
+        entry[:] = [now_s + self.repeat_s, 0, {address}]
+        return line
+
+
+class LoggingAuthenticator(ThreadAuthenticator):
+    """zmq.auth's ZAP handler that also logs refused clients (``DenialLog``) at WARNING."""
+
+    def __init__(self, ctx: zmq.Context, name: str = "feed") -> None:
+        super().__init__(ctx)
+        self.name = name
+        self.denial_log = DenialLog()
+        self._request: tuple[str, bytes] | None = None
+        self._lock = threading.Lock()
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        # The ZAP request names the client's address and, for CURVE, its public key; the reply
+        # (_send_zap_reply) carries the verdict. One request is handled at a time.
+        self._request = None
+        if len(msg) >= 7 and msg[5] == b"CURVE":
+            self._request = (msg[3].decode("utf-8", "replace") or "?", msg[6])
+        try:
+            await super().handle_zap_message(msg)
+        finally:
+            self._request = None
+
+    def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes,
+                        user_id: str = "anonymous") -> None:
+        if status_code != b"200" and self._request is not None:
+            address, key = self._request
+            with self._lock:
+                line = self.denial_log.note(key_fingerprint(key), address,
+                                            status_text.decode("utf-8", "replace"), time.monotonic())
+            if line:
+                log.warning("%s: %s", self.name, line)
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
+
+
+def start_authenticator(ctx: zmq.Context, authorized_dir: str | Path, name: str = "feed") -> ThreadAuthenticator:
     """Start the context's ZAP handler allowing only the public keys in ``authorized_dir``.
 
-    Call once per context, before binding CURVE servers; stop it when done.
+    Call once per context, before binding CURVE servers; stop it when done. Refused clients are
+    logged (rate-limited) as "NAME: refused CURVE client key FINGERPRINT from ADDRESS ...".
     """
-    auth = ThreadAuthenticator(ctx)
+    auth = LoggingAuthenticator(ctx, name)
     auth.start()
     auth.configure_curve(domain=ZAP_DOMAIN, location=str(authorized_dir))
     return auth

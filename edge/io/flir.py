@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from edge.errors import UserError
-from edge.thermal.radiometry import PlanckParams, raw_to_celsius
 from edge.thermal.colour import to_u8
+from edge.thermal.radiometry import PlanckParams, raw_to_celsius
 from edge.thermal.registration import Registration
 
 REC_RAW, REC_EMBEDDED, REC_CAMERA, REC_PIP = 0x01, 0x0E, 0x20, 0x2A

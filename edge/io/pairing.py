@@ -4,18 +4,34 @@ Frames arrive from two cameras in capture order per camera, interleaved arbitrar
 frame can be paired once we have seen an RGB frame at or after its time (or know no better one
 can come). RGB frames that no thermal frame claims are dropped without detection -- detection
 only runs on paired frames, which is most of the pipeline's saving at 30 fps vs 8.7 Hz.
+
+A thermal frame that is not paired is never silent: it is counted with its reason (
+``UNPAIRED_REASONS``) in ``PairingStats.unpaired`` -- read by the replay summary, the status
+message and the Prometheus metrics -- and the first frame of each reason is logged.
 """
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from dataclasses import dataclass
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Protocol, Sequence
 
 from pydantic import Field
 
 from edge.configbase import StrictModel
 from edge.types import Frame, FramePair
+
+log = logging.getLogger(__name__)
+
+# Why a frame was not paired. RGB frames no thermal frame chose are normal (RGB runs faster)
+# and counted apart (rgb_unused); these reasons apply to thermal frames, and the first two to
+# RGB frames too.
+UNPAIRED_REASONS = {
+    "out_of_order": "its time went back before the previous frame of its camera",
+    "duplicate_time": "its time equals the previous frame's of its camera",
+    "no_partner": "no RGB frame within the pairing tolerance",
+}
 
 
 class PairingConfig(StrictModel):
@@ -29,6 +45,25 @@ class PairingStats:
     unpaired_thermal: int = 0  # thermal frames with no RGB frame within tolerance
     rgb_unused: int = 0  # RGB frames no thermal frame chose (normal: RGB runs faster)
     out_of_order: int = 0  # frames whose t_ns went backwards within their camera; dropped
+    duplicate_time: int = 0  # frames whose t_ns equals the previous one of their camera; dropped
+    unpaired: Counter = field(default_factory=Counter)  # (camera, reason in UNPAIRED_REASONS) -> frames
+
+    def unpaired_by_camera(self) -> dict[str, dict[str, int]]:
+        """{camera: {reason: frames}} for the status message (every reason listed, zeros too)."""
+        return {cam: {r: int(self.unpaired[(cam, r)]) for r in UNPAIRED_REASONS
+                      if cam == "thermal" or r != "no_partner"}
+                for cam in ("thermal", "rgb")}
+
+    def thermal_unpaired(self) -> int:
+        """Thermal frames not paired, whatever the reason."""
+        return sum(n for (cam, _), n in self.unpaired.items() if cam == "thermal")
+
+    def describe_unpaired(self) -> str:
+        """'3 thermal unpaired: 2 out of order, 1 no partner' -- one phrase for summaries."""
+        parts = [f"{n} {r.replace('_', ' ')}" for r in UNPAIRED_REASONS if (n := self.unpaired[("thermal", r)])]
+        rgb = [f"{n} rgb {r.replace('_', ' ')}" for r in UNPAIRED_REASONS if (n := self.unpaired[("rgb", r)])]
+        head = f"{self.thermal_unpaired()} thermal unpaired"
+        return head + (f": {', '.join(parts + rgb)}" if parts or rgb else "")
 
 
 class Pairer:
@@ -46,10 +81,24 @@ class Pairer:
         self._rgb_intervals: deque[int] = deque(maxlen=16)
         self.stats = PairingStats()
 
+    def _drop(self, frame: Frame, reason: str) -> None:
+        """Count a frame that will not be paired; log the first of each (camera, reason)."""
+        self.stats.unpaired[(frame.camera, reason)] += 1
+        if self.stats.unpaired[(frame.camera, reason)] == 1:
+            log.warning("pairing: %s frame %d at t=%.3f s not paired: %s (%s); further ones are counted "
+                        "(status pairing.unpaired, metric thermal_edge_unpaired_frames)", frame.camera, frame.index,
+                        frame.t_ns / 1e9, reason.replace("_", " "), UNPAIRED_REASONS[reason])
+
     def push(self, frame: Frame) -> list[FramePair]:
-        if frame.t_ns < self._last_t[frame.camera]:
-            # a clock that jumps backwards would pair the wrong frames; drop and count
-            self.stats.out_of_order += 1
+        if frame.t_ns <= self._last_t[frame.camera]:
+            # a clock that jumps backwards would pair the wrong frames, and a repeated time
+            # (a frame delivered twice, a stuck clock) would be measured twice: drop and count
+            if frame.t_ns < self._last_t[frame.camera]:
+                self.stats.out_of_order += 1
+                self._drop(frame, "out_of_order")
+            else:
+                self.stats.duplicate_time += 1
+                self._drop(frame, "duplicate_time")
             return []
         if frame.camera == "rgb" and self._last_t["rgb"] > -(1 << 62):
             self._rgb_intervals.append(frame.t_ns - self._last_t["rgb"])
@@ -96,6 +145,7 @@ class Pairer:
                     break
             if best is None:
                 self.stats.unpaired_thermal += 1
+                self._drop(th, "no_partner")
                 continue
             for _ in range(best[1]):
                 self._rgb.popleft()

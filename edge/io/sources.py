@@ -38,7 +38,13 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from edge.configbase import StrictModel, resolve_path
-from edge.io.jpegframes import JPEG_FOURCCS, CorruptFrame, JpegFrame, JpegPacketReader, fourcc_of
+from edge.io.jpegframes import (
+    JPEG_FOURCCS,
+    CorruptFrame,
+    JpegFrame,
+    JpegPacketReader,
+    fourcc_of,
+)
 from edge.io.telemetry import TelemetryError, parse_telemetry, telemetry_rows
 from edge.types import Frame
 

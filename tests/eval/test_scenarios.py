@@ -126,7 +126,11 @@ def test_measured_subjects_read_the_true_canthus_within_0_3(streams, name):
 def test_sample_stations_alarm_at_the_threshold_their_truth_scores():
     """The replays run the sample calibrations' decision_threshold_c (the station config sets
     none); the scenarios' truth calls a person febrile at core >= truth.threshold_c. One number."""
-    from edge.decision import THRESHOLD_FROM_CALIBRATION, DecisionConfig, threshold_in_force
+    from edge.decision import (
+        THRESHOLD_FROM_CALIBRATION,
+        DecisionConfig,
+        threshold_in_force,
+    )
     from edge.paths import CALIBRATION_DIR
     from edge.sim.scenario import load_scenario
     from edge.thermal.calibration import load_calibration

@@ -17,6 +17,7 @@ from edge.feed.publishing import FeedConfig, open_feed
 from edge.paths import REPO_ROOT
 from edge.types import ScreeningEvent, Verdict
 
+
 def alert_event(track_id: int, *, kind: str = "alert", type_: str = "new", core_c: float = 38.2,
                 images: bool = False) -> ScreeningEvent:
     verdict = (Verdict("elevated", method="absolute", threshold_c=37.5, core_temp_c=core_c,

@@ -212,6 +212,15 @@ def test_silent_gateway_is_reported(feeds, ctx, tmp_path, caplog):
     ({"kind": "status", "time_utc": "T", "station_id": "g1", "status": {"pairs_per_s": 9.5, "ok": True,
                                                                        "cameras": {"rgb": {}}}},
      "T STATUS station g1: pairs_per_s=9.5 ok=True"),
+    # nested fields are kept: a degraded station says which camera and why
+    ({"kind": "status", "time_utc": "T", "station_id": "g1",
+      "status": {"state": "degraded", "cameras": {"rgb": {"state": "offline", "offline_s": 12.5,
+                                                          "last_error": "no frame for 2.0 s"},
+                                                  "thermal": {"state": "online", "fps": 8.7}},
+                 "pairing": {}, "tags": ["a", "b"]}},
+     'T STATUS station g1: state=degraded cameras.rgb.state=offline cameras.rgb.offline_s=12.5 '
+     'cameras.rgb.last_error="no frame for 2.0 s" cameras.thermal.state=online cameras.thermal.fps=8.7 '
+     'tags=["a","b"]'),
 ])
 def test_format_alert_line(body, expected):
     assert format_alert_line(body) == expected
@@ -345,3 +354,20 @@ def test_store_prune_keeps_positions(tmp_path):
     assert store.prune(1.0) == 0 and store.has("p/5/heartbeat/2")
     assert store.prune(1.0, now_unix_s=time.time() + 2 * 86400) == 1 and not store.has("p/5/heartbeat/2")
     assert store.position("p", "alert") == (5, 9)
+
+
+def test_listen_status_keeps_nested_fields_end_to_end(feeds, ctx, tmp_path):
+    """`listen --kinds status`: a real status message from build_status through the feed keeps
+    the per-camera fields in the printed line."""
+    from edge.health import StationMetrics, build_status
+
+    feed = feeds.open()
+    cams = {"rgb": {"state": "offline", "offline_s": 3.0, "last_error": "device unplugged"},
+            "thermal": {"state": "online", "fps": 8.7}}
+    with ListenerThread(ctx, [feed.endpoint], kinds=("status",)) as lt:
+        wait_until(lambda: lt.listener.stats.heartbeats > 0, what="connected")
+        feed.publisher.publish_status(build_status("gate-1", cams, StationMetrics("gate-1")), utc_iso())
+        wait_until(lambda: any(m.kind == "status" for m in lt.messages), what="status delivered")
+    line = format_alert_line(next(m for m in lt.messages if m.kind == "status").body)
+    assert "state=degraded" in line and "cameras.rgb.state=offline" in line
+    assert 'cameras.rgb.last_error="device unplugged"' in line and "\n" not in line

@@ -21,9 +21,10 @@ from edge.feed.messages import (
     make_topic,
 )
 from edge.feed.publishing import utc_iso
+from edge.paths import REPO_ROOT
 from tests.support import Subscriber
 
-from .helpers import REPO_ROOT, alert_event, open_test_feed
+from .helpers import alert_event, open_test_feed
 
 
 def committed_schema() -> dict:

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from tests.io.test_jpegframes import damaged_inside, jpeg_bytes, picture
 
 from edge.io.capture import CameraWorker, FrameHub, Watchdog
 from edge.io.sources import (
@@ -20,6 +19,7 @@ from edge.io.sources import (
     source_opener,
 )
 from edge.types import Frame
+from tests.io.test_jpegframes import damaged_inside, jpeg_bytes, picture
 from tests.support import wait_until
 from tests.synth_streams import make_recording
 

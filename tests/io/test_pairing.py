@@ -111,3 +111,49 @@ def test_paired_merges_sources_in_capture_time_and_pairs_like_the_hand_loop():
     assert [(p.rgb.index, p.thermal.index) for p in paired([_ListSource(rgb), _ListSource(th)], PairingConfig())] \
         == [(p.rgb.index, p.thermal.index) for p in expected]
 
+
+
+# Every thermal frame not paired is counted with its reason, and the first of each reason logged.
+UNPAIRED_CASES = {
+    "thermal clock goes back 3 s for 10 frames": (
+        [("rgb", t) for t in range(0, 10000, 33)]
+        + [("thermal", t) for t in range(5, 5000, 100)]
+        + [("thermal", t) for t in range(2005, 3000, 100)]  # 10 rows, 3 s back
+        + [("thermal", t) for t in range(5005, 9000, 100)],
+        {("thermal", "out_of_order"): 10}),
+    "duplicate thermal time": (
+        [("rgb", t) for t in range(0, 1000, 33)] + [("thermal", 105), ("thermal", 105), ("thermal", 205)],
+        {("thermal", "duplicate_time"): 1}),
+    "no RGB within tolerance": (
+        [("rgb", t) for t in (0, 33, 66, 300, 333)] + [("thermal", 10), ("thermal", 150), ("thermal", 320)],
+        {("thermal", "no_partner"): 1}),
+    "rgb clock goes back": (
+        [("rgb", t) for t in (0, 33, 66, 20, 99, 132)] + [("thermal", 40), ("thermal", 120)],
+        {("rgb", "out_of_order"): 1}),
+}
+
+
+@pytest.mark.parametrize("arrivals, expected", UNPAIRED_CASES.values(), ids=UNPAIRED_CASES.keys())
+def test_every_unpaired_frame_is_counted_with_its_reason(arrivals, expected, caplog):
+    import logging
+
+    rgb = [_f("rgb", i, t) for i, t in enumerate(t for cam, t in arrivals if cam == "rgb")]
+    th = [_f("thermal", i, t) for i, t in enumerate(t for cam, t in arrivals if cam == "thermal")]
+    merged, i, j = [], 0, 0
+    while i < len(rgb) or j < len(th):  # interleave by time, keeping each camera's order
+        if j >= len(th) or (i < len(rgb) and rgb[i].t_ns <= th[j].t_ns):
+            merged.append(rgb[i])
+            i += 1
+        else:
+            merged.append(th[j])
+            j += 1
+    with caplog.at_level(logging.WARNING, logger="edge.io.pairing"):
+        pairs, stats = _run(merged)
+    assert {k: v for k, v in stats.unpaired.items() if v} == expected
+    assert len(pairs) + stats.thermal_unpaired() == len(th)
+    # logged once per reason, however many frames
+    assert len([r for r in caplog.records if "not paired" in r.getMessage()]) == len(expected)
+    for (cam, reason), n in expected.items():
+        if cam == "thermal":
+            assert f"{n} {reason.replace('_', ' ')}" in stats.describe_unpaired()
+        assert stats.unpaired_by_camera()[cam][reason] == n

@@ -13,7 +13,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-from tests.io.test_jpegframes import jpeg_bytes, picture
 
 from edge.io.recording import open_recording
 from edge.io.sources import (
@@ -32,6 +31,7 @@ from edge.io.sources import (
 )
 from edge.io.telemetry import build_telemetry_words, parse_telemetry, telemetry_rows
 from edge.types import FFC_STATES
+from tests.io.test_jpegframes import jpeg_bytes, picture
 from tests.support import free_port
 from tests.synth_streams import make_recording
 
