@@ -300,6 +300,22 @@ class ReplayResult:
     published: list[dict]
     elapsed_s: float
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    # frames listed in timestamps.csv that could not be read: {camera: {reason: count}}, and the
+    # first message per camera and reason (file and frame); empty for an intact recording
+    lost: dict[str, dict[str, int]] = field(default_factory=dict)
+    loss_detail: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def lost_frames(self) -> int:
+        return sum(n for by_reason in self.lost.values() for n in by_reason.values())
+
+    def loss_lines(self) -> list[str]:
+        """One line per camera and reason, e.g. 'thermal: 12 of 69 frames lost (video ends early:
+        .../thermal.mkv: ends after 57 frames ...)'; [] when nothing was lost."""
+        return [f"{cam}: {n} of {self.listed.get(cam, 0)} frames lost ({reason}: {self.loss_detail[cam][reason]})"
+                for cam, by_reason in self.lost.items() for reason, n in by_reason.items()]
+
+    listed: dict[str, int] = field(default_factory=dict)  # frames per camera in timestamps.csv
 
     @property
     def pairs_per_s(self) -> float:
@@ -319,8 +335,10 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
                           thermal_units=rec.meta.thermal.units, keep_published=True)
     pairer = Pairer(cfg.pairing)
-    sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
-               _Prefetch(rec.source("thermal"))]
+    # tolerate_loss: a capture cut short (full disk, power cut) or with a damaged frame replays
+    # every frame that can be read; what cannot is counted in the result, never dropped silently
+    sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing), tolerate_loss=True)),
+               _Prefetch(rec.source("thermal", tolerate_loss=True))]
     frames: list[PairRecord] = []
     events: list[ScreeningEvent] = []
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -345,5 +363,8 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
             s.close()
     events.extend(pipe.finish())
     elapsed = time.perf_counter() - t0
+    lost = {s.source.name: dict(s.source.lost) for s in sources if s.source.lost}
+    detail = {s.source.name: dict(s.source.loss_detail) for s in sources if s.source.lost}
     return ReplayResult(rec.meta.station_id, pairer.stats.pairs, pairer.stats, frames, events,
-                        pipe.screener.verdicts(), pipe.published, elapsed, stage_ms)
+                        pipe.screener.verdicts(), pipe.published, elapsed, stage_ms, lost, detail,
+                        {cam: len(rec.rows[cam]) for cam in ("rgb", "thermal")})

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where to bind the feed (default: random loopback port)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any frame of the recording could not be read (default: replay every "
+                        "readable frame, report the rest as lost, exit 0)")
     p.set_defaults(func=run)
 
 
@@ -112,4 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if len(received) < len(sent):
         print(f"error: subscriber received {len(received)} of {len(sent)} messages", flush=True)
         return 1
-    return 0
+    return report_losses(result, args.strict)
+
+
+def report_losses(result: Any, strict: bool) -> int:
+    """Print one line per camera and reason for the frames a damaged recording lost (stderr);
+    the exit code: 1 with --strict when anything was lost, else 0."""
+    import sys
+
+    for line in result.loss_lines():
+        print(f"{'error' if strict else 'warning'}: {line}", file=sys.stderr, flush=True)
+    return 1 if strict and result.lost_frames else 0

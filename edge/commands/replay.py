@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where the demo feed binds (without --annotate)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any frame of the recording could not be read (default: replay every "
+                        "readable frame, report the rest as lost, exit 0)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import zmq
 
     from edge.annotate import Annotator
-    from edge.commands.demo import replay_config
+    from edge.commands.demo import replay_config, report_losses
     from edge.feed.client import format_alert_line
     from edge.feed.publishing import Publisher
     from edge.io.recording import open_recording
@@ -64,4 +67,4 @@ def run(args: argparse.Namespace) -> int:
           f"normal {statuses.count('normal')}, indeterminate {statuses.count('indeterminate')} | "
           f"pairs {result.pairs} at {result.pairs_per_s:.1f} pairs/s | preview {args.annotate} "
           f"({annotator.frames} frames)")
-    return 0
+    return report_losses(result, args.strict)

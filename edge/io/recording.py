@@ -47,6 +47,11 @@ class RecordingError(ValueError):
     the file (and where possible the line or key) at fault."""
 
 
+# Why a frame listed in timestamps.csv could not be delivered (RecordingSource.lost keys).
+LOSS_ENDS_EARLY = "video ends early"  # a file cut short (full disk, power cut, killed writer)
+LOSS_CORRUPT = "corrupt frame"  # a frame that is there but does not decode to the declared size
+
+
 @dataclass
 class CameraMeta:
     id: str
@@ -155,16 +160,23 @@ class RecordingSource:
 
     Raises RecordingError if the video ends before the timestamp table does, or a frame is
     damaged or has the wrong shape/dtype -- a truncated recording must not pass silently.
+    With ``tolerate_loss`` (replay: a capture cut short by a full disk or a power cut is never
+    lost whole) it instead skips a damaged frame, ends where the video ends, and counts every
+    frame it could not deliver in ``lost`` ({reason: count}; ``loss_detail``: the first
+    message per reason, naming the file and frame).
     ``decoder`` says how frames are read: 'gray16-zlib' (v2 thermal, parsed and inflated here),
     'jpeg-packets' (MJPEG read undecoded, decode_jpeg on the frames asked for) or 'ffmpeg'.
     """
 
     def __init__(self, path: Path, camera: str, meta: CameraMeta, rows: list[tuple[int, int, str]],
-                 decode: set[int] | None = None):
+                 decode: set[int] | None = None, tolerate_loss: bool = False):
         """decode: frame indices to decode (None = all). Other frames come back with
         ``image=None`` -- a replay that knows which RGB frames pairing will use skips the rest,
         which is most of them at 30 fps RGB vs 8.7 Hz thermal."""
         self.name = camera
+        self.tolerate_loss = tolerate_loss
+        self.lost: dict[str, int] = {}
+        self.loss_detail: dict[str, str] = {}
         self._decode = decode
         self.path = path
         self.meta = meta
@@ -204,8 +216,10 @@ class RecordingSource:
         return len(self._rows)
 
     def _ends_early(self, why: str = "") -> RecordingError:
-        return RecordingError(f"{self._video}: ends after {self._next} frames but timestamps.csv lists "
-                              f"{len(self._rows)}{f' ({why})' if why else ''}")
+        e = RecordingError(f"{self._video}: ends after {self._next} frames but timestamps.csv lists "
+                           f"{len(self._rows)}{f' ({why})' if why else ''}")
+        e.ends_early = True  # type: ignore[attr-defined]  # nothing more to read: the rest is lost
+        return e
 
     def _read_mkv(self, idx: int, wanted: bool) -> np.ndarray | None:
         assert self._mkv is not None
@@ -233,6 +247,26 @@ class RecordingSource:
         return img
 
     def read(self) -> Frame | None:
+        while True:
+            try:
+                return self._read_one()
+            except RecordingError as e:
+                if not self.tolerate_loss:
+                    raise
+                if self._next >= len(self._rows) or getattr(e, "ends_early", False):
+                    self._count_loss(LOSS_ENDS_EARLY, len(self._rows) - self._next, str(e))
+                    self._next = len(self._rows)
+                    return None
+                self._count_loss(LOSS_CORRUPT, 1, str(e))  # skip the damaged frame, go on with the next
+                self._next += 1
+
+    def _count_loss(self, reason: str, n: int, detail: str) -> None:
+        if n <= 0:
+            return
+        self.lost[reason] = self.lost.get(reason, 0) + n
+        self.loss_detail.setdefault(reason, detail)
+
+    def _read_one(self) -> Frame | None:
         if self._next >= len(self._rows):
             return None
         idx, t_ns, ffc = self._rows[self._next]
@@ -268,9 +302,9 @@ class Recording:
         self.meta = _load_meta(self.path)
         self.rows = _load_timestamps(self.path)
 
-    def source(self, camera: str, decode: set[int] | None = None) -> RecordingSource:
+    def source(self, camera: str, decode: set[int] | None = None, tolerate_loss: bool = False) -> RecordingSource:
         cam_meta = self.meta.rgb if camera == "rgb" else self.meta.thermal
-        return RecordingSource(self.path, camera, cam_meta, self.rows[camera], decode)
+        return RecordingSource(self.path, camera, cam_meta, self.rows[camera], decode, tolerate_loss)
 
     @property
     def thermal_scale_k(self) -> float:
