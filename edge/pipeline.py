@@ -25,7 +25,7 @@ import numpy as np
 
 from edge.decision import Screener
 from edge.io.pairing import Pairer, PairingStats
-from edge.io.recording import Recording, RecordingSource, open_recording
+from edge.io.recording import LOSS_CUT_ROW, Recording, RecordingSource, open_recording
 from edge.paths import CALIBRATION_DIR
 from edge.thermal.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
 from edge.thermal.calibration import Calibration, load_calibration
@@ -365,6 +365,9 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     elapsed = time.perf_counter() - t0
     lost = {s.source.name: dict(s.source.lost) for s in sources if s.source.lost}
     detail = {s.source.name: dict(s.source.loss_detail) for s in sources if s.source.lost}
+    for cam, n in rec.cut_rows.items():  # a row the killed writer left half-written
+        lost.setdefault(cam, {})[LOSS_CUT_ROW] = n
+        detail.setdefault(cam, {})[LOSS_CUT_ROW] = f"{rec.path / 'timestamps.csv'}: last row has no line end (dropped)"
     return ReplayResult(rec.meta.station_id, pairer.stats.pairs, pairer.stats, frames, events,
                         pipe.screener.verdicts(), pipe.published, elapsed, stage_ms, lost, detail,
                         {cam: len(rec.rows[cam]) for cam in ("rgb", "thermal")})

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from edge.io.jpegframes import decode_jpeg
-from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MkvError
+from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MjpegMkvWriter, MkvError
 from edge.thermal.radiometry import (
     UNIT_SCALE_K as THERMAL_UNITS,  # kelvin per count, by unit name
 )
@@ -50,6 +50,8 @@ class RecordingError(ValueError):
 # Why a frame listed in timestamps.csv could not be delivered (RecordingSource.lost keys).
 LOSS_ENDS_EARLY = "video ends early"  # a file cut short (full disk, power cut, killed writer)
 LOSS_CORRUPT = "corrupt frame"  # a frame that is there but does not decode to the declared size
+LOSS_CUT_ROW = "timestamps.csv row cut short"  # the writer was killed while writing the row
+LOSS_NO_ROW = "frame in the video without a timestamps.csv row"  # killed between frame and row
 
 
 @dataclass
@@ -126,27 +128,42 @@ def _load_meta(path: Path) -> StreamMeta:
         raise RecordingError(f"{meta_file}: bad value: {e}") from None
 
 
-def _load_timestamps(path: Path) -> dict[str, list[tuple[int, int, str]]]:
-    """Return {'rgb': [(index, t_ns, ffc_state)...], 'thermal': [...]}, each sorted by index."""
+def _load_timestamps(path: Path, cut_rows: dict[str, int] | None = None) -> dict[str, list[tuple[int, int, str]]]:
+    """Return {'rgb': [(index, t_ns, ffc_state)...], 'thermal': [...]}, each sorted by index.
+
+    A last row without its line end is what a writer killed mid-row leaves (every row the writer
+    completes ends in one): it is dropped, whatever it parses to (its time may be cut short),
+    and counted in ``cut_rows`` ({camera or '?': 1})."""
     ts_file = path / "timestamps.csv"
     if not ts_file.is_file():
         raise RecordingError(f"{ts_file}: missing")
     rows: dict[str, list[tuple[int, int, str]]] = {"rgb": [], "thermal": []}
-    with open(ts_file, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or tuple(header[:4]) != TIMESTAMP_COLUMNS:
-            raise RecordingError(f"{ts_file}: header must start with {','.join(TIMESTAMP_COLUMNS)}")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                cam, idx, t_ns, ffc = row[0], int(row[1]), int(row[2]), (row[3] or "none")
-            except (IndexError, ValueError):
-                raise RecordingError(f"{ts_file}:{lineno}: malformed row {row!r}") from None
-            if cam not in rows:
-                raise RecordingError(f"{ts_file}:{lineno}: unknown camera {cam!r} (allowed: rgb, thermal)")
-            if ffc not in FFC_STATES:
-                raise RecordingError(f"{ts_file}:{lineno}: ffc_state {ffc!r} not in {FFC_STATES}")
-            rows[cam].append((idx, t_ns, ffc))
+    try:
+        text = ts_file.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise RecordingError(f"{ts_file}: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise RecordingError(f"{ts_file}: not a text file (byte {e.start} is not UTF-8)") from None
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        cam = lines[-1].split(",", 1)[0]
+        if cut_rows is not None:
+            cut_rows[cam if cam in rows else "?"] = cut_rows.get(cam if cam in rows else "?", 0) + 1
+        lines.pop()
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None or tuple(header[:4]) != TIMESTAMP_COLUMNS:
+        raise RecordingError(f"{ts_file}: header must start with {','.join(TIMESTAMP_COLUMNS)}")
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            cam, idx, t_ns, ffc = row[0], int(row[1]), int(row[2]), (row[3] or "none")
+        except (IndexError, ValueError):
+            raise RecordingError(f"{ts_file}:{lineno}: malformed row {row!r}") from None
+        if cam not in rows:
+            raise RecordingError(f"{ts_file}:{lineno}: unknown camera {cam!r} (allowed: rgb, thermal)")
+        if ffc not in FFC_STATES:
+            raise RecordingError(f"{ts_file}:{lineno}: ffc_state {ffc!r} not in {FFC_STATES}")
+        rows[cam].append((idx, t_ns, ffc))
     for cam, lst in rows.items():
         lst.sort()
         for expect, (idx, _, _) in enumerate(lst):
@@ -187,11 +204,21 @@ class RecordingSource:
             raise RecordingError(f"{video}: missing ({camera} video named in stream.json)")
         self._mkv: Gray16MkvReader | None = None
         self._cap: Any = None
-        if camera == "thermal":
-            try:
-                self._mkv = Gray16MkvReader.open(video)
-            except MkvError as e:
-                raise RecordingError(f"{video}: damaged Matroska header: {e}") from None
+        if video.stat().st_size == 0:
+            raise RecordingError(f"{video}: empty file (0 bytes; the recording was cut off before its first frame)")
+        try:
+            self._mkv = Gray16MkvReader.open(video)
+        except MkvError as e:
+            raise RecordingError(f"{video}: damaged Matroska header: {e}") from None
+        except OSError as e:
+            raise RecordingError(f"{video}: cannot read it: {e.strerror}") from None
+        if self._mkv is not None and self._mkv.codec != ("gray16" if camera == "thermal" else "mjpeg"):
+            self._mkv.close()
+            self._mkv = None  # not a layout we parse for this camera: FFmpeg's business
+        if self._mkv is not None and camera == "rgb":  # MJPEG in Matroska (what `record` writes)
+            self._blocks = self._mkv.frames()
+            self.decoder = "jpeg-mkv"
+            return
         if self._mkv is not None:
             if (self._mkv.height, self._mkv.width) != (meta.height, meta.width):
                 self._mkv.close()
@@ -227,7 +254,14 @@ class RecordingSource:
             block = next(self._blocks, None)
             if block is None:
                 raise self._ends_early()
-            return self._mkv.decode(block) if wanted else None
+            if not wanted:
+                return None
+            if self._mkv.codec == "mjpeg":
+                img = decode_jpeg(np.frombuffer(block, np.uint8))
+                if img is None:
+                    raise RecordingError(f"{self._video}: frame {idx} is corrupt: not a decodable JPEG")
+                return img
+            return self._mkv.decode(block)
         except MkvError as e:
             if e.truncated:
                 raise self._ends_early(f"frame {idx} cut short: {e}") from None
@@ -268,6 +302,14 @@ class RecordingSource:
 
     def _read_one(self) -> Frame | None:
         if self._next >= len(self._rows):
+            if self.tolerate_loss and self._mkv is not None and self._next == len(self._rows):
+                self._next += 1  # once: frames the video holds past the table have no time, so are lost
+                try:
+                    extra = sum(1 for _ in self._blocks)
+                except MkvError:
+                    extra = 0  # a cut-short tail: its whole frames were counted, the cut one is no frame
+                self._count_loss(LOSS_NO_ROW, extra, f"{self._video}: {extra} frames after the "
+                                                     f"{len(self._rows)} listed in timestamps.csv")
             return None
         idx, t_ns, ffc = self._rows[self._next]
         wanted = self._decode is None or idx in self._decode
@@ -300,7 +342,9 @@ class Recording:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.meta = _load_meta(self.path)
-        self.rows = _load_timestamps(self.path)
+        # rows a killed writer left half-written, dropped: {camera: count} (LOSS_CUT_ROW)
+        self.cut_rows: dict[str, int] = {}
+        self.rows = _load_timestamps(self.path, self.cut_rows)
 
     def source(self, camera: str, decode: set[int] | None = None, tolerate_loss: bool = False) -> RecordingSource:
         cam_meta = self.meta.rgb if camera == "rgb" else self.meta.thermal
@@ -326,12 +370,25 @@ def open_recording(path: str | Path) -> Recording:
 
 
 class RecordingWriter:
-    """Writes a v2 recording. Thermal frames must be (h,w) uint16; RGB (H,W,3) uint8 BGR.
+    """Writes a v2 recording. Thermal frames must be (h,w) uint16; RGB (H,W,3) uint8 BGR, or a
+    whole JPEG image (``write_jpeg``) when the RGB file is Matroska.
 
-    RGB is stored as MJPEG in .avi (FFmpeg's default quality): small enough, fast to decode, and lossy
-    compression of the RGB image does not touch temperatures. Thermal is raw gray16le, zlib-compressed
-    in Matroska (Gray16MkvWriter): bit-exact, and 5-7x cheaper to read back than v1's FFV1.
+    Crash-safe (a recording killed by SIGKILL or a power cut is never lost whole): stream.json is
+    written first, each frame is flushed to its video, then its timestamps.csv row is appended and
+    flushed, so every row names a frame already in the video; a killed recording replays up to its
+    last complete frame. close() rewrites timestamps.csv in time order and stream.json with what
+    only the end knows (capture counters), each atomically (write, then rename).
+
+    RGB storage is chosen by the file named in stream.json: ``rgb.mkv`` (what `record` writes):
+    MJPEG in Matroska, one cluster per frame like the thermal track, with an MJPEG camera's
+    packets stored as they arrived (bit-exact) and other frames JPEG-encoded at quality
+    ``JPEG_QUALITY``; ``rgb.avi`` (the simulator's, unchanged so rendered streams keep their
+    bytes): MJPEG in AVI through OpenCV, FFmpeg's default quality, readable only once closed.
+    Lossy RGB does not touch temperatures. Thermal is raw gray16le, zlib-compressed in
+    Matroska (Gray16MkvWriter): bit-exact, and 5-7x cheaper to read back than v1's FFV1.
     """
+
+    JPEG_QUALITY = 95  # for RGB frames that arrive decoded (YUYV cameras, tests)
 
     def __init__(self, path: str | Path, meta: StreamMeta):
         self.path = Path(path)
@@ -340,12 +397,25 @@ class RecordingWriter:
         self._rows: list[tuple[str, int, int, str]] = []
         self._n = {"rgb": 0, "thermal": 0}
         r, t = meta.rgb, meta.thermal
-        self._rgb = cv2.VideoWriter(
-            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height))
-        if not self._rgb.isOpened():
-            raise RecordingError(f"{self.path / r.file}: OpenCV could not open the video writer (FFmpeg backend missing?)")
-        self._thermal = Gray16MkvWriter(self.path / t.file, t.width, t.height, t.fps,
-                                        app_name=f"thermal-edge recording v{FORMAT_VERSION}")
+        app = f"thermal-edge recording v{FORMAT_VERSION}"
+        self._write_meta()  # first: a recording cut short still says what it is
+        self._rgb_mkv: MjpegMkvWriter | None = None
+        self._rgb: Any = None
+        if r.file.lower().endswith(".mkv"):
+            self._rgb_mkv = MjpegMkvWriter(self.path / r.file, r.width, r.height, r.fps, app_name=app)
+        else:
+            self._rgb = cv2.VideoWriter(
+                str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height))
+            if not self._rgb.isOpened():
+                raise RecordingError(f"{self.path / r.file}: OpenCV could not open the video writer (FFmpeg backend missing?)")
+        self._thermal = Gray16MkvWriter(self.path / t.file, t.width, t.height, t.fps, app_name=app)
+        self._ts = open(self.path / "timestamps.csv", "w", newline="")
+        self._ts_csv = csv.writer(self._ts)
+        self._ts_csv.writerow(TIMESTAMP_COLUMNS)
+        self._ts.flush()
+
+    def _write_meta(self) -> None:
+        _replace_text(self.path / "stream.json", json.dumps(self.meta.to_json(), indent=2) + "\n")
 
     def write(self, camera: str, image: np.ndarray, t_ns: int, ffc_state: str = "none") -> int:
         """Append one frame; returns its index within its camera."""
@@ -359,25 +429,51 @@ class RecordingWriter:
         elif camera == "rgb":
             if image.dtype != np.uint8 or image.shape != (m.height, m.width, 3):
                 raise ValueError(f"rgb frame must be uint8 ({m.height}, {m.width}, 3), got {image.dtype} {image.shape}")
-            self._rgb.write(image)
+            if self._rgb_mkv is not None:
+                ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.JPEG_QUALITY])
+                if not ok:
+                    raise ValueError("rgb frame could not be JPEG-encoded")
+                self._rgb_mkv.write(jpeg, int(t_ns))
+            else:
+                self._rgb.write(image)
         else:
             raise ValueError(f"camera={camera!r}; allowed: 'rgb', 'thermal'")
+        return self._row(camera, t_ns, ffc_state)
+
+    def write_jpeg(self, jpeg: np.ndarray | bytes, t_ns: int) -> int:
+        """Append one RGB frame as the JPEG image an MJPEG camera delivered, stored bit-exact (no
+        decode, no re-encode); the file must be Matroska (rgb.mkv). Returns its index."""
+        if self._rgb_mkv is None:
+            raise ValueError(f"{self.meta.rgb.file}: JPEG packets are stored only in Matroska (rgb.mkv)")
+        self._rgb_mkv.write(jpeg, int(t_ns))
+        return self._row("rgb", t_ns, "none")
+
+    def _row(self, camera: str, t_ns: int, ffc_state: str) -> int:
+        """After the frame is in its video: its timestamps.csv row, flushed."""
         idx = self._n[camera]
         self._n[camera] += 1
-        self._rows.append((camera, idx, int(t_ns), ffc_state if camera == "thermal" else ""))
+        row = (camera, idx, int(t_ns), ffc_state if camera == "thermal" else "")
+        self._rows.append(row)
+        self._ts_csv.writerow(row)
+        self._ts.flush()
         return idx
 
-    def close(self, truth: dict[str, Any] | None = None) -> None:
-        self._rgb.release()
+    def _close_videos(self) -> None:
+        if self._rgb_mkv is not None:
+            self._rgb_mkv.close()
+        else:
+            self._rgb.release()
         self._thermal.close()
-        with open(self.path / "timestamps.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(TIMESTAMP_COLUMNS)
-            w.writerows(sorted(self._rows, key=lambda r: (r[2], r[0] != "thermal")))
+        self._ts.close()
+
+    def close(self, truth: dict[str, Any] | None = None) -> None:
+        self._close_videos()
+        rows = sorted(self._rows, key=lambda r: (r[2], r[0] != "thermal"))  # time order, as v2 always wrote
+        _replace_text(self.path / "timestamps.csv",
+                      "".join(",".join(map(str, r)) + "\r\n" for r in [TIMESTAMP_COLUMNS, *rows]))
         if truth is not None:
             (self.path / "truth.json").write_text(json.dumps(truth, indent=1))
-        # stream.json last: its presence marks a complete recording
-        (self.path / "stream.json").write_text(json.dumps(self.meta.to_json(), indent=2) + "\n")
+        self._write_meta()  # again: extra may have grown (record's capture counters)
 
     def __enter__(self) -> "RecordingWriter":
         return self
@@ -385,6 +481,12 @@ class RecordingWriter:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        else:
-            self._rgb.release()
-            self._thermal.close()
+        else:  # what was written stays readable (every row names a frame in the video)
+            self._close_videos()
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a reader (or a crash) never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, newline="")
+    tmp.replace(path)
