@@ -48,7 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     c.add_argument("--repeats", type=int, default=20, help="cross-validation repetitions (default 20)")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", default="calibration/skin_to_core.toml", help="model file to write")
+    c.add_argument("--out", default=None,
+                   help="model file to write (e.g. calibration/skin_to_core.toml, the shipped model); without "
+                        "--out or --station-file the model is printed as TOML, no file is written")
     c.add_argument("--station-file", action="append", default=[],
                    help="also replace [skin_to_core] in this station calibration file (repeatable)")
     c.add_argument("--json", dest="json_out", help="write the full cross-validation report as JSON")
@@ -91,13 +93,17 @@ def _clinical(args: argparse.Namespace) -> int:
           f"specificity {p['specificity']:.3f} [{p['specificity_ci95'][0]:.3f}-{p['specificity_ci95'][1]:.3f}]")
     print(f"held-out core error: bias {cv['heldout_bias_c']:+.3f} degC, SD {cv['heldout_residual_sd_c']:.3f} degC")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     doc = tomlkit.document()
     doc.add(tomlkit.comment("Default skin->core model, written by `thermal-edge calibrate clinical`; see calibration/README.md"))
     doc["skin_to_core"] = model.to_toml_dict()
-    out.write_text(tomlkit.dumps(doc))
-    print(f"wrote {out}")
+    if args.out:  # only where asked: never a default file in the working directory
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(tomlkit.dumps(doc))
+        print(f"wrote {out}")
+    elif not args.station_file:
+        print("no --out or --station-file: the model, not written anywhere:\n")
+        print(tomlkit.dumps(doc), end="")
     for station_file in args.station_file:
         cal = load_calibration(station_file)
         cal.file = cal.file.model_copy(update={"skin_to_core": model})

@@ -27,7 +27,8 @@ RGB_SCALE = 4  # false-colour RGB frames are the thermal image upscaled this muc
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert FLIR radiometric JPEG/FFF/SEQ files into a recording (centi-kelvin)")
     p.add_argument("files", nargs="+", help="FLIR R-JPEG / .fff / .seq files (all with the same thermal resolution)")
-    p.add_argument("--out", required=True, help="recording folder to create")
+    p.add_argument("--out", required=True, help="recording folder to create (new or empty)")
+    p.add_argument("--force", action="store_true", help="replace the recording in a non-empty --out folder")
     p.add_argument("--emissivity", default="0.98",
                    help="object emissivity for the conversion (default 0.98, skin); 'file' keeps each file's")
     p.add_argument("--station-id", default="flir-import", help="station_id written to stream.json")
@@ -149,6 +150,9 @@ def _run(args: argparse.Namespace) -> int:
     for f in args.files:
         if not Path(f).is_file():
             raise UserError(f"{f}: file not found")
+    from edge.io.recording import claim_output_dir
+
+    claim_output_dir(args.out, args.force)
     images = read_images(args.files)
     summaries = import_files(images, args.out, emissivity, args.station_id, args.fps)
     if args.calibration_out:

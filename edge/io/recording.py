@@ -369,6 +369,30 @@ def open_recording(path: str | Path) -> Recording:
     return Recording(path)
 
 
+# What a recording folder holds (FORMAT.md), besides the videos stream.json names: with --force a
+# command replacing a recording removes these, and only these.
+RECORDING_FILES = ("stream.json", "timestamps.csv", "thermal.mkv", "rgb.avi", "rgb.mkv", "truth.json",
+                   "scenario.toml", "calibration.toml", "stream.json.tmp", "timestamps.csv.tmp")
+
+
+def claim_output_dir(out: str | Path, force: bool, flag: str = "--out") -> Path:
+    """Make sure writing a recording into ``out`` overwrites nothing the user did not ask to:
+    a non-empty folder is refused (RecordingError naming it and what is in it) unless ``force``,
+    which removes the previous recording's files (RECORDING_FILES) and nothing else."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RecordingError(f"{out}: exists and is not a folder; give {flag} a new or empty folder")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if entries and not force:
+        shown = ", ".join(entries[:4]) + (f", ... ({len(entries)} entries)" if len(entries) > 4 else "")
+        raise RecordingError(f"{out}: not empty ({shown}); choose another {flag}, or add --force to replace "
+                             "the recording in it")
+    for name in entries:
+        if name in RECORDING_FILES and (out / name).is_file():
+            (out / name).unlink()
+    return out
+
+
 class RecordingWriter:
     """Writes a v2 recording. Thermal frames must be (h,w) uint16; RGB (H,W,3) uint8 BGR, or a
     whole JPEG image (``write_jpeg``) when the RGB file is Matroska.

@@ -133,3 +133,21 @@ def test_real_data_cross_validated_and_shipped_model_reproducible(shared_data):
     assert shipped.decision_threshold_c == pytest.approx(m.decision_threshold_c)
     ev = evaluate_csv(csv_path)
     assert ev["per_subject"]["n"] == 625 and ev["per_round"]["n"] > 2000
+
+
+def test_calibrate_clinical_writes_only_where_asked(tmp_path, capsys, monkeypatch):
+    """Issue 14 item 9: without --out (or --station-file) the model is printed, and no
+    calibration/skin_to_core.toml appears in the working directory."""
+    import tomllib
+
+    csv_path = tmp_path / "pairs.csv"
+    write_csv(csv_path, synthetic(200, seed=3))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["calibrate", "clinical", str(csv_path), "--folds", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert list(work.iterdir()) == []  # nothing written
+    toml_text = out.split("not written anywhere:\n", 1)[1]
+    model = tomllib.loads(toml_text)["skin_to_core"]
+    assert model["model"] == "linear" and "3-fold" in model["validation"]
