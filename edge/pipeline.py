@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import os
 import queue
 import threading
 import time
@@ -169,11 +170,47 @@ class Pipeline:
                 self.published.append(body)
 
 
-def default_config(station_id: str, calibration_path: Path | None = None) -> Any:
-    """Station config with every section at its default, for replays without a config file."""
+CALIBRATION_ENV = "THERMAL_EDGE_CALIBRATION"  # also a config override (edge/config.py ENV_OVERRIDES)
+RECORDING_CALIBRATION = "calibration.toml"  # a calibration inside a recording folder (`import` writes it)
+
+
+def calibration_candidates(station_id: str, stream_dir: str | Path | None = None) -> list[tuple[str, Path | None]]:
+    """Where a replay looks for the station calibration, in order: [(what, path or None)]."""
+    env = os.environ.get(CALIBRATION_ENV)
+    return [(f"${CALIBRATION_ENV}", Path(env) if env else None),
+            ("the recording folder", Path(stream_dir) / RECORDING_CALIBRATION if stream_dir is not None else None),
+            ("the calibration folder", CALIBRATION_DIR / f"{station_id}.toml")]
+
+
+def find_calibration(station_id: str, stream_dir: str | Path | None = None) -> Path:
+    """The calibration file for replaying a recording of ``station_id``: $THERMAL_EDGE_CALIBRATION
+    if set (it must exist), else STREAM/calibration.toml, else calibration/<station>.toml. A
+    miss is one UserError line naming every place searched and how to make one."""
+    from edge.errors import UserError
+
+    places = calibration_candidates(station_id, stream_dir)
+    env = places[0][1]
+    if env is not None:
+        if not env.is_file():
+            raise UserError(f"${CALIBRATION_ENV}={env}: calibration file not found")
+        return env
+    for _, path in places[1:]:
+        if path is not None and path.is_file():
+            return path
+    searched = ", ".join(f"{path} ({what})" for what, path in places[1:] if path is not None)
+    raise UserError(
+        f"no calibration for station {station_id!r}: searched ${CALIBRATION_ENV} (unset), {searched}; create one "
+        f"with `thermal-edge import ... --out DIR` (writes DIR/{RECORDING_CALIBRATION}) or by copying "
+        f"calibration/sample-gate-1.toml to {CALIBRATION_DIR / (station_id + '.toml')} and running "
+        f"`thermal-edge calibrate registration` / `blackbody`, or pass --config / ${CALIBRATION_ENV}")
+
+
+def default_config(station_id: str, calibration_path: Path | None = None, stream_dir: str | Path | None = None) -> Any:
+    """Station config with every section at its default, for replays without a config file; the
+    calibration is ``calibration_path`` or what ``find_calibration`` finds."""
     from edge.config import StationConfig
 
-    cal = calibration_path or CALIBRATION_DIR / f"{station_id}.toml"
+    cal = calibration_path or find_calibration(station_id, stream_dir)
     return StationConfig.model_validate({"station": {"id": station_id}, "calibration": {"path": str(cal)}})
 
 
@@ -306,6 +343,10 @@ class ReplayResult:
     loss_detail: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
+    def pairs_with_faces(self) -> int:
+        return sum(1 for f in self.frames if len(f.detections))
+
+    @property
     def lost_frames(self) -> int:
         return sum(n for by_reason in self.lost.values() for n in by_reason.values())
 
@@ -325,12 +366,28 @@ class ReplayResult:
         return {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
 
 
+def why_nobody_screened(n_pairs: int, n_pairs_with_faces: int, cfg: Any) -> str | None:
+    """One line saying why faces were seen but no subject was screened (None when that is not
+    the case): a face becomes a person only after ``tracking.min_hits`` matched paired frames, and
+    a verdict needs ``decision.min_valid_frames`` measurable ones -- a one-frame import has neither."""
+    if not n_pairs_with_faces:
+        return None
+    need = max(cfg.tracking.min_hits, cfg.decision.min_valid_frames)
+    why = (f"too few frames: this recording has {n_pairs} paired frame{'s' if n_pairs != 1 else ''}, a face becomes a "
+           f"person after tracking.min_hits={cfg.tracking.min_hits} matched frames and a verdict needs "
+           f"decision.min_valid_frames={cfg.decision.min_valid_frames} measurable ones"
+           if n_pairs < need else
+           f"no face was matched in tracking.min_hits={cfg.tracking.min_hits} consecutive paired frames "
+           "(faces too far apart between frames, or detections too weak)")
+    return f"faces detected in {n_pairs_with_faces} of {n_pairs} paired frames, but no subject screened: {why}"
+
+
 def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
            detector: FaceDetector | None = None,
            on_pair: Callable[[PairResult], None] | None = None) -> ReplayResult:
     """Run a recording through the full pipeline as fast as it goes (no sleeping)."""
     rec: Recording = open_recording(stream_dir)
-    cfg = config if config is not None else default_config(rec.meta.station_id)
+    cfg = config if config is not None else default_config(rec.meta.station_id, stream_dir=stream_dir)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
                           thermal_units=rec.meta.thermal.units, keep_published=True)

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("stream", nargs="?", help="recording of a heated checkerboard / circle grid seen by both cameras")
     r.add_argument("--points", help="CSV of hand-picked pairs: rgb_x,rgb_y,thermal_x,thermal_y[,distance_m]")
     r.add_argument("--calibration", default=None,
-                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
+                   help="station calibration TOML to update (default: $THERMAL_EDGE_CALIBRATION, else "
+                        "STREAM/calibration.toml, else calibration/<station_id>.toml)")
     r.add_argument("--pattern", default="chessboard", choices=("chessboard", "circles", "acircles"),
                    help="target type (default chessboard)")
     r.add_argument("--size", default="7x5", help="inner corners (chessboard) or circles per row x column, e.g. 7x5")
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = cs.add_parser("blackbody", help="find the blackbody in a recording and write its ROI")
     b.add_argument("stream", help="recording with the blackbody in view (nobody in front of it)")
     b.add_argument("--calibration", default=None,
-                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
+                   help="station calibration TOML to update (default: $THERMAL_EDGE_CALIBRATION, else "
+                        "STREAM/calibration.toml, else calibration/<station_id>.toml)")
     b.add_argument("--frames", type=int, default=20, help="thermal frames to average (default 20)")
     b.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
     b.set_defaults(func=_blackbody)
@@ -212,8 +214,10 @@ def _blackbody(args: argparse.Namespace) -> int:
     from edge.thermal.calibration import load_calibration, save_calibration
     from edge.thermal.radiometry import to_celsius
 
+    from edge.pipeline import find_calibration
+
     rec = open_recording(args.stream)
-    cal_path = args.calibration or f"calibration/{rec.meta.station_id}.toml"
+    cal_path = args.calibration or find_calibration(rec.meta.station_id, rec.path)
     cal = load_calibration(cal_path)
     cfg = cal.blackbody
     src = rec.source("thermal")
@@ -263,7 +267,9 @@ def _registration(args: argparse.Namespace) -> int:
         if not args.stream:
             raise UserError("calibrate registration --points: also give --calibration FILE to update")
         from edge.io.recording import open_recording
-        cal_path = f"calibration/{open_recording(args.stream).meta.station_id}.toml"
+        from edge.pipeline import find_calibration
+        rec = open_recording(args.stream)
+        cal_path = find_calibration(rec.meta.station_id, rec.path)
     cal = load_calibration(cal_path)
     reg0 = cal.registration
     if args.points:

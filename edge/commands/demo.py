@@ -18,7 +18,7 @@ from edge.cli import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="replay a recording end to end and print the alerts a subscriber receives")
     p.add_argument("stream", type=Path, help="recording folder (see sample_streams/FORMAT.md)")
-    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + calibration/<station>.toml)")
+    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + $THERMAL_EDGE_CALIBRATION, else STREAM/calibration.toml, else calibration/<station>.toml)")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where to bind the feed (default: random loopback port)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
@@ -54,17 +54,18 @@ def _subscriber(ctx: zmq.Context, endpoint: str, topics: list[bytes], out: list[
 
 def replay_config(config: Path | None, rec) -> Any:
     """The station config to replay ``rec`` with: the ``--config`` file (None after printing its
-    errors, as validate-config does), or the defaults with calibration/<station>.toml."""
+    errors, as validate-config does), or the defaults with the calibration ``find_calibration``
+    finds ($THERMAL_EDGE_CALIBRATION, the recording's calibration.toml, calibration/<station>.toml)."""
     from edge.commands.run import load_or_report
     from edge.pipeline import default_config
 
-    return load_or_report(config) if config else default_config(rec.meta.station_id)
+    return load_or_report(config) if config else default_config(rec.meta.station_id, stream_dir=rec.path)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge.feed.publishing import Publisher
     from edge.io.recording import open_recording
-    from edge.pipeline import replay
+    from edge.pipeline import replay, why_nobody_screened
 
     rec = open_recording(args.stream)
     cfg = replay_config(args.config, rec)
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         f"detector median {det_ms:.1f} ms | messages sent {len(sent)}, received {len(received)}",
         flush=True,
     )
+    if not result.verdicts and (note := why_nobody_screened(result.pairs, result.pairs_with_faces, cfg)):
+        print(f"note: {note}", flush=True)
     if len(received) < len(sent):
         print(f"error: subscriber received {len(received)} of {len(sent)} messages", flush=True)
         return 1

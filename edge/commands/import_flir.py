@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="nominal frame rate of the recording (default 1)")
     p.add_argument("--faces", action="store_true", help="detect faces and report canthus temperatures")
     p.add_argument("--json", dest="json_out", help="write the per-file report as JSON")
-    p.add_argument("--calibration-out", help="also write a station calibration TOML for replaying the recording: "
+    p.add_argument("--calibration-out", help="where to write the station calibration TOML for replaying the "
+                   "recording (default: OUT/calibration.toml, which replay/demo find by themselves): "
                    "RGB->thermal mapping from the file's PiP record (visible photo) or the exact 4x scale "
                    "(false colour), blackbody disabled, the shipped skin->core model")
     p.set_defaults(func=_run)
@@ -158,6 +159,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.calibration_out:
         write_import_calibration(images, summaries, args.calibration_out, args.station_id)
         print(f"wrote {args.calibration_out}")
+    else:  # next to the recording, where replay/demo look first (edge.pipeline.find_calibration)
+        from edge.pipeline import RECORDING_CALIBRATION
+
+        try:
+            cal = write_import_calibration(images, summaries, Path(args.out) / RECORDING_CALIBRATION, args.station_id)
+            print(f"wrote {cal} (replay/demo {args.out} use it)")
+        except UserError as e:
+            print(f"note: no calibration written next to the recording: {str(e).removeprefix('--calibration-out: ')}")
     detector = None
     if args.faces:
         from edge.io.flir import face_report
@@ -176,6 +185,17 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  face {k}: box {face['box_xyxy']} score {face['score']:.2f}: {canthus}; "
                       f"face median {face['face_median_c']:.2f} degC")
     print(f"wrote {args.out} ({len(summaries)} frame pairs)")
+    if detector is not None:
+        from types import SimpleNamespace
+
+        from edge.decision import DecisionConfig
+        from edge.pipeline import why_nobody_screened
+        from edge.vision.tracking import TrackingConfig
+
+        defaults = SimpleNamespace(tracking=TrackingConfig(), decision=DecisionConfig())  # what a replay uses
+        note = why_nobody_screened(len(summaries), sum(1 for s in summaries if s["faces"]), defaults)
+        if note and len(summaries) < max(defaults.tracking.min_hits, defaults.decision.min_valid_frames):
+            print(f"note: a replay of {args.out} will screen nobody -- {note}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summaries, indent=1))
     return 0

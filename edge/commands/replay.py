@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="replay a recording through the pipeline; print events, optionally "
                                       "write an annotated preview video")
     p.add_argument("stream", type=Path, help="recording folder (see sample_streams/FORMAT.md)")
-    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + calibration/<station>.toml)")
+    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + $THERMAL_EDGE_CALIBRATION, else STREAM/calibration.toml, else calibration/<station>.toml)")
     p.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write the annotated preview video here")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where the demo feed binds (without --annotate)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
