@@ -36,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--calibration", default=None,
                    help="station calibration TOML to update (default: $THERMAL_EDGE_CALIBRATION, else "
                         "STREAM/calibration.toml, else calibration/<station_id>.toml)")
-    b.add_argument("--frames", type=int, default=20, help="thermal frames to average (default 20)")
+    b.add_argument("--frames", type=int, default=20,
+                   help="thermal frames to average and judge stability over; the recording must have them "
+                        "outside FFC (default 20, at least 3)")
     b.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
     b.set_defaults(func=_blackbody)
 
@@ -210,7 +212,7 @@ def _read_points_csv(path: str):
 
 def _blackbody(args: argparse.Namespace) -> int:
     from edge.io.recording import open_recording
-    from edge.thermal.blackbody import FFC_ACTIVE, find_patch, roi_core
+    from edge.thermal.blackbody import FFC_ACTIVE, candidate_problems, find_patch, roi_core
     from edge.thermal.calibration import load_calibration, save_calibration
     from edge.thermal.radiometry import to_celsius
 
@@ -238,6 +240,10 @@ def _blackbody(args: argparse.Namespace) -> int:
     if roi is None:
         raise UserError(f"{args.stream}: no uniform patch within {cfg.auto_tolerance_c} degC of the "
                         f"{cfg.expected_c():.2f} degC set point in {len(frames)} frames (blackbody on and in view?)")
+    problems = candidate_problems(frames, roi, cfg, args.frames)
+    if problems:
+        raise UserError(f"{args.stream}: refusing the candidate at roi_xywh {list(roi)} "
+                        f"({len(frames)} frames): " + "; ".join(problems))
     x, y, w, h = roi
     patch = roi_core(mean_c, roi)  # what the monitor reads: the ROI without its blurred border
     print(f"{args.stream}: blackbody at roi_xywh [{x}, {y}, {w}, {h}] ({len(frames)} frames averaged): "
