@@ -58,7 +58,7 @@ class Annotator:
 
     def __init__(self, path: str | Path, cfg: Any = None, fps: float | None = None, thermal_units: str | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_writable()
         th = getattr(getattr(cfg, "sources", None), "thermal", None)
         self.fps = fps or (th.fps if th is not None and th.fps else 8.7)
         self.units = thermal_units or (th.units if th is not None else "centikelvin")
@@ -67,6 +67,20 @@ class Annotator:
         self._size: tuple[int, int] | None = None
         self.frames = 0
         self._t0_ns: int | None = None
+
+    def _check_writable(self) -> None:
+        """Before any frame is processed: the output must be creatable, or a one-line UserError
+        (a replay must not run to its end and then find nowhere to write)."""
+        from edge.errors import UserError
+
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: is a folder; --annotate wants a video file name (e.g. preview.mp4)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab"):  # the writer replaces it; this only proves it can be written
+                pass
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot write the preview video: {e.strerror}") from None
 
     def render(self, pair: FramePair, result: Any) -> np.ndarray:
         for ev in getattr(result, "events", []) or []:
@@ -129,7 +143,9 @@ class Annotator:
             self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
                                            self.fps, self._size)
             if not self._writer.isOpened():
-                raise OSError(f"{self.path}: cannot open an mp4 writer (OpenCV FFmpeg backend)")
+                from edge.errors import UserError
+
+                raise UserError(f"{self.path}: OpenCV cannot open a video writer there (FFmpeg backend)")
         if (w, h) != self._size:
             img = np.ascontiguousarray(img[: self._size[1], : self._size[0]])
         self._writer.write(img)

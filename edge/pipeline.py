@@ -394,8 +394,15 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     pairer = Pairer(cfg.pairing)
     # tolerate_loss: a capture cut short (full disk, power cut) or with a damaged frame replays
     # every frame that can be read; what cannot is counted in the result, never dropped silently
-    sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing), tolerate_loss=True)),
-               _Prefetch(rec.source("thermal", tolerate_loss=True))]
+    # both opened before either reader thread starts: a video that cannot be opened must not leave
+    # the other's thread decoding while the interpreter exits (an abort, rc 134, not an error line)
+    rgb_src = rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing), tolerate_loss=True)
+    try:
+        thermal_src = rec.source("thermal", tolerate_loss=True)
+    except BaseException:
+        rgb_src.close()
+        raise
+    sources = [_Prefetch(rgb_src), _Prefetch(thermal_src)]
     frames: list[PairRecord] = []
     events: list[ScreeningEvent] = []
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}

@@ -206,8 +206,19 @@ def _read_points_csv(path: str):
     if len(rows) < 4:
         raise UserError(f"{path}: {len(rows)} point pairs; at least 4 are needed")
     a = np.array(rows)
+    for cols, which in ((slice(0, 2), "rgb_x,rgb_y"), (slice(2, 4), "thermal_x,thermal_y")):
+        if _collinear(a[:, cols]):
+            raise UserError(f"{path}: the {which} points lie on one line (or repeat); a homography needs "
+                            "at least 4 points spread over the image, no 3 of them in line")
     dist = a[:, 4] if np.isfinite(a[:, 4]).all() else None
     return a[:, :2], a[:, 2:4], dist
+
+
+def _collinear(xy: np.ndarray) -> bool:
+    """(M,2) points all on one line, or all at one place: the spread across their main direction
+    is under 0.1 % of the spread along it (or none at all)."""
+    sv = np.linalg.svd(xy - xy.mean(axis=0), compute_uv=False)
+    return bool(sv[0] == 0 or sv[1] <= 1e-3 * sv[0])
 
 
 def _blackbody(args: argparse.Namespace) -> int:
@@ -287,8 +298,11 @@ def _registration(args: argparse.Namespace) -> int:
             args.stream, args.pattern, size, max(1, args.every), args.square_m, reg0.rgb_focal_px)
         source = f"{args.pattern} {size[0]}x{size[1]} in {n_views} of {n_pairs} paired frames of {Path(args.stream).name}"
         print(f"{args.stream}: target found in both images of {n_views} of {n_pairs} paired frames")
-    fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
-                           reg0.parallax_px_m, args.ransac_px)
+    try:
+        fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
+                               reg0.parallax_px_m, args.ransac_px)
+    except ValueError as e:  # degenerate points the checks above let through
+        raise UserError(f"{args.points or args.stream}: {e}") from None
     k = fit.registration.parallax_px_m
     print(f"points {fit.n_points}, RANSAC inliers {fit.n_inliers} (threshold {args.ransac_px} thermal px)")
     print(f"reprojection RMS: {fit.rms_px:.3f} thermal px with parallax model, "

@@ -24,6 +24,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from edge.io.jpegframes import decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MjpegMkvWriter, MkvError
@@ -90,42 +91,87 @@ class StreamMeta:
         }
 
 
+class _CameraJson(BaseModel):
+    """cameras.<name> in stream.json (FORMAT.md); unknown keys are ignored (newer writers)."""
+
+    model_config = ConfigDict(strict=False)
+    id: StrictStr | int
+    width: int = Field(..., ge=1, le=16384)
+    height: int = Field(..., ge=1, le=16384)
+    fps: float = Field(..., gt=0, le=1000)
+    pixel_format: StrictStr
+    file: StrictStr = Field(..., min_length=1)
+    units: StrictStr | None = None
+
+
+class _CamerasJson(BaseModel):
+    rgb: _CameraJson
+    thermal: _CameraJson
+
+
+class _StreamJson(BaseModel):
+    """stream.json as FORMAT.md defines it: every key checked at once, so a bad file gets all
+    its errors in one message (like validate-config), each with its key path."""
+
+    station_id: StrictStr
+    start_utc: StrictStr
+    t0_ns: int = 0
+    cameras: _CamerasJson
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _check_file(f: Path, what: str) -> None:
+    """A RecordingError naming ``f`` unless it is a regular file (``what``: why it is needed)."""
+    if f.is_dir():
+        raise RecordingError(f"{f}: is a folder, not a file ({what})")
+    if not f.is_file():
+        raise RecordingError(f"{f}: missing ({what})")
+
+
+def _read_text(f: Path) -> str:
+    try:
+        return f.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise RecordingError(f"{f}: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise RecordingError(f"{f}: not a text file (byte {e.start} is not UTF-8)") from None
+
+
 def _load_meta(path: Path) -> StreamMeta:
     meta_file = path / "stream.json"
     if not path.is_dir():
         raise RecordingError(f"{path}: recording folder not found")
-    if not meta_file.is_file():
-        raise RecordingError(f"{meta_file}: missing (not a recording folder?)")
+    _check_file(meta_file, "not a recording folder?")
     try:
-        raw = json.loads(meta_file.read_text())
+        raw = json.loads(_read_text(meta_file))
     except json.JSONDecodeError as e:
         raise RecordingError(f"{meta_file}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(raw, dict):
+        raise RecordingError(f"{meta_file}: expected a JSON object, got {type(raw).__name__}")
+    if raw.get("format") != FORMAT_NAME:
+        raise RecordingError(f"{meta_file}: 'format' is {raw.get('format')!r}, expected {FORMAT_NAME!r}")
+    if raw.get("version") not in READ_VERSIONS:
+        raise RecordingError(f"{meta_file}: 'version' is {raw.get('version')!r}; this reader supports "
+                             f"{', '.join(map(str, READ_VERSIONS))}")
     try:
-        if raw.get("format") != FORMAT_NAME:
-            raise RecordingError(f"{meta_file}: 'format' is {raw.get('format')!r}, expected {FORMAT_NAME!r}")
-        if raw.get("version") not in READ_VERSIONS:
-            raise RecordingError(f"{meta_file}: 'version' is {raw.get('version')!r}; this reader supports "
-                                 f"{', '.join(map(str, READ_VERSIONS))}")
-        cams = {}
-        for name in ("rgb", "thermal"):
-            c = raw["cameras"][name]
-            cams[name] = CameraMeta(
-                id=str(c["id"]), width=int(c["width"]), height=int(c["height"]), fps=float(c["fps"]),
-                pixel_format=str(c["pixel_format"]), file=str(c["file"]), units=c.get("units"),
-            )
-        if cams["thermal"].units not in THERMAL_UNITS:
-            raise RecordingError(
-                f"{meta_file}: cameras.thermal.units is {cams['thermal'].units!r}; allowed: {sorted(THERMAL_UNITS)}")
-        return StreamMeta(
-            station_id=str(raw["station_id"]), start_utc=str(raw["start_utc"]), t0_ns=int(raw.get("t0_ns", 0)),
-            rgb=cams["rgb"], thermal=cams["thermal"], extra=dict(raw.get("extra", {})),
-        )
-    except KeyError as e:
-        raise RecordingError(f"{meta_file}: missing key {e.args[0]!r}") from None
-    except (TypeError, ValueError) as e:
-        if isinstance(e, RecordingError):
-            raise
-        raise RecordingError(f"{meta_file}: bad value: {e}") from None
+        m = _StreamJson.model_validate(raw)
+    except ValidationError as err:
+        from edge.config import format_error
+
+        errors = [format_error(e) for e in err.errors()]
+        if len(errors) == 1 and errors[0][1] == "required key is missing":
+            raise RecordingError(f"{meta_file}: missing key {errors[0][0].rsplit('.', 1)[-1]!r} "
+                                 f"({errors[0][0]})") from None
+        raise RecordingError(f"{meta_file}: {len(errors)} error(s): "
+                             + "; ".join(f"{k}: {msg}" for k, msg in errors)) from None
+    cams = {name: CameraMeta(id=str(c.id), width=c.width, height=c.height, fps=c.fps, pixel_format=c.pixel_format,
+                             file=c.file, units=c.units)
+            for name, c in (("rgb", m.cameras.rgb), ("thermal", m.cameras.thermal))}
+    if cams["thermal"].units not in THERMAL_UNITS:
+        raise RecordingError(
+            f"{meta_file}: cameras.thermal.units is {cams['thermal'].units!r}; allowed: {sorted(THERMAL_UNITS)}")
+    return StreamMeta(station_id=m.station_id, start_utc=m.start_utc, t0_ns=m.t0_ns,
+                      rgb=cams["rgb"], thermal=cams["thermal"], extra=dict(m.extra))
 
 
 def _load_timestamps(path: Path, cut_rows: dict[str, int] | None = None) -> dict[str, list[tuple[int, int, str]]]:
@@ -135,15 +181,9 @@ def _load_timestamps(path: Path, cut_rows: dict[str, int] | None = None) -> dict
     completes ends in one): it is dropped, whatever it parses to (its time may be cut short),
     and counted in ``cut_rows`` ({camera or '?': 1})."""
     ts_file = path / "timestamps.csv"
-    if not ts_file.is_file():
-        raise RecordingError(f"{ts_file}: missing")
+    _check_file(ts_file, "the frame times of the recording")
     rows: dict[str, list[tuple[int, int, str]]] = {"rgb": [], "thermal": []}
-    try:
-        text = ts_file.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise RecordingError(f"{ts_file}: cannot read it: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise RecordingError(f"{ts_file}: not a text file (byte {e.start} is not UTF-8)") from None
+    text = _read_text(ts_file)
     lines = text.splitlines(keepends=True)
     if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
         cam = lines[-1].split(",", 1)[0]
@@ -200,8 +240,7 @@ class RecordingSource:
         self._rows = rows
         self._next = 0
         self._video = video = path / meta.file
-        if not video.is_file():
-            raise RecordingError(f"{video}: missing ({camera} video named in stream.json)")
+        _check_file(video, f"{camera} video named in stream.json")
         self._mkv: Gray16MkvReader | None = None
         self._cap: Any = None
         if video.stat().st_size == 0:
