@@ -19,13 +19,15 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
+from edge.feed.messages import ID_PATTERN
 from edge.io.jpegframes import decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MjpegMkvWriter, MkvError
 from edge.thermal.radiometry import (
@@ -113,11 +115,20 @@ class _StreamJson(BaseModel):
     """stream.json as FORMAT.md defines it: every key checked at once, so a bad file gets all
     its errors in one message (like validate-config), each with its key path."""
 
-    station_id: StrictStr
+    station_id: StrictStr = Field(..., pattern=ID_PATTERN)  # it names feed topics and the calibration file
     start_utc: StrictStr
     t0_ns: int = 0
     cameras: _CamerasJson
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("start_utc")
+    @classmethod
+    def _iso_utc(cls, v: str) -> str:
+        try:  # every message's time is computed from it: refuse it here, not mid-replay
+            datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 UTC time like 2026-11-26T09:00:00.000000Z: {v!r}") from None
+        return v
 
 
 def _check_file(f: Path, what: str) -> None:
