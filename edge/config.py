@@ -50,7 +50,7 @@ class StationSection(StrictModel):
         description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ -")
     location: str = Field("", max_length=200, description="Free text shown to operators, e.g. 'terminal 2, gate B'")
     ambient_c: float | None = Field(
-        None, ge=-10.0, le=50.0,
+        None, ge=-10.0, le=50.0, examples=[23.0],
         description="Ambient air temperature for the skin-to-core model, degC; unset = estimated from the "
                     "median of the blackbody-corrected thermal scene")
     annotate: Path | None = Field(
@@ -240,7 +240,8 @@ def example_toml(values: dict[str, Any], model: type[StrictModel] | None = None,
             val = None
         desc = (info.description or "").strip()
         line = f"# {desc}{_bounds(info)}\n" if desc or _bounds(info) else ""
-        line += (f"{name} = {_toml_value(val)}" if val is not None else f"# {name} = ") + "\n"
+        hint = _toml_value(info.examples[0]) if info.examples else ""  # a commented-out example value
+        line += (f"{name} = {_toml_value(val)}" if val is not None else f"# {name} = {hint}") + "\n"
         scalars.append(line)
     head = f"[{prefix[:-1]}]\n" if prefix else ""
     doc = (model.__doc__ or "").strip().splitlines()
