@@ -10,7 +10,7 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score the pipeline on simulated streams against their truth",
-                       description=__doc__.splitlines()[0])
+                       description=" ".join(__doc__.split()))
     p.add_argument("streams", nargs="*", type=Path, help="recording folders with truth.json")
     p.add_argument("--all", action="store_true", help="every scenario in sample_streams/ (rendered first if stale)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the full results as JSON")

@@ -11,7 +11,7 @@ from edge.paths import CALIBRATION_DIR
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="render a scenario into a recording with ground truth",
-                       description=__doc__.splitlines()[0])
+                       description=" ".join(__doc__.split()))
     p.add_argument("scenario", nargs="?", type=Path, help="scenario TOML (e.g. sample_streams/walkthrough/scenario.toml)")
     p.add_argument("--out", type=Path, help="output recording folder")
     p.add_argument("--force", action="store_true", help="replace the recording in a non-empty --out folder")

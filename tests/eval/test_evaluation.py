@@ -146,6 +146,10 @@ def test_report_names_commit_and_explains_missing_real_data(truth, tmp_path, mon
     assert md.count("Missing:") == 3 and "no-such-dir" in md  # faces, clinical, flir_rjpeg
     assert "| evaltwo |" in md
     assert "evaltwo" in console_table(rows, combine(rows))
+    from edge.eval.report import CANTHUS_ERR_LEGEND
+
+    # the "canthus err" column says what it is, in the console and in the report
+    assert CANTHUS_ERR_LEGEND in console_table(rows, combine(rows)) and CANTHUS_ERR_LEGEND in md
 
 
 def test_eval_command_oracle_json(stream, tmp_path, capsys):
