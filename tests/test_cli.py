@@ -21,3 +21,24 @@ def test_every_description_is_a_whole_sentence():
         if d:
             assert d.rstrip().endswith((".", ")")), f"`thermal-edge {name} --help` stops mid-sentence: {d!r}"
             assert "\n" not in d.strip() or d.count("`") % 2 == 0, name
+
+
+def test_progress_bar_on_stderr_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    """Long commands draw a tqdm bar on stderr: with `--progress on`, or on a terminal (auto);
+    never on stdout, and nothing when stderr is not a terminal (pytest's capture is not)."""
+    from edge.cli import main
+    from edge.progress import enabled, set_mode
+    from tests.test_sim import TINY
+
+    sc = tmp_path / "tiny.toml"
+    sc.write_text(TINY.format(sensor=""))
+    try:
+        assert main(["simulate", str(sc), "--out", str(tmp_path / "a")]) == 0
+        out, err = capsys.readouterr()
+        assert "frame/s" not in err and "%|" not in err and not enabled()
+        assert main(["--progress", "on", "simulate", str(sc), "--out", str(tmp_path / "b")]) == 0
+        out, err = capsys.readouterr()
+        assert "simulate tiny" in err and "%|" in err  # the bar, on stderr
+        assert "%|" not in out
+    finally:
+        set_mode("auto")

@@ -164,7 +164,11 @@ def collect_target_points(stream: str, kind: str = "chessboard", size: tuple[int
 
     rgb_all, th_all, dist_all = [], [], []
     n_pairs = n_views = 0
-    for pair in _paired_frames(stream, every):
+    from edge.io.recording import open_recording
+    from edge.progress import progress
+
+    n_thermal = len(open_recording(stream).rows["thermal"])
+    for pair in progress(_paired_frames(stream, every), "calibrate registration", -(-n_thermal // every), "pair"):
         n_pairs += 1
         r = find_target(pair.rgb.image, kind, size)
         if r is None:
@@ -223,11 +227,15 @@ def _collinear(xy: np.ndarray) -> bool:
 
 def _blackbody(args: argparse.Namespace) -> int:
     from edge.io.recording import open_recording
-    from edge.thermal.blackbody import FFC_ACTIVE, candidate_problems, find_patch, roi_core
+    from edge.pipeline import find_calibration
+    from edge.thermal.blackbody import (
+        FFC_ACTIVE,
+        candidate_problems,
+        find_patch,
+        roi_core,
+    )
     from edge.thermal.calibration import load_calibration, save_calibration
     from edge.thermal.radiometry import to_celsius
-
-    from edge.pipeline import find_calibration
 
     rec = open_recording(args.stream)
     cal_path = args.calibration or find_calibration(rec.meta.station_id, rec.path)

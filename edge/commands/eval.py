@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if not streams:
         raise UserError("eval: give one or more stream folders, or --all")
     rows, failures = [], []
-    for s in streams:
+    from edge.progress import progress
+
+    for s in progress(streams, "eval", len(streams), "stream"):
         print(f"evaluating {s} ...", file=sys.stderr, flush=True)
         if args.oracle:
             truth = open_recording(s).truth()

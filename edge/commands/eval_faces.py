@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from edge.cli import UserError
@@ -71,10 +70,9 @@ def run(args: argparse.Namespace) -> int:
     det_cfg, mask_cfg = _configs(args)
     detector = build_detector(det_cfg)
 
-    def progress(done: int, total: int) -> None:
-        if not args.quiet and sys.stderr.isatty():
-            print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    from edge.progress import callback
 
+    progress = (lambda done, total: None) if args.quiet else callback("eval-faces", unit="image")
     result = evaluate_faces_dir(args.dir, detector, mask_cfg=mask_cfg, classify_mask=not args.no_mask,
                                 frame_wh=args.frame_size, progress=progress)
     print(format_table(result))

@@ -61,9 +61,10 @@ def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: flo
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
     from edge.io.flir import false_colour
     from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
+    from edge.progress import progress
     from edge.thermal.radiometry import from_celsius
 
-    decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in images]
+    decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in progress(images, "import", len(images), "frame")]
     th_shape = decoded[0][2].shape
     bad = next(((f, t.shape) for f, _, t in decoded if t.shape != th_shape), None)
     if bad:

@@ -354,7 +354,7 @@ def candidate_problems(frames_c: list[np.ndarray], roi: tuple[int, int, int, int
     need = max(min_frames, MIN_CALIBRATION_FRAMES)
     if len(frames_c) < need:
         problems.append(f"only {len(frames_c)} thermal frame(s) outside FFC, {need} needed to judge stability")
-    x, y, w, h = roi
+    _, _, w, h = roi
     if max(w, h) > MAX_ASPECT * min(w, h):
         problems.append(f"{w}x{h} px is not square or disc-shaped like a blackbody aperture (aspect > {MAX_ASPECT})")
     stats = [nanmean_std(roi_core(f, roi)) for f in frames_c]

@@ -17,7 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.errors import UserError
-from edge.io.recording import LOSS_CORRUPT, LOSS_ENDS_EARLY, RecordingError, open_recording
+from edge.io.recording import (
+    LOSS_CORRUPT,
+    LOSS_ENDS_EARLY,
+    RecordingError,
+    open_recording,
+)
 from edge.pipeline import default_config, replay
 from tests.synth_streams import make_recording
 
@@ -45,7 +50,12 @@ def pristine(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def detector(centerface_path):
-    from edge.vision.detection import CenterFaceDetector, DetectorConfig, load_session, model_file
+    from edge.vision.detection import (
+        CenterFaceDetector,
+        DetectorConfig,
+        load_session,
+        model_file,
+    )
 
     dcfg = DetectorConfig()
     return CenterFaceDetector(load_session(model_file(dcfg), 1), dcfg)
