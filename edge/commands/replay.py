@@ -1,4 +1,4 @@
-"""`thermal-edge replay STREAM [--config FILE] [--annotate out.mp4]`: run a recording through the
+"""`thermal-edge replay STREAM [--config FILE] [--annotate out.webm]`: run a recording through the
 full pipeline and print the events; with --annotate also write the preview video (RGB and
 false-colour thermal side by side with faces, canthi, temperatures, verdicts, gate reasons).
 
@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                       "write an annotated preview video")
     p.add_argument("stream", type=Path, help="recording folder (see sample_streams/FORMAT.md)")
     p.add_argument("--config", type=Path, help="station config TOML (default: defaults + $THERMAL_EDGE_CALIBRATION, else STREAM/calibration.toml, else calibration/<station>.toml)")
-    p.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write the annotated preview video here")
+    p.add_argument("--annotate", type=Path, metavar="OUT.webm",
+                   help="write the annotated preview video here: .webm (VP8, plays in every browser), .mp4 "
+                        "(H.264 where this OpenCV build can encode it, else MPEG-4 Part 2), .mkv or .avi")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where the demo feed binds (without --annotate)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
@@ -66,5 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"summary: subjects seen {len(statuses)}, elevated {statuses.count('elevated')}, "
           f"normal {statuses.count('normal')}, indeterminate {statuses.count('indeterminate')} | "
           f"pairs {result.pairs} at {result.pairs_per_s:.1f} pairs/s | preview {args.annotate} "
-          f"({annotator.frames} frames)")
+          f"({annotator.frames} frames, {annotator.codec})")
+    if annotator.codec_note:
+        print(f"note: {annotator.codec_note}")
     return report_losses(result, args.strict)
