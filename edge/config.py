@@ -54,8 +54,8 @@ class StationSection(StrictModel):
         description="Ambient air temperature for the skin-to-core model, degC; unset = estimated from the "
                     "median of the blackbody-corrected thermal scene")
     annotate: Path | None = Field(
-        None, description="Write an annotated preview video here while running (mp4, relative to the working "
-                          "directory); none by default")
+        None, description="Write an annotated preview video here while running (.webm: VP8, plays in browsers; "
+                          ".mp4, .mkv, .avi: see edge/annotate.py; relative to the working directory); none by default")
 
 
 class CalibrationSection(StrictModel):
