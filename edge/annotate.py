@@ -17,16 +17,13 @@ was written.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from edge.io.stderr import quiet_stderr
 from edge.thermal.radiometry import to_celsius
 from edge.types import FramePair
 
@@ -47,26 +44,6 @@ CODECS = {
 }
 LEGEND = ("labels: this frame's reading; verdicts and alerts use the person's aggregate (a high percentile "
           "of their best frames, decision.best_n), so the numbers differ")
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence what OpenCV and FFmpeg print straight to file descriptor 2 while a writer is
-    opened (a tag warning for WebM, a failed hardware H.264 probe): the result is reported in
-    one line instead. Only around the open, so nothing of ours is lost."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def false_colour(temp_c: np.ndarray, range_c: tuple[float, float]) -> np.ndarray:
@@ -243,7 +220,7 @@ class Annotator:
 
         tried = []
         for fourcc, what, browsers in CODECS[self.path.suffix.lower()]:
-            with _quiet_stderr():
+            with quiet_stderr():
                 writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc),
                                          self.fps, self._size)
             if writer.isOpened():

@@ -21,7 +21,7 @@ _EBML, _DOC_TYPE, _SEGMENT, _INFO, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x4282, 0x185
 _TRACK_ENTRY, _CODEC_ID, _VIDEO, _PIXEL_W, _PIXEL_H, _COLOUR_SPACE = 0xAE, 0x86, 0xE0, 0xB0, 0xBA, 0x2EB524
 _CONTENT_ENCODINGS, _CONTENT_ENCODING, _ENC_SCOPE, _ENC_TYPE, _COMPRESSION, _COMP_ALGO = (
     0x6D80, 0x6240, 0x5032, 0x5033, 0x5034, 0x4254)
-_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK = 0xA3, 0xA0, 0xA1
+_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"  # 8-byte size field, patched on close
 GRAY16LE_FOURCC = b"Y1\x00\x10"  # FFmpeg's raw pixel-format tag for gray16le
 ZLIB_LEVEL = 1  # thermal noise leaves little for higher levels: 2 % smaller, 2x slower to write
@@ -199,8 +199,11 @@ class Gray16MkvReader:
         raise MkvError("no track list")
 
     def frames(self) -> Iterator[memoryview]:
-        """The stored block of each frame in turn (still compressed)."""
+        """The stored block of each frame in turn (still compressed). ``block_ms`` is the time of
+        the block just yielded (its cluster's time plus the block's offset, ms since the first)."""
         f = self._f
+        self.block_ms = 0
+        cluster_ms = 0
         while (head := _next_head(f)) is not None:
             eid, size = head
             if eid in (_SEGMENT, _CLUSTER) and size is None:
@@ -213,9 +216,15 @@ class Gray16MkvReader:
             body = _read_exact(f, size)
             # a cluster is read whole (our writer's); the children of an unknown-size one come here one by one
             for cid, data in _children(body) if eid == _CLUSTER else [(eid, memoryview(body))]:
-                if cid == _BLOCK_GROUP:
-                    yield from (self._payload(d, at) for k, d in _children(data) if k == _BLOCK)
+                if cid == _CLUSTER_TIME:
+                    cluster_ms = int.from_bytes(data, "big")
+                elif cid == _BLOCK_GROUP:
+                    for k, d in _children(data):
+                        if k == _BLOCK:
+                            self.block_ms = cluster_ms + _block_offset_ms(d)
+                            yield self._payload(d, at)
                 elif cid == _SIMPLE_BLOCK:
+                    self.block_ms = cluster_ms + _block_offset_ms(data)
                     yield self._payload(data, at)
 
     @staticmethod
@@ -286,6 +295,11 @@ def _children(buf: bytes | memoryview) -> list[tuple[int, memoryview]]:
         out.append((eid, buf[start:start + size]))
         pos = start + size
     return out
+
+
+def _block_offset_ms(block: memoryview) -> int:
+    """A block's signed 16-bit time relative to its cluster (after the 1-byte track number)."""
+    return int.from_bytes(block[1:3], "big", signed=True) if len(block) >= 3 else 0
 
 
 def _uint_of(elements: dict[int, memoryview], eid: int, default: int) -> int:

@@ -186,3 +186,50 @@ metrics_port = 0
     assert set(got.lost.get("thermal", {})) <= {LOSS_NO_ROW} and set(got.lost.get("rgb", {})) <= {LOSS_NO_ROW}
     assert sum(got.lost.get(c, {}).get(LOSS_NO_ROW, 0) for c in ("rgb", "thermal")) <= 2  # at most the frame in flight
     assert got.pairs + got.stats.unpaired_thermal == listed["thermal"]
+
+
+def test_recording_repair_rebuilds_a_killed_older_capture(tmp_path, cal, capsys):
+    """Item 7 for captures made before the crash-safe writer: a SIGKILL left thermal.mkv (cut in
+    its last cluster) and an unindexed rgb.avi, but no stream.json or timestamps.csv.
+    `recording repair` rebuilds both from the videos; the capture then replays."""
+    import signal
+    import subprocess
+    import sys
+
+    from edge.pipeline import default_config, replay
+
+    src = make_recording(tmp_path / "src", seconds=4.0)  # 36 thermal, 120 RGB frames
+    old = tmp_path / "old"
+    old.mkdir()
+    # what the old writer left: the thermal Matroska as written so far, cut in a cluster ...
+    data = (src / "thermal.mkv").read_bytes()
+    (old / "thermal.mkv").write_bytes(data[:len(data) * 2 // 3])
+    # ... and an AVI from a killed OpenCV writer (no index, never closed)
+    script = ("import cv2, numpy as np, os, signal\n"
+              f"w = cv2.VideoWriter({str(old / 'rgb.avi')!r}, cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*'MJPG'), "
+              "30.0, (640, 480))\n"
+              "rng = np.random.default_rng(0)\n"
+              "for i in range(60):\n"
+              "    w.write(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL and (old / "rgb.avi").stat().st_size > 0
+    assert not (old / "stream.json").exists()
+    with pytest.raises(Exception, match="stream.json: missing"):
+        open_recording(old)
+
+    assert main(["recording", "repair", str(old), "--station-id", "test-gate",
+                 "--start-utc", "2026-11-26T09:00:00.000000Z"]) == 0
+    out = capsys.readouterr().out
+    rec = open_recording(old)
+    th = frames(rec, "thermal")
+    assert 20 <= len(th) < 36 and f"{len(th)} thermal frames" in out
+    assert [int(f.image[0, 0]) - 30000 for f in th] == list(range(len(th)))  # the source's frames, in order
+    src_t = [t for _, t, _ in open_recording(src).rows["thermal"]]
+    assert [f.t_ns for f in th] == [t // 1_000_000 * 1_000_000 for t in src_t[:len(th)]]  # ms from the blocks
+    assert 50 <= len(rec.rows["rgb"]) <= 60 and rec.meta.rgb.fps == 30.0
+    assert "approximate" in rec.meta.extra["repaired"]["rgb_times"]
+    got = replay(old, default_config("test-gate", cal))
+    assert got.pairs > 0 and not got.lost
+    assert main(["recording", "repair", str(old), "--station-id", "test-gate"]) == 2  # nothing left to repair
+    assert "nothing to repair" in capsys.readouterr().err
