@@ -115,10 +115,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if not result.verdicts and (note := why_nobody_screened(result.pairs, result.pairs_with_faces, cfg)):
         print(f"note: {note}", flush=True)
+    rc = report_losses(result, args.strict)  # first: a lost-message error must not hide lost frames
     if len(received) < len(sent):
         print(f"error: subscriber received {len(received)} of {len(sent)} messages", flush=True)
         return 1
-    return report_losses(result, args.strict)
+    return rc
 
 
 def report_losses(result: Any, strict: bool) -> int:
