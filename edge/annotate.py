@@ -137,6 +137,9 @@ class Annotator:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab"):  # the writer replaces it; this only proves it can be written
                 pass
+        except (FileExistsError, NotADirectoryError):  # a file where a folder of the path should be
+            blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), self.path.parent)
+            raise UserError(f"{self.path}: cannot write the preview video: {blocker} is a file, not a folder") from None
         except OSError as e:
             raise UserError(f"{self.path}: cannot write the preview video: {e.strerror}") from None
 

@@ -103,7 +103,7 @@ CASES = [
     ("thermal.mkv empty", _setup_recording("thermal.mkv", _empty), False, "empty file (0 bytes"),
     ("eval-clinical on a binary file", _setup_clinical_binary, False, "not a CSV text file"),
     ("calibrate registration --points collinear", _setup_collinear, False, "points lie on one line"),
-    ("replay --annotate below a file", _setup_annotate_below_file, False, "cannot write the preview video"),
+    ("replay --annotate below a file", _setup_annotate_below_file, False, "afile is a file, not a folder"),
     ("replay --annotate into a read-only folder", _setup_annotate_read_only, True, "cannot write the preview video: Permission denied"),
     ("stream.json with wrong types", _setup_recording("stream.json", _wrong_types), False,
      "3 error(s): t0_ns: input should be a valid integer"),
