@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {msg}", file=sys.stderr)
                 failures.append(msg)
                 continue
+        for line in r.get("_loss_lines", []):  # scored on what could be read: say what could not
+            print(f"warning: {s}: {line}", file=sys.stderr)
         rows.append(r)
     total = combine(rows)
     print(console_table(rows, total))
