@@ -17,6 +17,8 @@ from edge.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thermal-edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bars on stderr for long commands: auto = only when stderr is a terminal")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in sorted(pkgutil.iter_modules(edge.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"edge.commands.{mod.name}")
@@ -27,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from edge.progress import set_mode
+
+    set_mode(args.progress)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from edge.configbase import StrictModel, read_toml, resolve_path
+from edge.configbase import StrictModel, format_error, read_toml, resolve_path
 from edge.decision import DecisionConfig
 from edge.errors import UserError
 from edge.feed.publishing import FeedConfig
@@ -51,12 +51,12 @@ class StationSection(StrictModel):
         description="Station id: names the feed topics (alert.<id>) and the calibration; letters, digits, _ -")
     location: str = Field("", max_length=200, description="Free text shown to operators, e.g. 'terminal 2, gate B'")
     ambient_c: float | None = Field(
-        None, ge=-10.0, le=50.0,
+        None, ge=-10.0, le=50.0, examples=[23.0],
         description="Ambient air temperature for the skin-to-core model, degC; unset = estimated from the "
                     "median of the blackbody-corrected thermal scene")
     annotate: Path | None = Field(
-        None, description="Write an annotated preview video here while running (mp4, relative to the working "
-                          "directory); none by default")
+        None, description="Write an annotated preview video here while running (.webm: VP8, plays in browsers; "
+                          ".mp4, .mkv, .avi: see edge/annotate.py; relative to the working directory); none by default")
 
 
 class CalibrationSection(StrictModel):
@@ -142,39 +142,6 @@ def apply_env(data: dict[str, Any], environ: dict[str, str] | os._Environ = os.e
     return applied
 
 
-_OPS = {
-    "less_than_equal": ("le", "<="), "less_than": ("lt", "<"),
-    "greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
-}
-
-
-def _short(value: Any) -> str:
-    s = repr(value)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def format_error(err: dict[str, Any]) -> tuple[str, str]:
-    """One pydantic error -> (dotted key path, message like 'must be <= 39 (got 40.2)')."""
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    if kind in _OPS:
-        key, op = _OPS[kind]
-        return loc, f"must be {op} {ctx.get(key)} (got {_short(value)})"
-    if kind == "extra_forbidden":
-        return loc, "unknown key"
-    if kind == "missing":
-        return loc, "required key is missing"
-    if kind == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-        if loc and msg.startswith(loc + "."):  # a section validator that already names its keys
-            loc = ""
-        return loc, msg
-    if kind == "literal_error":
-        return loc, f"must be one of {ctx.get('expected')} (got {_short(value)})"
-    msg = err["msg"][0].lower() + err["msg"][1:]
-    return loc, f"{msg} (got {_short(value)})"
-
-
 def validate_data(data: dict[str, Any], *, name: str = "<config>", base_dir: Path | None = None,
                   environ: dict[str, str] | os._Environ = os.environ) -> StationConfig:
     """Validate an already-parsed dict; raise ConfigError listing every problem."""
@@ -241,7 +208,8 @@ def example_toml(values: dict[str, Any], model: type[StrictModel] | None = None,
             val = None
         desc = (info.description or "").strip()
         line = f"# {desc}{_bounds(info)}\n" if desc or _bounds(info) else ""
-        line += (f"{name} = {_toml_value(val)}" if val is not None else f"# {name} = ") + "\n"
+        hint = _toml_value(info.examples[0]) if info.examples else ""  # a commented-out example value
+        line += (f"{name} = {_toml_value(val)}" if val is not None else f"# {name} = {hint}") + "\n"
         scalars.append(line)
     head = f"[{prefix[:-1]}]\n" if prefix else ""
     doc = (model.__doc__ or "").strip().splitlines()

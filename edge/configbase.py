@@ -38,3 +38,36 @@ def read_toml(path: str | Path, what: str, error: Callable[[str], Exception] = V
         raise error(f"{path}: not UTF-8 text (a TOML {what} must be)") from None
     except OSError as e:
         raise error(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+_OPS = {
+    "less_than_equal": ("le", "<="), "less_than": ("lt", "<"),
+    "greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+}
+
+
+def _short(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def format_error(err: dict[str, Any]) -> tuple[str, str]:
+    """One pydantic error -> (dotted key path, message like 'must be <= 39 (got 40.2)')."""
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind in _OPS:
+        key, op = _OPS[kind]
+        return loc, f"must be {op} {ctx.get(key)} (got {_short(value)})"
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "required key is missing"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+        if loc and msg.startswith(loc + "."):  # a section validator that already names its keys
+            loc = ""
+        return loc, msg
+    if kind == "literal_error":
+        return loc, f"must be one of {ctx.get('expected')} (got {_short(value)})"
+    msg = err["msg"][0].lower() + err["msg"][1:]
+    return loc, f"{msg} (got {_short(value)})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -210,11 +211,48 @@ class Pipeline:
                 o.event_published(ev, body)
 
 
-def default_config(station_id: str, calibration_path: Path | None = None) -> StationConfig:
-    """Station config with every section at its default, for replays without a config file."""
+CALIBRATION_ENV = "THERMAL_EDGE_CALIBRATION"  # also a config override (edge/config.py ENV_OVERRIDES)
+RECORDING_CALIBRATION = "calibration.toml"  # a calibration inside a recording folder (`import` writes it)
+
+
+def calibration_candidates(station_id: str, stream_dir: str | Path | None = None) -> list[tuple[str, Path | None]]:
+    """Where a replay looks for the station calibration, in order: [(what, path or None)]."""
+    env = os.environ.get(CALIBRATION_ENV)
+    return [(f"${CALIBRATION_ENV}", Path(env) if env else None),
+            ("the recording folder", Path(stream_dir) / RECORDING_CALIBRATION if stream_dir is not None else None),
+            ("the calibration folder", CALIBRATION_DIR / f"{station_id}.toml")]
+
+
+def find_calibration(station_id: str, stream_dir: str | Path | None = None) -> Path:
+    """The calibration file for replaying a recording of ``station_id``: $THERMAL_EDGE_CALIBRATION
+    if set (it must exist), else STREAM/calibration.toml, else calibration/<station>.toml. A
+    miss is one UserError line naming every place searched and how to make one."""
+    from edge.errors import UserError
+
+    places = calibration_candidates(station_id, stream_dir)
+    env = places[0][1]
+    if env is not None:
+        if not env.is_file():
+            raise UserError(f"${CALIBRATION_ENV}={env}: calibration file not found")
+        return env
+    for _, path in places[1:]:
+        if path is not None and path.is_file():
+            return path
+    searched = ", ".join(f"{path} ({what})" for what, path in places[1:] if path is not None)
+    raise UserError(
+        f"no calibration for station {station_id!r}: searched ${CALIBRATION_ENV} (unset), {searched}; create one "
+        f"with `thermal-edge import ... --out DIR` (writes DIR/{RECORDING_CALIBRATION}) or by copying "
+        f"calibration/sample-gate-1.toml to {CALIBRATION_DIR / (station_id + '.toml')} and running "
+        f"`thermal-edge calibrate registration` / `blackbody`, or pass --config / ${CALIBRATION_ENV}")
+
+
+def default_config(station_id: str, calibration_path: Path | None = None,
+                   stream_dir: str | Path | None = None) -> StationConfig:
+    """Station config with every section at its default, for replays without a config file; the
+    calibration is ``calibration_path`` or what ``find_calibration`` finds."""
     from edge.config import StationConfig
 
-    cal = calibration_path or CALIBRATION_DIR / f"{station_id}.toml"
+    cal = calibration_path or find_calibration(station_id, stream_dir)
     return StationConfig.model_validate({"station": {"id": station_id}, "calibration": {"path": str(cal)}})
 
 

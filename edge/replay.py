@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from edge.io.pairing import Pairer, PairingConfig, PairingStats, pair_frames, paired
-from edge.io.recording import Recording, RecordingSource, open_recording
+from edge.io.recording import LOSS_CUT_ROW, Recording, RecordingSource, open_recording
 from edge.pipeline import (
     STAGES,
     EventPublisher,
@@ -110,6 +110,25 @@ class ReplayResult:
     published: list[dict]
     elapsed_s: float
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    # frames listed in timestamps.csv that could not be read: {camera: {reason: count}}, and the
+    # first message per camera and reason (file and frame); empty for an intact recording
+    lost: dict[str, dict[str, int]] = field(default_factory=dict)
+    loss_detail: dict[str, dict[str, str]] = field(default_factory=dict)
+    listed: dict[str, int] = field(default_factory=dict)  # frames per camera in timestamps.csv
+
+    @property
+    def pairs_with_faces(self) -> int:
+        return sum(1 for f in self.frames if len(f.detections))
+
+    @property
+    def lost_frames(self) -> int:
+        return sum(n for by_reason in self.lost.values() for n in by_reason.values())
+
+    def loss_lines(self) -> list[str]:
+        """One line per camera and reason, e.g. 'thermal: 12 of 69 frames lost (video ends early:
+        .../thermal.mkv: ends after 57 frames ...)'; [] when nothing was lost."""
+        return [f"{cam}: {n} of {self.listed.get(cam, 0)} frames lost ({reason}: {self.loss_detail[cam][reason]})"
+                for cam, by_reason in self.lost.items() for reason, n in by_reason.items()]
 
     @property
     def pairs_per_s(self) -> float:
@@ -119,19 +138,44 @@ class ReplayResult:
         return {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
 
 
+def why_nobody_screened(n_pairs: int, n_pairs_with_faces: int, cfg: StationConfig) -> str | None:
+    """One line saying why faces were seen but no subject was screened (None when that is not
+    the case): a face becomes a person only after ``tracking.min_hits`` matched paired frames, and
+    a verdict needs ``decision.min_valid_frames`` measurable ones -- a one-frame import has neither."""
+    if not n_pairs_with_faces:
+        return None
+    need = max(cfg.tracking.min_hits, cfg.decision.min_valid_frames)
+    why = (f"too few frames: this recording has {n_pairs} paired frame{'s' if n_pairs != 1 else ''}, a face becomes a "
+           f"person after tracking.min_hits={cfg.tracking.min_hits} matched frames and a verdict needs "
+           f"decision.min_valid_frames={cfg.decision.min_valid_frames} measurable ones"
+           if n_pairs < need else
+           f"no face was matched in tracking.min_hits={cfg.tracking.min_hits} consecutive paired frames "
+           "(faces too far apart between frames, or detections too weak)")
+    return f"faces detected in {n_pairs_with_faces} of {n_pairs} paired frames, but no subject screened: {why}"
+
+
 def replay(stream_dir: str | Path, config: StationConfig | None = None, *, publisher: EventPublisher | None = None,
            detector: FaceDetector | None = None,
            on_pair: Callable[[PairResult], None] | None = None,
            observers: Sequence[PipelineObserver] = ()) -> ReplayResult:
     """Run a recording through the full pipeline as fast as it goes (no sleeping)."""
     rec: Recording = open_recording(stream_dir)
-    cfg = config if config is not None else default_config(rec.meta.station_id)
+    cfg = config if config is not None else default_config(rec.meta.station_id, stream_dir=stream_dir)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
                           thermal_units=rec.meta.thermal.units, keep_published=True, observers=observers)
     pairer = Pairer(cfg.pairing)
-    sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
-               _Prefetch(rec.source("thermal"))]
+    # tolerate_loss: a capture cut short (full disk, power cut) or with a damaged frame replays
+    # every frame that can be read; what cannot is counted in the result, never dropped silently.
+    # Both opened before either reader thread starts: a video that cannot be opened must not leave
+    # the other's thread decoding while the interpreter exits (an abort, rc 134, not an error line)
+    rgb_src = rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing), tolerate_loss=True)
+    try:
+        thermal_src = rec.source("thermal", tolerate_loss=True)
+    except BaseException:
+        rgb_src.close()
+        raise
+    sources = [_Prefetch(rgb_src), _Prefetch(thermal_src)]
     frames: list[PairRecord] = []
     events: list[ScreeningEvent] = []
     stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -151,5 +195,11 @@ def replay(stream_dir: str | Path, config: StationConfig | None = None, *, publi
             s.close()
     events.extend(pipe.finish())
     elapsed = time.perf_counter() - t0
+    lost = {s.source.name: dict(s.source.lost) for s in sources if s.source.lost}
+    detail = {s.source.name: dict(s.source.loss_detail) for s in sources if s.source.lost}
+    for cam, n in rec.cut_rows.items():  # a row the killed writer left half-written
+        lost.setdefault(cam, {})[LOSS_CUT_ROW] = n
+        detail.setdefault(cam, {})[LOSS_CUT_ROW] = f"{rec.path / 'timestamps.csv'}: last row has no line end (dropped)"
     return ReplayResult(rec.meta.station_id, pairer.stats.pairs, pairer.stats, frames, events,
-                        pipe.screener.verdicts(), pipe.published, elapsed, stage_ms)
+                        pipe.screener.verdicts(), pipe.published, elapsed, stage_ms, lost, detail,
+                        {cam: len(rec.rows[cam]) for cam in ("rgb", "thermal")})

@@ -13,11 +13,12 @@ THERMAL_WH = (32, 24)
 
 
 def make_recording(path: Path, seconds: float = 2.0, rgb_fps: float = 30.0, thermal_fps: float = 9.0,
-                   seed: int = 0, ffc_at: int | None = None) -> Path:
+                   seed: int = 0, ffc_at: int | None = None, rgb_file: str = "rgb.avi") -> Path:
+    """rgb_file: 'rgb.avi' (the simulator's MJPEG AVI) or 'rgb.mkv' (what `record` writes)."""
     rng = np.random.default_rng(seed)
     meta = StreamMeta(
         station_id="test-gate", start_utc="2026-11-26T09:00:00.000000Z", t0_ns=0,
-        rgb=CameraMeta("rgb0", RGB_WH[0], RGB_WH[1], rgb_fps, "bgr24", "rgb.avi"),
+        rgb=CameraMeta("rgb0", RGB_WH[0], RGB_WH[1], rgb_fps, "bgr24", rgb_file),
         thermal=CameraMeta("lepton0", THERMAL_WH[0], THERMAL_WH[1], thermal_fps, "gray16le", "thermal.mkv",
                            units="centikelvin"))
     with RecordingWriter(path, meta) as w:

@@ -41,7 +41,8 @@ def test_faces_verdicts_and_canthi_are_drawn(tmp_path):
     pair, res = scene()
     ann = Annotator(tmp_path / "p.mp4", fps=9)
     img = ann.render(pair, res)
-    assert img.shape == (240, 640, 3)  # RGB 320 wide + thermal scaled x2 to 320
+    # RGB 320 wide + thermal scaled x2 to 320 + the colour bar; the legend line below
+    assert img.shape[1] > 640 and img.shape[0] > 240
     red = np.array(COLORS["elevated"])
     # the elevated person's box edge is drawn in the elevated colour, in RGB ...
     assert (np.abs(img[60, 100:160].astype(int) - red).sum(axis=1) < 30).mean() > 0.5
@@ -76,7 +77,50 @@ def test_video_is_written_and_readable(tmp_path):
     n = 0
     while cap.read()[0]:
         n += 1
-    assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+    assert n == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == ann._size[0] > 640
+    assert ann.codec in ("H.264 in MP4", "MPEG-4 Part 2 in MP4")
+    assert (ann.codec_note == "") == (ann.codec == "H.264 in MP4")  # says so when browsers will not play it
+
+
+def test_webm_preview_is_vp8_and_browser_playable(tmp_path, capfd):
+    """.webm is VP8 (every browser plays it), written without OpenCV's tag warning on stderr."""
+    pair, res = scene()
+    ann = Annotator(tmp_path / "p.webm", fps=9)
+    for _ in range(3):
+        ann.write(pair, res)
+    ann.close()
+    assert ann.codec == "VP8 in WebM" and ann.codec_note == ""
+    assert capfd.readouterr().err == ""
+    cap = cv2.VideoCapture(str(tmp_path / "p.webm"))
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().upper() in ("VP80", "VP8\0")
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 3
+    with pytest.raises(Exception, match="unknown video type '.gif'"):
+        Annotator(tmp_path / "p.gif")
+
+
+def test_labels_scale_with_the_frame_and_colour_bar_and_legend_are_drawn(tmp_path):
+    from edge.annotate import LEGEND, colour_bar, label_scale
+
+    assert label_scale(240) == 0.45 and label_scale(960) == pytest.approx(1.2)
+    pair, res = scene()
+    big = FramePair(Frame("rgb", 0, 1_000_000, cv2.resize(pair.rgb.image, (1280, 960))), pair.thermal)
+    small_img = Annotator(tmp_path / "a.webm").render(pair, res)
+    big_img = Annotator(tmp_path / "b.webm").render(big, res)
+
+    def ink_rows(img, x0, x1):  # rows of the header text: the label height
+        rows = np.nonzero((img[: img.shape[0] // 8, x0:x1] > 200).any(axis=(1, 2)))[0]
+        return rows.max() - rows.min()
+
+    assert ink_rows(big_img, 0, 1280) > 3 * ink_rows(small_img, 0, 320)  # 4x the frame, ~4x the text
+    bar = colour_bar(240, THERMAL_RANGE_C, 0.45)
+    col = bar[:, 4 + max(8, bar.shape[1] // 4) // 2]
+    lit = col[col.sum(axis=1) > 0]
+    assert lit[0].sum() > lit[-1].sum()  # hot (bright) at the top, cold at the bottom
+    assert (small_img[:240, 640:] == bar).all()  # the bar is beside the thermal panel
+    assert "aggregate" in LEGEND and (small_img[240:] > 150).any()  # the legend line is under the frame
 
 
 @pytest.mark.slow
@@ -87,6 +131,7 @@ def test_replay_annotate_command(tmp_path, centerface_path, capsys):
     assert main(["replay", str(SAMPLE), "--annotate", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ALERT station sample-gate-1" in text and "preview" in text
+    assert "MP4)" in text and ("note: " in text) == ("MPEG-4 Part 2" in text)
     cap = cv2.VideoCapture(str(out))
     n = 0
     while cap.read()[0]:

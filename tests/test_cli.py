@@ -1,6 +1,7 @@
 """CLI consistency (issue 12): ``--json`` is a switch that prints JSON on stdout in every command,
 ``--json-out PATH`` writes it to a file, and every command that reads a station config reports an
-invalid one the same way (every problem on its own line, then the count, exit 2)."""
+invalid one the same way (every problem on its own line, then the count, exit 2). Every subcommand's
+description is whole (`simulate --help` and `eval --help` used to stop mid-sentence)."""
 from __future__ import annotations
 
 import argparse
@@ -71,3 +72,32 @@ def test_validate_config_prints_the_same_lines(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if line.startswith("error: ")]) >= 2
     assert err[-1].startswith(f"{cfg}: ") and "error(s)" in err[-1]
+
+
+def test_every_description_is_a_whole_sentence():
+    for name, sub in COMMANDS:
+        d = sub.description
+        if d:
+            assert d.rstrip().endswith((".", ")")), f"`thermal-edge {name} --help` stops mid-sentence: {d!r}"
+            assert "\n" not in d.strip() or d.count("`") % 2 == 0, name
+
+
+def test_progress_bar_on_stderr_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    """Long commands draw a tqdm bar on stderr: with `--progress on`, or on a terminal (auto);
+    never on stdout, and nothing when stderr is not a terminal (pytest's capture is not)."""
+    from edge.cli import main
+    from edge.progress import enabled, set_mode
+    from tests.test_sim import TINY
+
+    sc = tmp_path / "tiny.toml"
+    sc.write_text(TINY.format(sensor=""))
+    try:
+        assert main(["simulate", str(sc), "--out", str(tmp_path / "a")]) == 0
+        out, err = capsys.readouterr()
+        assert "frame/s" not in err and "%|" not in err and not enabled()
+        assert main(["--progress", "on", "simulate", str(sc), "--out", str(tmp_path / "b")]) == 0
+        out, err = capsys.readouterr()
+        assert "simulate tiny" in err and "%|" in err  # the bar, on stderr
+        assert "%|" not in out
+    finally:
+        set_mode("auto")

@@ -189,3 +189,26 @@ def test_validate_config_checks_the_calibration_it_names(station_dir, capsys):
     (station_dir / "cal.toml").write_text('station_id = "gate-1"\ndate = "someday"\n')
     assert main(["validate-config", str(write(station_dir, ""))]) == 1
     assert "cal.toml: date:" in capsys.readouterr().err
+
+
+def test_committed_example_is_exactly_what_print_example_writes(capsys):
+    """One source of truth: config/station.example.toml is the generator's output (it had drifted:
+    tracking.max_age_s 1.0 there, 2.0 in the code). After changing a config field, regenerate:
+    thermal-edge validate-config --print-example > config/station.example.toml"""
+    assert main(["validate-config", "--print-example"]) == 0
+    printed = capsys.readouterr().out
+    assert EXAMPLE.read_text() == printed, (
+        "config/station.example.toml differs from `thermal-edge validate-config --print-example`; regenerate it")
+    assert tomllib.loads(printed)["tracking"]["max_age_s"] == 2.0
+
+
+def test_faults_demo_command_is_the_same_everywhere():
+    """The fault drill's command line is written in the config's own comment, README and
+    deploy/README: they must agree (README said --seconds 40, the config 60)."""
+    import re
+
+    cmd = re.compile(r"thermal-edge run --config config/faults-demo\.toml --seconds (\d+)")
+    found = {f: cmd.findall((REPO / f).read_text()) for f in ("config/faults-demo.toml", "README.md", "deploy/README.md")}
+    assert all(found.values()), found
+    assert len({n for ns in found.values() for n in ns}) == 1, found
+    assert load_config(REPO / "config" / "faults-demo.toml").sources.thermal.faults  # and the file itself is valid

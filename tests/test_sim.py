@@ -374,3 +374,22 @@ def test_bolometer_time_constant_smears_a_fast_subject(tmp_path, astronaut_bgr):
         canthus = truth["persons"][0]["canthus_c"]
     assert peaks[0.0] == pytest.approx(canthus, abs=0.05)
     assert peaks[30.0] < canthus - 0.2  # the smeared canthus reads low
+
+
+def test_simulate_refuses_a_non_empty_out_unless_force(tmp_path, capsys):
+    """Issue 14 item 9: `simulate --out DIR` never replaces what is in DIR without --force."""
+    from edge.cli import main
+
+    sc = _write(tmp_path, TINY.format(sensor=""))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("site notes")
+    assert main(["simulate", str(sc), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "o: not empty (notes.txt)" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert main(["simulate", str(sc), "--out", str(out)]) == 2  # still refused, still untouched
+    assert main(["simulate", str(sc), "--out", str(out), "--force"]) == 0
+    assert (out / "notes.txt").read_text() == "site notes"  # --force replaces the recording, nothing else
+    assert len(_read_all(out, "thermal")) > 0
+    capsys.readouterr()

@@ -78,10 +78,19 @@ def emit_json(args: argparse.Namespace, obj: Any) -> None:
 
 def replay_config(config: Path | None, rec) -> Any:
     """The station config to replay ``rec`` with: the ``--config`` file (None after printing its
-    errors, as validate-config does), or the defaults with calibration/<station>.toml."""
+    errors, as validate-config does), or the defaults with the calibration ``find_calibration``
+    finds ($THERMAL_EDGE_CALIBRATION, the recording's calibration.toml, calibration/<station>.toml)."""
     from edge.pipeline import default_config
 
-    return load_or_report(config) if config else default_config(rec.meta.station_id)
+    return load_or_report(config) if config else default_config(rec.meta.station_id, stream_dir=rec.path)
+
+
+def report_losses(result: Any, strict: bool) -> int:
+    """Print one line per camera and reason for the frames a damaged recording lost (stderr);
+    the exit code: 1 with --strict when anything was lost, else 0."""
+    for line in result.loss_lines():
+        print(f"{'error' if strict else 'warning'}: {line}", file=sys.stderr, flush=True)
+    return 1 if strict and result.lost_frames else 0
 
 
 def add_client_key_args(p: argparse.ArgumentParser) -> None:
@@ -246,7 +255,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from edge.feed.journal import Journal, JournalError
     from edge.feed.publishing import Publisher, utc_iso
     from edge.io.recording import open_recording
-    from edge.replay import replay
+    from edge.replay import replay, why_nobody_screened
 
     if args.loop < 0:
         raise UserError(f"--loop {args.loop}: must be >= 0 (0 = until Ctrl-C)")
@@ -345,7 +354,10 @@ def run_demo(args: argparse.Namespace) -> int:
         + (f" | {loops} loops" if loops != 1 else ""),
         flush=True,
     )
+    if not result.verdicts and (note := why_nobody_screened(result.pairs, result.pairs_with_faces, cfg)):
+        print(f"note: {note}", flush=True)
+    rc = report_losses(result, args.strict)  # first: a lost-message error must not hide lost frames
     if len(received) < len(sent):
         print(f"error: subscriber received {len(received)} of {len(sent)} messages", flush=True)
         return 1
-    return 0
+    return rc

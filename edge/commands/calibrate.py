@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("stream", nargs="?", help="recording of a heated checkerboard / circle grid seen by both cameras")
     r.add_argument("--points", help="CSV of hand-picked pairs: rgb_x,rgb_y,thermal_x,thermal_y[,distance_m]")
     r.add_argument("--calibration", default=None,
-                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
+                   help="station calibration TOML to update (default: $THERMAL_EDGE_CALIBRATION, else "
+                        "STREAM/calibration.toml, else calibration/<station_id>.toml)")
     r.add_argument("--pattern", default="chessboard", choices=("chessboard", "circles", "acircles"),
                    help="target type (default chessboard)")
     r.add_argument("--size", default="7x5", help="inner corners (chessboard) or circles per row x column, e.g. 7x5")
@@ -33,8 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = cs.add_parser("blackbody", help="find the blackbody in a recording and write its ROI")
     b.add_argument("stream", help="recording with the blackbody in view (nobody in front of it)")
     b.add_argument("--calibration", default=None,
-                   help="station calibration TOML to update (default: calibration/<station_id>.toml)")
-    b.add_argument("--frames", type=int, default=20, help="thermal frames to average (default 20)")
+                   help="station calibration TOML to update (default: $THERMAL_EDGE_CALIBRATION, else "
+                        "STREAM/calibration.toml, else calibration/<station_id>.toml)")
+    b.add_argument("--frames", type=int, default=20,
+                   help="thermal frames to average and judge stability over; the recording must have them "
+                        "outside FFC (default 20, at least 3)")
     b.add_argument("--dry-run", action="store_true", help="report only, do not write the calibration file")
     b.set_defaults(func=_blackbody)
 
@@ -48,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--folds", type=int, default=10, help="cross-validation folds (default 10)")
     c.add_argument("--repeats", type=int, default=20, help="cross-validation repetitions (default 20)")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", default="calibration/skin_to_core.toml", help="model file to write")
+    c.add_argument("--out", default=None,
+                   help="model file to write (e.g. calibration/skin_to_core.toml, the shipped model); without "
+                        "--out or --station-file the model is printed as TOML, no file is written")
     c.add_argument("--station-file", action="append", default=[],
                    help="also replace [skin_to_core] in this station calibration file (repeatable)")
     c.add_argument("--json-out", type=Path, metavar="PATH", help="also write the full cross-validation report as JSON")
@@ -91,13 +97,17 @@ def _clinical(args: argparse.Namespace) -> int:
           f"specificity {p['specificity']:.3f} [{p['specificity_ci95'][0]:.3f}-{p['specificity_ci95'][1]:.3f}]")
     print(f"held-out core error: bias {cv['heldout_bias_c']:+.3f} degC, SD {cv['heldout_residual_sd_c']:.3f} degC")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     doc = tomlkit.document()
     doc.add(tomlkit.comment("Default skin->core model, written by `thermal-edge calibrate clinical`; see calibration/README.md"))
     doc["skin_to_core"] = model.to_toml_dict()
-    out.write_text(tomlkit.dumps(doc))
-    print(f"wrote {out}")
+    if args.out:  # only where asked: never a default file in the working directory
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(tomlkit.dumps(doc))
+        print(f"wrote {out}")
+    elif not args.station_file:
+        print("no --out or --station-file: the model, not written anywhere:\n")
+        print(tomlkit.dumps(doc), end="")
     for station_file in args.station_file:
         cal = load_calibration(station_file)
         cal.file = cal.file.model_copy(update={"skin_to_core": model})
@@ -150,18 +160,35 @@ def _read_points_csv(path: str):
     if len(rows) < 4:
         raise UserError(f"{path}: {len(rows)} point pairs; at least 4 are needed")
     a = np.array(rows)
+    for cols, which in ((slice(0, 2), "rgb_x,rgb_y"), (slice(2, 4), "thermal_x,thermal_y")):
+        if _collinear(a[:, cols]):
+            raise UserError(f"{path}: the {which} points lie on one line (or repeat); a homography needs "
+                            "at least 4 points spread over the image, no 3 of them in line")
     dist = a[:, 4] if np.isfinite(a[:, 4]).all() else None
     return a[:, :2], a[:, 2:4], dist
 
 
+def _collinear(xy: np.ndarray) -> bool:
+    """(M,2) points all on one line, or all at one place: the spread across their main direction
+    is under 0.1 % of the spread along it (or none at all)."""
+    sv = np.linalg.svd(xy - xy.mean(axis=0), compute_uv=False)
+    return bool(sv[0] == 0 or sv[1] <= 1e-3 * sv[0])
+
+
 def _blackbody(args: argparse.Namespace) -> int:
     from edge.io.recording import open_recording
-    from edge.thermal.blackbody import FFC_ACTIVE, find_patch, roi_core
+    from edge.pipeline import find_calibration
+    from edge.thermal.blackbody import (
+        FFC_ACTIVE,
+        candidate_problems,
+        find_patch,
+        roi_core,
+    )
     from edge.thermal.calibration import load_calibration, save_calibration
     from edge.thermal.radiometry import to_celsius
 
     rec = open_recording(args.stream)
-    cal_path = args.calibration or f"calibration/{rec.meta.station_id}.toml"
+    cal_path = args.calibration or find_calibration(rec.meta.station_id, rec.path)
     cal = load_calibration(cal_path)
     cfg = cal.blackbody
     src = rec.source("thermal")
@@ -182,6 +209,10 @@ def _blackbody(args: argparse.Namespace) -> int:
     if roi is None:
         raise UserError(f"{args.stream}: no uniform patch within {cfg.auto_tolerance_c} degC of the "
                         f"{cfg.expected_c():.2f} degC set point in {len(frames)} frames (blackbody on and in view?)")
+    problems = candidate_problems(frames, roi, cfg, args.frames)
+    if problems:
+        raise UserError(f"{args.stream}: refusing the candidate at roi_xywh {list(roi)} "
+                        f"({len(frames)} frames): " + "; ".join(problems))
     x, y, w, h = roi
     patch = roi_core(mean_c, roi)  # what the monitor reads: the ROI without its blurred border
     print(f"{args.stream}: blackbody at roi_xywh [{x}, {y}, {w}, {h}] ({len(frames)} frames averaged): "
@@ -212,7 +243,9 @@ def _registration(args: argparse.Namespace) -> int:
         if not args.stream:
             raise UserError("calibrate registration --points: also give --calibration FILE to update")
         from edge.io.recording import open_recording
-        cal_path = f"calibration/{open_recording(args.stream).meta.station_id}.toml"
+        from edge.pipeline import find_calibration
+        rec = open_recording(args.stream)
+        cal_path = find_calibration(rec.meta.station_id, rec.path)
     cal = load_calibration(cal_path)
     reg0 = cal.registration
     if args.points:
@@ -220,13 +253,21 @@ def _registration(args: argparse.Namespace) -> int:
         source = f"{len(rgb)} hand-picked point pairs from {Path(args.points).name}"
     else:
         size = _parse_size(args.size)
+        from edge.io.recording import open_recording
+        from edge.progress import progress
+
+        every = max(1, args.every)
+        n_thermal = len(open_recording(args.stream).rows["thermal"])
+        pairs = progress(_paired_frames(args.stream, every), "calibrate registration", -(-n_thermal // every), "pair")
         rgb, th, dist, n_pairs, n_views = collect_target_points(
-            _paired_frames(args.stream, max(1, args.every)), args.pattern, size, args.square_m, reg0.rgb_focal_px,
-            where=args.stream)
+            pairs, args.pattern, size, args.square_m, reg0.rgb_focal_px, where=args.stream)
         source = f"{args.pattern} {size[0]}x{size[1]} in {n_views} of {n_pairs} paired frames of {Path(args.stream).name}"
         print(f"{args.stream}: target found in both images of {n_views} of {n_pairs} paired frames")
-    fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
-                           reg0.parallax_px_m, args.ransac_px)
+    try:
+        fit = fit_registration(rgb, th, dist, reg0.reference_distance_m, reg0.rgb_focal_px, reg0.iod_m,
+                               reg0.parallax_px_m, args.ransac_px)
+    except ValueError as e:  # degenerate points the checks above let through
+        raise UserError(f"{args.points or args.stream}: {e}") from None
     k = fit.registration.parallax_px_m
     print(f"points {fit.n_points}, RANSAC inliers {fit.n_inliers} (threshold {args.ransac_px} thermal px)")
     print(f"reprojection RMS: {fit.rms_px:.3f} thermal px with parallax model, "

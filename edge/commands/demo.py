@@ -24,9 +24,12 @@ from edge.commands._common import add_subscriber_args, run_demo
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="replay a recording end to end and print the alerts a subscriber receives")
     p.add_argument("stream", type=Path, help="recording folder (see sample_streams/FORMAT.md)")
-    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + calibration/<station>.toml)")
+    p.add_argument("--config", type=Path, help="station config TOML (default: defaults + $THERMAL_EDGE_CALIBRATION, else STREAM/calibration.toml, else calibration/<station>.toml)")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:*", help="where to bind the feed (default: random loopback port)")
     p.add_argument("--json", action="store_true", help="print raw JSON bodies instead of readable lines")
     p.add_argument("--all", action="store_true", help="also print screening results (normal/indeterminate)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any frame of the recording could not be read (default: replay every "
+                        "readable frame, report the rest as lost, exit 0)")
     add_subscriber_args(p)
     p.set_defaults(func=run_demo)

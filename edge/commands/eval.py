@@ -11,7 +11,7 @@ from edge.commands._common import add_json_args, emit_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score the pipeline on simulated streams against their truth",
-                       description=__doc__.splitlines()[0])
+                       description=" ".join(__doc__.split()))
     p.add_argument("streams", nargs="*", type=Path, help="recording folders with truth.json")
     p.add_argument("--all", action="store_true", help="every scenario in sample_streams/ (rendered first if stale)")
     add_json_args(p, "the full results")
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if not streams:
         raise UserError("eval: give one or more stream folders, or --all")
     rows, failures = [], []
-    for s in streams:
+    from edge.progress import progress
+
+    for s in progress(streams, "eval", len(streams), "stream"):
         print(f"evaluating {s} ...", file=sys.stderr, flush=True)
         if args.oracle:
             truth = open_recording(s).truth()
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: {msg}", file=sys.stderr)
                 failures.append(msg)
                 continue
+        for line in r.get("_loss_lines", []):  # scored on what could be read: say what could not
+            print(f"warning: {s}: {line}", file=sys.stderr)
         rows.append(r)
     total = combine(rows)
     if not args.json:

@@ -3,7 +3,6 @@ accuracy of the product's own detector on a folder of labelled photos (see edge/
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from edge.commands._common import (
@@ -81,10 +80,9 @@ def run(args: argparse.Namespace) -> int:
     det_cfg, mask_cfg = configs
     detector = build_detector(det_cfg)
 
-    def progress(done: int, total: int) -> None:
-        if not args.quiet and sys.stderr.isatty():
-            print(f"\r{done}/{total} images", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    from edge.progress import callback
 
+    progress = (lambda done, total: None) if args.quiet else callback("eval-faces", unit="image")
     result = evaluate_faces_dir(args.dir, detector, mask_cfg=mask_cfg, classify_mask=not args.no_mask,
                                 frame_wh=args.frame_size, progress=progress)
     if not args.json:

@@ -29,14 +29,16 @@ RGB_SCALE = 4  # false-colour RGB frames are the thermal image upscaled this muc
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert FLIR radiometric JPEG/FFF/SEQ files into a recording (centi-kelvin)")
     p.add_argument("files", nargs="+", help="FLIR R-JPEG / .fff / .seq files (all with the same thermal resolution)")
-    p.add_argument("--out", required=True, help="recording folder to create")
+    p.add_argument("--out", required=True, help="recording folder to create (new or empty)")
+    p.add_argument("--force", action="store_true", help="replace the recording in a non-empty --out folder")
     p.add_argument("--emissivity", default="0.98",
                    help="object emissivity for the conversion (default 0.98, skin); 'file' keeps each file's")
     p.add_argument("--station-id", default="flir-import", help="station_id written to stream.json")
     p.add_argument("--fps", type=float, default=1.0, help="nominal frame rate of the recording (default 1)")
     p.add_argument("--faces", action="store_true", help="detect faces and report canthus temperatures")
     add_json_args(p, "the per-file report")
-    p.add_argument("--calibration-out", help="also write a station calibration TOML for replaying the recording: "
+    p.add_argument("--calibration-out", help="where to write the station calibration TOML for replaying the "
+                   "recording (default: OUT/calibration.toml, which replay/demo find by themselves): "
                    "RGB->thermal mapping from the file's PiP record (visible photo) or the exact 4x scale "
                    "(false colour), blackbody disabled, the shipped skin->core model")
     p.set_defaults(func=_run)
@@ -60,10 +62,11 @@ def import_files(images: list[tuple[str, Any]], out: str | Path, emissivity: flo
                  station_id: str = "flir-import", fps: float = 1.0) -> list[dict]:
     """Write the recording of ``images`` (from ``read_images``); return one summary dict per frame."""
     from edge.io.recording import CameraMeta, RecordingWriter, StreamMeta
+    from edge.progress import progress
     from edge.thermal.colour import false_colour
     from edge.thermal.radiometry import from_celsius
 
-    decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in images]
+    decoded = [(f, im, _temperatures_c(im, emissivity)) for f, im in progress(images, "import", len(images), "frame")]
     th_shape = decoded[0][2].shape
     bad = next(((f, t.shape) for f, _, t in decoded if t.shape != th_shape), None)
     if bad:
@@ -155,11 +158,23 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"{f}: file not found")
     # with --json, stdout carries only the JSON report; the readable lines go to stderr
     say = functools.partial(print, file=sys.stderr) if args.json else print
+
+    from edge.io.recording import claim_output_dir
+
+    claim_output_dir(args.out, args.force)
     images = read_images(args.files)
     summaries = import_files(images, args.out, emissivity, args.station_id, args.fps)
     if args.calibration_out:
         write_import_calibration(images, summaries, args.calibration_out, args.station_id)
         say(f"wrote {args.calibration_out}")
+    else:  # next to the recording, where replay/demo look first (edge.pipeline.find_calibration)
+        from edge.pipeline import RECORDING_CALIBRATION
+
+        try:
+            cal = write_import_calibration(images, summaries, Path(args.out) / RECORDING_CALIBRATION, args.station_id)
+            say(f"wrote {cal} (replay/demo {args.out} use it)")
+        except UserError as e:
+            say(f"note: no calibration written next to the recording: {str(e).removeprefix('--calibration-out: ')}")
     detector = None
     if args.faces:
         from edge.io.flir import face_report
@@ -178,5 +193,16 @@ def _run(args: argparse.Namespace) -> int:
                 say(f"  face {k}: box {face['box_xyxy']} score {face['score']:.2f}: {canthus}; "
                       f"face median {face['face_median_c']:.2f} degC")
     say(f"wrote {args.out} ({len(summaries)} frame pairs)")
+    if detector is not None:
+        from types import SimpleNamespace
+
+        from edge.decision import DecisionConfig
+        from edge.replay import why_nobody_screened
+        from edge.vision.tracking import TrackingConfig
+
+        defaults = SimpleNamespace(tracking=TrackingConfig(), decision=DecisionConfig())  # what a replay uses
+        note = why_nobody_screened(len(summaries), sum(1 for s in summaries if s["faces"]), defaults)
+        if note and len(summaries) < max(defaults.tracking.min_hits, defaults.decision.min_valid_frames):
+            say(f"note: a replay of {args.out} will screen nobody -- {note}")
     emit_json(args, summaries)
     return 0

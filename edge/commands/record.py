@@ -1,6 +1,9 @@
 """`thermal-edge record --config station.toml --out DIR --seconds N`: capture what the station's
 cameras see into a recording (format v2: lossless 16-bit thermal, MJPEG RGB, one clock), so a
-site capture can be replayed (`thermal-edge replay DIR`) and evaluated.
+site capture can be replayed (`thermal-edge replay DIR`) and evaluated. An MJPEG camera's JPEG
+packets are stored as they arrived (bit-exact, no re-encode); stream.json comes first and every
+frame is flushed with its timestamps.csv row, so a recording killed mid-run (SIGKILL, power cut)
+replays up to its last complete frame.
 
 Uses the same sources, capture threads and watchdog as `run`, without the pipeline. Live mode:
 N seconds of wall time, frames stamped on arrival. Replay mode (sources are recordings): N
@@ -28,17 +31,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _camera_meta(cam: str, cam_cfg: Any, image: Any, units: str) -> Any:
+def _camera_meta(cam: str, cam_cfg: Any, shape: tuple[int, ...], units: str) -> Any:
     from edge.io.recording import CameraMeta, open_recording
 
     fps, cam_id = cam_cfg.fps, cam
     if cam_cfg.kind == "recording":
         m = getattr(open_recording(cam_cfg.path).meta, cam)
         fps, cam_id = fps or m.fps, m.id
-    h, w = image.shape[:2]
+    h, w = shape[:2]
     if cam == "thermal":
         return CameraMeta(cam_id, w, h, fps or DEFAULT_FPS[cam], "gray16le", "thermal.mkv", units=units)
-    return CameraMeta(cam_id, w, h, fps or DEFAULT_FPS[cam], "bgr24", "rgb.avi")
+    # MJPEG in Matroska: an MJPEG camera's packets stored as they arrived, each frame flushed
+    return CameraMeta(cam_id, w, h, fps or DEFAULT_FPS[cam], "bgr24", "rgb.mkv")
+
+
+def _shape(frame: Any) -> tuple[int, ...]:
+    """A frame's image shape without decoding it (a JpegFrame knows it from its header)."""
+    shape = getattr(frame, "shape", None)
+    return tuple(shape) if shape is not None else frame.image.shape
 
 
 def _clock(cfg: Any, first_t_ns: int) -> tuple[str, int]:
@@ -58,6 +68,7 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
            config_name: str = "") -> dict[str, Any]:
     """Record ``seconds`` from the configured sources into ``out``. Returns per-camera counts."""
     from edge.errors import UserError
+    from edge.io.jpegframes import JpegFrame
     from edge.io.recording import RecordingWriter, StreamMeta
     from edge.station import CAMERAS, build_capture
 
@@ -65,7 +76,8 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
         raise UserError(f"{out}: already holds a recording; choose another --out")
     live = cfg.sources.mode == "live"
     stop = stop or threading.Event()
-    hub, by_camera, watchdog = build_capture(cfg.sources, stop)
+    # lazy_decode: MJPEG frames arrive as the camera's JPEG packets (JpegFrame), stored as they are
+    hub, by_camera, watchdog = build_capture(cfg.sources, stop, lazy_decode=True)
     workers = list(by_camera.values())
     for w in workers:
         w.start()
@@ -92,14 +104,19 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
                 start_utc, t0_ns = _clock(cfg, first_t)
                 units = cfg.sources.thermal.units
                 meta = StreamMeta(cfg.station.id, start_utc, t0_ns,
-                                  _camera_meta("rgb", cfg.sources.rgb, firsts["rgb"].image, units),
-                                  _camera_meta("thermal", cfg.sources.thermal, firsts["thermal"].image, units),
+                                  _camera_meta("rgb", cfg.sources.rgb, _shape(firsts["rgb"]), units),
+                                  _camera_meta("thermal", cfg.sources.thermal, _shape(firsts["thermal"]), units),
                                   extra={"recorded_by": "thermal-edge record", "config": config_name,
                                          "mode": cfg.sources.mode})
                 writer = RecordingWriter(out, meta)
             if writer is not None:
                 for p in pending:
-                    writer.write(p.camera, p.image, p.t_ns, p.ffc_state if p.camera == "thermal" else "none")
+                    if isinstance(p, JpegFrame):
+                        writer.write_jpeg(p.jpeg, p.t_ns)  # bit-exact: no decode, no re-encode
+                    elif by_camera[p.camera].decode_or_count(p):
+                        writer.write(p.camera, p.image, p.t_ns, p.ffc_state if p.camera == "thermal" else "none")
+                    else:
+                        continue
                     written[p.camera] += 1
                 pending.clear()
             if live and time.monotonic() - t_begin >= seconds:

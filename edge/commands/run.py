@@ -64,4 +64,7 @@ def run(args: argparse.Namespace) -> int:
                      for c, s in last.get("cameras", {}).items())
     print(f"station {cfg.station.id} stopped ({result.stop_reason}): {result.pairs} pairs, "
           f"{len(result.events)} events; {cams}", file=sys.stderr)
+    if annotator is not None and annotator.frames:
+        print(f"preview {annotate} ({annotator.frames} frames, {annotator.codec})"
+              + (f"; note: {annotator.codec_note}" if annotator.codec_note else ""), file=sys.stderr)
     return 0

@@ -11,9 +11,10 @@ from edge.paths import CALIBRATION_DIR
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="render a scenario into a recording with ground truth",
-                       description=__doc__.splitlines()[0])
+                       description=" ".join(__doc__.split()))
     p.add_argument("scenario", nargs="?", type=Path, help="scenario TOML (e.g. sample_streams/walkthrough/scenario.toml)")
     p.add_argument("--out", type=Path, help="output recording folder")
+    p.add_argument("--force", action="store_true", help="replace the recording in a non-empty --out folder")
     p.add_argument("--seed", type=int, help="override the scenario's seed (same people, new noise and background)")
     p.add_argument("--list", action="store_true", help="list the bundled scenarios with one-line descriptions")
     p.set_defaults(func=run)
@@ -47,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.scenario is None or args.out is None:
         raise UserError("simulate: give SCENARIO.toml and --out DIR (or --list)")
+    from edge.io.recording import claim_output_dir
     from edge.sim import ScenarioError, render_scenario
 
+    claim_output_dir(args.out, args.force)
     t0 = time.perf_counter()
     try:
         truth = render_scenario(args.scenario, args.out, seed=args.seed)

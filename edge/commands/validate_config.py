@@ -23,6 +23,20 @@ EXAMPLE_VALUES = {
 }
 
 
+def example_header() -> str:
+    """The comment block at the top of config/station.example.toml (what --print-example writes
+    first), with the environment overrides read from edge.config.ENV_OVERRIDES."""
+    import textwrap
+
+    from edge.config import ENV_OVERRIDES
+
+    env = textwrap.wrap(", ".join(ENV_OVERRIDES), 96, initial_indent="#   ", subsequent_indent="#   ")
+    return ("# thermal-edge station config (annotated example). Validate with: thermal-edge validate-config FILE\n"
+            "# Relative paths are relative to this file's folder. Regenerate the full key list with\n"
+            "# 'thermal-edge validate-config --print-example'. Environment overrides (paths, secrets):\n"
+            + "\n".join(env) + "\n\n")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate-config", help="check a station config file; print every error with its key path")
     p.add_argument("file", type=Path, nargs="?", help="station config TOML")
@@ -53,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError, example_toml, load_config
 
     if args.print_example:
-        print(example_toml(EXAMPLE_VALUES), end="")
+        print(example_header() + example_toml(EXAMPLE_VALUES), end="")
         return 0
     if args.file is None:
         print("error: give a config FILE (or --print-example)", file=sys.stderr)

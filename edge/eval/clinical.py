@@ -25,6 +25,7 @@ reported sensitivity/specificity pool the held-out predictions only, with Wilson
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,22 +67,29 @@ def load_clinical_csv(path: str | Path, core_column: str = "aveOralM") -> Clinic
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"{path}: clinical CSV not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        rounds = [c for c in ROUND_COLUMNS if c in cols]
-        missing = [c for c in (core_column,) if c not in cols] + ([] if rounds else ["canthiMax1..4"])
-        if missing:
-            raise CalibrationError(f"{path}: missing column(s) {', '.join(missing)}")
-        subj, skin, amb, core = [], [], [], []
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                skin.append([_num(row[c]) for c in rounds])
-                core.append(_num(row[core_column]))
-                amb.append(_num(row.get("T_atm", "")))
-            except ValueError as e:
-                raise CalibrationError(f"{path}:{lineno}: {e}") from None
-            subj.append(row.get("SubjectID", str(lineno)))
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise CalibrationError(f"{path}: cannot read it: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CalibrationError(f"{path}: not a CSV text file (byte {e.start} is not UTF-8)") from None
+    if "\0" in text:
+        raise CalibrationError(f"{path}: not a CSV text file (it holds NUL bytes)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    cols = reader.fieldnames or []
+    rounds = [c for c in ROUND_COLUMNS if c in cols]
+    missing = [c for c in (core_column,) if c not in cols] + ([] if rounds else ["canthiMax1..4"])
+    if missing:
+        raise CalibrationError(f"{path}: missing column(s) {', '.join(missing)}")
+    subj, skin, amb, core = [], [], [], []
+    for lineno, row in enumerate(reader, start=2):
+        try:
+            skin.append([_num(row[c]) for c in rounds])
+            core.append(_num(row[core_column]))
+            amb.append(_num(row.get("T_atm", "")))
+        except ValueError as e:
+            raise CalibrationError(f"{path}:{lineno}: {e}") from None
+        subj.append(row.get("SubjectID", str(lineno)))
     if not subj:
         raise CalibrationError(f"{path}: no data rows")
     amb_arr = np.array(amb, np.float64)

@@ -48,6 +48,13 @@ def _pct(v: float | None) -> str:
     return fmt_num(v, 1, percent=" %")
 
 
+# What the "canthus err" column is (console table and report): written once, printed under both.
+CANTHUS_ERR_LEGEND = ("canthus err: per person, the skin (inner-canthus) temperature the pipeline reported minus "
+                      "the simulated true canthus temperature, °C; mean = signed average over the persons "
+                      "(bias), max = the largest absolute error. It measures the measurement, before the "
+                      "skin-to-core model.")
+
+
 def stream_table(rows: list[dict]) -> list[str]:
     """One line per stream: verdicts right, face recall, canthus error, alerts, pairs/s."""
     out = ["| scenario | hard case | verdicts right | face recall masked / unmasked | face precision | "
@@ -204,6 +211,8 @@ def markdown_report(rows: list[dict], total: dict, commands: str, failures: list
         "",
         *stream_table(rows),
         "",
+        CANTHUS_ERR_LEGEND,
+        "",
         "### Per person",
         "",
         *person_table(rows),
@@ -228,6 +237,6 @@ def console_table(rows: list[dict], total: dict) -> str:
                 exp = p["expected"] + (f"({p['expected_reason']})" if p["expected_reason"] else "")
                 got = p["got"] + (f"({p['got_reason']})" if p["got_reason"] else "")
                 out.append(f"  person {p['id']}: expected {exp}, got {got}")
-    out.append("")
+    out += ["", CANTHUS_ERR_LEGEND, ""]
     out += [line.replace("**", "") for line in summary_lines(total)]
     return "\n".join(out)

@@ -258,8 +258,11 @@ def evaluate_stream(stream_dir: str | Path, config: Any = None) -> dict[str, Any
     truth = open_recording(stream_dir).truth()
     if truth is None:
         raise RecordingError(f"{Path(stream_dir) / 'truth.json'}: missing (only simulated streams carry truth)")
-    out = score(truth, replay(stream_dir, config))
+    result = replay(stream_dir, config)
+    out = score(truth, result)
     out["stream"] = str(stream_dir)
+    # a damaged stream is scored on what could be read; "_" keeps it out of the JSON and the report
+    out["_loss_lines"] = result.loss_lines()
     return out
 
 

@@ -50,6 +50,12 @@ from edge.feed.store import Position, Store
 
 log = logging.getLogger(__name__)
 
+# What each event line is, printed with it: one person's alert is one event (one event_id) whose
+# lines are its first decision, better readings, and the final one when the person has left.
+EVENT_TYPE_TEXT = {"new": "new: first reading", "update": "update: better reading",
+                   "end": "end: person left, final reading"}
+
+
 def _status_items(value, prefix: str = "") -> list[str]:
     """Every leaf of a status object as ``dotted.key=value``, nested objects included (which
     camera is offline is the point of a degraded status). Strings with spaces, ``=`` or control
@@ -68,8 +74,11 @@ def _status_items(value, prefix: str = "") -> list[str]:
 def format_alert_line(body: dict) -> str:
     """One readable line for an alert/screening message, e.g.
 
-    ``2026-11-26T20:41:07.123Z ALERT station gate-3 track 7: core 38.4 °C (skin 35.9 ±0.25) >= 37.5 °C,
-    mask no [new]``
+    ``2026-11-26T20:41:07.123Z ALERT station gate-3 track 7: core 38.4 ±0.25 °C (skin 35.9 °C) >= 37.5 °C
+    (absolute), mask no [new: first reading] id gate-3/1764150000000/alert/1``
+
+    The uncertainty is the core estimate's (``uncertainty_c``), so it sits next to core; ``id``
+    is the ``msg_id`` (`listen --images` names a message's image files after it, '/' -> '_').
     """
     def temp(v) -> str:
         return "n/a" if v is None else f"{v:.1f}"
@@ -82,15 +91,18 @@ def format_alert_line(body: dict) -> str:
     v = body.get("verdict", {})
     label = "ALERT" if body["kind"] == "alert" else v.get("status", "?").upper()
     unc = body.get("uncertainty_c")
-    skin = f"skin {temp(body.get('skin_temp_c'))}" + (f" ±{unc:.2f}" if unc is not None else "")
+    core = f"core {temp(body.get('core_temp_c'))}" + (f" ±{unc:.2f}" if unc is not None else "") + " °C"
+    skin = "skin n/a" if body.get("skin_temp_c") is None else f"skin {temp(body.get('skin_temp_c'))} °C"
     if v.get("status") == "indeterminate":
         verdict = f"indeterminate ({v.get('reason', '')})"
     else:
         op = ">=" if v.get("status") == "elevated" else "<"
         verdict = f"{op} {temp(body.get('threshold_c'))} °C ({v.get('method', '?')})"
+    kind = body.get("type", "?")
+    msg_id = f" id {body['msg_id']}" if body.get("msg_id") else ""
     return (f"{body.get('time_utc', '?')} {label} station {body.get('station_id', '?')} "
-            f"track {body.get('track_id', '?')}: core {temp(body.get('core_temp_c'))} °C ({skin}) {verdict}, "
-            f"mask {body.get('mask', 'unknown')} [{body.get('type', '?')}]")
+            f"track {body.get('track_id', '?')}: {core} ({skin}) {verdict}, "
+            f"mask {body.get('mask', 'unknown')} [{EVENT_TYPE_TEXT.get(kind, kind)}]{msg_id}")
 
 
 def split_key(spec: str) -> tuple[str, Path | None]:

@@ -21,7 +21,7 @@ _EBML, _DOC_TYPE, _SEGMENT, _INFO, _TRACKS, _CLUSTER = 0x1A45DFA3, 0x4282, 0x185
 _TRACK_ENTRY, _CODEC_ID, _VIDEO, _PIXEL_W, _PIXEL_H, _COLOUR_SPACE = 0xAE, 0x86, 0xE0, 0xB0, 0xBA, 0x2EB524
 _CONTENT_ENCODINGS, _CONTENT_ENCODING, _ENC_SCOPE, _ENC_TYPE, _COMPRESSION, _COMP_ALGO = (
     0x6D80, 0x6240, 0x5032, 0x5033, 0x5034, 0x4254)
-_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK = 0xA3, 0xA0, 0xA1
+_SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _CLUSTER_TIME = 0xA3, 0xA0, 0xA1, 0xE7
 _UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"  # 8-byte size field, patched on close
 GRAY16LE_FOURCC = b"Y1\x00\x10"  # FFmpeg's raw pixel-format tag for gray16le
 ZLIB_LEVEL = 1  # thermal noise leaves little for higher levels: 2 % smaller, 2x slower to write
@@ -50,16 +50,17 @@ class MkvError(Exception):
         self.truncated = truncated
 
 
-class Gray16MkvWriter:
-    """Writes (h,w) uint16 frames as one Matroska video track: V_UNCOMPRESSED gray16le, each
-    block zlib-compressed (ContentCompression, algorithm 0). One cluster per frame, and the
-    segment has 'unknown size' until close(): a file cut off by a crash still reads up to its
-    last whole frame. Block times are ms since the first frame, from the frames' own t_ns
-    (players show the real timing, gaps included). The bytes depend only on the frames and
-    their times: no UIDs drawn at random, no wall-clock date."""
+class _MkvTrackWriter:
+    """One Matroska video track, one cluster per frame, each frame flushed to the OS as it is
+    written, and the segment of 'unknown size' until close(): a file cut off by a crash or a
+    SIGKILL still reads up to its last whole frame. Block times are ms since the first frame,
+    from the frames' own t_ns (players show the real timing, gaps included). The bytes depend
+    only on the frames and their times: no UIDs drawn at random, no wall-clock date."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, app_name: str = "thermal-edge"):
-        """app_name: the MuxingApp/WritingApp text in the file's Info (part of its bytes)."""
+    def __init__(self, path: str | Path, fps: float, app_name: str, codec_id: bytes, video: bytes,
+                 encodings: bytes = b""):
+        """codec_id: the track's CodecID; video: its Video element's children; encodings: its
+        ContentEncodings element, if any; app_name: MuxingApp/WritingApp (part of the bytes)."""
         self.path = Path(path)
         self._t_first: int | None = None
         self._t_last_ms = 0
@@ -76,24 +77,20 @@ class Gray16MkvWriter:
         info_el = _el(_INFO, info)
         self._duration_at = self._segment_at + len(info_el) - len(info) + 3  # past Duration's ID and size
         self._f.write(info_el)
-        compression = _el(_CONTENT_ENCODINGS, _el(_CONTENT_ENCODING, _uint(0x5031, 0) + _uint(_ENC_SCOPE, 1)
-                                                  + _uint(_ENC_TYPE, 0) + _el(_COMPRESSION, _uint(_COMP_ALGO, 0))))
         # TrackNumber 1, TrackUID 1, TrackType 1 (video), no lacing, DefaultDuration (ns)
-        track = (_uint(0xD7, 1) + _uint(0x73C5, 1) + _uint(0x83, 1) + _uint(0x9C, 0) + _el(_CODEC_ID, b"V_UNCOMPRESSED")
-                 + _uint(0x23E383, round(1e9 / fps))
-                 + _el(_VIDEO, _uint(_PIXEL_W, width) + _uint(_PIXEL_H, height) + _el(_COLOUR_SPACE, GRAY16LE_FOURCC))
-                 + compression)
+        track = (_uint(0xD7, 1) + _uint(0x73C5, 1) + _uint(0x83, 1) + _uint(0x9C, 0) + _el(_CODEC_ID, codec_id)
+                 + _uint(0x23E383, round(1e9 / fps)) + _el(_VIDEO, video) + encodings)
         self._f.write(_el(_TRACKS, _el(_TRACK_ENTRY, track)))
+        self._f.flush()
 
-    def write(self, image: np.ndarray, t_ns: int) -> None:
-        """image: (h,w) uint16; t_ns: capture time (block time = ms since the first frame)."""
+    def _write_block(self, data: bytes | memoryview, t_ns: int) -> None:
         if self._t_first is None:
             self._t_first = t_ns
         t_ms = max(self._t_last_ms, (t_ns - self._t_first) // 1_000_000)  # never backwards
         self._t_last_ms = t_ms
-        data = zlib.compress(np.ascontiguousarray(image, "<u2").data, ZLIB_LEVEL)
         # SimpleBlock: track 1 (vint 0x81), time relative to the cluster 0, flags 0x80 (keyframe)
-        self._f.write(_el(_CLUSTER, _uint(0xE7, t_ms) + _el(_SIMPLE_BLOCK, b"\x81\x00\x00\x80" + data)))
+        self._f.write(_el(_CLUSTER, _uint(0xE7, t_ms) + _el(_SIMPLE_BLOCK, b"\x81\x00\x00\x80" + bytes(data))))
+        self._f.flush()  # in the OS's hands: a killed writer leaves every frame written so far
 
     def close(self) -> None:
         if self._f.closed:
@@ -107,14 +104,47 @@ class Gray16MkvWriter:
         self._f.close()
 
 
+class Gray16MkvWriter(_MkvTrackWriter):
+    """Writes (h,w) uint16 frames as one Matroska video track: V_UNCOMPRESSED gray16le, each
+    block zlib-compressed (ContentCompression, algorithm 0)."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, app_name: str = "thermal-edge"):
+        """app_name: the MuxingApp/WritingApp text in the file's Info (part of its bytes)."""
+        compression = _el(_CONTENT_ENCODINGS, _el(_CONTENT_ENCODING, _uint(0x5031, 0) + _uint(_ENC_SCOPE, 1)
+                                                  + _uint(_ENC_TYPE, 0) + _el(_COMPRESSION, _uint(_COMP_ALGO, 0))))
+        super().__init__(path, fps, app_name, b"V_UNCOMPRESSED",
+                         _uint(_PIXEL_W, width) + _uint(_PIXEL_H, height) + _el(_COLOUR_SPACE, GRAY16LE_FOURCC),
+                         compression)
+
+    def write(self, image: np.ndarray, t_ns: int) -> None:
+        """image: (h,w) uint16; t_ns: capture time (block time = ms since the first frame)."""
+        self._write_block(zlib.compress(np.ascontiguousarray(image, "<u2").data, ZLIB_LEVEL), t_ns)
+
+
+class MjpegMkvWriter(_MkvTrackWriter):
+    """Writes JPEG images as one Matroska V_MJPEG track, each image stored as given: an MJPEG
+    camera's packets kept bit-exact (no decode, no re-encode). FFmpeg and OpenCV play it."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, app_name: str = "thermal-edge"):
+        super().__init__(path, fps, app_name, b"V_MJPEG", _uint(_PIXEL_W, width) + _uint(_PIXEL_H, height))
+
+    def write(self, jpeg: bytes | np.ndarray, t_ns: int) -> None:
+        """jpeg: one whole JPEG image (bytes or (N,) uint8); t_ns: capture time."""
+        self._write_block(memoryview(np.ascontiguousarray(jpeg, np.uint8).reshape(-1)) if isinstance(jpeg, np.ndarray)
+                          else jpeg, t_ns)
+
+
 class Gray16MkvReader:
     """Reads what Gray16MkvWriter writes, without FFmpeg: walks the Matroska elements (two file
     reads per frame: a cluster header, then the cluster) and inflates each block with zlib.
     ``open`` returns None for a file in any other layout (FFV1, another container), which the
     caller hands to FFmpeg instead. Raises MkvError for damage."""
 
-    def __init__(self, f: Any, width: int, height: int):
+    def __init__(self, f: Any, width: int, height: int, codec: str = "gray16"):
+        """codec: 'gray16' (blocks are zlib-compressed gray16le: ``decode``) or 'mjpeg' (blocks
+        are whole JPEG images, as MjpegMkvWriter stores them; the caller decodes them)."""
         self._f = f
+        self.codec = codec
         self.width, self.height = width, height
         self.frame_bytes = width * height * 2
 
@@ -159,15 +189,21 @@ class Gray16MkvReader:
             zlib_frames = len(encs) == 1 and (
                 _uint_of(encs[0], _ENC_SCOPE, 1), _uint_of(encs[0], _ENC_TYPE, 0),
                 _uint_of(dict(_children(encs[0].get(_COMPRESSION, b""))), _COMP_ALGO, 0)) == (1, 0, 0)
-            if (bytes(track.get(_CODEC_ID, b"")).rstrip(b"\0") != b"V_UNCOMPRESSED" or not zlib_frames
+            codec = bytes(track.get(_CODEC_ID, b"")).rstrip(b"\0")
+            if codec == b"V_MJPEG" and not encs:
+                return cls(f, _uint_of(video, _PIXEL_W, 0), _uint_of(video, _PIXEL_H, 0), codec="mjpeg")
+            if (codec != b"V_UNCOMPRESSED" or not zlib_frames
                     or bytes(video.get(_COLOUR_SPACE, b"")) != GRAY16LE_FOURCC):
                 return None  # FFV1 (format v1) or any other layout: FFmpeg decodes it
             return cls(f, _uint_of(video, _PIXEL_W, 0), _uint_of(video, _PIXEL_H, 0))
         raise MkvError("no track list")
 
     def frames(self) -> Iterator[memoryview]:
-        """The stored block of each frame in turn (still compressed)."""
+        """The stored block of each frame in turn (still compressed). ``block_ms`` is the time of
+        the block just yielded (its cluster's time plus the block's offset, ms since the first)."""
         f = self._f
+        self.block_ms = 0
+        cluster_ms = 0
         while (head := _next_head(f)) is not None:
             eid, size = head
             if eid in (_SEGMENT, _CLUSTER) and size is None:
@@ -180,9 +216,15 @@ class Gray16MkvReader:
             body = _read_exact(f, size)
             # a cluster is read whole (our writer's); the children of an unknown-size one come here one by one
             for cid, data in _children(body) if eid == _CLUSTER else [(eid, memoryview(body))]:
-                if cid == _BLOCK_GROUP:
-                    yield from (self._payload(d, at) for k, d in _children(data) if k == _BLOCK)
+                if cid == _CLUSTER_TIME:
+                    cluster_ms = int.from_bytes(data, "big")
+                elif cid == _BLOCK_GROUP:
+                    for k, d in _children(data):
+                        if k == _BLOCK:
+                            self.block_ms = cluster_ms + _block_offset_ms(d)
+                            yield self._payload(d, at)
                 elif cid == _SIMPLE_BLOCK:
+                    self.block_ms = cluster_ms + _block_offset_ms(data)
                     yield self._payload(data, at)
 
     @staticmethod
@@ -253,6 +295,11 @@ def _children(buf: bytes | memoryview) -> list[tuple[int, memoryview]]:
         out.append((eid, buf[start:start + size]))
         pos = start + size
     return out
+
+
+def _block_offset_ms(block: memoryview) -> int:
+    """A block's signed 16-bit time relative to its cluster (after the 1-byte track number)."""
+    return int.from_bytes(block[1:3], "big", signed=True) if len(block) >= 3 else 0
 
 
 def _uint_of(elements: dict[int, memoryview], eid: int, default: int) -> int:

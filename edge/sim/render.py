@@ -318,7 +318,9 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
     try:
         # Interleave the two cameras in time order, as a station would record them.
         events = sorted([(int(t), "rgb", i) for i, t in enumerate(t_rgb)] + [(int(t), "thermal", i) for i, t in enumerate(t_th)])
-        for t_ns, cam, i in events:
+        from edge.progress import progress
+
+        for t_ns, cam, i in progress(events, f"simulate {sc.name}", len(events), "frame"):
             t_s = t_ns / 1e9
             if cam == "rgb":
                 img, faces = rd.rgb_frame(i, t_s)

@@ -35,6 +35,7 @@ indeterminate with reason ``blackbody_<state>`` (``status.gate_reason``).
 """
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -342,6 +343,45 @@ class BlackbodyMonitor:
 
 
 MIN_CONTRAST_C = 2.0  # a blackbody stands out from a room wall by more than this
+MAX_ASPECT = 1.5  # a blackbody aperture is a square or a disc; its box is at most this elongated
+MIN_CALIBRATION_FRAMES = 3  # fewer frames give no temporal SD to judge stability by
+
+
+def candidate_problems(frames_c: list[np.ndarray], roi: tuple[int, int, int, int], cfg: BlackbodyConfig,
+                       min_frames: int) -> list[str]:
+    """Why ``roi`` (found by ``find_patch`` on the frames' mean) is not a blackbody to calibrate
+    on; [] when it is. The monitor's own bounds (cfg) over every frame: enough frames
+    (``min_frames``, at least MIN_CALIBRATION_FRAMES), uniform in each (spatial SD), stable across
+    them (temporal SD, frame-to-frame jump), square or disc-shaped, and standing out from its
+    surroundings on all four sides (a patch of skin, the usual impostor, has a face around it).
+
+    frames_c: (h,w) float32 degC frames, FFC excluded; roi: (x, y, w, h) thermal px."""
+    problems = []
+    need = max(min_frames, MIN_CALIBRATION_FRAMES)
+    if len(frames_c) < need:
+        problems.append(f"only {len(frames_c)} thermal frame(s) outside FFC, {need} needed to judge stability")
+    _, _, w, h = roi
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        problems.append(f"{w}x{h} px is not square or disc-shaped like a blackbody aperture (aspect > {MAX_ASPECT})")
+    stats = [nanmean_std(roi_core(f, roi)) for f in frames_c]
+    readings = np.array([m for m, _ in stats])
+    worst_sd = max(sd for _, sd in stats)
+    if worst_sd > cfg.max_spatial_sd_c:
+        problems.append(f"not uniform: spatial SD up to {worst_sd:.2f} > {cfg.max_spatial_sd_c} degC")
+    if len(readings) >= MIN_CALIBRATION_FRAMES:
+        tsd = float(np.std(readings))
+        jump = float(np.max(np.abs(np.diff(readings))))
+        if tsd > cfg.max_temporal_sd_c or jump > cfg.max_jump_c:
+            problems.append(f"not stable: reading SD {tsd:.2f} degC (bound {cfg.max_temporal_sd_c}), largest "
+                            f"frame-to-frame change {jump:.2f} degC (bound {cfg.max_jump_c})")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # dead pixels are NaN in every frame
+        mean_c = np.nanmean(np.stack(frames_c), axis=0)
+    contrast = _surround_contrast(mean_c, roi, float(np.nanmean(roi_core(mean_c, roi))))
+    if not contrast >= MIN_CONTRAST_C:  # NaN too: nothing around it to compare with
+        problems.append(f"does not stand out from its surroundings on every side (contrast {contrast:.2f} < "
+                        f"{MIN_CONTRAST_C} degC): skin or another warm surface, not a blackbody")
+    return problems
 
 
 def roi_core(thermal_c: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:

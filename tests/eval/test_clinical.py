@@ -189,3 +189,21 @@ def test_station_decides_what_eval_clinical_scores(tmp_path):
     est = cores  # both sides of both candidate thresholds are covered
     assert any(p for p, e in zip(station_pos, est) if 37.4 < e < 37.5)
     assert not any(p for p, e in zip(station_pos, est) if e < 37.39)
+
+
+def test_calibrate_clinical_writes_only_where_asked(tmp_path, capsys, monkeypatch):
+    """Issue 14 item 9: without --out (or --station-file) the model is printed, and no
+    calibration/skin_to_core.toml appears in the working directory."""
+    import tomllib
+
+    csv_path = tmp_path / "pairs.csv"
+    write_csv(csv_path, synthetic(200, seed=3))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["calibrate", "clinical", str(csv_path), "--folds", "3", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert list(work.iterdir()) == []  # nothing written
+    toml_text = out.split("not written anywhere:\n", 1)[1]
+    model = tomllib.loads(toml_text)["skin_to_core"]
+    assert model["model"] == "linear" and "3-fold" in model["validation"]

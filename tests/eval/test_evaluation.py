@@ -146,6 +146,10 @@ def test_report_names_commit_and_explains_missing_real_data(truth, tmp_path, mon
     assert md.count("Missing:") == 3 and "no-such-dir" in md  # faces, clinical, flir_rjpeg
     assert "| evaltwo |" in md
     assert "evaltwo" in console_table(rows, combine(rows))
+    from edge.eval.report import CANTHUS_ERR_LEGEND
+
+    # the "canthus err" column says what it is, in the console and in the report
+    assert CANTHUS_ERR_LEGEND in console_table(rows, combine(rows)) and CANTHUS_ERR_LEGEND in md
 
 
 def test_eval_command_oracle_json(stream, tmp_path, capsys):
@@ -218,3 +222,19 @@ def test_fmt_num_table_cells(v, kw, want):
     from edge.eval.tables import fmt_num
 
     assert fmt_num(v, **kw) == want
+
+
+def test_eval_of_a_damaged_stream_says_what_it_could_not_read(stream, tmp_path, capsys):
+    """A stream whose thermal.mkv was cut short is scored on what could be read, and eval says
+    how many frames were lost and why (never a silent partial score)."""
+    import shutil
+
+    from edge.cli import main
+
+    s = tmp_path / "cut"
+    shutil.copytree(stream, s)
+    data = (s / "thermal.mkv").read_bytes()
+    (s / "thermal.mkv").write_bytes(data[:len(data) // 2])
+    assert main(["eval", str(s)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {s}: thermal: " in err and "frames lost (video ends early:" in err

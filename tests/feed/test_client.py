@@ -202,12 +202,15 @@ def test_silent_gateway_is_reported(feeds, ctx, tmp_path, caplog):
 @pytest.mark.parametrize("body, expected", [
     ({"kind": "alert", "type": "new", "time_utc": "T", "station_id": "g1", "track_id": 7, "core_temp_c": 38.44,
       "skin_temp_c": 35.9, "uncertainty_c": 0.25, "threshold_c": 37.5, "mask": "no",
-      "verdict": {"status": "elevated", "reason": "", "method": "absolute"}},
-     "T ALERT station g1 track 7: core 38.4 °C (skin 35.9 ±0.25) >= 37.5 °C (absolute), mask no [new]"),
+      "verdict": {"status": "elevated", "reason": "", "method": "absolute"}, "msg_id": "g1/17/alert/3"},
+     # the uncertainty is the core estimate's: it sits next to core, not skin (issue 14)
+     "T ALERT station g1 track 7: core 38.4 ±0.25 °C (skin 35.9 °C) >= 37.5 °C (absolute), mask no "
+     "[new: first reading] id g1/17/alert/3"),
     ({"kind": "screening", "type": "end", "time_utc": "T", "station_id": "g1", "track_id": 2, "core_temp_c": None,
       "skin_temp_c": None, "uncertainty_c": None, "threshold_c": None, "mask": "unknown",
       "verdict": {"status": "indeterminate", "reason": "glasses", "method": "none"}},
-     "T INDETERMINATE station g1 track 2: core n/a °C (skin n/a) indeterminate (glasses), mask unknown [end]"),
+     "T INDETERMINATE station g1 track 2: core n/a °C (skin n/a) indeterminate (glasses), mask unknown "
+     "[end: person left, final reading]"),
     ({"kind": "status", "time_utc": "T", "station_id": "g1"}, "T STATUS station g1"),
     ({"kind": "status", "time_utc": "T", "station_id": "g1", "status": {"pairs_per_s": 9.5, "ok": True,
                                                                        "cameras": {"rgb": {}}}},

@@ -184,3 +184,22 @@ def test_real_face_canthus(shared_data, centerface_path, tmp_path):
     aud = json.loads(js.read_text())[0]["faces"]
     assert len(aud) >= 5
     assert all(30.0 <= f["hot_region_c"] <= 36.5 for f in aud)
+
+
+def test_import_refuses_a_non_empty_out_unless_force(tmp_path, capsys):
+    """Issue 14 item 9: `import --out DIR` never replaces an existing capture without --force."""
+    raw, _ = scene_raw()
+    f = tmp_path / "a.jpg"
+    f.write_bytes(encode_flir_jpeg(raw, PARAMS))
+    out = tmp_path / "stream"
+    assert main(["import", str(f), "--out", str(out)]) == 0
+    before = (out / "thermal.mkv").read_bytes()
+    capsys.readouterr()
+    raw2 = raw + np.uint16(200)
+    f.write_bytes(encode_flir_jpeg(raw2, PARAMS))
+    assert main(["import", str(f), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "stream: not empty (" in err and "--force" in err and "\n" not in err
+    assert (out / "thermal.mkv").read_bytes() == before
+    assert main(["import", str(f), "--out", str(out), "--force"]) == 0
+    assert (out / "thermal.mkv").read_bytes() != before

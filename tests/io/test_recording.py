@@ -253,6 +253,9 @@ def test_corrupt_stream_json_names_file_and_line(tmp_path):
     (lambda d: d.pop("station_id"), "missing key 'station_id'"),
     (lambda d: d.update(version=7), "'version' is 7; this reader supports 1, 2"),
     (lambda d: d["cameras"]["thermal"].update(units="fahrenheit"), "units is 'fahrenheit'"),
+    # found by the fuzz test: both broke the replay later with a traceback
+    (lambda d: d.update(start_utc="x"), "start_utc: not an ISO 8601 UTC time"),
+    (lambda d: d.update(station_id="gate:1"), "station_id: string should match pattern"),
 ])
 def test_bad_stream_json_keys(tmp_path, mutate, match):
     _write(tmp_path / "s")

@@ -10,6 +10,7 @@ from edge.thermal.blackbody import (
     BlackbodyConfig,
     BlackbodyMonitor,
     apply_offset,
+    candidate_problems,
     find_patch,
 )
 from edge.thermal.measurement import FfcSettle, MeasurementConfig
@@ -231,7 +232,9 @@ def test_calibrate_blackbody_command_writes_roi(tmp_path, capsys):
             w.write("rgb", np.zeros((48, 64, 3), np.uint8), i * 115_000_000 + 1_000_000)
     cal = tmp_path / "g.toml"
     cal.write_text('# keep me\nschema_version = 1\nstation_id = "g"\ndate = "2026-11-26"\n[blackbody]\nsetpoint_c = 35.0\n')
-    assert main(["calibrate", "blackbody", str(tmp_path / "s"), "--calibration", str(cal)]) == 0
+    assert main(["calibrate", "blackbody", str(tmp_path / "s"), "--calibration", str(cal)]) == 2  # 5 < 20 frames
+    assert "only 5 thermal frame(s) outside FFC, 20 needed" in capsys.readouterr().err
+    assert main(["calibrate", "blackbody", str(tmp_path / "s"), "--calibration", str(cal), "--frames", "5"]) == 0
     out = capsys.readouterr().out
     assert "camera offset +0.6" in out
     x, y, w, h = load_calibration(cal).blackbody.roi_xywh
@@ -293,3 +296,30 @@ def test_ffc_states_are_spelled_once():
     assert [settle.update(s, 10**9 * i) for i, s in enumerate(FFC_STATES)] == [s in FFC_ACTIVE for s in FFC_STATES]
     for path in [*(REPO_ROOT / "edge" / "thermal").glob("*.py"), REPO_ROOT / "edge" / "pipeline.py"]:
         assert not re.search(r"[\"'](imminent|in_progress)[\"']", path.read_text()), path
+
+
+def test_calibration_candidate_must_be_a_blackbody():
+    """Issue 14 item 10: `calibrate blackbody` took a 13x8 skin patch of one face-photo frame.
+    A candidate must be uniform, stable, aperture-shaped and stand out on every side, over the
+    frames asked for."""
+    rng = np.random.default_rng(5)
+    cfg = BlackbodyConfig()
+    good = [scene(rng) for _ in range(20)]
+    roi = find_patch(np.mean(good, axis=0), 35.0, cfg.auto_tolerance_c, cfg.max_spatial_sd_c, cfg.auto_min_area_px)
+    assert candidate_problems(good, roi, cfg, 20) == []
+    assert candidate_problems(good[:1], roi, cfg, 20) == ["only 1 thermal frame(s) outside FFC, 20 needed to judge stability"]
+    # a flat warm patch of skin: uniform and at the set point, but with warm face around it
+    skin = [f.copy() for f in good]
+    for f in skin:
+        f[24:32, 24:32] = 35.0 + rng.normal(0, 0.05, (8, 8))
+        f[20:36, 20:36] = np.where(f[20:36, 20:36] < 34.5, 34.4, f[20:36, 20:36])
+    probs = candidate_problems(skin, (23, 23, 10, 10), cfg, 20)
+    assert len(probs) == 1 and probs[0].startswith("does not stand out from its surroundings on every side")
+    # a bar, not an aperture
+    assert any("not square or disc-shaped" in p for p in candidate_problems(good, (66, 6, 13, 8), cfg, 20))
+    # a reference that wanders: 0.5 degC steps every 5 frames
+    wander = [f + np.float32(0.5 * (i // 5)) * (np.arange(W) >= 60)[None, :] for i, f in enumerate(good)]
+    probs = candidate_problems(wander, roi, cfg, 20)
+    assert len(probs) == 1 and probs[0].startswith("not stable: reading SD") and "frame-to-frame change 0.5" in probs[0]
+    noisy = [scene(rng, netd_c=0.6) for _ in range(20)]
+    assert any(p.startswith("not uniform: spatial SD") for p in candidate_problems(noisy, roi, cfg, 20))
