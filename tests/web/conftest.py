@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,9 @@ import pytest
 from edge.paths import REPO_ROOT
 from edge.web.console.schema import make_engine
 from edge.web.console.store import ConsoleStore
+
+# starlette 1.x nags about httpx in its TestClient; the client works and is what we pin
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 PG_BIN = Path(os.environ.get("THERMAL_EDGE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 CHROMIUM = Path(os.environ.get("THERMAL_EDGE_CHROMIUM", "/usr/bin/chromium"))
