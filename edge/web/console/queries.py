@@ -19,7 +19,8 @@ ACTIVE_STATES = ("ok", "starting")  # station states that are not 'degraded'
 
 def queue(c: Any, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` alerts, newest first (by measurement time)."""
-    rows = c.execute(sa.select(t.alerts).order_by(t.alerts.c.time_unix_s.desc(), t.alerts.c.event_id.desc())
+    rows = c.execute(sa.select(t.alerts).order_by(t.alerts.c.time_unix_s.desc(), t.alerts.c.received_unix_s.desc(),
+                                                  t.alerts.c.event_id.desc())
                      .limit(limit))
     return [dict(r._mapping) for r in rows]
 
