@@ -139,8 +139,9 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
             console.start()  # alerts 16..25 were published while it was down
         time.sleep(0.05)
     for page in (page_a, page_b):
-        page.wait_for_function(f"document.querySelectorAll('#queue .alert-card').length >= {len(published)}",
-                               timeout=30_000)
+        deadline = time.monotonic() + 30
+        while len(card_ids(page)) < len(published) and time.monotonic() < deadline:
+            time.sleep(0.1)
         page.wait_for_selector("#live.ok", timeout=WAIT_MS)
         time.sleep(1.0)  # anything doubled would have arrived by now
         ids = card_ids(page)

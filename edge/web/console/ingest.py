@@ -126,6 +126,11 @@ class Ingest:
         except BaseException as e:  # shown in the diagnostics panel; the web pages keep serving
             self.error = e
             log.exception("feed subscriber stopped")
+        finally:
+            try:
+                self.store.flush()
+            except SQLAlchemyError as e:  # positions are only an optimisation: catch-up re-sends, dedupe drops
+                log.warning("console store: positions not saved at stop (%s); catch-up will repeat a few", e)
 
     def start(self) -> "Ingest":
         self._thread = threading.Thread(target=self.run, name="console-ingest", daemon=True)

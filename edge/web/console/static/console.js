@@ -78,7 +78,6 @@
       if (!(id in window.TE_SEEN)) window.TE_SEEN[id] = performance.timeOrigin + performance.now();
       if (announce && card.dataset.state === "open") cue(card);
     }
-    markStale();
     document.getElementById("queue-count").textContent = queue.children.length;
     document.getElementById("empty").hidden = queue.children.length > 0;
     if (detail.querySelector(`.detail[data-id="${CSS.escape(id)}"]`)) loadDetail(id, false);
