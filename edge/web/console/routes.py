@@ -358,8 +358,9 @@ async def stats_page(request: Request) -> Response:
                                                 "other outcome": s.closed - s.confirmed - s.not_confirmed,
                                                 "open": s.alerts - s.closed} for s in o},
                                 title="alerts per station by outcome (last 24 h)"),
-        "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o], width=320,
-                              title="confirmation rate per station, % (24 h)", value_fmt="{:g}"),
+        "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o],
+                              width=max(320, 110 * len(o) + 50),
+                              title="confirmation rate (PPV) per station, % (last 24 h)", value_fmt="{:g}"),
     }
     return request.app.state.templates.TemplateResponse(request, "stats.html", _ctx(
         request, charts=charts, outcomes_all=d["outcomes_all"], page="stats"))
