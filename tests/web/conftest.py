@@ -64,7 +64,7 @@ class PgCluster:
         if r.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
 
-    def start(self) -> "PgCluster":
+    def start(self) -> PgCluster:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8",
                   "--no-sync")
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "-l", str(self.dir / "log"),
@@ -168,7 +168,7 @@ class ConsoleProcess:
                            capture_output=True, text=True, cwd=REPO_ROOT, env=_env(), timeout=60)
         assert r.returncode == 0, r.stderr
 
-    def start(self, timeout_s: float = 30.0) -> "ConsoleProcess":
+    def start(self, timeout_s: float = 30.0) -> ConsoleProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "console", "--config", str(self.config)],
                                      cwd=REPO_ROOT, env=_env(), stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

@@ -18,7 +18,12 @@ import pytest
 import zmq
 
 from tests.feed.helpers import alert_event, open_test_feed
-from tests.web.conftest import ConsoleProcess, browser_login, free_port, write_console_config
+from tests.web.conftest import (
+    ConsoleProcess,
+    browser_login,
+    free_port,
+    write_console_config,
+)
 
 pytestmark = pytest.mark.slow
 TIME = "2026-11-26T09:00:06.500Z"
@@ -67,7 +72,7 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
     page_b.wait_for_selector("#live.ok", timeout=WAIT_MS)
 
     epoch = feed.publisher.epoch
-    eid = lambda track: f"gate-1-{epoch}-alert-{track}"  # noqa: E731
+    eid = lambda track: f"gate-1-{epoch}-alert-{track}"
     # 1. each alert appears in both pages, without a reload
     for track in range(1, 6):
         feed.publisher.publish_event(alert_event(track, images=track % 2 == 1), TIME)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -89,7 +89,7 @@ class StationRow:
 
 
 def day_start(now: float) -> float:
-    d = datetime.fromtimestamp(now, timezone.utc)
+    d = datetime.fromtimestamp(now, UTC)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 

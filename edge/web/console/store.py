@@ -12,9 +12,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -387,4 +388,4 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 
 def _hm(unix: float | None) -> str:
-    return "?" if unix is None else datetime.fromtimestamp(unix, timezone.utc).strftime("%H:%M:%S UTC")
+    return "?" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%H:%M:%S UTC")
