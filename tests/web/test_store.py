@@ -183,8 +183,8 @@ def test_changes_follow_every_write(store):
     with store.read() as c:
         start = queries.last_change_id(c)
     store.ingest(event_msg(1), NOW)
+    store.ingest(status_msg(1, {"state": "ok"}), NOW)
     store.take("gate-1-1000-alert-1", "ann", NOW)
     with store.read() as c:
         topics = [(topic, key) for _, topic, key in queries.changes_after(c, start)]
-    assert ("alert", "gate-1-1000-alert-1") in topics and ("station", "gate-1") in topics
-    assert topics[-1] == ("alert", "gate-1-1000-alert-1")
+    assert topics == [("alert", "gate-1-1000-alert-1"), ("station", "gate-1"), ("alert", "gate-1-1000-alert-1")]

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 IMAGE_NAMES = {"rgb": "rgb_jpeg", "thermal": "thermal_jpeg"}
 SSE_POLL_S = 1.0  # a stream re-reads the changes table at least this often (other console instances)
 SSE_KEEPALIVE_S = 15.0
+SSE_COALESCE_S = 0.02  # after a wake-up, let the rest of a burst land before reading
 CSV_COLUMNS = ["event_id", "kind", "station_id", "time_utc", "verdict", "reason", "method", "core_temp_c",
                "skin_temp_c", "uncertainty_c", "threshold_c", "mask", "state", "taken_by", "outcome",
                "secondary_c", "secondary_site", "closed_by", "closed_utc", "note"]
@@ -215,7 +216,8 @@ async def events(request: Request) -> Response:
             elif time.monotonic() - last_sent > SSE_KEEPALIVE_S:
                 yield ": keepalive\n\n"
                 last_sent = time.monotonic()
-            await notifier.wait(SSE_POLL_S)
+            if await notifier.wait(SSE_POLL_S):
+                await asyncio.sleep(SSE_COALESCE_S)  # a burst: read it as one batch, not one read per alert
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

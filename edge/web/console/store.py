@@ -264,7 +264,7 @@ class ConsoleStore:
             values["heartbeat_s"] = heartbeat_s
         if c.execute(STATION, {"b_sid": body["station_id"], **values}).rowcount == 0:
             c.execute(t.stations.insert(), {"station_id": body["station_id"], **values})
-        if status is not None or last_alert:
+        if status is not None:  # (the stations page polls; an alert is announced as an alert change)
             self._change(c, now, "station", body["station_id"])
 
     def _status(self, c: Any, body: dict[str, Any], now: float) -> None:
