@@ -233,24 +233,24 @@ async def _form(request: Request) -> dict[str, Any]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _action(fn: Callable[[Any, str, str, dict[str, Any]], Any], message: str):
+def _action(fn: Callable[[Any, str, auth.User, dict[str, Any]], Any], message: str):
     @_db
     @auth.csrf_protected
     async def endpoint(request: Request) -> Response:
         user = auth.require(request, "operator")
         eid = request.path_params["event_id"]
         form = await _form(request)
-        await run_in_threadpool(fn, request.app.state.store, eid, user.name, form)
+        await run_in_threadpool(fn, request.app.state.store, eid, user, form)
         request.app.state.notifier.notify_threadsafe()
         log.info("%s: %s %s", user.name, message, eid)
         return _answer(request, message, 200, back=f"/?alert={eid}")
     return endpoint
 
 
-take = _action(lambda s, eid, user, form: s.take(eid, user), "acknowledged")
-release = _action(lambda s, eid, user, form: s.release(eid, user), "released")
-close = _action(lambda s, eid, user, form: s.close(eid, user, parse_close_form(form)), "closed")
-note = _action(lambda s, eid, user, form: s.add_note(eid, user, str(form.get("note", ""))), "note added")
+take = _action(lambda s, eid, user, form: s.take(eid, user.name), "acknowledged")
+release = _action(lambda s, eid, user, form: s.release(eid, user.name, force=user.can("admin")), "released")
+close = _action(lambda s, eid, user, form: s.close(eid, user.name, parse_close_form(form)), "closed")
+note = _action(lambda s, eid, user, form: s.add_note(eid, user.name, str(form.get("note", ""))), "note added")
 
 
 # --- stations, history, statistics --------------------------------------------------------------

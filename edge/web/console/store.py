@@ -312,16 +312,18 @@ class ConsoleStore:
             self._audit(c, event_id, now, user, "acknowledged", "took the alert for secondary screening")
             return {"state": "taken", "taken_by": user, "version": a.version + 1}
 
-    def release(self, event_id: str, user: str, now: float | None = None) -> None:
-        """Give a taken alert back to the queue (the taker, or an admin through ``force``)."""
+    def release(self, event_id: str, user: str, now: float | None = None, *, force: bool = False) -> None:
+        """Give a taken alert back to the queue: the operator who took it, or (``force``, the admin
+        role) anyone's, e.g. when that operator has left their post."""
         now = time.time() if now is None else now
         with self.write() as c:
             a = self._alert_for_update(c, event_id)
-            if a.state != "taken" or a.taken_by != user:
-                raise ActionError("only the operator who acknowledged an open alert can release it", 409)
+            if a.state != "taken" or (a.taken_by != user and not force):
+                raise ActionError("only the operator who acknowledged an open alert (or an admin) can release it", 409)
             c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id).values(
                 state="open", taken_by=None, taken_unix_s=None, version=t.alerts.c.version + 1))
-            self._audit(c, event_id, now, user, "released", "gave the alert back to the queue")
+            detail = "gave the alert back to the queue" + (f" (taken by {a.taken_by})" if a.taken_by != user else "")
+            self._audit(c, event_id, now, user, "released", detail)
 
     def close(self, event_id: str, user: str, form: CloseForm, now: float | None = None) -> None:
         """Record the secondary reading and outcome and close the alert (taking it if nobody has)."""
