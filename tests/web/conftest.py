@@ -21,8 +21,10 @@ from edge.paths import REPO_ROOT
 from edge.web.console.schema import make_engine
 from edge.web.console.store import ConsoleStore
 
-# starlette 1.x nags about httpx in its TestClient; the client works and is what we pin
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+# starlette 1.x nags about httpx in its TestClient (once, at import); the client works and is what we pin
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import starlette.testclient  # noqa: F401
 
 def _pg_bin() -> Path:
     """The newest Debian PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin), or $THERMAL_EDGE_PG_BIN."""
