@@ -188,3 +188,11 @@ def test_changes_follow_every_write(store):
     with store.read() as c:
         topics = [(topic, key) for _, topic, key in queries.changes_after(c, start)]
     assert topics == [("alert", "gate-1-1000-alert-1"), ("station", "gate-1"), ("alert", "gate-1-1000-alert-1")]
+
+
+def test_station_known_only_from_caught_up_alerts(store):
+    store.ingest(event_msg(1, station="gate-7"), NOW)
+    with store.read() as c:
+        (row,) = queries.stations(c, NOW + 5, red_after_s=30)
+    assert (row.station_id, row.liveness, row.red, row.last_alert_unix_s) == ("gate-7", "never", True, NOW)
+    assert queries.station_label(row) == "never heard"

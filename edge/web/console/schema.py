@@ -114,7 +114,6 @@ stations = sa.Table(
     sa.Column("heartbeat_s", sa.Float),
     sa.Column("status", sa.Text),  # JSON of the last status message
     sa.Column("status_unix_s", sa.Float),
-    sa.Column("last_alert_unix_s", sa.Float),
 )
 
 changes = sa.Table(

@@ -214,7 +214,7 @@ class ConsoleStore:
                     "event_id": body.get("event_id"), "time_utc": body["time_utc"], "received_unix_s": now,
                     "body": json.dumps(body)})
                 self._event(c, msg, now)
-                if self._dirty:
+                if self._dirty and time.monotonic() - self._flushed_at > POSITION_FLUSH_S:
                     self._flush_positions(c)
             self._remember(msg.msg_id)
             return True
@@ -249,13 +249,10 @@ class ConsoleStore:
         core = body.get("core_temp_c")
         self._audit(c, body["event_id"], now, f"station {body['station_id']}", f"received {body['type']}",
                     f"core {'n/a' if core is None else f'{core:.1f}'} °C, message {body['msg_id']}")
-        self._touch_station(c, body, now, last_alert=True)
 
-    def _touch_station(self, c: Any, body: dict[str, Any], now: float, *, last_alert: bool = False,
+    def _touch_station(self, c: Any, body: dict[str, Any], now: float, *,
                        status: str | None = None, heard: float | None = None, heartbeat_s: float | None = None) -> None:
         values: dict[str, Any] = {"publisher_id": body["publisher_id"]}
-        if last_alert:
-            values["last_alert_unix_s"] = now
         if status is not None:
             values.update(status=status, status_unix_s=now)
         if heard is not None:
