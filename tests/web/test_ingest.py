@@ -147,3 +147,29 @@ def test_notify_is_called_from_the_ingest_thread(ctx, tmp_path, store):
         finally:
             ingest.stop()
     assert threads == {"console-ingest"}
+
+
+def test_two_console_instances_share_postgresql(ctx, tmp_path, pg_cluster):
+    """Several consoles on one PostgreSQL: each subscribes, every alert is stored once, and an
+    acknowledgement made through one is refused to an operator of the other."""
+    url = pg_cluster.new_database()
+    stores = [ConsoleStore(make_engine(url)) for _ in range(2)]
+    with open_test_feed(ctx, tmp_path) as feed:
+        ingests = [start_ingest(ctx, s, feed) for s in stores]
+        try:
+            time.sleep(0.3)
+            for track in range(1, 31):
+                feed.publisher.publish_event(alert_event(track), TIME)
+            wait_until(lambda: alert_messages(stores[0]) == 30, what="30 alerts in the shared database")
+            time.sleep(1.0)
+        finally:
+            for i in ingests:
+                i.stop()
+    assert stored_alerts(stores[0]) == stored_alerts(stores[1]) and len(stored_alerts(stores[1])) == 30
+    assert sum(i.stats.stored for i in ingests) == 30  # each message stored by exactly one instance
+    eid = stored_alerts(stores[0])[0]
+    stores[0].take(eid, "ann")
+    with pytest.raises(Exception, match="already acknowledged by ann"):
+        stores[1].take(eid, "bob")
+    for s in stores:
+        s.engine.dispose()
