@@ -221,7 +221,8 @@ async def check_csrf(request: Request) -> None:
     if sent is None and request.headers.get("content-type", "").startswith(
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         try:
-            sent = (await request.form()).get(CSRF_FIELD)
+            field = (await request.form()).get(CSRF_FIELD)
+            sent = field if isinstance(field, str) else None
         except Exception:  # malformed body: same answer as a missing token
             sent = None
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(expected, sent):

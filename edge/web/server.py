@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
 
-def build_app(cfg: WebConfig, routes: list[BaseRoute], templates: Jinja2Templates, *,
+def build_app(cfg: WebConfig, routes: Sequence[BaseRoute], templates: Jinja2Templates, *,
               lifespan: Any = None, state: dict[str, Any] | None = None) -> Starlette:
     """A Starlette app with login/logout, /static, sessions and security headers around ``routes``.
 

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ class Ingest:
     """Subscribe with the Listener and store what it delivers. ``notify()`` is called after each
     stored change (from this thread): the web app wakes its event streams with it."""
 
-    def __init__(self, ctx: zmq.Context, store: ConsoleStore, endpoints: list[str], *, catchup: list[str] = (),
+    def __init__(self, ctx: zmq.Context, store: ConsoleStore, endpoints: list[str], *, catchup: Sequence[str] = (),
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0,
                  notify: Callable[[], None] = lambda: None) -> None:
         self.store = store
@@ -78,7 +78,8 @@ class Ingest:
         self.stats = IngestStats()
         self.stop_event = threading.Event()
         self.listener = _HeardListener(ctx, endpoints, catchup=list(catchup), kinds=KINDS,
-                                       store=_RetryingStore(store, self), keys=keys,
+                                       store=_RetryingStore(store, self),  # type: ignore[arg-type]  # duck-typed Store
+                                       keys=keys,
                                        request_timeout_s=request_timeout_s)
         self.listener.on_heard = self._on_heard
         self._heard_at: dict[str, float] = {}

@@ -129,7 +129,8 @@ def stations(c: Any, now: float, red_after_s: float) -> list[StationRow]:
         silent_s = None if s.heard_unix_s is None else max(0.0, now - s.heard_unix_s)
         limit = 3 * (s.heartbeat_s or 1.0)
         liveness = "never" if silent_s is None else ("silent" if silent_s > limit else "online")
-        cams = status.get("cameras") if isinstance(status.get("cameras"), dict) else {}
+        cams_raw = status.get("cameras")
+        cams: dict[str, Any] = cams_raw if isinstance(cams_raw, dict) else {}
         bb = status.get("blackbody")
         bb_state = str(bb.get("state", "?")) if isinstance(bb, dict) else (str(bb) if bb else "?")
         n, indet = screened.get(s.station_id, (0, 0))

@@ -284,10 +284,10 @@ def _filter(request: Request) -> queries.HistoryFilter:
 
     verdict = q.get("verdict") or None
     if verdict not in (None, "elevated", "normal", "indeterminate"):
-        raise ActionError(f"verdict: {verdict[:20]!r}; choose elevated, normal or indeterminate")
+        raise ActionError(f"verdict: {str(verdict)[:20]!r}; choose elevated, normal or indeterminate")
     outcome = q.get("outcome") or None
     if outcome not in (None, "open", *OUTCOMES):
-        raise ActionError(f"outcome: {outcome[:20]!r} is not an outcome")
+        raise ActionError(f"outcome: {str(outcome)[:20]!r} is not an outcome")
     return queries.HistoryFilter(station=q.get("station") or None, from_unix_s=when("from"), to_unix_s=when("to"),
                                  verdict=verdict, outcome=outcome)
 
