@@ -200,8 +200,11 @@ def test_field_calibration_csv_round_trip(app, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "36 subjects" in r.stdout and "0 excluded" in r.stdout
     assert "[skin_to_core]" in (tmp_path / "model.toml").read_text()
-    stats = c.get("/stats", headers={"accept": "text/html"}).text
-    assert "<svg" in stats and "PPV" in stats
+    for days, title in (("1", "per hour (UTC, last 24 h)"), ("7", "per day (UTC, last 7 days)"),
+                        ("30", "per day (UTC, last 30 days)")):
+        stats = c.get(f"/stats?days={days}", headers={"accept": "text/html"}).text
+        assert "<svg" in stats and "PPV" in stats and f"people screened {title}" in stats
+    assert c.get("/stats?days=2").status_code == 400
 
 
 def test_stations_page_shows_diagnostics(app):

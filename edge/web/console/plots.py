@@ -6,7 +6,9 @@ from markupsafe import Markup, escape
 
 COLOURS = {"elevated": "#ff4d4f", "normal": "#3ecf6e", "indeterminate": "#ffb020", "default": "#4da3ff",
            "confirmed": "#ff4d4f", "not confirmed": "#3ecf6e", "open": "#9aa3ad", "other outcome": "#c77dff"}
-_FONT = 'font-family="system-ui, sans-serif" font-size="11" fill="#9aa3ad"'
+_FONT = 'font-family="system-ui, sans-serif" font-size="11" fill="#9aa3ad"'  # axis labels, legend
+_TITLE = 'font-family="system-ui, sans-serif" font-size="13" fill="#e6e8eb"'
+_VALUE = 'font-family="system-ui, sans-serif" font-size="11" fill="#e6e8eb"'  # values on bars
 
 
 def _nice_max(v: float) -> float:
@@ -29,7 +31,7 @@ def bars(labels: list[str], values: list[float], *, title: str, width: int = 640
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" aria-label="{escape(title)}">',
              f'<title>{escape(title)}</title>',
-             f'<text x="{left}" y="14" {_FONT} fill="#e6e8eb" font-size="13">{escape(title)}</text>']
+             f'<text x="{left}" y="14" {_TITLE}>{escape(title)}</text>']
     for frac in (0, 0.5, 1):
         y = top + plot_h * (1 - frac)
         parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#333a46"/>')
@@ -42,7 +44,7 @@ def bars(labels: list[str], values: list[float], *, title: str, width: int = 640
                      f'height="{h:.1f}" fill="{colour}"><title>{escape(label)}: {value_fmt.format(v)}</title></rect>')
         if v and n <= 24:
             parts.append(f'<text x="{x + bw / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle" '
-                         f'{_FONT} fill="#e6e8eb">{value_fmt.format(v)}</text>')
+                         f'{_VALUE}>{value_fmt.format(v)}</text>')
         if i % label_every == 0:
             parts.append(f'<text x="{x + bw / 2:.1f}" y="{height - 6}" text-anchor="middle" {_FONT}>'
                          f'{escape(label)}</text>')
@@ -66,7 +68,7 @@ def grouped(groups: dict[str, dict[str, float]], *, title: str, width: int = 640
     vmax = _nice_max(max((sum(g.values()) for g in groups.values()), default=0))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" aria-label="{escape(title)}">', f'<title>{escape(title)}</title>',
-             f'<text x="0" y="14" {_FONT} fill="#e6e8eb" font-size="13">{escape(title)}</text>']
+             f'<text x="0" y="14" {_TITLE}>{escape(title)}</text>']
     for r, (name, g) in enumerate(sorted(groups.items())):
         y = top + r * row_h
         parts.append(f'<text x="{left - 6}" y="{y + row_h * 0.65:.1f}" text-anchor="end" {_FONT}>{escape(name)}</text>')

@@ -210,12 +210,12 @@ def station_ids(c: Any) -> list[str]:
 
 # --- statistics -----------------------------------------------------------------------------
 
-def screened_per_hour(c: Any, since: float, hours: int) -> list[int]:
-    """People screened per hour bucket from ``since`` (``hours`` buckets)."""
-    counts = [0] * hours
+def screened_per_bucket(c: Any, since: float, n: int, bucket_s: float = 3600.0) -> list[int]:
+    """People screened per time bucket (``n`` buckets of ``bucket_s`` seconds from ``since``)."""
+    counts = [0] * n
     for (ts,) in c.execute(sa.select(t.screenings.c.time_unix_s).where(t.screenings.c.time_unix_s >= since)):
-        i = int((ts - since) // 3600)
-        if 0 <= i < hours:
+        i = int((ts - since) // bucket_s)
+        if 0 <= i < n:
             counts[i] += 1
     return counts
 

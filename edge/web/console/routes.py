@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 IMAGE_NAMES = {"rgb": "rgb_jpeg", "thermal": "thermal_jpeg"}
 SSE_POLL_S = 1.0  # a stream re-reads the changes table at least this often (other console instances)
 SSE_KEEPALIVE_S = 15.0
+STATS_WINDOWS = {  # ?days= -> (buckets, bucket seconds, label format, label every, words)
+    "1": (24, 3600.0, "%H", 2, "last 24 h"),
+    "7": (7, 86400.0, "%a %d", 1, "last 7 days"),
+    "30": (30, 86400.0, "%d", 3, "last 30 days"),
+}
 SSE_COALESCE_S = 0.02  # after a wake-up, let the rest of a burst land before reading
 CSV_COLUMNS = ["event_id", "kind", "station_id", "time_utc", "verdict", "reason", "method", "core_temp_c",
                "skin_temp_c", "uncertainty_c", "threshold_c", "mask", "state", "taken_by", "outcome",
@@ -348,31 +353,36 @@ async def calibration_csv(request: Request) -> Response:
 async def stats_page(request: Request) -> Response:
     auth.require(request, "viewer")
     now = time.time()
-    hours = 24
-    since = (now // 3600 - hours + 1) * 3600
+    days = request.query_params.get("days", "1")
+    if days not in STATS_WINDOWS:
+        raise ActionError(f"days: {days[:10]!r}; choose {', '.join(STATS_WINDOWS)}")
+    n, bucket_s, label_fmt, label_every, window = STATS_WINDOWS[days]
+    since = (now // bucket_s - n + 1) * bucket_s
 
     def load(c: Any) -> dict[str, Any]:
-        return {"per_hour": queries.screened_per_hour(c, since, hours), "mix": queries.verdict_mix(c, since),
+        return {"per_bucket": queries.screened_per_bucket(c, since, n, bucket_s), "mix": queries.verdict_mix(c, since),
                 "reasons": queries.reasons_per_station(c, since), "outcomes": queries.outcomes_per_station(c, since),
                 "outcomes_all": queries.outcomes_per_station(c, None)}
     d = await _read(request, load)
-    labels = [utc(since + i * 3600, "%H") for i in range(hours)]
+    labels = [utc(since + i * bucket_s, label_fmt) for i in range(n)]
     o = d["outcomes"]
+    per = "hour" if bucket_s == 3600 else "day"
     charts = {
-        "per_hour": plots.bars(labels, d["per_hour"], title="people screened per hour (UTC, last 24 h)", label_every=2),
-        "mix": plots.bars(list(d["mix"]), list(d["mix"].values()), title="verdict mix (last 24 h)", width=320,
+        "per_hour": plots.bars(labels, d["per_bucket"], title=f"people screened per {per} (UTC, {window})",
+                               label_every=label_every),
+        "mix": plots.bars(list(d["mix"]), list(d["mix"].values()), title=f"verdict mix ({window})", width=320,
                           colours=[plots.COLOURS[k] for k in d["mix"]]),
-        "reasons": plots.grouped(d["reasons"], title="indeterminate reasons per station (last 24 h)"),
+        "reasons": plots.grouped(d["reasons"], title=f"indeterminate reasons per station ({window})"),
         "alerts": plots.grouped({s.station_id: {"confirmed": s.confirmed, "not confirmed": s.not_confirmed,
                                                 "other outcome": s.closed - s.confirmed - s.not_confirmed,
                                                 "open": s.alerts - s.closed} for s in o},
-                                title="alerts per station by outcome (last 24 h)"),
+                                title=f"alerts per station by outcome ({window})"),
         "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o],
                               width=max(320, 110 * len(o) + 50),
-                              title="confirmation rate (PPV) per station, % (last 24 h)", value_fmt="{:g}"),
+                              title=f"confirmation rate (PPV) per station, % ({window})", value_fmt="{:g}"),
     }
     return request.app.state.templates.TemplateResponse(request, "stats.html", _ctx(
-        request, charts=charts, outcomes_all=d["outcomes_all"], page="stats"))
+        request, charts=charts, outcomes_all=d["outcomes_all"], page="stats", days=days, windows=STATS_WINDOWS))
 
 
 async def healthz(request: Request) -> Response:
