@@ -47,7 +47,8 @@ def setup(tmp_path, chromium):
     ctx = zmq.Context()
     feed = open_test_feed(ctx, tmp_path, include_images=True)
     port = free_port()
-    cfg = write_console_config(tmp_path / "console", [feed.endpoint], [feed.catchup_endpoint], port=port)
+    cfg = write_console_config(tmp_path / "console", [feed.endpoint], [feed.catchup_endpoint], port=port,
+                               stale_after_s=5.0)
     console = ConsoleProcess(cfg, port)
     console.adduser("ann")
     console.adduser("bob")
@@ -174,4 +175,7 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
         ids = card_ids(page)
         assert Counter(ids).most_common(1)[0][1] == 1, "an alert is shown twice"
         assert sorted(ids) == sorted(published)
+    # open alerts nobody took for stale_after_s (5 s here) are highlighted; the closed one is not
+    assert page_a.locator(f'.alert-card.stale[data-id="{eid(1)}"]').count() == 1
+    assert page_a.locator(f'.alert-card.stale[data-id="{eid(3)}"]').count() == 0
     assert errors == []
