@@ -173,3 +173,37 @@ def test_two_console_instances_share_postgresql(ctx, tmp_path, pg_cluster):
         stores[1].take(eid, "bob")
     for s in stores:
         s.engine.dispose()
+
+
+def test_full_database_loses_nothing(ctx, tmp_path):
+    """SQLite 'database or disk is full' (max_page_count stands in for a full disk): the ingest
+    retries, says why in the diagnostics, and stores everything once space is back."""
+    from sqlalchemy import event
+
+    limit = [1_000_000]
+    engine = make_engine(f"sqlite:///{tmp_path / 'console.sqlite'}", busy_timeout_s=0.2)
+
+    @event.listens_for(engine, "connect")
+    def _limit(dbapi_conn, _record) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {limit[0]}")
+
+    store = ConsoleStore(engine)
+    with open_test_feed(ctx, tmp_path, include_images=True) as feed:
+        ingest = start_ingest(ctx, store, feed)
+        try:
+            feed.publisher.publish_event(alert_event(1, images=True), TIME)
+            wait_until(lambda: alert_messages(store) == 1, what="first alert")
+            with store.read() as c:
+                limit[0] = c.exec_driver_sql("PRAGMA page_count").scalar()
+            engine.dispose()  # new connections get the tiny limit: the disk is full
+            for track in range(2, 21):
+                feed.publisher.publish_event(alert_event(track, images=True), TIME)
+            wait_until(lambda: ingest.stats.db_errors >= 2, what="the ingest to hit the full database")
+            assert "full" in ingest.diagnostics()["last database error"]
+            limit[0] = 1_000_000
+            engine.dispose()  # space is back
+            wait_until(lambda: alert_messages(store) == 20, what="all 20 once there is space again")
+        finally:
+            ingest.stop()
+    assert len(stored_alerts(store)) == 20
+    engine.dispose()
