@@ -8,6 +8,7 @@
   const live = document.getElementById("live");
   const muteBtn = document.getElementById("mute");
   const staleS = parseFloat(page.dataset.staleS);
+  const queueSize = parseInt(page.dataset.queueSize, 10);  // older alerts are in History
   const clockOffsetMs = parseFloat(page.dataset.serverNow) * 1000 - Date.now();  // server minus browser
   let lastChange = parseInt(page.dataset.lastChange, 10) || 0;
   let es = null;
@@ -77,6 +78,11 @@
       queue.insertBefore(card, before);
       if (!(id in window.TE_SEEN)) window.TE_SEEN[id] = performance.timeOrigin + performance.now();
       if (announce && card.dataset.state === "open") cue(card);
+    }
+    while (queue.children.length > queueSize) {
+      const last = queue.lastElementChild;
+      if (last.classList.contains("selected")) break;  // never pull the alert an operator is working on
+      last.remove();
     }
     document.getElementById("queue-count").textContent = queue.children.length;
     document.getElementById("empty").hidden = queue.children.length > 0;
