@@ -76,13 +76,15 @@
         if (ct < t || (ct === t && parseFloat(c.dataset.received) < r)) { before = c; break; }
       }
       queue.insertBefore(card, before);
-      if (!(id in window.TE_SEEN)) window.TE_SEEN[id] = performance.timeOrigin + performance.now();
-      if (announce && card.dataset.state === "open") cue(card);
     }
     while (queue.children.length > queueSize) {
       const last = queue.lastElementChild;
       if (last.classList.contains("selected")) break;  // never pull the alert an operator is working on
       last.remove();
+    }
+    if (!old && card.isConnected) {  // (an update of an alert older than the queue is not news)
+      if (!(id in window.TE_SEEN)) window.TE_SEEN[id] = performance.timeOrigin + performance.now();
+      if (announce && card.dataset.state === "open") cue(card);
     }
     document.getElementById("queue-count").textContent = queue.children.length;
     document.getElementById("empty").hidden = queue.children.length > 0;
