@@ -17,7 +17,9 @@ from edge.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("console", help="control-room web console: live alerts, acknowledgement, stations, history",
-                       description=__doc__.splitlines()[0])
+                       description="The control-room web console: live alert queue with snapshots, acknowledgement "
+                                   "and secondary screening with an audit trail, stations, history and statistics, "
+                                   "subscribed to the alert feed (docs/console.md).")
     p.add_argument("--config", type=Path, help="console TOML (see config/console.example.toml)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     cs = p.add_subparsers(dest="console_cmd", metavar="SUBCOMMAND")
