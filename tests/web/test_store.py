@@ -174,6 +174,8 @@ def test_history_filters_and_ppv(store):
             == ["gate-1-1000-alert-2"]
         (o,) = queries.outcomes_per_station(c)
         assert (o.alerts, o.closed, o.confirmed, o.not_confirmed, o.ppv) == (3, 2, 1, 1, 0.5)
+        lo, hi = o.ppv_ci95
+        assert 0.0 < lo < 0.5 < hi < 1.0  # 1 of 2: wide
         assert [r["event_id"] for r in queries.calibration_rows(c, "oral")] == \
             ["gate-1-1000-alert-1", "gate-1-1000-alert-2"]
         assert queries.calibration_rows(c, "tympanic") == []

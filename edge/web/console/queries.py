@@ -253,6 +253,14 @@ class StationOutcomes:
         n = self.confirmed + self.not_confirmed
         return self.confirmed / n if n else None
 
+    @property
+    def ppv_ci95(self) -> tuple[float, float] | None:
+        """Wilson 95 % interval of the PPV (the same as the clinical evaluation reports)."""
+        from edge.eval.clinical import wilson
+
+        n = self.confirmed + self.not_confirmed
+        return wilson(self.confirmed, n) if n else None
+
 
 def outcomes_per_station(c: Any, since: float | None = None) -> list[StationOutcomes]:
     ac = t.alerts.c
