@@ -53,6 +53,13 @@
   }
   document.addEventListener("visibilitychange", () => { if (!document.hidden) { unseen = 0; document.title = baseTitle; } });
   showMute();
+  const openOnly = document.getElementById("open-only");
+  openOnly.checked = localStorage.getItem("te-open-only") === "1";
+  queue.classList.toggle("open-only", openOnly.checked);
+  openOnly.addEventListener("change", () => {
+    localStorage.setItem("te-open-only", openOnly.checked ? "1" : "0");
+    queue.classList.toggle("open-only", openOnly.checked);
+  });
 
   // --- cards ------------------------------------------------------------------------------------
   function parse(html) {
