@@ -377,7 +377,9 @@ async def stats_page(request: Request) -> Response:
                                                 "other outcome": s.closed - s.confirmed - s.not_confirmed,
                                                 "open": s.alerts - s.closed} for s in o},
                                 title=f"alerts per station by outcome ({window})"),
-        "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o],
+        # only stations with at least one reading-based outcome: "no data" is not 0 %
+        "confirm": plots.bars([s.station_id for s in o if s.ppv is not None],
+                              [round(100 * s.ppv) for s in o if s.ppv is not None],
                               width=max(320, 110 * len(o) + 50),
                               title=f"confirmation rate (PPV) per station, % ({window})", value_fmt="{:g}"),
     }
