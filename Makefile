@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test test-fast bench eval clean
+.PHONY: setup run test test-fast bench eval console clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/thermal-edge demo $(SAMPLE)
+
+# the control-room console on the bundled sample streams (5 simulated gateways, images on);
+# prints the URL and a demo login; Ctrl-C stops it. CONSOLE_PORT=8081 make console to move it.
+CONSOLE_PORT ?= 8080
+console: setup
+	$(VENV)/bin/thermal-edge console demo --loop --port $(CONSOLE_PORT)
 
 test: setup
 	$(PY) -m pytest -q
