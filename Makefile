@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test bench eval clean
+.PHONY: setup run test bench eval clean station-web
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/thermal-edge demo $(SAMPLE)
+
+# the station's live view, kiosk and alignment pages on the looping sample stream (http://127.0.0.1:8090/)
+station-web: setup
+	$(PY) -m edge.web.station.demo_user var/station-web-users.txt
+	$(VENV)/bin/thermal-edge run --config config/station-web-demo.toml
 
 test: setup
 	$(PY) -m pytest -q

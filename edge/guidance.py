@@ -21,11 +21,12 @@ Rules (``choose``, a pure function; first that applies wins):
    - else the frame's gate: ``too_far`` -> ``step_closer``, ``outside_thermal_view`` ->
      ``center``, ``turned_away`` -> ``look``, ``motion_blur`` -> ``hold_still``, ``no_skin``
      -> ``uncover``, ``glasses`` -> ``glasses``, measurable -> ``measuring``.
-6. Nobody in view: the last person's outcome is held for a moment (``proceed`` for
-   ``proceed_hold_s`` after a normal verdict; ``see_staff`` for ``staff_hold_s`` after an
+6. Nobody in view: the outcome of the person who left last is held for a moment (``proceed``
+   for ``proceed_hold_s`` after a normal verdict; ``see_staff`` for ``staff_hold_s`` after an
    elevated one or an indeterminate one whose reason is not just the approach), else ``idle``.
 
-``Guide`` is the thin stateful part: per track, when it was first seen; the held outcome.
+``Guide`` is the thin stateful part: per person, when first seen and the last gate; who left
+last and the held outcome.
 """
 from __future__ import annotations
 
@@ -246,15 +247,35 @@ class Guidance:
                 "t_ns": int(self.t_ns), "since_t_ns": int(self.since_t_ns)}
 
 
+@dataclass
+class _Seen:
+    first_t_ns: int
+    last_t_ns: int
+    gate: str
+    area_px: float
+    near_gate: str = ""  # the last gate that was not an approach gate (why an unmeasured person left)
+
+
 class Guide:
     """Stateful wrapper around ``choose``: call ``update`` once per processed pair (and
-    ``update_idle`` when no pair came for a while). Holds per track the time it was first seen."""
+    ``update_idle`` when no pair came for a while).
+
+    Per person: when first seen, the last gate and box. A person missing from a frame or two
+    (the detector flickers) still counts as in view, with their last state, until
+    ``DEPART_S`` has passed; then they have left, and their outcome is held (proceed after a
+    normal verdict, see_staff after an elevated one or an unmeasured stay). The track's final
+    verdict (screening 'end' event, up to tracking.max_age_s later) refines the hold only for
+    the person who left last -- a late end event of someone earlier never replaces it -- except
+    an elevated verdict, which always calls staff."""
+
+    DEPART_S = 0.5
 
     def __init__(self, cfg: GuidanceConfig, *, blackbody_required: bool = True):
         self.cfg = cfg
         self.blackbody_required = blackbody_required
-        self._first_seen: dict[int, int] = {}
+        self._seen: dict[int, _Seen] = {}
         self._held: tuple[Choice, int] | None = None  # (choice, until t_ns)
+        self._departed = -1  # track id of the person who left last
         self.current: Guidance | None = None
 
     def update(self, t_ns: int, dets: Any, live_verdict: Any, events: Iterable[Any], blackbody_state: str,
@@ -263,13 +284,13 @@ class Guide:
         (Screener.live_verdict); events: the pair's ScreeningEvents (final verdicts)."""
         for ev in events:
             if ev.kind == "screening" and ev.type == "end":
-                key = held_after_end(ev.verdict.status, ev.verdict.reason)
-                hold_s = self.cfg.proceed_hold_s if key == "proceed" else self.cfg.staff_hold_s
-                if key is not None and hold_s > 0:
-                    why = ev.verdict.status if ev.verdict.status != "indeterminate" else ev.verdict.reason
-                    self._held = (Choice(key, int(ev.track_id), why), t_ns + int(hold_s * 1e9))
-        people = []
-        seen = set()
+                v = ev.verdict
+                if int(ev.track_id) == self._departed or v.status == "elevated":
+                    held = self._held
+                    self._hold(held_after_end(v.status, v.reason), int(ev.track_id),
+                               v.status if v.status != "indeterminate" else v.reason, t_ns)
+                    if held is not None and self._held is not None and held[0].track_id == ev.track_id:
+                        self._held = (self._held[0], held[1])  # refined, not extended
         n = 0 if dets is None else len(dets)
         ids = dets.data.get("track_id") if n else None
         gates = dets.data.get("gate") if n else None
@@ -277,21 +298,42 @@ class Guide:
             tid = int(ids[i]) if ids is not None else -1
             if tid < 0:
                 continue  # not confirmed by the tracker yet
-            seen.add(tid)
-            first = self._first_seen.setdefault(tid, t_ns)
+            gate = str(gates[i]) if gates is not None else ""
             x1, y1, x2, y2 = (float(v) for v in dets.box_xyxy[i])
+            st = self._seen.get(tid)
+            if st is None:
+                st = self._seen[tid] = _Seen(t_ns, t_ns, gate, 0.0)
+            st.last_t_ns, st.gate, st.area_px = t_ns, gate, max(0.0, (x2 - x1) * (y2 - y1))
+            if gate not in APPROACH_GATES:
+                st.near_gate = gate
+        people = []
+        for tid, st in list(self._seen.items()):
             v = live_verdict(tid)
-            people.append(PersonView(tid, str(gates[i]) if gates is not None else "", max(0.0, (x2 - x1) * (y2 - y1)),
-                                     (t_ns - first) / 1e9, getattr(v, "status", None), getattr(v, "reason", "")))
-        for tid in [t for t in self._first_seen if t not in seen]:
-            del self._first_seen[tid]
+            status, reason = getattr(v, "status", None), getattr(v, "reason", "")
+            if t_ns - st.last_t_ns > self.DEPART_S * 1e9:
+                del self._seen[tid]
+                self._departed = tid
+                if status is not None:
+                    self._hold(held_after_end(status, reason), tid, status if status != "indeterminate" else reason,
+                               t_ns)
+                elif st.near_gate:  # stood near without a verdict (glasses, turned away...)
+                    self._hold(held_after_end("indeterminate", st.near_gate), tid, st.near_gate, t_ns)
+                else:
+                    self._held = None  # walked past: nothing to say about them
+                continue
+            people.append(PersonView(tid, st.gate, st.area_px, (t_ns - st.first_t_ns) / 1e9, status, reason))
         return self._set(choose(people, StationView(cameras_ok, blackbody_state, self.blackbody_required),
                                 self._held_at(t_ns), self.cfg), t_ns, len(people))
 
     def update_idle(self, t_ns: int, reason: str = "cameras") -> Guidance:
         """No pairs are arriving: nothing is screened."""
-        self._first_seen.clear()
+        self._seen.clear()
+        self._held = None
         return self._set(Choice("paused", reason=reason), t_ns, 0)
+
+    def _hold(self, key: str | None, tid: int, why: str, t_ns: int) -> None:
+        hold_s = self.cfg.proceed_hold_s if key == "proceed" else self.cfg.staff_hold_s
+        self._held = (Choice(key, tid, why), t_ns + int(hold_s * 1e9)) if key is not None and hold_s > 0 else None
 
     def _held_at(self, t_ns: int) -> Choice | None:
         if self._held is not None and t_ns < self._held[1]:
@@ -305,4 +347,3 @@ class Guide:
         self.current = Guidance(c.key, self.cfg.text(c.key), self.cfg.language, c.track_id, c.reason, people,
                                 t_ns, since)
         return self.current
-

@@ -146,8 +146,8 @@ def _end(tid: int, status: str, reason: str = "") -> ScreeningEvent:
     return ScreeningEvent("screening", "end", tid, 0, Verdict(status, reason), (0, 0, 1, 1), None, 0.9)
 
 
-def test_guide_sequence_of_one_visit():
-    g = Guide(GuidanceConfig(proceed_hold_s=2.0, staff_after_s=5.0))
+def test_guide_sequence_of_visits():
+    g = Guide(GuidanceConfig(proceed_hold_s=2.0, staff_after_s=5.0, staff_hold_s=3.0))
     verdicts: dict[int, Verdict] = {}
     s = 1_000_000_000
 
@@ -161,18 +161,42 @@ def test_guide_sequence_of_one_visit():
     assert step(1.2, [(1, "", 120)]).since_t_ns == m.since_t_ns  # unchanged message keeps its start
     verdicts[1] = Verdict("normal")
     assert step(1.5, [(1, "", 120)]).key == "proceed"
-    verdicts.pop(1)
-    assert step(2.0, [], [_end(1, "normal")]).key == "proceed"  # held after the person left
-    assert step(3.9, []).key == "proceed"
-    assert step(4.1, []).key == "idle"
-    # a person who keeps glasses on: the glasses message, then staff
+    assert step(1.9, []).people == 1  # a frame or two without the face: still in view
+    assert step(2.1, []).key == "proceed"  # left: held for proceed_hold_s
+    assert step(3.0, [], [_end(1, "normal")]).key == "proceed"  # the final verdict refines, never extends
+    assert step(4.0, []).key == "proceed"
+    assert step(4.2, []).key == "idle"
+    # a person who keeps glasses on: the glasses message, then staff, also after they left
     assert step(5.0, [(2, "glasses", 120)]).key == "glasses"
     assert step(9.9, [(2, "glasses", 120)]).key == "glasses"
     assert step(10.1, [(2, "glasses", 120)]).key == "see_staff"
-    assert step(10.5, [], [_end(2, "indeterminate", "glasses")]).key == "see_staff"
-    assert step(11.0, [], bb="missing").key == "paused"
-    assert g.update_idle(int(12 * s)).key == "paused"
-    assert step(13.0, [(3, "too_far", 30)]).key == "step_closer"  # first seen anew after the pause
+    assert step(10.7, []).key == "see_staff"
+    assert step(13.8, []).key == "idle"
+    # someone walking past far away leaves nothing behind
+    assert step(14.0, [(3, "too_far", 30)]).key == "step_closer"
+    assert step(14.6, []).key == "idle"
+    assert step(15.0, [], bb="missing").key == "paused"
+    assert g.update_idle(int(16 * s)).key == "paused"
+    assert step(17.0, [(4, "too_far", 30)]).key == "step_closer"
+
+
+def test_guide_late_end_event_of_an_earlier_person_does_not_replace_the_hold():
+    """A normal person's track ends (max_age later) while a febrile one stands there; when the
+    febrile one leaves, 'see staff' is held, not the earlier person's 'proceed'."""
+    g = Guide(GuidanceConfig())
+    verdicts = {1: Verdict("normal"), 2: Verdict("elevated")}
+    s = 1_000_000_000
+
+    def step(t_s, tracks, events=()):
+        return g.update(int(t_s * s), _dets(tracks), verdicts.get, list(events), "ok")
+
+    assert step(0.0, [(1, "", 120)]).key == "proceed"
+    assert step(1.0, [(2, "", 120)]).key == "see_staff"
+    verdicts.pop(1)
+    assert step(2.0, [(2, "", 120)], [_end(1, "normal")]).key == "see_staff"
+    m = step(3.0, [])
+    assert (m.key, m.track_id) == ("see_staff", 2)
+    assert step(4.0, [], [_end(2, "elevated")]).key == "see_staff"
 
 
 def test_guide_reads_the_screeners_live_verdict():

@@ -34,6 +34,31 @@ def load_or_report(path: Path):
         return None
 
 
+def start_web(cfg):
+    """The live view's hub and its web server (edge.web.station), started; refuses a bind beyond
+    loopback without TLS (UserError) before anything listens."""
+    from edge.thermal.calibration import load_calibration
+    from edge.web.station.app import WebServer, build_station_app
+    from edge.web.station.hub import StationHub
+
+    w = cfg.web
+    hub = StationHub(load_calibration(cfg.calibration.path).registration, thermal_units=cfg.sources.thermal.units,
+                     max_fps=w.max_fps, jpeg_quality=w.jpeg_quality, station_id=cfg.station.id).start()
+    try:
+        server = WebServer(build_station_app(w, hub, cfg.station.id, cfg.guidance.text("paused")), w).start()
+    except OSError as e:
+        hub.close()
+        from edge.errors import UserError
+
+        raise UserError(f"web.port={w.port}: {e}") from None
+    except BaseException:
+        hub.close()
+        raise
+    print(f"station {cfg.station.id}: web pages on {w.url} (live /, kiosk /kiosk, alignment /align)",
+          file=sys.stderr, flush=True)
+    return hub, server
+
+
 def run(args: argparse.Namespace) -> int:
     import zmq
 
@@ -56,17 +81,25 @@ def run(args: argparse.Namespace) -> int:
         ctx.term()
         raise UserError(str(e)) from None
     annotator = None
+    web = None
     try:
         if annotate:
             from edge.annotate import Annotator
 
             annotator = Annotator(annotate, cfg)
-        station = Station(cfg, publisher=feed.publisher, on_pair=annotator.write if annotator else None)
+        hub = None
+        if cfg.web.enabled:
+            hub, server = start_web(cfg)
+            web = (hub, server)
+        station = Station(cfg, publisher=feed.publisher, on_pair=annotator.write if annotator else None, web_hub=hub)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: station.request_stop(signal.Signals(signum).name))
         print(f"station {cfg.station.id}: feed on {feed.endpoint}", file=sys.stderr, flush=True)
         result = station.run(max_seconds=args.seconds)
     finally:
+        if web is not None:
+            web[1].close()
+            web[0].close()
         if annotator is not None:
             annotator.close()
         feed.close()
