@@ -96,7 +96,7 @@ class StationConfig(StrictModel):
                                   description="Live view, kiosk and alignment pages (edge.web.station); off by default")
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "StationConfig":
+    def _cross_checks(self) -> StationConfig:
         # RGB frames arrive every 1/fps s: a tolerance below half that period leaves thermal
         # frames unpaired by construction.
         rgb_fps = self.sources.rgb.fps

@@ -30,8 +30,9 @@ last and the held outcome.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -143,7 +144,7 @@ class GuidanceConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _complete(self) -> "GuidanceConfig":
+    def _complete(self) -> GuidanceConfig:
         base = DEFAULT_MESSAGES.get(self.language.split("-")[0], {})
         missing = [k for k in MESSAGE_KEYS if k not in base and k not in self.messages]
         if missing:

@@ -24,7 +24,6 @@ from edge.feed.publishing import utc_iso
 
 from .helpers import REPO_ROOT, alert_event, open_test_feed, wait_until
 
-
 # What edge.guidance.Guide produces for a person wearing glasses (Guidance.body()).
 GUIDANCE = {"message_key": "glasses", "text": "Please remove your glasses", "language": "en", "track_id": 2,
             "reason": "glasses", "people": 1, "t_ns": 5_000_000_000, "since_t_ns": 4_800_000_000}

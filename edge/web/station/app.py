@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import anyio
 from starlette.applications import Starlette
@@ -145,7 +146,7 @@ class WebServer:
             timeout_graceful_shutdown=1, lifespan="off"))
         self._thread = threading.Thread(target=self.server.run, name="web-server", daemon=True)
 
-    def start(self, timeout_s: float = 10.0) -> "WebServer":
+    def start(self, timeout_s: float = 10.0) -> WebServer:
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:

@@ -15,8 +15,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -116,7 +117,7 @@ class StationHub:
             self._lock.notify_all()
 
     # --- render thread ----------------------------------------------------------------------
-    def start(self) -> "StationHub":
+    def start(self) -> StationHub:
         self._thread = threading.Thread(target=self._run, name="web-render", daemon=True)
         self._thread.start()
         return self

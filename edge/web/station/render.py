@@ -26,7 +26,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.annotate import false_colour  # TODO(lead): edge/thermal/colour.py once merged (helper 'truth')
+from edge.annotate import (
+    false_colour,  # TODO(lead): edge/thermal/colour.py once merged (helper 'truth')
+)
 from edge.thermal.registration import Registration, stretch_to_u8
 
 RANGE_C = (25.0, 40.0)  # false-colour span of the live view: room to fever, fixed (a colour = a temperature)
@@ -113,7 +115,7 @@ def colour_bar(height_px: int, range_c: tuple[float, float] = RANGE_C, width_px:
     step = 2.5
     t = math.ceil(lo / step) * step
     while t <= hi + 1e-6:
-        y = int(round(top + (hi - t) / (hi - lo) * (bottom - top - 1)))
+        y = round(top + (hi - t) / (hi - lo) * (bottom - top - 1))
         cv2.line(bar, (28, y), (34, y), (255, 255, 255), 1)
         _text(bar, f"{t:.1f}", (36, y + 5), (255, 255, 255), 0.5, outline=False)
         t += step
@@ -142,14 +144,14 @@ def _draw_faces(rgb: np.ndarray, th: np.ndarray, s: float, view: ViewState) -> N
         lab = view.labels.get(tid) or PersonLabel("gated" if gate else "measuring", gate)
         colour = STATE_COLOURS.get(lab.state, STATE_COLOURS["gated"])
         text = label_text(tid, lab) if tid >= 0 else "new face"
-        x1, y1, x2, y2 = (int(round(v)) for v in dets.box_xyxy[i])
+        x1, y1, x2, y2 = (int(v) for v in np.rint(dets.box_xyxy[i]))
         cv2.rectangle(rgb, (x1, y1), (x2, y2), colour, 2)
         for x, y in dets.landmarks_xy[i]:
             cv2.circle(rgb, (int(x), int(y)), 2, (255, 255, 0), -1)
         _text(rgb, text, (x1, max(18, y1 - 8)), colour, thick=2)
         box_t = _data(dets, "box_xyxy_thermal", i)
         if box_t is not None and np.all(np.isfinite(box_t)):
-            bx1, by1, bx2, by2 = (int(round(v * s)) for v in box_t)
+            bx1, by1, bx2, by2 = (int(v) for v in np.rint(np.asarray(box_t) * s))
             cv2.rectangle(th, (bx1, by1), (bx2, by2), colour, 2)
             _text(th, text, (bx1, max(18, by1 - 8)), colour, thick=2)
         canthi = _data(dets, "canthus_xy_thermal", i)
@@ -237,7 +239,7 @@ def render_align(view: ViewState, registration: Registration) -> np.ndarray:
     rgb[edges_rgb > 0] = (255, 255, 0)
     dets = view.dets
     for i in range(0 if dets is None else len(dets)):
-        x1, y1, x2, y2 = (int(round(v)) for v in dets.box_xyxy[i])
+        x1, y1, x2, y2 = (int(v) for v in np.rint(dets.box_xyxy[i]))
         cv2.rectangle(rgb, (x1, y1), (x2, y2), (90, 210, 90), 2)
     th, s = _thermal_image(view.thermal_c, h)
     _draw_blackbody(th, s, view)
