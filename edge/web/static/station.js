@@ -19,6 +19,8 @@
       box.className = "kiosk-message key-" + g.message_key;
       box.dataset.key = g.message_key;
       box.dataset.seq = g.seq;
+      box.dataset.people = g.people === undefined ? 0 : g.people;
+      box.dataset.reason = g.reason || "";
       if (g.temp_c !== undefined) { temp.textContent = g.temp_c.toFixed(1) + " °C"; temp.hidden = false; }
       else { temp.hidden = true; }
     };

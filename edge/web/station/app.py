@@ -6,6 +6,7 @@ roles as the console (every page and stream needs at least ``viewer``).
     /align            alignment check: <img> of /stream/align.mjpg (read-only page)
     /stream/{view}.mjpg   multipart/x-mixed-replace JPEG frames, Cache-Control: no-store
     /guidance         the current guidance as JSON; /guidance/events: the same as SSE
+    /view/stats       viewers per view, frames rendered and dropped (JSON)
 
 ``WebServer`` runs uvicorn in a thread next to the station loop (started by `thermal-edge run`
 when ``[web] enabled = true``); binding beyond loopback without TLS is refused by
@@ -119,10 +120,19 @@ async def guidance_events(request: Request) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream", headers=NO_STORE)
 
 
+async def view_stats(request: Request) -> Response:
+    """Open streams per view, frames drawn, view frames dropped (replaced before drawing)."""
+    auth.require(request)
+    hub = _hub(request)
+    return JSONResponse({"viewers": hub.viewers(), "rendered": dict(hub.rendered), "dropped": hub.dropped,
+                         "render_errors": hub.render_errors}, headers=NO_STORE)
+
+
 def station_routes() -> list[Route]:
     return [
         Route("/", live_page), Route("/kiosk", kiosk_page), Route("/align", align_page),
         Route("/stream/{view}.mjpg", stream), Route("/guidance", guidance), Route("/guidance/events", guidance_events),
+        Route("/view/stats", view_stats),
     ]
 
 
