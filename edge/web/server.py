@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,6 +99,14 @@ def check_bind(cfg: WebConfig) -> None:
         p = getattr(cfg, name)
         if p is not None and not Path(p).is_file():
             raise UserError(f"web.{name}={p}: file not found")
+    try:
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((cfg.host, cfg.port))
+    except OSError as e:
+        raise UserError(f"web.port: cannot bind {cfg.host}:{cfg.port}: {e.strerror or e} "
+                        "(another console running? choose another port)") from None
 
 
 def make_templates(*extra_dirs: Path) -> Jinja2Templates:

@@ -1,0 +1,345 @@
+"""The console store: what the feed brings (idempotent ingest) and what operators do (take, close,
+note), each change with its audit entry and a ``changes`` row in the same transaction.
+
+``ConsoleStore`` also implements the Store interface of ``edge.feed.client.Listener`` (has,
+has_position, add, position, set_position, positions) on the same database, so the console's dedupe and
+resume positions live next to the alerts they protect: a restarted console asks each gateway's
+journal for exactly what it does not hold.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from edge.errors import UserError
+from edge.feed.messages import Message
+from edge.web.console import schema as t
+
+log = logging.getLogger(__name__)
+
+Position = tuple[int, int]
+OUTCOMES = {  # value -> label; one source for the form, the CSV and the statistics
+    "confirmed": "confirmed elevated",
+    "not_confirmed": "not confirmed",
+    "not_found": "person not found",
+    "left": "left before secondary screening",
+}
+NEEDS_READING = ("confirmed", "not_confirmed")  # outcomes that rest on a secondary measurement
+SITES = ("oral", "tympanic", "temporal")
+SECONDARY_RANGE_C = (30.0, 45.0)  # a clinical thermometer reading outside this is a typo
+MAX_NOTE_CHARS = 2000
+
+
+class ActionError(UserError):
+    """An operator action that cannot be done; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def unix_s(time_utc: str) -> float:
+    """ISO 8601 UTC ('...Z') -> unix seconds."""
+    return datetime.fromisoformat(time_utc.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class CloseForm:
+    outcome: str
+    secondary_c: float | None
+    site: str | None
+    note: str
+
+
+def parse_close_form(form: dict[str, Any]) -> CloseForm:
+    """Validate the close form (outcome, secondary reading, site, note); ActionError naming the field."""
+    outcome = str(form.get("outcome") or "").strip()
+    if outcome not in OUTCOMES:
+        raise ActionError(f"outcome: choose one of {', '.join(OUTCOMES.values())}")
+    raw = str(form.get("secondary_c") or "").strip().replace(",", ".")
+    secondary = None
+    if raw:
+        try:
+            secondary = float(raw)
+        except ValueError:
+            raise ActionError(f"secondary reading: {raw[:20]!r} is not a number in °C") from None
+        lo, hi = SECONDARY_RANGE_C
+        if not math.isfinite(secondary) or not lo <= secondary <= hi:
+            raise ActionError(f"secondary reading: {raw[:20]} °C is outside {lo:g}-{hi:g} °C (a typo?)")
+    site = str(form.get("site") or "").strip() or None
+    if site is not None and site not in SITES:
+        raise ActionError(f"site: choose one of {', '.join(SITES)}")
+    if outcome in NEEDS_READING and (secondary is None or site is None):
+        raise ActionError(f"outcome '{OUTCOMES[outcome]}' needs the secondary reading (°C) and its site")
+    if secondary is not None and site is None:
+        raise ActionError("site: say where the secondary reading was taken (oral, tympanic, temporal)")
+    note = str(form.get("note") or "").strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise ActionError(f"note: {len(note)} characters; at most {MAX_NOTE_CHARS}")
+    return CloseForm(outcome, round(secondary, 2) if secondary is not None else None, site, note)
+
+
+def _event_values(body: dict[str, Any]) -> dict[str, Any]:
+    v = body["verdict"]
+    return {
+        "last_time_utc": body["time_utc"], "last_type": body["type"], "last_seq": body["seq"],
+        "status": v["status"], "reason": v.get("reason", ""), "method": v["method"],
+        "core_temp_c": body.get("core_temp_c"), "skin_temp_c": body.get("skin_temp_c"),
+        "uncertainty_c": body.get("uncertainty_c"), "threshold_c": body.get("threshold_c"),
+        "mask": body["mask"], "mask_conf": body["mask_conf"], "score": body["score"], "n_frames": body["n_frames"],
+    }
+
+
+class ConsoleStore:
+    """All reads and writes of the console. ``engine``: from ``schema.make_engine`` (passed in)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.reader = engine.execution_options(**{t.READ_ONLY: True})
+
+    def read(self) -> Any:
+        return self.reader.connect()
+
+    def write(self) -> Any:
+        return self.engine.begin()
+
+    # --- Listener Store interface ---------------------------------------------------------------
+
+    def has(self, msg_id: str) -> bool:
+        with self.read() as c:
+            return c.execute(sa.select(1).where(t.feed_messages.c.msg_id == msg_id)).first() is not None
+
+    def has_position(self, publisher_id: str, kind: str, epoch: int, seq: int) -> bool:
+        m = t.feed_messages.c
+        with self.read() as c:
+            return c.execute(sa.select(1).where(m.publisher_id == publisher_id, m.kind == kind, m.epoch == epoch,
+                                                m.seq == seq)).first() is not None
+
+    def add(self, msg: Message) -> None:
+        self.ingest(msg)  # idempotent: a message ingested by on_message is already there
+
+    def position(self, publisher_id: str, kind: str) -> Position | None:
+        p = t.feed_positions.c
+        with self.read() as c:
+            row = c.execute(sa.select(p.epoch, p.seq).where(p.publisher_id == publisher_id, p.kind == kind)).first()
+        return (row[0], row[1]) if row else None
+
+    def set_position(self, publisher_id: str, kind: str, pos: Position) -> None:
+        p = t.feed_positions.c
+        with self.write() as c:
+            n = c.execute(sa.update(t.feed_positions).where(p.publisher_id == publisher_id, p.kind == kind)
+                          .values(epoch=pos[0], seq=pos[1])).rowcount
+            if n == 0:
+                c.execute(sa.insert(t.feed_positions).values(publisher_id=publisher_id, kind=kind,
+                                                             epoch=pos[0], seq=pos[1]))
+
+    def positions(self, kind: str) -> dict[str, list[int]]:
+        p = t.feed_positions.c
+        with self.read() as c:
+            return {r.publisher_id: [r.epoch, r.seq]
+                    for r in c.execute(sa.select(p.publisher_id, p.epoch, p.seq).where(p.kind == kind))}
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, msg: Message, now: float | None = None) -> bool:
+        """Store one feed message (alert, screening or status); False if already held. One
+        transaction: the message, the alert/screening row, images, audit and change entries."""
+        now = time.time() if now is None else now
+        body = msg.body
+        try:
+            with self.write() as c:
+                if msg.kind == "status":
+                    self._status(c, body, now)
+                    return True
+                if c.execute(sa.select(1).where(t.feed_messages.c.msg_id == msg.msg_id)).first() is not None:
+                    return False
+                c.execute(sa.insert(t.feed_messages).values(
+                    msg_id=msg.msg_id, publisher_id=body["publisher_id"], kind=msg.kind, epoch=body["epoch"],
+                    seq=body["seq"], station_id=body["station_id"], event_id=body.get("event_id"),
+                    time_utc=body["time_utc"], received_unix_s=now, body=json.dumps(body)))
+                self._event(c, msg, now)
+                return True
+        except IntegrityError:  # another console instance stored it first (shared PostgreSQL)
+            return False
+
+    def _event(self, c: Any, msg: Message, now: float) -> None:
+        body = msg.body
+        table = t.alerts if msg.kind == "alert" else t.screenings
+        values = _event_values(body)
+        row = c.execute(sa.select(table.c.last_seq, table.c.publisher_id)
+                        .where(table.c.event_id == body["event_id"])).first()
+        if row is None:
+            c.execute(sa.insert(table).values(
+                event_id=body["event_id"], station_id=body["station_id"], publisher_id=body["publisher_id"],
+                person_key=f"{body['publisher_id']}-{body['epoch']}-{body['track_id']}", track_id=body["track_id"],
+                first_time_utc=body["time_utc"], time_unix_s=unix_s(body["time_utc"]), received_unix_s=now,
+                n_messages=1, **values, **({"images": "", "state": "open", "version": 1} if msg.kind == "alert" else {})))
+        else:
+            upd: dict[str, Any] = {"n_messages": table.c.n_messages + 1}
+            if body["seq"] > row.last_seq:  # catch-up may bring an older message after a newer one
+                upd.update(values)
+            if msg.kind == "alert":
+                upd["version"] = table.c.version + 1
+            c.execute(sa.update(table).where(table.c.event_id == body["event_id"]).values(**upd))
+        if msg.kind != "alert":
+            return
+        if msg.images:
+            for name, data in msg.images.items():
+                c.execute(sa.delete(t.images).where(t.images.c.event_id == body["event_id"], t.images.c.name == name))
+                c.execute(sa.insert(t.images).values(event_id=body["event_id"], name=name, data=data,
+                                                     received_unix_s=now))
+            have = c.execute(sa.select(t.images.c.name).where(t.images.c.event_id == body["event_id"])).scalars()
+            c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == body["event_id"])
+                      .values(images=",".join(sorted(have))))
+        core = body.get("core_temp_c")
+        self._audit(c, body["event_id"], now, f"station {body['station_id']}", f"received {body['type']}",
+                    f"core {'n/a' if core is None else f'{core:.1f}'} °C, message {body['msg_id']}")
+        self._touch_station(c, body, now, last_alert=True)
+
+    def _touch_station(self, c: Any, body: dict[str, Any], now: float, *, last_alert: bool = False,
+                       status: str | None = None, heard: float | None = None, heartbeat_s: float | None = None) -> None:
+        s = t.stations.c
+        values: dict[str, Any] = {"publisher_id": body["publisher_id"]}
+        if last_alert:
+            values["last_alert_unix_s"] = now
+        if status is not None:
+            values.update(status=status, status_unix_s=now)
+        if heard is not None:
+            values["heard_unix_s"] = heard
+        if heartbeat_s is not None:
+            values["heartbeat_s"] = heartbeat_s
+        if c.execute(sa.update(t.stations).where(s.station_id == body["station_id"]).values(**values)).rowcount == 0:
+            c.execute(sa.insert(t.stations).values(station_id=body["station_id"], **values))
+        if status is not None or last_alert:
+            self._change(c, now, "station", body["station_id"])
+
+    def _status(self, c: Any, body: dict[str, Any], now: float) -> None:
+        self._touch_station(c, body, now, status=json.dumps(body["status"]), heard=now,
+                            heartbeat_s=None)
+
+    def heard(self, body: dict[str, Any], now: float | None = None) -> None:
+        """A message (heartbeat or other) from a gateway: it is alive."""
+        now = time.time() if now is None else now
+        with self.write() as c:
+            self._touch_station(c, body, now, heard=now, heartbeat_s=body.get("interval_s"))
+
+    def _audit(self, c: Any, event_id: str, now: float, actor: str, action: str, detail: str) -> None:
+        c.execute(sa.insert(t.audit).values(event_id=event_id, at_unix_s=now, actor=actor, action=action,
+                                            detail=detail))
+        self._change(c, now, "alert", event_id)
+
+    def _change(self, c: Any, now: float, topic: str, key: str) -> None:
+        c.execute(sa.insert(t.changes).values(at_unix_s=now, topic=topic, key=key))
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    def _alert_for_update(self, c: Any, event_id: str) -> Any:
+        q = sa.select(t.alerts).where(t.alerts.c.event_id == event_id)
+        if c.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = c.execute(q).first()
+        if row is None:
+            raise ActionError(f"alert {event_id!r} not found (unknown id, or deleted)", 404)
+        return row
+
+    def take(self, event_id: str, user: str, now: float | None = None) -> dict[str, Any]:
+        """Acknowledge: ``user`` takes the alert. Refused if someone else has it or it is closed."""
+        now = time.time() if now is None else now
+        with self.write() as c:
+            a = self._alert_for_update(c, event_id)
+            if a.state == "closed":
+                raise ActionError(f"alert already closed by {a.closed_by} ({OUTCOMES.get(a.outcome, a.outcome)})", 409)
+            if a.taken_by == user:
+                return {"state": a.state, "taken_by": user, "version": a.version}
+            if a.taken_by is not None:
+                raise ActionError(f"already acknowledged by {a.taken_by} at {_hm(a.taken_unix_s)}", 409)
+            c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id).values(
+                state="taken", taken_by=user, taken_unix_s=now, version=t.alerts.c.version + 1))
+            self._audit(c, event_id, now, user, "acknowledged", "took the alert for secondary screening")
+            return {"state": "taken", "taken_by": user, "version": a.version + 1}
+
+    def release(self, event_id: str, user: str, now: float | None = None) -> None:
+        """Give a taken alert back to the queue (the taker, or an admin through ``force``)."""
+        now = time.time() if now is None else now
+        with self.write() as c:
+            a = self._alert_for_update(c, event_id)
+            if a.state != "taken" or a.taken_by != user:
+                raise ActionError("only the operator who acknowledged an open alert can release it", 409)
+            c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id).values(
+                state="open", taken_by=None, taken_unix_s=None, version=t.alerts.c.version + 1))
+            self._audit(c, event_id, now, user, "released", "gave the alert back to the queue")
+
+    def close(self, event_id: str, user: str, form: CloseForm, now: float | None = None) -> None:
+        """Record the secondary reading and outcome and close the alert (taking it if nobody has)."""
+        now = time.time() if now is None else now
+        with self.write() as c:
+            a = self._alert_for_update(c, event_id)
+            if a.state == "closed":
+                raise ActionError(f"alert already closed by {a.closed_by} ({OUTCOMES.get(a.outcome, a.outcome)})", 409)
+            if a.taken_by not in (None, user):
+                raise ActionError(f"acknowledged by {a.taken_by}: only they can close it", 409)
+            if a.taken_by is None:
+                self._audit(c, event_id, now, user, "acknowledged", "took the alert for secondary screening")
+            c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id).values(
+                state="closed", taken_by=user, taken_unix_s=a.taken_unix_s or now, secondary_c=form.secondary_c,
+                secondary_site=form.site, outcome=form.outcome, note=form.note or None, closed_by=user,
+                closed_unix_s=now, version=t.alerts.c.version + 1))
+            reading = f"{form.secondary_c:.1f} °C {form.site}" if form.secondary_c is not None else "no reading"
+            self._audit(c, event_id, now, user, "closed",
+                        f"{OUTCOMES[form.outcome]}; secondary {reading}" + (f"; note: {form.note}" if form.note else ""))
+
+    def add_note(self, event_id: str, user: str, note: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        note = note.strip()
+        if not note:
+            raise ActionError("note: empty")
+        if len(note) > MAX_NOTE_CHARS:
+            raise ActionError(f"note: {len(note)} characters; at most {MAX_NOTE_CHARS}")
+        with self.write() as c:
+            self._alert_for_update(c, event_id)
+            c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id)
+                      .values(version=t.alerts.c.version + 1))
+            self._audit(c, event_id, now, user, "note", note)
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def prune_images(self, max_age_days: float, now: float | None = None) -> int:
+        """Delete images received more than ``max_age_days`` ago (the alerts stay, marked)."""
+        now = time.time() if now is None else now
+        cutoff = now - max_age_days * 86400.0
+        with self.write() as c:
+            ids = list(c.execute(sa.select(t.images.c.event_id).where(t.images.c.received_unix_s < cutoff)
+                                 .distinct()).scalars())
+            if not ids:
+                return 0
+            n = c.execute(sa.delete(t.images).where(t.images.c.received_unix_s < cutoff)).rowcount
+            for chunk in _chunks(ids, 500):
+                c.execute(sa.update(t.alerts).where(t.alerts.c.event_id.in_(chunk))
+                          .values(images="", images_deleted=True, version=t.alerts.c.version + 1))
+                for eid in chunk:
+                    self._audit(c, eid, now, "console", "images deleted",
+                                f"retention: images older than {max_age_days:g} days")
+        log.info("retention: deleted %d image(s) of %d alert(s)", n, len(ids))
+        return n
+
+    def prune_changes(self, max_age_s: float, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self.write() as c:
+            return c.execute(sa.delete(t.changes).where(t.changes.c.at_unix_s < now - max_age_s)).rowcount
+
+
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _hm(unix: float | None) -> str:
+    return "?" if unix is None else datetime.fromtimestamp(unix, timezone.utc).strftime("%H:%M:%S UTC")
