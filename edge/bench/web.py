@@ -84,8 +84,8 @@ def station_with_web(stream: Path, on_pair: Any = None) -> Iterator[tuple[Any, A
         finally:
             station.request_stop("bench done")
             thread.join(30)
-            server.close()
             hub.close()
+            server.close()
 
 
 def _cpu_pct(seconds: float) -> float:

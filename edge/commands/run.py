@@ -97,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"station {cfg.station.id}: feed on {feed.endpoint}", file=sys.stderr, flush=True)
         result = station.run(max_seconds=args.seconds)
     finally:
-        if web is not None:
-            web[1].close()
+        if web is not None:  # the hub first: its streams end, so the server stops without waiting on them
             web[0].close()
+            web[1].close()
         if annotator is not None:
             annotator.close()
         feed.close()

@@ -75,7 +75,7 @@ async def stream(request: Request) -> Response:
     async def parts() -> AsyncIterator[bytes]:
         with hub.viewer(view):  # leaves (and rendering stops) when the client goes: the task is cancelled
             seq = 0
-            while True:
+            while not hub.closed:
                 frame = await anyio.to_thread.run_sync(hub.next_frame, view, seq, 1.0, abandon_on_cancel=True)
                 if frame is None:
                     if await request.is_disconnected():
@@ -110,7 +110,7 @@ async def guidance_events(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         seq = -1
-        while True:
+        while not hub.closed:
             new_seq, g, temp = await anyio.to_thread.run_sync(hub.next_guidance, seq, 15.0, abandon_on_cancel=True)
             if await request.is_disconnected():
                 return

@@ -122,6 +122,11 @@ class StationHub:
         self._thread.start()
         return self
 
+    @property
+    def closed(self) -> bool:
+        """Closed: streams end (close the hub before the server, so none holds up its shutdown)."""
+        return self._stop.is_set()
+
     def close(self) -> None:
         self._stop.set()
         with self._lock:
