@@ -67,7 +67,7 @@ class StationProc:
             f'journal_path = "{tmp / "journal.sqlite"}"\n[guidance]\npublish = true\n'
             f'[web]\nenabled = true\nport = {self.port}\nusers_file = "{users}"\n'
             f'session_secret_file = "{tmp / "secret"}"\n{extra}')
-        self.log = open(tmp / "station.log", "w+")
+        self.log = open(tmp / "station.log", "w+")  # noqa: SIM115  (closed in close())
         self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg)],
                                      cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
