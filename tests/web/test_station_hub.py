@@ -176,3 +176,46 @@ def test_station_publishes_guidance_on_the_feed(tmp_path):
     assert all(m.body["text"] and m.body["language"] == "en" for m in got)
     # on change, not per pair: far fewer messages than the ~50 pairs
     assert len(got) < 25
+
+
+def test_bind_beyond_loopback_without_tls_is_refused(tmp_path):
+    from edge.commands.run import start_web
+    from edge.errors import UserError
+
+    cfg = validate_data({
+        "station": {"id": "gate-w"}, "calibration": {"path": str(CALIBRATION)},
+        "web": {"enabled": True, "host": "0.0.0.0", "port": free_port(), "users_file": str(tmp_path / "u.txt"),
+                "session_secret_file": str(tmp_path / "s")},
+    })
+    with pytest.raises(UserError, match="not loopback and no TLS"):
+        start_web(cfg)
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_kiosk_temperature_only_when_enabled(tmp_path, show):
+    import re
+
+    from starlette.testclient import TestClient
+
+    from edge.guidance import Guidance
+    from edge.web.auth import Users
+    from edge.web.station.app import build_station_app
+    from edge.web.station.config import StationWebConfig
+
+    cfg = StationWebConfig(enabled=True, users_file=str(tmp_path / "u.txt"), session_secret_file=str(tmp_path / "s"),
+                           kiosk_show_temperature=show)
+    Users(cfg.users_file).set("kiosk", "viewer", "kiosk screen 1")
+    hub = _hub()
+    try:
+        hub.set_guidance(Guidance("proceed", "Thank you, please proceed", "en", 4, "normal", 1, 10, 5), temp_c=36.84)
+        client = TestClient(build_station_app(cfg, hub, "gate-w", "Screening paused"))
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+        client.post("/login", data={"username": "kiosk", "password": "kiosk screen 1", "csrf_token": token})
+        r = client.get("/guidance")
+        assert r.headers["cache-control"].startswith("no-store")
+        body = r.json()
+        assert body["message_key"] == "proceed" and body["track_id"] == 4
+        assert ("temp_c" in body) is show and (not show or body["temp_c"] == 36.8)
+        assert 'data-paused="Screening paused"' in client.get("/kiosk").text
+    finally:
+        hub.close()
