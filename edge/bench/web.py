@@ -76,8 +76,10 @@ def station_with_web(stream: Path, on_pair: Any = None) -> Iterator[tuple[Any, A
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=url, timeout=10) as c:
-                page = c.get("/login").text
-                token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+                found = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)
+                if found is None:
+                    raise RuntimeError(f"{url}/login has no CSRF field")
+                token = found.group(1)
                 c.post("/login", data={"username": USER, "password": PASSWORD, "csrf_token": token, "next": "/"})
                 cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
             yield station, hub, url, cookie
@@ -121,9 +123,11 @@ def web_viewer_cpu(stream: Path, phase_s: float = 10.0, warmup_s: float = 6.0) -
                                 stdout=subprocess.PIPE)
         frames = [0]
 
+        out = curl.stdout
+        assert out is not None  # stdout=PIPE
+
         def count() -> None:
-            assert curl.stdout is not None
-            for chunk in iter(lambda: curl.stdout.read(65536), b""):
+            for chunk in iter(lambda: out.read(65536), b""):
                 frames[0] += chunk.count(b"--frame\r\n")
 
         reader = threading.Thread(target=count, daemon=True)

@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from edge.web import auth
 from edge.web.server import build_app, check_bind, make_templates
@@ -128,7 +128,7 @@ async def view_stats(request: Request) -> Response:
                          "render_errors": hub.render_errors}, headers=NO_STORE)
 
 
-def station_routes() -> list[Route]:
+def station_routes() -> list[BaseRoute]:
     return [
         Route("/", live_page), Route("/kiosk", kiosk_page), Route("/align", align_page),
         Route("/stream/{view}.mjpg", stream), Route("/guidance", guidance), Route("/guidance/events", guidance_events),
