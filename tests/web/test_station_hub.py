@@ -21,7 +21,10 @@ from edge.thermal.calibration import load_calibration
 from edge.types import Verdict
 from edge.web.station.hub import StationHub, person_labels
 from edge.web.station.render import HEADER_PX, colour_bar, thermal_to_rgb_matrix
-from tests.synth_streams import free_port
+try:  # the 'imports' branch moves the test helpers to tests/support.py
+    from tests.support import free_port
+except ImportError:
+    from tests.synth_streams import free_port
 
 CALIBRATION = REPO_ROOT / "calibration" / "sample-gate-1.toml"
 

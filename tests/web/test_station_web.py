@@ -18,7 +18,10 @@ import pytest
 
 from edge.paths import REPO_ROOT
 from edge.web.auth import Users
-from tests.synth_streams import free_port
+try:  # the 'imports' branch moves the test helpers to tests/support.py
+    from tests.support import free_port
+except ImportError:
+    from tests.synth_streams import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
