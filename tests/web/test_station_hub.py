@@ -21,6 +21,7 @@ from edge.thermal.calibration import load_calibration
 from edge.types import Verdict
 from edge.web.station.hub import StationHub, person_labels
 from edge.web.station.render import HEADER_PX, colour_bar, thermal_to_rgb_matrix
+
 try:  # the 'imports' branch moves the test helpers to tests/support.py
     from tests.support import free_port
 except ImportError:

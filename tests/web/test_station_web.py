@@ -18,6 +18,7 @@ import pytest
 
 from edge.paths import REPO_ROOT
 from edge.web.auth import Users
+
 try:  # the 'imports' branch moves the test helpers to tests/support.py
     from tests.support import free_port
 except ImportError:
