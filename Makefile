@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test bench eval clean station-web
+.PHONY: setup run test bench eval console clean station-web
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: setup
 station-web: setup
 	$(PY) -m edge.web.station.demo_user var/station-web-users.txt
 	$(VENV)/bin/thermal-edge run --config config/station-web-demo.toml
+
+# the control-room console on the bundled sample streams (5 simulated gateways, images on);
+# prints the URL and a demo login; Ctrl-C stops it. CONSOLE_PORT=8081 make console to move it.
+CONSOLE_PORT ?= 8080
+console: setup
+	$(VENV)/bin/thermal-edge console demo --loop --port $(CONSOLE_PORT)
 
 test: setup
 	$(PY) -m pytest -q

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import ChoiceLoader, FileSystemLoader
 from pydantic import Field, field_validator, model_validator
@@ -64,7 +65,7 @@ class WebConfig(StrictModel):
         return None if v is None else str(resolve_path(v, info))
 
     @model_validator(mode="after")
-    def _pair(self) -> "WebConfig":
+    def _pair(self) -> WebConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("web.tls_cert and web.tls_key go together: set both or neither")
         return self

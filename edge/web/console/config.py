@@ -67,8 +67,6 @@ class ConsoleRules(StrictModel):
     image_retention_days: float = Field(30.0, ge=0.01, le=3650.0,
                                         description="face and thermal images are deleted after this many days")
     queue_size: int = Field(200, ge=10, le=5000, description="alerts shown in the live queue (newest first)")
-    fever_c: float = Field(37.5, ge=36.0, le=40.0,
-                           description="secondary reading at or above this counts as fever in the PPV, degC")
 
 
 class ConsoleConfig(StrictModel):

@@ -11,8 +11,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,7 +58,7 @@ class _HeardListener(Listener):
 class _RetryingStore:
     """The Listener's Store interface over ConsoleStore, retrying database errors until ``stop``."""
 
-    def __init__(self, store: ConsoleStore, ingest: "Ingest") -> None:
+    def __init__(self, store: ConsoleStore, ingest: Ingest) -> None:
         self._store, self._ingest = store, ingest
 
     def __getattr__(self, name: str) -> Any:
@@ -126,8 +127,13 @@ class Ingest:
         except BaseException as e:  # shown in the diagnostics panel; the web pages keep serving
             self.error = e
             log.exception("feed subscriber stopped")
+        finally:
+            try:
+                self.store.flush()
+            except SQLAlchemyError as e:  # positions are only an optimisation: catch-up re-sends, dedupe drops
+                log.warning("console store: positions not saved at stop (%s); catch-up will repeat a few", e)
 
-    def start(self) -> "Ingest":
+    def start(self) -> Ingest:
         self._thread = threading.Thread(target=self.run, name="console-ingest", daemon=True)
         self._thread.start()
         return self

@@ -40,7 +40,7 @@ class Notifier:
             return
         try:
             await asyncio.wait_for(event.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 COLOURS = {"elevated": "#ff4d4f", "normal": "#3ecf6e", "indeterminate": "#ffb020", "default": "#4da3ff",
-           "confirmed": "#ff4d4f", "not confirmed": "#3ecf6e", "open": "#9aa3ad"}
+           "confirmed": "#ff4d4f", "not confirmed": "#3ecf6e", "open": "#9aa3ad", "other outcome": "#c77dff"}
 _FONT = 'font-family="system-ui, sans-serif" font-size="11" fill="#9aa3ad"'
 
 
@@ -21,7 +21,7 @@ def _nice_max(v: float) -> float:
 def bars(labels: list[str], values: list[float], *, title: str, width: int = 640, height: int = 200,
          colours: list[str] | None = None, label_every: int = 1, value_fmt: str = "{:g}") -> Markup:
     """Vertical bars, one per label; y axis from 0 to a round maximum; empty data says so."""
-    left, bottom, top = 36, 22, 22
+    left, bottom, top = 36, 22, 36  # top: room for the title above the highest value label
     plot_w, plot_h = width - left - 8, height - bottom - top
     vmax = _nice_max(max(values, default=0))
     n = max(len(values), 1)
@@ -59,7 +59,7 @@ def grouped(groups: dict[str, dict[str, float]], *, title: str, width: int = 640
     keys = sorted({k for g in groups.values() for k in g})
     palette = ["#ffb020", "#4da3ff", "#c77dff", "#3ecf6e", "#ff7a45", "#9aa3ad", "#36cfc9", "#f759ab"]
     colour = {k: COLOURS.get(k) or palette[i % len(palette)] for i, k in enumerate(keys)}
-    left, top = 120, 22
+    left, top = 120, 28
     legend_h = 18 * ((len(keys) + 3) // 4)
     height = top + row_h * max(len(groups), 1) + legend_h + 12
     plot_w = width - left - 40

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,7 +19,8 @@ ACTIVE_STATES = ("ok", "starting")  # station states that are not 'degraded'
 
 def queue(c: Any, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` alerts, newest first (by measurement time)."""
-    rows = c.execute(sa.select(t.alerts).order_by(t.alerts.c.time_unix_s.desc(), t.alerts.c.event_id.desc())
+    rows = c.execute(sa.select(t.alerts).order_by(t.alerts.c.time_unix_s.desc(), t.alerts.c.received_unix_s.desc(),
+                                                  t.alerts.c.event_id.desc())
                      .limit(limit))
     return [dict(r._mapping) for r in rows]
 
@@ -88,7 +89,7 @@ class StationRow:
 
 
 def day_start(now: float) -> float:
-    d = datetime.fromtimestamp(now, timezone.utc)
+    d = datetime.fromtimestamp(now, UTC)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 

@@ -10,14 +10,21 @@ import io
 import json
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from edge.web import auth
@@ -40,7 +47,7 @@ CALIBRATION_COLUMNS = ["SubjectID", "canthiMax1", "T_atm", "aveOralM", "site", "
 
 
 def utc(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    return "" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
+    return "" if ts is None else datetime.fromtimestamp(ts, UTC).strftime(fmt)
 
 
 def temp(v: float | None, digits: int = 1) -> str:
@@ -271,7 +278,7 @@ def _filter(request: Request) -> queries.HistoryFilter:
             d = datetime.fromisoformat(v)
         except ValueError:
             raise ActionError(f"{name}: {v[:30]!r} is not a date/time (YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC)") from None
-        return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+        return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
 
     verdict = q.get("verdict") or None
     if verdict not in (None, "elevated", "normal", "indeterminate"):
@@ -358,8 +365,9 @@ async def stats_page(request: Request) -> Response:
                                                 "other outcome": s.closed - s.confirmed - s.not_confirmed,
                                                 "open": s.alerts - s.closed} for s in o},
                                 title="alerts per station by outcome (last 24 h)"),
-        "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o], width=320,
-                              title="confirmation rate per station, % (24 h)", value_fmt="{:g}"),
+        "confirm": plots.bars([s.station_id for s in o], [round(100 * (s.ppv or 0)) for s in o],
+                              width=max(320, 110 * len(o) + 50),
+                              title="confirmation rate (PPV) per station, % (last 24 h)", value_fmt="{:g}"),
     }
     return request.app.state.templates.TemplateResponse(request, "stats.html", _ctx(
         request, charts=charts, outcomes_all=d["outcomes_all"], page="stats"))

@@ -38,7 +38,7 @@ feed_positions = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
-_event_columns = lambda: [  # noqa: E731 -- shared by alerts and screenings
+_event_columns = lambda: [
     sa.Column("event_id", sa.String(200), primary_key=True),
     sa.Column("person_key", sa.String(200), nullable=False),  # publisher-epoch-track: joins alert and screening
     sa.Column("station_id", sa.String(64), nullable=False),

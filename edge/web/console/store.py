@@ -12,9 +12,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -98,12 +99,39 @@ def _event_values(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The ingest path runs per feed message: statements are built once, values go in as parameters
+# (building .values(...) per call cost more than the SQL itself).
+_m, _p = t.feed_messages.c, t.feed_positions.c
+HAS_MSG = sa.select(1).where(_m.msg_id == sa.bindparam("b_msg"))
+HAS_POS = sa.select(1).where(_m.publisher_id == sa.bindparam("b_pub"), _m.kind == sa.bindparam("b_kind"),
+                             _m.epoch == sa.bindparam("b_epoch"), _m.seq == sa.bindparam("b_seq"))
+SET_POS = sa.update(t.feed_positions).where(_p.publisher_id == sa.bindparam("b_pub"), _p.kind == sa.bindparam("b_kind"))
+_BY_EVENT = {tab.name: tab.c.event_id == sa.bindparam("b_eid") for tab in (t.alerts, t.screenings)}
+LAST_SEQ = {tab.name: sa.select(tab.c.last_seq).where(_BY_EVENT[tab.name]) for tab in (t.alerts, t.screenings)}
+BUMP = {t.alerts.name: sa.update(t.alerts).where(_BY_EVENT["alerts"]).values(
+            n_messages=t.alerts.c.n_messages + 1, version=t.alerts.c.version + 1),
+        t.screenings.name: sa.update(t.screenings).where(_BY_EVENT["screenings"]).values(
+            n_messages=t.screenings.c.n_messages + 1)}
+STATION = sa.update(t.stations).where(t.stations.c.station_id == sa.bindparam("b_sid"))
+POSITION_FLUSH_S = 0.5
+RECENT_IDS = 20_000  # msg ids this process stored lately: has()/add() answer from memory
+
+
 class ConsoleStore:
     """All reads and writes of the console. ``engine``: from ``schema.make_engine`` (passed in)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.reader = engine.execution_options(**{t.READ_ONLY: True})
+        self._recent: dict[str, None] = {}  # insertion-ordered set of msg ids stored by this process
+        self._positions: dict[tuple[str, str], Position] = {}  # Listener positions, newest
+        self._dirty: set[tuple[str, str]] = set()  # of which not yet written
+        self._flushed_at = time.monotonic()
+
+    def _remember(self, msg_id: str) -> None:
+        self._recent[msg_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.pop(next(iter(self._recent)))
 
     def read(self) -> Any:
         return self.reader.connect()
@@ -114,38 +142,57 @@ class ConsoleStore:
     # --- Listener Store interface ---------------------------------------------------------------
 
     def has(self, msg_id: str) -> bool:
-        with self.read() as c:
-            return c.execute(sa.select(1).where(t.feed_messages.c.msg_id == msg_id)).first() is not None
+        if msg_id in self._recent:
+            return True
+        with self.read() as c:  # stored before this process started, or by another console instance
+            return c.execute(HAS_MSG, {"b_msg": msg_id}).first() is not None
 
     def has_position(self, publisher_id: str, kind: str, epoch: int, seq: int) -> bool:
-        m = t.feed_messages.c
         with self.read() as c:
-            return c.execute(sa.select(1).where(m.publisher_id == publisher_id, m.kind == kind, m.epoch == epoch,
-                                                m.seq == seq)).first() is not None
+            return c.execute(HAS_POS, {"b_pub": publisher_id, "b_kind": kind, "b_epoch": epoch,
+                                       "b_seq": seq}).first() is not None
 
     def add(self, msg: Message) -> None:
-        self.ingest(msg)  # idempotent: a message ingested by on_message is already there
+        if msg.msg_id not in self._recent:
+            self.ingest(msg)  # idempotent: a message ingested by on_message is already there
 
     def position(self, publisher_id: str, kind: str) -> Position | None:
-        p = t.feed_positions.c
+        if (publisher_id, kind) in self._positions:
+            return self._positions[(publisher_id, kind)]
         with self.read() as c:
-            row = c.execute(sa.select(p.epoch, p.seq).where(p.publisher_id == publisher_id, p.kind == kind)).first()
+            row = c.execute(sa.select(_p.epoch, _p.seq).where(_p.publisher_id == publisher_id, _p.kind == kind)).first()
         return (row[0], row[1]) if row else None
 
     def set_position(self, publisher_id: str, kind: str, pos: Position) -> None:
-        p = t.feed_positions.c
-        with self.write() as c:
-            n = c.execute(sa.update(t.feed_positions).where(p.publisher_id == publisher_id, p.kind == kind)
-                          .values(epoch=pos[0], seq=pos[1])).rowcount
-            if n == 0:
-                c.execute(sa.insert(t.feed_positions).values(publisher_id=publisher_id, kind=kind,
-                                                             epoch=pos[0], seq=pos[1]))
+        """Kept in memory and written with the next stored message, or within POSITION_FLUSH_S.
+        Safe to lose in a crash: a restarted console resumes from an older position, and the
+        messages caught up again are dropped as duplicates by ``has``."""
+        self._positions[(publisher_id, kind)] = pos
+        self._dirty.add((publisher_id, kind))
+        if time.monotonic() - self._flushed_at > POSITION_FLUSH_S:
+            with self.write() as c:
+                self._flush_positions(c)
+
+    def _flush_positions(self, c: Any) -> None:
+        for pub, kind in sorted(self._dirty):
+            epoch, seq = self._positions[(pub, kind)]
+            if c.execute(SET_POS, {"b_pub": pub, "b_kind": kind, "epoch": epoch, "seq": seq}).rowcount == 0:
+                c.execute(t.feed_positions.insert(), {"publisher_id": pub, "kind": kind, "epoch": epoch, "seq": seq})
+        self._dirty.clear()
+        self._flushed_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Write pending positions (the ingest calls it when it stops)."""
+        if self._dirty:
+            with self.write() as c:
+                self._flush_positions(c)
 
     def positions(self, kind: str) -> dict[str, list[int]]:
-        p = t.feed_positions.c
         with self.read() as c:
-            return {r.publisher_id: [r.epoch, r.seq]
-                    for r in c.execute(sa.select(p.publisher_id, p.epoch, p.seq).where(p.kind == kind))}
+            out = {r.publisher_id: [r.epoch, r.seq]
+                   for r in c.execute(sa.select(_p.publisher_id, _p.epoch, _p.seq).where(_p.kind == kind))}
+        out.update({pub: list(pos) for (pub, k), pos in self._positions.items() if k == kind})
+        return out
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -159,14 +206,18 @@ class ConsoleStore:
                 if msg.kind == "status":
                     self._status(c, body, now)
                     return True
-                if c.execute(sa.select(1).where(t.feed_messages.c.msg_id == msg.msg_id)).first() is not None:
+                if c.execute(HAS_MSG, {"b_msg": msg.msg_id}).first() is not None:
                     return False
-                c.execute(sa.insert(t.feed_messages).values(
-                    msg_id=msg.msg_id, publisher_id=body["publisher_id"], kind=msg.kind, epoch=body["epoch"],
-                    seq=body["seq"], station_id=body["station_id"], event_id=body.get("event_id"),
-                    time_utc=body["time_utc"], received_unix_s=now, body=json.dumps(body)))
+                c.execute(t.feed_messages.insert(), {
+                    "msg_id": msg.msg_id, "publisher_id": body["publisher_id"], "kind": msg.kind,
+                    "epoch": body["epoch"], "seq": body["seq"], "station_id": body["station_id"],
+                    "event_id": body.get("event_id"), "time_utc": body["time_utc"], "received_unix_s": now,
+                    "body": json.dumps(body)})
                 self._event(c, msg, now)
-                return True
+                if self._dirty:
+                    self._flush_positions(c)
+            self._remember(msg.msg_id)
+            return True
         except IntegrityError:  # another console instance stored it first (shared PostgreSQL)
             return False
 
@@ -174,21 +225,17 @@ class ConsoleStore:
         body = msg.body
         table = t.alerts if msg.kind == "alert" else t.screenings
         values = _event_values(body)
-        row = c.execute(sa.select(table.c.last_seq, table.c.publisher_id)
-                        .where(table.c.event_id == body["event_id"])).first()
-        if row is None:
-            c.execute(sa.insert(table).values(
-                event_id=body["event_id"], station_id=body["station_id"], publisher_id=body["publisher_id"],
-                person_key=f"{body['publisher_id']}-{body['epoch']}-{body['track_id']}", track_id=body["track_id"],
-                first_time_utc=body["time_utc"], time_unix_s=unix_s(body["time_utc"]), received_unix_s=now,
-                n_messages=1, **values, **({"images": "", "state": "open", "version": 1} if msg.kind == "alert" else {})))
-        else:
-            upd: dict[str, Any] = {"n_messages": table.c.n_messages + 1}
-            if body["seq"] > row.last_seq:  # catch-up may bring an older message after a newer one
-                upd.update(values)
-            if msg.kind == "alert":
-                upd["version"] = table.c.version + 1
-            c.execute(sa.update(table).where(table.c.event_id == body["event_id"]).values(**upd))
+        last_seq = c.execute(LAST_SEQ[table.name], {"b_eid": body["event_id"]}).scalar()
+        if last_seq is None:
+            c.execute(table.insert(), {
+                "event_id": body["event_id"], "station_id": body["station_id"], "publisher_id": body["publisher_id"],
+                "person_key": f"{body['publisher_id']}-{body['epoch']}-{body['track_id']}",
+                "track_id": body["track_id"], "first_time_utc": body["time_utc"],
+                "time_unix_s": unix_s(body["time_utc"]), "received_unix_s": now, "n_messages": 1, **values,
+                **({"images": "", "images_deleted": False, "state": "open", "version": 1}
+                   if msg.kind == "alert" else {})})
+        else:  # catch-up may bring an older message after a newer one: count it, keep the newer values
+            c.execute(BUMP[table.name], {"b_eid": body["event_id"], **(values if body["seq"] > last_seq else {})})
         if msg.kind != "alert":
             return
         if msg.images:
@@ -206,7 +253,6 @@ class ConsoleStore:
 
     def _touch_station(self, c: Any, body: dict[str, Any], now: float, *, last_alert: bool = False,
                        status: str | None = None, heard: float | None = None, heartbeat_s: float | None = None) -> None:
-        s = t.stations.c
         values: dict[str, Any] = {"publisher_id": body["publisher_id"]}
         if last_alert:
             values["last_alert_unix_s"] = now
@@ -216,8 +262,8 @@ class ConsoleStore:
             values["heard_unix_s"] = heard
         if heartbeat_s is not None:
             values["heartbeat_s"] = heartbeat_s
-        if c.execute(sa.update(t.stations).where(s.station_id == body["station_id"]).values(**values)).rowcount == 0:
-            c.execute(sa.insert(t.stations).values(station_id=body["station_id"], **values))
+        if c.execute(STATION, {"b_sid": body["station_id"], **values}).rowcount == 0:
+            c.execute(t.stations.insert(), {"station_id": body["station_id"], **values})
         if status is not None or last_alert:
             self._change(c, now, "station", body["station_id"])
 
@@ -232,12 +278,12 @@ class ConsoleStore:
             self._touch_station(c, body, now, heard=now, heartbeat_s=body.get("interval_s"))
 
     def _audit(self, c: Any, event_id: str, now: float, actor: str, action: str, detail: str) -> None:
-        c.execute(sa.insert(t.audit).values(event_id=event_id, at_unix_s=now, actor=actor, action=action,
-                                            detail=detail))
+        c.execute(t.audit.insert(), {"event_id": event_id, "at_unix_s": now, "actor": actor, "action": action,
+                                     "detail": detail})
         self._change(c, now, "alert", event_id)
 
     def _change(self, c: Any, now: float, topic: str, key: str) -> None:
-        c.execute(sa.insert(t.changes).values(at_unix_s=now, topic=topic, key=key))
+        c.execute(t.changes.insert(), {"at_unix_s": now, "topic": topic, "key": key})
 
     # --- operator actions ---------------------------------------------------------------------
 
@@ -342,4 +388,4 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 
 def _hm(unix: float | None) -> str:
-    return "?" if unix is None else datetime.fromtimestamp(unix, timezone.utc).strftime("%H:%M:%S UTC")
+    return "?" if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%H:%M:%S UTC")

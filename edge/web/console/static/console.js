@@ -17,7 +17,7 @@
   let muted = localStorage.getItem("te-muted") === "1";
   let audio = null;
   function showMute() {
-    muteBtn.textContent = muted ? "🔕 muted" : "🔔 sound on";
+    muteBtn.textContent = muted ? "sound: muted" : "sound: on";
     muteBtn.setAttribute("aria-pressed", muted ? "true" : "false");
   }
   muteBtn.addEventListener("click", () => {
@@ -67,14 +67,17 @@
       if (old.classList.contains("selected")) card.classList.add("selected");
       old.replaceWith(card);
     } else {
-      const t = parseFloat(card.dataset.time);
+      // newest first: by measurement time, then by arrival at the console (the server's order)
+      const t = parseFloat(card.dataset.time), r = parseFloat(card.dataset.received);
       let before = null;
-      for (const c of queue.children) { if (parseFloat(c.dataset.time) < t) { before = c; break; } }
+      for (const c of queue.children) {
+        const ct = parseFloat(c.dataset.time);
+        if (ct < t || (ct === t && parseFloat(c.dataset.received) < r)) { before = c; break; }
+      }
       queue.insertBefore(card, before);
       if (!(id in window.TE_SEEN)) window.TE_SEEN[id] = performance.timeOrigin + performance.now();
       if (announce && card.dataset.state === "open") cue(card);
     }
-    markStale();
     document.getElementById("queue-count").textContent = queue.children.length;
     document.getElementById("empty").hidden = queue.children.length > 0;
     if (detail.querySelector(`.detail[data-id="${CSS.escape(id)}"]`)) loadDetail(id, false);
@@ -150,7 +153,12 @@
   function connect() {
     es = new EventSource("/events?after=" + lastChange);
     es.addEventListener("open", () => { setLive("ok", "live"); reconcile(); });
-    es.addEventListener("error", () => { setLive("down", "reconnecting…"); });
+    es.addEventListener("error", () => {
+      setLive("down", "reconnecting…");
+      // EventSource retries by itself after network errors, but gives up for good on an HTTP error
+      // (e.g. a proxy's 502 while the console restarts): then start a new one.
+      if (es.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+    });
     es.addEventListener("alert", (ev) => {
       const d = JSON.parse(ev.data);
       lastChange = parseInt(ev.lastEventId, 10) || lastChange;
