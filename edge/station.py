@@ -247,8 +247,11 @@ class Station:
 
     def _guidance_idle(self, now_s: float) -> None:
         """No pair for guidance.no_pairs_pause_s: the kiosk says 'paused' (silence is a report too)."""
-        if self.guide is not None and now_s - self._last_pair_s >= self.cfg.guidance.no_pairs_pause_s:
+        idle_s = now_s - self._last_pair_s
+        if self.guide is not None and idle_s >= self.cfg.guidance.no_pairs_pause_s:
             self._show_guidance(self.guide.update_idle(time.monotonic_ns()))
+            if self.web_hub is not None:  # the live view must not freeze on the last picture
+                self.web_hub.offer_no_pairs(idle_s, self._view_info)
 
     def _show_guidance(self, g: Guidance) -> None:
         if self.web_hub is not None:

@@ -223,3 +223,25 @@ def test_kiosk_temperature_only_when_enabled(tmp_path, show):
         assert 'data-paused="Screening paused"' in client.get("/kiosk").text
     finally:
         hub.close()
+
+
+def test_no_pairs_frame_instead_of_a_frozen_picture(results, tmp_path):
+    hub = _hub()
+    try:
+        hub.offer_no_pairs(3.0, _info)  # no viewer: nothing
+        assert hub._slot is None
+        res = max(results, key=lambda r: len(r.detections))
+        with hub.viewer("live"):
+            hub.offer(res.pair, res, lambda tid: None, _info)
+            live = hub.next_frame("live", 0, 10.0)
+            hub.offer_no_pairs(3.0, _info)
+            f = hub.next_frame("live", live.seq, 10.0)
+            assert f is not None
+            img = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            first = cv2.imdecode(np.frombuffer(live.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert img.shape == first.shape  # same size: the page does not jump
+            cv2.imwrite(str(tmp_path / "no_pairs.png"), img)
+            # mostly flat grey: not the camera picture
+            assert float(np.mean(np.abs(img.astype(int) - 40) < 8)) > 0.8
+    finally:
+        hub.close()

@@ -89,8 +89,9 @@ async def stream(request: Request) -> Response:
 
 
 def _guidance_json(request: Request, seq: int, g: Any, temp_c: float | None) -> dict[str, Any]:
-    if g is None:
-        return {"seq": seq, "message_key": "paused", "text": "", "reason": "starting"}
+    if g is None:  # no pair processed yet
+        return {"seq": seq, "message_key": "paused", "text": request.app.state.paused_text, "reason": "starting",
+                "track_id": -1, "people": 0}
     out = {"seq": seq, **g.body()}
     if request.app.state.web.kiosk_show_temperature and temp_c is not None:
         out["temp_c"] = round(float(temp_c), 1)

@@ -25,7 +25,13 @@ import numpy as np
 from edge.guidance import Guidance
 from edge.thermal.radiometry import to_celsius
 from edge.thermal.registration import Registration
-from edge.web.station.render import PersonLabel, ViewState, render_align, render_live
+from edge.web.station.render import (
+    PersonLabel,
+    ViewState,
+    render_align,
+    render_live,
+    render_no_pairs,
+)
 
 log = logging.getLogger(__name__)
 VIEWS = ("live", "align")
@@ -76,6 +82,8 @@ class StationHub:
         self._guidance: Guidance | None = None
         self._guidance_seq = 0
         self._guidance_temp_c: float | None = None
+        self._no_pairs_at = 0.0
+        self._last_size: tuple[int, int] = (1366, 556)  # (w, h) of the last live frame
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.rendered = {v: 0 for v in VIEWS}  # frames drawn per view (tests, bench)
@@ -102,6 +110,20 @@ class StationHub:
         with self._lock:
             if self._slot is not None:
                 self.dropped += 1
+            self._slot = view
+            self._lock.notify_all()
+
+    def offer_no_pairs(self, idle_s: float, info: Callable[[], dict[str, Any]]) -> None:
+        """No pair for ``idle_s`` seconds (cameras down): the views show that instead of freezing
+        on the last picture. At most once a second; nothing without a viewer."""
+        if not self.watching or time.monotonic() - self._no_pairs_at < 1.0:
+            return
+        self._no_pairs_at = time.monotonic()
+        view = ViewState(t_ns=time.monotonic_ns(), rgb_bgr=np.zeros((0, 0, 3), np.uint8),
+                         thermal_c=np.zeros((0, 0), np.float32), dets=None,
+                         info={**info(), "no_pairs_s": idle_s},
+                         guidance=self._guidance.text if self._guidance is not None else "")
+        with self._lock:
             self._slot = view
             self._lock.notify_all()
 
@@ -154,6 +176,16 @@ class StationHub:
             last = time.monotonic()
 
     def _render(self, view: ViewState) -> None:
+        if "no_pairs_s" in view.info:
+            img = render_no_pairs(view, self._last_size)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            with self._lock:
+                for name in VIEWS:
+                    if self._viewers[name]:
+                        self._seq += 1
+                        self._frames[name] = Frame(self._seq, buf.tobytes(), view.t_ns)
+                self._lock.notify_all()
+            return
         raw = view.thermal_c
         thermal_c = to_celsius(raw, self.thermal_units)
         offset = float(view.info.get("bb_offset_c") or 0.0)
@@ -162,6 +194,8 @@ class StationHub:
             if not self._viewers[name]:
                 continue
             img = render_live(view) if name == "live" else render_align(view, self.registration)
+            if name == "live":
+                self._last_size = (img.shape[1], img.shape[0])
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
             if not ok:
                 raise ValueError(f"cannot JPEG-encode a {img.shape} view frame")

@@ -201,6 +201,21 @@ def render_live(view: ViewState) -> np.ndarray:
     return np.concatenate([_header(body.shape[1], view), body, footer], axis=0)
 
 
+def render_no_pairs(view: ViewState, size_wh: tuple[int, int]) -> np.ndarray:
+    """What the views show while no paired frame arrives: the cameras' states, how long, and
+    the visitor message -- never the last picture, frozen, as if all were well."""
+    w, h = size_wh
+    img = np.full((h, w, 3), 40, np.uint8)
+    img[:HEADER_PX] = _header(w, view)
+    secs = float(view.info.get("no_pairs_s", 0.0))
+    _text(img, f"NO PAIRED FRAMES FOR {secs:.0f} s", (40, h // 2 - 20), (60, 60, 255), 1.3, 3, outline=False)
+    _text(img, "screening paused: check the cameras (header) and the station log", (40, h // 2 + 30),
+          (230, 230, 230), 0.8, 2, outline=False)
+    if view.guidance:
+        _text(img, f"visitor sees: {view.guidance}", (8, h - 12), (255, 255, 255), 0.7, outline=False)
+    return img
+
+
 def nearest_distance_m(dets: Any, registration: Registration) -> float | None:
     """Distance of the nearest face (largest inter-ocular distance), m; None without a face."""
     if dets is None or not len(dets):
