@@ -350,7 +350,8 @@ def _gateway_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: 
 def _web_figures(res: dict, missing: dict, plan: dict, log) -> dict:
     """The station web pages (edge/bench/web.py, in its own process): CPU of one live-view viewer
     (median of web_runs runs) and visitor-guidance timing on the looping febrile sample."""
-    keys = ("web_viewer_cpu_pct", "web_after_viewer_cpu_pct", "web_view_fps", "guidance_p50_ms", "guidance_p99_ms")
+    keys = ("web_viewer_cpu_pct", "web_no_viewer_cpu_pct", "web_after_viewer_cpu_pct", "web_view_fps",
+            "guidance_p50_ms", "guidance_p99_ms")
     log(f"bench: station web pages ({plan['web_runs']} runs, {plan['web_phase_s']:.0f} s per phase)")
     cmd = [sys.executable, "-m", "edge.bench.web", "--runs", str(plan["web_runs"]),
            "--phase-s", str(plan["web_phase_s"]), "--guidance-s", str(plan["guidance_s"])]
@@ -366,6 +367,7 @@ def _web_figures(res: dict, missing: dict, plan: dict, log) -> dict:
         return {"error": why[0][:200]}
     res["web_viewer_cpu_pct"] = web["web_viewer_cpu_pct"]
     res["web_after_viewer_cpu_pct"] = web["web_after_viewer_cpu_pct"]
+    res["web_no_viewer_cpu_pct"] = web["web_no_viewer_cpu_pct"]
     res["web_view_fps"] = web["view_fps"]
     g = web.get("guidance") or {}
     res["guidance_p50_ms"], res["guidance_p99_ms"] = g.get("p50_ms"), g.get("p99_ms")
@@ -410,6 +412,7 @@ def format_table(res: dict) -> str:
         ("camera_pairs_realtime", "camera pairs per gateway in real time (K live stations trial)"),
         ("camera_pairs_cpu_estimate", "camera pairs the CPU allows (85 % / one live station's CPU)"),
         ("web_viewer_cpu_pct", "extra CPU of one live-view viewer, % of one core (median)"),
+        ("web_no_viewer_cpu_pct", "extra CPU of [web] on without a viewer, % of one core"),
         ("web_after_viewer_cpu_pct", "extra CPU after the viewer left, % of one core"),
         ("guidance_p99_ms", "person appears -> kiosk message, p99, ms (p50 in JSON)"),
     ]
