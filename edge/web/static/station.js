@@ -23,7 +23,13 @@
       box.dataset.reason = g.reason || "";
       if (g.temp_c !== undefined) { temp.textContent = g.temp_c.toFixed(1) + " °C"; temp.hidden = false; }
       else { temp.hidden = true; }
+      // when it reached the screen (next paint), for the guidance-timing bench; the last 200 only
+      requestAnimationFrame(() => {
+        shownLog.push({key: g.message_key, track: g.track_id, seq: g.seq, shown_unix_ms: Date.now()});
+        if (shownLog.length > 200) shownLog.shift();
+      });
     };
+    const shownLog = window.guidanceShown = [];
     const es = new EventSource("/guidance/events");
     es.onmessage = (e) => show(JSON.parse(e.data));
     // station unreachable: never leave a stale "please proceed" up
