@@ -21,10 +21,21 @@ from edge.paths import REPO_ROOT
 from edge.web.console.schema import make_engine
 from edge.web.console.store import ConsoleStore
 
-# starlette 1.x nags about httpx in its TestClient; the client works and is what we pin
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+# starlette 1.x nags about httpx in its TestClient (once, at import); the client works and is what we pin
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import starlette.testclient  # noqa: F401
 
-PG_BIN = Path(os.environ.get("THERMAL_EDGE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """The newest Debian PostgreSQL server binaries (/usr/lib/postgresql/<major>/bin), or $THERMAL_EDGE_PG_BIN."""
+    if os.environ.get("THERMAL_EDGE_PG_BIN"):
+        return Path(os.environ["THERMAL_EDGE_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 CHROMIUM = Path(os.environ.get("THERMAL_EDGE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -224,3 +235,77 @@ def browser_login(page, base_url: str, user: str, password: str = PASSWORD) -> N
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(re.escape(base_url) + r"/(\?.*)?$"))
+
+
+class TcpRelay:
+    """A loopback TCP relay to the console: ``cut()`` drops every connection and refuses new ones
+    (a network cut between browser and console), ``restore()`` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target_port = target_port
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._server: socket.socket | None = None
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        import threading
+
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        with self._lock:
+            for s in self._conns:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self._conns.clear()

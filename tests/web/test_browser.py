@@ -20,6 +20,7 @@ import zmq
 from tests.feed.helpers import alert_event, open_test_feed
 from tests.web.conftest import (
     ConsoleProcess,
+    TcpRelay,
     browser_login,
     free_port,
     write_console_config,
@@ -67,7 +68,8 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
     errors: list[str] = []
     page_a.on("pageerror", lambda e: errors.append(str(e)))
     browser_login(page_a, console.url, "ann")
-    browser_login(page_b, console.url, "bob")
+    relay = TcpRelay(console.port)  # bob reaches the console through a link we can cut
+    browser_login(page_b, relay.url, "bob")
     page_a.wait_for_selector("#live.ok", timeout=WAIT_MS)
     page_b.wait_for_selector("#live.ok", timeout=WAIT_MS)
 
@@ -78,7 +80,27 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
         feed.publisher.publish_event(alert_event(track, images=track % 2 == 1), TIME)
         for page in (page_a, page_b):
             page.wait_for_selector(f'#queue .alert-card[data-id="{eid(track)}"]', timeout=WAIT_MS)
-    assert card_ids(page_a)[0] == eid(5) or len(card_ids(page_a)) == 5
+    assert sorted(card_ids(page_a)) == sorted(eid(t) for t in range(1, 6))
+    # the visual cue (card and top bar flash) and a mute switch that sticks
+    assert "new" in page_a.get_attribute(f'.alert-card[data-id="{eid(5)}"]', "class")
+    assert "flash-alert" in page_a.get_attribute("body", "class")
+    page_a.click("#mute")
+    assert page_a.inner_text("#mute") == "sound: muted"
+    assert page_a.evaluate("() => localStorage.getItem('te-muted')") == "1"
+    page_a.click("#mute")
+    assert page_a.inner_text("#mute") == "sound: on"
+
+    # a network cut on bob's side: alerts published meanwhile appear after it, once each
+    relay.cut()
+    page_b.wait_for_selector("#live.down", timeout=WAIT_MS)
+    for track in range(90, 93):
+        feed.publisher.publish_event(alert_event(track), TIME)
+    page_a.wait_for_selector(f'.alert-card[data-id="{eid(92)}"]', timeout=WAIT_MS)
+    time.sleep(1.5)  # the page retries against a dead link meanwhile
+    relay.restore()
+    page_b.wait_for_selector(f'.alert-card[data-id="{eid(92)}"]', timeout=WAIT_MS)
+    page_b.wait_for_selector("#live.ok", timeout=WAIT_MS)
+    assert sorted(card_ids(page_b)) == sorted(card_ids(page_a))
 
     # 2. ann opens alert 3 (with images), acknowledges it
     page_a.click(f'.alert-card[data-id="{eid(3)}"]')
@@ -119,7 +141,7 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
     with page_a.expect_download() as dl:
         page_a.click("#csv-export")
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
-    assert sorted(r["event_id"] for r in rows) == sorted(eid(t) for t in range(1, 6))
+    assert sorted(r["event_id"] for r in rows) == sorted(eid(t) for t in (*range(1, 6), 90, 91, 92))
     closed = next(r for r in rows if r["event_id"] == eid(3))
     assert (closed["outcome"], closed["secondary_c"], closed["secondary_site"], closed["closed_by"]) == \
         ("confirmed elevated", "38.4", "oral", "ann")
@@ -133,13 +155,13 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
 
     # 5. the replay goes on while the console is SIGKILLed and restarted: every alert exactly once
     # (published from this thread: the gateway's journal connection belongs to the thread that opened it)
-    published: list[str] = [eid(t) for t in range(1, 6)]
+    published: list[str] = [eid(t) for t in (*range(1, 6), 90, 91, 92)]
     for track in range(6, 46):
         feed.publisher.publish_event(alert_event(track), TIME)
         published.append(eid(track))
         if track == 15:
             console.kill()  # no clean shutdown
-            page_b.wait_for_selector("#live.down", timeout=WAIT_MS)  # the page says it lost the console
+            page_a.wait_for_selector("#live.down", timeout=WAIT_MS)  # the page says it lost the console
         if track == 25:
             console.start()  # alerts 16..25 were published while it was down
         time.sleep(0.05)

@@ -33,7 +33,7 @@ def app(tmp_path):
                                     "session_secret_file": str(tmp_path / "secret")},
                             "store": {"sqlite_path": str(tmp_path / "console.sqlite"), "busy_timeout_s": 0.2}})
     users = auth.Users(cfg.web.users_file)
-    for name, role in (("ann", "operator"), ("bob", "operator"), ("vic", "viewer")):
+    for name, role in (("ann", "operator"), ("bob", "operator"), ("vic", "viewer"), ("ada", "admin")):
         users.set(name, role, PASSWORD)
     auth._FAILS.clear()
     store = ConsoleStore(make_engine(cfg.store.database_url, 0.2))
@@ -101,6 +101,17 @@ def test_two_operators_one_alert(app):
     assert r.status_code == 409 and "only they can close" in r.json()["error"]
     detail = bob.get("/alerts/gate-1-1000-alert-1?fragment=1").text
     assert "acknowledged by <b class=\"taken-by\">ann</b>" in detail
+
+
+def test_admin_releases_anyones_alert(app):
+    ingest(app, event_msg(1))
+    ann, bob, ada = client(app, "ann"), client(app, "bob"), client(app, "ada")
+    ann.post("/alerts/gate-1-1000-alert-1/take")
+    assert bob.post("/alerts/gate-1-1000-alert-1/release").status_code == 409
+    assert ada.post("/alerts/gate-1-1000-alert-1/release").status_code == 200
+    assert bob.post("/alerts/gate-1-1000-alert-1/take").status_code == 200
+    audit = bob.get("/alerts/gate-1-1000-alert-1?fragment=1").text
+    assert "gave the alert back to the queue (taken by ann)" in audit
 
 
 def test_viewer_cannot_act(app):

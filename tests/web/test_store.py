@@ -183,8 +183,16 @@ def test_changes_follow_every_write(store):
     with store.read() as c:
         start = queries.last_change_id(c)
     store.ingest(event_msg(1), NOW)
+    store.ingest(status_msg(1, {"state": "ok"}), NOW)
     store.take("gate-1-1000-alert-1", "ann", NOW)
     with store.read() as c:
         topics = [(topic, key) for _, topic, key in queries.changes_after(c, start)]
-    assert ("alert", "gate-1-1000-alert-1") in topics and ("station", "gate-1") in topics
-    assert topics[-1] == ("alert", "gate-1-1000-alert-1")
+    assert topics == [("alert", "gate-1-1000-alert-1"), ("station", "gate-1"), ("alert", "gate-1-1000-alert-1")]
+
+
+def test_station_known_only_from_caught_up_alerts(store):
+    store.ingest(event_msg(1, station="gate-7"), NOW)
+    with store.read() as c:
+        (row,) = queries.stations(c, NOW + 5, red_after_s=30)
+    assert (row.station_id, row.liveness, row.red, row.last_alert_unix_s) == ("gate-7", "never", True, NOW)
+    assert queries.station_label(row) == "never heard"

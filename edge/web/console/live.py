@@ -33,15 +33,17 @@ class Notifier:
             except RuntimeError:  # loop closing at shutdown
                 pass
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float) -> bool:
+        """Until the next notification (True) or ``timeout_s`` (False)."""
         event = self._event
         if event is None:
             await asyncio.sleep(timeout_s)
-            return
+            return False
         try:
             await asyncio.wait_for(event.wait(), timeout_s)
+            return True
         except TimeoutError:
-            pass
+            return False
 
 
 class ChangeCursor:

@@ -88,6 +88,14 @@ class StationRow:
     version: str
 
 
+@dataclass
+class _Unheard:
+    station_id: str
+    heard_unix_s: float | None = None
+    heartbeat_s: float | None = None
+    status: str | None = None
+
+
 def day_start(now: float) -> float:
     d = datetime.fromtimestamp(now, UTC)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -110,8 +118,13 @@ def stations(c: Any, now: float, red_after_s: float) -> list[StationRow]:
     ac = t.alerts.c
     alerts_today = dict(c.execute(sa.select(ac.station_id, sa.func.count()).where(ac.time_unix_s >= since)
                                   .group_by(ac.station_id)).all())
+    last_alert = dict(c.execute(sa.select(ac.station_id, sa.func.max(ac.received_unix_s)).group_by(ac.station_id)).all())
+    rows = list(c.execute(sa.select(t.stations)))
+    known = {r.station_id for r in rows}
+    # a station known only from alerts caught up from its journal (never heard live)
+    rows += [_Unheard(sid) for sid in sorted(set(last_alert) - known)]
     out = []
-    for s in c.execute(sa.select(t.stations).order_by(t.stations.c.station_id)):
+    for s in sorted(rows, key=lambda r: r.station_id):
         status = json.loads(s.status) if s.status else {}
         silent_s = None if s.heard_unix_s is None else max(0.0, now - s.heard_unix_s)
         limit = 3 * (s.heartbeat_s or 1.0)
@@ -126,7 +139,7 @@ def stations(c: Any, now: float, red_after_s: float) -> list[StationRow]:
             red=silent_s is None or silent_s > red_after_s,
             cameras=[(str(k), str(v.get("state", "?")) if isinstance(v, dict) else "?") for k, v in cams.items()],
             blackbody=bb_state, pairs_per_s=float(fps) if isinstance(fps, (int, float)) else None,
-            last_alert_unix_s=s.last_alert_unix_s, screened_today=int(n or 0),
+            last_alert_unix_s=last_alert.get(s.station_id), screened_today=int(n or 0),
             indeterminate_share=(indet or 0) / n if n else None,
             top_reasons=reasons.get(s.station_id, Counter()).most_common(3),
             alerts_today=int(alerts_today.get(s.station_id, 0)), version=str(status.get("version", ""))))

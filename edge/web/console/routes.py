@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 IMAGE_NAMES = {"rgb": "rgb_jpeg", "thermal": "thermal_jpeg"}
 SSE_POLL_S = 1.0  # a stream re-reads the changes table at least this often (other console instances)
 SSE_KEEPALIVE_S = 15.0
+SSE_COALESCE_S = 0.02  # after a wake-up, let the rest of a burst land before reading
 CSV_COLUMNS = ["event_id", "kind", "station_id", "time_utc", "verdict", "reason", "method", "core_temp_c",
                "skin_temp_c", "uncertainty_c", "threshold_c", "mask", "state", "taken_by", "outcome",
                "secondary_c", "secondary_site", "closed_by", "closed_utc", "note"]
@@ -215,7 +216,8 @@ async def events(request: Request) -> Response:
             elif time.monotonic() - last_sent > SSE_KEEPALIVE_S:
                 yield ": keepalive\n\n"
                 last_sent = time.monotonic()
-            await notifier.wait(SSE_POLL_S)
+            if await notifier.wait(SSE_POLL_S):
+                await asyncio.sleep(SSE_COALESCE_S)  # a burst: read it as one batch, not one read per alert
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -231,24 +233,24 @@ async def _form(request: Request) -> dict[str, Any]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _action(fn: Callable[[Any, str, str, dict[str, Any]], Any], message: str):
+def _action(fn: Callable[[Any, str, auth.User, dict[str, Any]], Any], message: str):
     @_db
     @auth.csrf_protected
     async def endpoint(request: Request) -> Response:
         user = auth.require(request, "operator")
         eid = request.path_params["event_id"]
         form = await _form(request)
-        await run_in_threadpool(fn, request.app.state.store, eid, user.name, form)
+        await run_in_threadpool(fn, request.app.state.store, eid, user, form)
         request.app.state.notifier.notify_threadsafe()
         log.info("%s: %s %s", user.name, message, eid)
         return _answer(request, message, 200, back=f"/?alert={eid}")
     return endpoint
 
 
-take = _action(lambda s, eid, user, form: s.take(eid, user), "acknowledged")
-release = _action(lambda s, eid, user, form: s.release(eid, user), "released")
-close = _action(lambda s, eid, user, form: s.close(eid, user, parse_close_form(form)), "closed")
-note = _action(lambda s, eid, user, form: s.add_note(eid, user, str(form.get("note", ""))), "note added")
+take = _action(lambda s, eid, user, form: s.take(eid, user.name), "acknowledged")
+release = _action(lambda s, eid, user, form: s.release(eid, user.name, force=user.can("admin")), "released")
+close = _action(lambda s, eid, user, form: s.close(eid, user.name, parse_close_form(form)), "closed")
+note = _action(lambda s, eid, user, form: s.add_note(eid, user.name, str(form.get("note", ""))), "note added")
 
 
 # --- stations, history, statistics --------------------------------------------------------------

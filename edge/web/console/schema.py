@@ -114,7 +114,6 @@ stations = sa.Table(
     sa.Column("heartbeat_s", sa.Float),
     sa.Column("status", sa.Text),  # JSON of the last status message
     sa.Column("status_unix_s", sa.Float),
-    sa.Column("last_alert_unix_s", sa.Float),
 )
 
 changes = sa.Table(
@@ -149,7 +148,9 @@ def make_engine(url: str, busy_timeout_s: float = 5.0) -> sa.Engine:
         def _begin(conn) -> None:
             # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that
             # upgrades from read to write fails at once with "database is locked" instead of waiting.
-            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+            # Readers issue no BEGIN at all: each statement reads its own WAL snapshot (autocommit).
+            if not conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
     metadata.create_all(engine)

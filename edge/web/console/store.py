@@ -214,7 +214,7 @@ class ConsoleStore:
                     "event_id": body.get("event_id"), "time_utc": body["time_utc"], "received_unix_s": now,
                     "body": json.dumps(body)})
                 self._event(c, msg, now)
-                if self._dirty:
+                if self._dirty and time.monotonic() - self._flushed_at > POSITION_FLUSH_S:
                     self._flush_positions(c)
             self._remember(msg.msg_id)
             return True
@@ -249,13 +249,10 @@ class ConsoleStore:
         core = body.get("core_temp_c")
         self._audit(c, body["event_id"], now, f"station {body['station_id']}", f"received {body['type']}",
                     f"core {'n/a' if core is None else f'{core:.1f}'} °C, message {body['msg_id']}")
-        self._touch_station(c, body, now, last_alert=True)
 
-    def _touch_station(self, c: Any, body: dict[str, Any], now: float, *, last_alert: bool = False,
+    def _touch_station(self, c: Any, body: dict[str, Any], now: float, *,
                        status: str | None = None, heard: float | None = None, heartbeat_s: float | None = None) -> None:
         values: dict[str, Any] = {"publisher_id": body["publisher_id"]}
-        if last_alert:
-            values["last_alert_unix_s"] = now
         if status is not None:
             values.update(status=status, status_unix_s=now)
         if heard is not None:
@@ -264,7 +261,7 @@ class ConsoleStore:
             values["heartbeat_s"] = heartbeat_s
         if c.execute(STATION, {"b_sid": body["station_id"], **values}).rowcount == 0:
             c.execute(t.stations.insert(), {"station_id": body["station_id"], **values})
-        if status is not None or last_alert:
+        if status is not None:  # (the stations page polls; an alert is announced as an alert change)
             self._change(c, now, "station", body["station_id"])
 
     def _status(self, c: Any, body: dict[str, Any], now: float) -> None:
@@ -312,16 +309,18 @@ class ConsoleStore:
             self._audit(c, event_id, now, user, "acknowledged", "took the alert for secondary screening")
             return {"state": "taken", "taken_by": user, "version": a.version + 1}
 
-    def release(self, event_id: str, user: str, now: float | None = None) -> None:
-        """Give a taken alert back to the queue (the taker, or an admin through ``force``)."""
+    def release(self, event_id: str, user: str, now: float | None = None, *, force: bool = False) -> None:
+        """Give a taken alert back to the queue: the operator who took it, or (``force``, the admin
+        role) anyone's, e.g. when that operator has left their post."""
         now = time.time() if now is None else now
         with self.write() as c:
             a = self._alert_for_update(c, event_id)
-            if a.state != "taken" or a.taken_by != user:
-                raise ActionError("only the operator who acknowledged an open alert can release it", 409)
+            if a.state != "taken" or (a.taken_by != user and not force):
+                raise ActionError("only the operator who acknowledged an open alert (or an admin) can release it", 409)
             c.execute(sa.update(t.alerts).where(t.alerts.c.event_id == event_id).values(
                 state="open", taken_by=None, taken_unix_s=None, version=t.alerts.c.version + 1))
-            self._audit(c, event_id, now, user, "released", "gave the alert back to the queue")
+            detail = "gave the alert back to the queue" + (f" (taken by {a.taken_by})" if a.taken_by != user else "")
+            self._audit(c, event_id, now, user, "released", detail)
 
     def close(self, event_id: str, user: str, form: CloseForm, now: float | None = None) -> None:
         """Record the secondary reading and outcome and close the alert (taking it if nobody has)."""

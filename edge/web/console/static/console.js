@@ -157,7 +157,10 @@
       setLive("down", "reconnecting…");
       // EventSource retries by itself after network errors, but gives up for good on an HTTP error
       // (e.g. a proxy's 502 while the console restarts): then start a new one.
-      if (es.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      if (es.readyState === EventSource.CLOSED) {
+        reconcile();  // answers 401 when the login expired: that sends the operator to the login page
+        setTimeout(connect, 2000);
+      }
     });
     es.addEventListener("alert", (ev) => {
       const d = JSON.parse(ev.data);
