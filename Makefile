@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test test-fast bench eval console clean
+.PHONY: setup run test test-fast bench eval console station-web clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/thermal-edge demo $(SAMPLE)
+
+# the station's live view, kiosk and alignment pages on the looping sample stream (http://127.0.0.1:8090/)
+station-web: setup
+	$(PY) -m edge.web.station.demo_user var/station-web-users.txt
+	$(VENV)/bin/thermal-edge run --config config/station-web-demo.toml
 
 # the control-room console on the bundled sample streams (5 simulated gateways, images on);
 # prints the URL and a demo login; Ctrl-C stops it. CONSOLE_PORT=8081 make console to move it.

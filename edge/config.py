@@ -24,6 +24,7 @@ from edge.configbase import StrictModel, format_error, read_toml, resolve_path
 from edge.decision import DecisionConfig
 from edge.errors import UserError
 from edge.feed.publishing import FeedConfig
+from edge.guidance import GuidanceConfig
 from edge.health import HealthConfig
 from edge.io.pairing import PairingConfig
 from edge.io.sources import SourcesConfig
@@ -31,6 +32,7 @@ from edge.thermal.measurement import MeasurementConfig
 from edge.vision.detection import DetectorConfig
 from edge.vision.mask import MaskConfig
 from edge.vision.tracking import TrackingConfig
+from edge.web.station.config import StationWebConfig
 
 
 class ConfigError(UserError, ValueError):
@@ -89,9 +91,13 @@ class StationConfig(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracker (edge.vision.tracking)")
     decision: DecisionConfig = Field(default_factory=DecisionConfig, description="Alarm rules (edge.decision)")
     feed: FeedConfig = Field(default_factory=FeedConfig, description="Alert feed (edge.feed.publishing)")
+    guidance: GuidanceConfig = Field(default_factory=GuidanceConfig,
+                                     description="Visitor guidance messages (edge.guidance)")
+    web: StationWebConfig = Field(default_factory=StationWebConfig,
+                                  description="Live view, kiosk and alignment pages (edge.web.station); off by default")
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "StationConfig":
+    def _cross_checks(self) -> StationConfig:
         # RGB frames arrive every 1/fps s: a tolerance below half that period leaves thermal
         # frames unpaired by construction.
         rgb_fps = self.sources.rgb.fps
@@ -106,6 +112,10 @@ class StationConfig(StrictModel):
             ep = getattr(self.feed, attr)
             if port and ep is not None and ep.rsplit(":", 1)[-1] == str(port):
                 raise ValueError(f"health.metrics_port={port} collides with feed.{attr}={ep!r}")
+            if self.web.enabled and ep is not None and ep.rsplit(":", 1)[-1] == str(self.web.port):
+                raise ValueError(f"web.port={self.web.port} collides with feed.{attr}={ep!r}")
+        if self.web.enabled and port and port == self.web.port:
+            raise ValueError(f"web.port={self.web.port} collides with health.metrics_port={port}")
         return self
 
 
@@ -174,6 +184,8 @@ def _toml_value(v: Any) -> str:
         return repr(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # inline table, e.g. guidance.messages
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -302,6 +302,7 @@ class _Person:
     alert: Verdict | None = None
     alert_quality: float = 0.0
     n_updates: int = 0
+    live: Verdict | None = None  # latest verdict while in view (>= min_valid_frames valid frames)
 
 
 def _prune(p: _Person, keep: int) -> None:
@@ -335,6 +336,15 @@ class Screener:
     def verdicts(self) -> dict[int, Verdict]:
         """Final verdict per ended track id."""
         return dict(self._verdicts)
+
+    def live_verdict(self, track_id: int) -> Verdict | None:
+        """The verdict of a person still in view, as of their last valid frame: None until they
+        have min_valid_frames valid frames; once alerted, elevated (as the final verdict will be).
+        Visitor guidance reads it (edge/guidance.py); it decides nothing itself."""
+        p = self._people.get(track_id)
+        if p is None:
+            return None
+        return p.alert if p.alert is not None else p.live
 
     def update(self, dets: Detections, t_ns: int, ended_track_ids: list[int],
                rgb_bgr: np.ndarray | None = None, thermal_c: np.ndarray | None = None,
@@ -421,6 +431,7 @@ class Screener:
 
     def _live(self, p: _Person, t_ns: int) -> list[ScreeningEvent]:
         v, _, _ = self._measured_verdict(p, t_ns)
+        p.live = v
         if v.status != VerdictStatus.ELEVATED:
             return []
         if p.alert is None:

@@ -22,11 +22,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from edge.guidance import Guidance, Guide
 from edge.health import FpsMeter, StationMetrics, build_status, package_version
 from edge.io.capture import CameraWorker, FrameHub, Watchdog
 from edge.io.pairing import Pairer
@@ -36,6 +38,9 @@ from edge.types import FramePair, ScreeningEvent
 if TYPE_CHECKING:
     from edge.config import StationConfig
     from edge.pipeline import PairResult
+
+if TYPE_CHECKING:  # the web layer (starlette) is imported only by stations that serve it
+    from edge.web.station.hub import StationHub
 
 log = logging.getLogger("edge.station")
 CAMERAS = ("rgb", "thermal")
@@ -131,13 +136,16 @@ class Station:
     publisher: edge.feed.publishing.Publisher (status messages; the pipeline publishes events), or None.
     openers: {camera: () -> FrameSource} to override the configured sources (tests).
     on_pair: called with (pair, result) after each processed pair (annotated preview).
+    web_hub: the live view's hub (edge.web.station.hub), offered every processed pair; or None.
+    Visitor guidance (edge.guidance) runs when the web pages are on or guidance.publish is set.
     """
 
     def __init__(self, cfg: StationConfig, *, pipeline: PairProcessor | None = None,
                  publisher: StationPublisher | None = None,
                  registry: CollectorRegistry | None = None,
                  openers: dict[str, Callable[[], FrameSource]] | None = None,
-                 on_pair: Callable[[FramePair, PairResult], None] | None = None):
+                 on_pair: Callable[[FramePair, PairResult], None] | None = None,
+                 web_hub: StationHub | None = None):
         self.cfg = cfg
         self.station_id = cfg.station.id
         self.publisher = publisher
@@ -156,6 +164,11 @@ class Station:
         self._fps = FpsMeter()
         self._http: Any = None
         self.version = package_version()
+        self.web_hub = web_hub
+        self.guide = (Guide(cfg.guidance, blackbody_required=not cfg.measurement.allow_without_blackbody)
+                      if cfg.guidance.publish or web_hub is not None else None)
+        self._guidance_sent: tuple[tuple[str, int, str], float] = (("", -2, ""), 0.0)  # (what, monotonic s)
+        self._last_pair_s = time.monotonic()
 
     def _build_pipeline(self) -> PairProcessor:
         from edge.pipeline import WallClock, build_pipeline
@@ -233,6 +246,57 @@ class Station:
             self.metrics.observe_events(events)
             if self.on_pair is not None:
                 self.on_pair(pair, res)
+            self._guide_and_view(pair, res)
+
+    # --- visitor guidance and the live view ---
+    def _live_verdict(self, track_id: int) -> Any:
+        screener = getattr(self.pipeline, "screener", None)
+        return screener.live_verdict(track_id) if screener is not None else None
+
+    def _view_info(self) -> dict[str, Any]:
+        """Header figures of the live view (read only while someone watches)."""
+        return {"station": self.station_id, "pairs_per_s": self.metrics.paired_fps(),
+                "cameras": {c: (w.stats.state, float(w.stats.fps or 0.0)) for c, w in self.workers.items()}}
+
+    def _guide_and_view(self, pair: FramePair, res: Any) -> None:
+        self._last_pair_s = time.monotonic()
+        if self.guide is None or getattr(res, "detections", None) is None:
+            return
+        bb = getattr(res, "blackbody", None)
+        cameras_ok = all(w.stats.state != "offline" for w in self.workers.values())
+        g = self.guide.update(pair.t_ns, res.detections, self._live_verdict, getattr(res, "events", []) or [],
+                              getattr(bb, "state", "unknown"), cameras_ok)
+        self._show_guidance(g)
+        if self.web_hub is not None:
+            self.web_hub.offer(pair, res, self._live_verdict, self._view_info)
+
+    def _guidance_idle(self, now_s: float) -> None:
+        """No pair for guidance.no_pairs_pause_s: the kiosk says 'paused' (silence is a report too)."""
+        idle_s = now_s - self._last_pair_s
+        if self.guide is not None and idle_s >= self.cfg.guidance.no_pairs_pause_s:
+            self._show_guidance(self.guide.update_idle(time.monotonic_ns()))
+            if self.web_hub is not None:  # the live view must not freeze on the last picture
+                self.web_hub.offer_no_pairs(idle_s, self._view_info)
+
+    def _show_guidance(self, g: Guidance) -> None:
+        if self.web_hub is not None:
+            temp_c = None
+            if self.cfg.web.kiosk_show_temperature and g.key in ("proceed", "see_staff"):
+                v = self._live_verdict(g.track_id)
+                temp_c = getattr(v, "core_temp_c", None)
+            self.web_hub.set_guidance(g, temp_c)
+        what, sent_s = self._guidance_sent
+        now = time.monotonic()
+        if (g.key, g.track_id, g.text) == what and now - sent_s < self.cfg.guidance.publish_interval_s:
+            return
+        self._guidance_sent = ((g.key, g.track_id, g.text), now)
+        if self.publisher is not None and self.cfg.guidance.publish:
+            from edge.feed.publishing import utc_iso
+
+            try:
+                self.publisher.publish_guidance(g.body(), utc_iso())
+            except Exception as e:  # guidance is not worth the station
+                log.error("guidance not published: %s", e)
 
     def run(self, max_seconds: float | None = None) -> StationResult:
         """Run until request_stop(), ``max_seconds``, or (replay) the end of the streams."""
@@ -255,6 +319,7 @@ class Station:
                     self.request_stop("end of streams")
                     break
                 now = time.monotonic()
+                self._guidance_idle(now)
                 if now >= next_status:
                     self._send_status(result)
                     next_status = now + self.cfg.health.status_interval_s

@@ -26,7 +26,7 @@ waypoints = [[0.0, 0.0, 0.0, 0.7], [2.0, 0.02, 0.0, 0.6]]
 
 HEADLINE = ("pairs_per_s_1core", "pairs_per_s_2core", "detector_ms", "pipeline_ms_per_pair",
             "pipeline_to_detector_ratio", "latency_p50_ms", "latency_p99_ms", "rss_peak_mb", "rss_growth_pct",
-            "camera_pairs_realtime")
+            "camera_pairs_realtime", "web_viewer_cpu_pct")
 STAGES = ("decode", "pairing", "preprocess", "inference", "postprocess", "registration", "measurement",
           "tracking", "decision", "publish")
 

@@ -45,15 +45,18 @@ TARGETS = {
     "latency_p99_ms": ("<=", 50.0, "p99 capture-to-alert latency, live mode, ms"),
     "rss_growth_pct": ("<=", 2.0, "RSS growth over the long replay, % (flat = within noise)"),
     "camera_pairs_realtime": (">=", 4, "camera pairs one 2-core gateway sustains in real time"),
+    "web_viewer_cpu_pct": ("<=", 10.0, "extra CPU of one live-view viewer, % of one core"),
 }
 STAGE_KEYS = ("decode", "decode_wait", "pairing", "radiometry", "preprocess", "inference", "postprocess", "mask",
               "registration", "measurement", "tracking", "decision", "publish", "other")
 
 PLANS = {  # quick: < 2 min once the stream is rendered; full: < 10 min
     "quick": {"runs": 2, "loops": 0.4, "live_s": 12.0, "long_loops": 3.0, "long_max_wall_s": 20.0,
-              "gateway_s": 6.0, "gateway_trials": 1, "gateway_k_max": 16},
+              "gateway_s": 6.0, "gateway_trials": 1, "gateway_k_max": 16,
+              "web_runs": 1, "web_phase_s": 4.0, "guidance_s": 0.0},
     "full": {"runs": 3, "loops": 1.0, "live_s": 45.0, "long_loops": 40.0, "long_max_wall_s": 180.0,
-             "gateway_s": 20.0, "gateway_trials": 4, "gateway_k_max": 16},
+             "gateway_s": 20.0, "gateway_trials": 4, "gateway_k_max": 16,
+             "web_runs": 3, "web_phase_s": 10.0, "guidance_s": 60.0},
 }
 
 
@@ -219,6 +222,7 @@ def run_bench(quick: bool = False, log: Callable[[str], None] = print,
     runs["live"] = _live_figures(res, missing, stream, plan, cores, log)
     runs["long"] = _long_figures(res, missing, stream, info, plan, log)
     runs["gateway"] = _gateway_figures(res, missing, stream, plan, cores, log)
+    runs["web"] = _web_figures(res, missing, plan, log)
     res["targets"] = judge_targets(res)
     res["missing"] = missing
     res["runs"] = runs
@@ -344,6 +348,35 @@ def _gateway_figures(res: dict, missing: dict, stream: Path, plan: dict, cores: 
     return gw
 
 
+def _web_figures(res: dict, missing: dict, plan: dict, log) -> dict:
+    """The station web pages (edge/bench/web.py, in its own process): CPU of one live-view viewer
+    (median of web_runs runs) and visitor-guidance timing on the looping febrile sample."""
+    keys = ("web_viewer_cpu_pct", "web_no_viewer_cpu_pct", "web_after_viewer_cpu_pct", "web_view_fps",
+            "guidance_p50_ms", "guidance_p99_ms")
+    log(f"bench: station web pages ({plan['web_runs']} runs, {plan['web_phase_s']:.0f} s per phase)")
+    cmd = [sys.executable, "-m", "edge.bench.web", "--runs", str(plan["web_runs"]),
+           "--phase-s", str(plan["web_phase_s"]), "--guidance-s", str(plan["guidance_s"])]
+    try:
+        out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                             timeout=120 + plan["web_runs"] * (4 * plan["web_phase_s"] + 30) + plan["guidance_s"])
+        web = json.loads(out.stdout)
+    except (subprocess.SubprocessError, ValueError) as e:
+        why = (getattr(e, "stderr", None) or str(e)).strip().splitlines()[-1:] or [str(e)]
+        for k in keys:
+            res[k] = None
+            missing[k] = f"web bench failed: {why[0][:200]}"
+        return {"error": why[0][:200]}
+    res["web_viewer_cpu_pct"] = web["web_viewer_cpu_pct"]
+    res["web_after_viewer_cpu_pct"] = web["web_after_viewer_cpu_pct"]
+    res["web_no_viewer_cpu_pct"] = web["web_no_viewer_cpu_pct"]
+    res["web_view_fps"] = web["view_fps"]
+    g = web.get("guidance") or {}
+    res["guidance_p50_ms"], res["guidance_p99_ms"] = g.get("p50_ms"), g.get("p99_ms")
+    if not g:
+        missing["guidance_p50_ms"] = missing["guidance_p99_ms"] = "not run in this plan (guidance_s = 0)"
+    return web
+
+
 def judge_targets(res: dict) -> dict:
     out = {}
     for key, (op, target, desc) in TARGETS.items():
@@ -379,6 +412,10 @@ def format_table(res: dict) -> str:
         ("rss_growth_pct", "RSS growth over the long replay, %"),
         ("camera_pairs_realtime", "camera pairs per gateway in real time (K live stations trial)"),
         ("camera_pairs_cpu_estimate", "camera pairs the CPU allows (85 % / one live station's CPU)"),
+        ("web_viewer_cpu_pct", "extra CPU of one live-view viewer, % of one core (median)"),
+        ("web_no_viewer_cpu_pct", "extra CPU of [web] on without a viewer, % of one core"),
+        ("web_after_viewer_cpu_pct", "extra CPU after the viewer left, % of one core"),
+        ("guidance_p99_ms", "person appears -> kiosk message, p99, ms (p50 in JSON)"),
     ]
     lines = ["| metric | value | target | met |", "|---|---|---|---|"]
     for key, desc in rows:

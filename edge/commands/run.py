@@ -44,17 +44,29 @@ def run(args: argparse.Namespace) -> int:
         ctx.term()
         raise UserError(str(e)) from None
     annotator = None
+    web = None
     try:
         if annotate:
             from edge.annotate import Annotator
 
             annotator = Annotator(annotate, cfg)
-        station = Station(cfg, publisher=feed.publisher, on_pair=annotator.write if annotator else None)
+        hub = None
+        if cfg.web.enabled:
+            from edge.web.station.app import start_station_web
+
+            hub, server = start_station_web(cfg)
+            web = (hub, server)
+            print(f"station {cfg.station.id}: web pages on {cfg.web.url} (live /, kiosk /kiosk, alignment /align)",
+                  file=sys.stderr, flush=True)
+        station = Station(cfg, publisher=feed.publisher, on_pair=annotator.write if annotator else None, web_hub=hub)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: station.request_stop(signal.Signals(signum).name))
         print(f"station {cfg.station.id}: feed on {feed.endpoint}", file=sys.stderr, flush=True)
         result = station.run(max_seconds=args.seconds)
     finally:
+        if web is not None:  # the hub first: its streams end, so the server stops without waiting on them
+            web[0].close()
+            web[1].close()
         if annotator is not None:
             annotator.close()
         feed.close()

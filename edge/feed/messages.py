@@ -3,7 +3,7 @@
 A feed message is multipart ``[topic, JSON body, *image frames]``:
 
 - topic: ``<kind>.<station_id>`` with kind in ``alert``, ``screening``, ``status``,
-  ``heartbeat`` (subscribe to ``b"alert."`` for every station's alerts).
+  ``heartbeat``, ``guidance`` (subscribe to ``b"alert."`` for every station's alerts).
 - body: UTF-8 JSON object, at most ``MAX_BODY_BYTES``; fields are the pydantic models below,
   exported as JSON Schema to ``docs/schema/feed-message.v1.json``.
 - image frames (alert/screening only, when the station enables images): JPEG bytes, named in
@@ -27,8 +27,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from edge.guidance import MESSAGE_KEYS
+
 SCHEMA_VERSION = 1
-KINDS = ("alert", "screening", "status", "heartbeat")
+KINDS = ("alert", "screening", "status", "heartbeat", "guidance")
 JOURNALED_KINDS = ("alert", "screening")  # kinds kept in the journal and served by catch-up
 IMAGE_NAMES = ("rgb_jpeg", "thermal_jpeg")
 MAX_TOPIC_BYTES = 128
@@ -140,7 +142,24 @@ class HeartbeatBody(_Envelope):
     last: dict[str, int] = Field(description="last seq per journaled kind in this epoch")
 
 
-Body = Annotated[Union[EventBody, StatusBody, HeartbeatBody], Field(discriminator="kind")]
+class GuidanceBody(_Envelope):
+    """guidance.<station>: the visitor-guidance message the station shows now (edge/guidance.py),
+    sent on change and every guidance.publish_interval_s, so a separate kiosk can show it. Not
+    journaled: the next one supersedes it. Never carries a temperature."""
+
+    kind: Literal["guidance"]
+    message_key: Literal[MESSAGE_KEYS] = Field(  # type: ignore[valid-type]  # the one list, edge/guidance.py
+        description="which message (edge/guidance.py MESSAGE_KEYS); a kiosk may show its own text for it")
+    text: str = Field(min_length=1, max_length=120, description="the message in the station's language")
+    language: str = Field(max_length=8, description="language code of text, e.g. en")
+    track_id: int = Field(ge=-1, description="the person it is meant for; -1 for none")
+    reason: str = Field(max_length=64, description="why: gate, verdict reason or station problem ('' if none)")
+    people: int = Field(ge=0, description="tracked people in view")
+    t_ns: int = Field(description="capture time of the pair it was chosen on, station monotonic clock, ns")
+    since_t_ns: int = Field(description="capture time this message was first chosen (unchanged since), ns")
+
+
+Body = Annotated[Union[EventBody, StatusBody, HeartbeatBody, GuidanceBody], Field(discriminator="kind")]
 _BODY = TypeAdapter(Body)
 
 

@@ -265,6 +265,15 @@ class Publisher:
             self._send("status", body, [])
         return body
 
+    def publish_guidance(self, guidance: dict[str, Any], time_utc: str) -> dict[str, Any]:
+        """Send a guidance message (edge.guidance.Guidance.body(); not journaled: the next one
+        supersedes it)."""
+        with self._lock:
+            body = self._envelope("guidance", time_utc)
+            body.update(guidance)
+            self._send("guidance", body, [])
+        return body
+
     def heartbeat(self) -> dict[str, Any]:
         """Send a heartbeat carrying the last seq of each journaled kind."""
         with self._lock:

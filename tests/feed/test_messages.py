@@ -26,6 +26,10 @@ from tests.support import Subscriber
 
 from .helpers import alert_event, open_test_feed
 
+# What edge.guidance.Guide produces for a person wearing glasses (Guidance.body()).
+GUIDANCE = {"message_key": "glasses", "text": "Please remove your glasses", "language": "en", "track_id": 2,
+            "reason": "glasses", "people": 1, "t_ns": 5_000_000_000, "since_t_ns": 4_800_000_000}
+
 
 def committed_schema() -> dict:
     return json.loads((REPO_ROOT / SCHEMA_FILE).read_text())
@@ -49,6 +53,7 @@ def published(tmp_path):
     receive_until(b"status.", lambda: feed.publisher.publish_status(
         {"pairs_per_s": 9.5, "nan": float("nan"), "cams": {"rgb": "ok"}}, utc_iso()))
     feed.publisher.publish_event(alert_event(3, images=True), utc_iso())
+    feed.publisher.publish_guidance(GUIDANCE, utc_iso())
     feed.publisher.publish_event(alert_event(4, kind="screening", type_="end"), utc_iso())
     receive_until(b"screening.")
     receive_until(b"heartbeat.")
@@ -68,7 +73,7 @@ def test_published_messages_follow_committed_schema(published):
         kinds.add(msg.kind)
         assert frames[0] == make_topic(msg.kind, "gate-1")
         assert msg.body["time_utc"].endswith("Z")
-    assert kinds == {"alert", "screening", "status", "heartbeat"}
+    assert kinds == {"alert", "screening", "status", "heartbeat", "guidance"}
     alert = next(decode(f) for f in published if f[0] == b"alert.gate-1")
     assert set(alert.images) == {"rgb_jpeg", "thermal_jpeg"}
     assert all(img[:2] == b"\xff\xd8" for img in alert.images.values())  # JPEG
@@ -77,6 +82,8 @@ def test_published_messages_follow_committed_schema(published):
     assert b["event_id"] == f"gate-1-{b['epoch']}-alert-3"
     status = next(decode(f) for f in published if f[0] == b"status.gate-1")
     assert status.body["status"]["nan"] is None  # NaN is not JSON: sent as null
+    guidance = next(decode(f) for f in published if f[0] == b"guidance.gate-1")
+    assert {k: guidance.body[k] for k in GUIDANCE} == GUIDANCE
 
 
 def test_schema_rejects_what_decode_rejects(published):
@@ -89,6 +96,15 @@ def test_schema_rejects_what_decode_rejects(published):
     with pytest.raises(MessageError) as e:
         decode([frames[0], json.dumps(body).encode()] + frames[2:])
     assert e.value.reason == "schema"
+
+
+def test_guidance_schema_refuses_unknown_message_key(published):
+    validator = jsonschema.Draft202012Validator(committed_schema())
+    body = json.loads(next(f for f in published if f[0] == b"guidance.gate-1")[1])
+    body["message_key"] = "ok"  # a kiosk must never be told something the station did not decide
+    assert list(validator.iter_errors(body))
+    with pytest.raises(ValueError, match="message_key"):
+        encode_body(body)
 
 
 def _valid_frames() -> list[bytes]:
