@@ -273,9 +273,16 @@ class Recording:
         return RecordingSource(self.path, camera, cam_meta, self.rows[camera], decode)
 
     @property
+    def thermal_units(self) -> str:
+        """The thermal camera's raw units, a key of THERMAL_UNITS ('centikelvin', ...)."""
+        units = self.meta.thermal.units
+        assert units is not None  # _load_meta rejects a thermal camera without units
+        return units
+
+    @property
     def thermal_scale_k(self) -> float:
         """Kelvin per raw thermal count (0.01 for centi-kelvin)."""
-        return THERMAL_UNITS[self.meta.thermal.units]
+        return THERMAL_UNITS[self.thermal_units]
 
     def truth(self) -> dict[str, Any] | None:
         f = self.path / "truth.json"
@@ -307,7 +314,7 @@ class RecordingWriter:
         self._n = {"rgb": 0, "thermal": 0}
         r, t = meta.rgb, meta.thermal
         self._rgb = cv2.VideoWriter(
-            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height))
+            str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"MJPG"), r.fps, (r.width, r.height))
         if not self._rgb.isOpened():
             raise RecordingError(f"{self.path / r.file}: OpenCV could not open the video writer (FFmpeg backend missing?)")
         self._thermal = Gray16MkvWriter(self.path / t.file, t.width, t.height, t.fps,
@@ -339,7 +346,8 @@ class RecordingWriter:
         with open(self.path / "timestamps.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(TIMESTAMP_COLUMNS)
-            w.writerows(sorted(self._rows, key=lambda r: (r[2], r[0] != "thermal")))
+            rows = sorted(self._rows, key=lambda r: (r[2], r[0] != "thermal"))
+            w.writerows(rows)
         if truth is not None:
             (self.path / "truth.json").write_text(json.dumps(truth, indent=1))
         # stream.json last: its presence marks a complete recording
