@@ -147,6 +147,7 @@ def fit_registration(rgb_xy: np.ndarray, thermal_xy: np.ndarray, distance_m: np.
             resid = dst[inliers] - proj
             a = inv[inliers]
             k = (a @ resid) / max(a @ a, 1e-12)
+    assert h is not None  # the loop runs at least once and raises when it finds none
     reg = Registration(h, reference_distance_m, k, rgb_focal_px, iod_m)
     pred = _project(h, src[inliers]) + inv[inliers, None] * k[None, :]
     rms = float(np.sqrt(np.mean(np.sum((pred - dst[inliers]) ** 2, axis=1))))
@@ -175,7 +176,7 @@ def stretch_to_u8(img: np.ndarray) -> np.ndarray:
 
 def _to_u8(img: np.ndarray) -> np.ndarray:
     """Any single-band image (or BGR, made grey) -> uint8, as ``stretch_to_u8``."""
-    f = img.astype(np.float32)
+    f: np.ndarray = img.astype(np.float32)
     if f.ndim == 3:
         f = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
     return stretch_to_u8(f)
