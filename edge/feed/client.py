@@ -128,7 +128,7 @@ class Listener:
     rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
     """
 
-    def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
+    def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] | tuple[str, ...] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
                  rcv_buf: int = 0, poll_ms: int = 50) -> None:
@@ -388,6 +388,7 @@ class Listener:
                 self.stats.caught_up += 1
             return
         del self._requests[req]
+        assert reply is not None  # END/ERR: the JSON object parsed above
         if tag == b"ERR":
             log.warning("catch-up %s refused a request: %s", endpoint, reply.get("error"))
             return
