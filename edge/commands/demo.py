@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 2000)
     pub.bind(args.endpoint)
-    endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+    endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
     topics = [f"alert.{station}".encode()] + ([f"screening.{station}".encode()] if args.all else [])
     received: list[dict] = []
     ready, stop = threading.Event(), threading.Event()
