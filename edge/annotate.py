@@ -126,10 +126,11 @@ class Annotator:
         h, w = img.shape[:2]
         if self._writer is None:
             self._size = (w - w % 2, h - h % 2)  # codecs want even sizes
-            self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
+            self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"),
                                            self.fps, self._size)
             if not self._writer.isOpened():
                 raise OSError(f"{self.path}: cannot open an mp4 writer (OpenCV FFmpeg backend)")
+        assert self._size is not None  # set with the writer
         if (w, h) != self._size:
             img = np.ascontiguousarray(img[: self._size[1], : self._size[0]])
         self._writer.write(img)

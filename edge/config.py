@@ -15,6 +15,7 @@ before validation, and errors in them name the variable.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def _short(value: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def format_error(err: dict[str, Any]) -> tuple[str, str]:
+def format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     """One pydantic error -> (dotted key path, message like 'must be <= 39 (got 40.2)')."""
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")

@@ -25,7 +25,8 @@ import numpy as np
 
 from edge.decision import Screener
 from edge.io.pairing import Pairer, PairingStats
-from edge.io.recording import Recording, RecordingSource, open_recording
+from edge.io.recording import Recording, open_recording
+from edge.io.sources import FrameSource
 from edge.paths import CALIBRATION_DIR
 from edge.thermal.blackbody import BlackbodyMonitor, BlackbodyStatus, apply_offset
 from edge.thermal.calibration import Calibration, load_calibration
@@ -209,8 +210,9 @@ class _Prefetch:
 
     _END = object()
 
-    def __init__(self, source: RecordingSource, depth: int = 8):
+    def __init__(self, source: FrameSource, depth: int = 8):
         self.source = source
+        self.name = source.name
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"prefetch-{source.name}", daemon=True)
@@ -317,7 +319,7 @@ def replay(stream_dir: str | Path, config: Any = None, *, publisher: Any = None,
     cfg = config if config is not None else default_config(rec.meta.station_id)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units, keep_published=True)
+                          thermal_units=rec.thermal_units, keep_published=True)
     pairer = Pairer(cfg.pairing)
     sources = [_Prefetch(rec.source("rgb", decode=planned_rgb_frames(rec, cfg.pairing))),
                _Prefetch(rec.source("thermal"))]
