@@ -91,7 +91,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     from prometheus_client import CollectorRegistry
 
     pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
-                          thermal_units=rec.meta.thermal.units)
+                          thermal_units=rec.thermal_units)
     # Which pair decided each message: the loop sets the pair being processed, the publisher
     # notes it with the message's seq. (An event's own t_ns is its person's best frame, which
     # may be older than the frame that tipped the decision.)
@@ -108,7 +108,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
         sent[(body["kind"], body["seq"])] = (body["type"], current["t_ns"])
         return body
 
-    pipe.process_pair = process_pair_noted
+    pipe.process_pair = process_pair_noted  # type: ignore[method-assign]  # goes with the Pipeline observer hook
     feed.publisher.publish_event = publish_event_noted
     lat_ms = np.full(int(seconds * 12) + 64, np.nan)
     proc_ms = np.full_like(lat_ms, np.nan)  # the pipeline's own time for that pair
