@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test bench eval clean
+.PHONY: setup run lint test bench eval clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/thermal-edge demo $(SAMPLE)
 
-test: setup
+# Static checks, before the tests: lint + import order (ruff), types (mypy; strict on the pure
+# modules), import direction between the packages (import-linter). Config in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint setup
 	$(PY) -m pytest -q
 
 bench: setup
