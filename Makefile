@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE ?= sample_streams/walkthrough
 
-.PHONY: setup run test test-fast bench eval console station-web clean
+.PHONY: setup run lint test test-fast bench eval console station-web clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,14 @@ CONSOLE_PORT ?= 8080
 console: setup
 	$(VENV)/bin/thermal-edge console demo --loop --port $(CONSOLE_PORT)
 
-test: setup
+# Static checks, before the tests: lint + import order (ruff), types (mypy; strict on the pure
+# modules), import direction between the packages (import-linter). Config in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: lint setup
 	$(PY) -m pytest -q
 
 # the tests that each take under 1 s (no @pytest.mark.slow): under 30 s in all, for the edit loop

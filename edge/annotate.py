@@ -202,6 +202,7 @@ class Annotator:
         if self._writer is None:
             self._size = (w - w % 2, h - h % 2)  # codecs want even sizes
             self._writer = self._open_writer()
+        assert self._size is not None  # set with the writer
         if (w, h) != self._size:
             img = np.ascontiguousarray(img[: self._size[1], : self._size[0]])
         self._writer.write(img)

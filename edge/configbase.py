@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
@@ -51,7 +52,7 @@ def _short(value: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def format_error(err: dict[str, Any]) -> tuple[str, str]:
+def format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     """One pydantic error -> (dotted key path, message like 'must be <= 39 (got 40.2)')."""
     loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")

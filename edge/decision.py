@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -131,8 +131,12 @@ def threshold_in_force(cfg: DecisionConfig, calibration_threshold_c: float | Non
     return thr, THRESHOLD_FROM_CALIBRATION
 
 
-def _f(x) -> float | None:
+def _f(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+# Per-frame values of one person: Python lists (the Screener's) or arrays (evaluation, tests)
+_Floats = np.ndarray | list[float]
 
 
 def _guard(uncertainty_c: float | None, guard_sd_c: float | None) -> float:
@@ -147,7 +151,7 @@ def absolute_verdict(core_c: float, uncertainty_c: float, threshold_c: float, k:
                      skin_c: float | None = None, guard_sd_c: float | None = None) -> Verdict:
     """Core temperature vs threshold (degC). Normal only with k * guard_sd_c clearance below it
     (guard_sd_c: the measurement's own sigma; None -> uncertainty_c, the total)."""
-    m = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
+    m: dict[str, Any] = dict(method="absolute", threshold_c=threshold_c, core_temp_c=_f(core_c), skin_temp_c=_f(skin_c),
              uncertainty_c=_f(uncertainty_c))
     if not math.isfinite(core_c):
         return Verdict(VerdictStatus.INDETERMINATE, GateReason.NO_VALID_FRAMES, "none")
@@ -165,7 +169,7 @@ def relative_verdict(skin_c: float, baseline_c: float | None, cfg: DecisionConfi
     """Skin temperature vs baseline + delta (degC); baseline None = still warming up.
     The verdict's threshold_c is then a *skin* temperature. Guard sigma as in absolute_verdict
     (neither guard_sd_c nor uncertainty_c known: never normal)."""
-    m = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
+    m: dict[str, Any] = dict(method="relative", skin_temp_c=_f(skin_c), core_temp_c=_f(core_c), uncertainty_c=_f(uncertainty_c))
     if baseline_c is None:
         return Verdict(VerdictStatus.INDETERMINATE, GateReason.RELATIVE_WARMUP, **m)
     if not math.isfinite(skin_c):
@@ -202,8 +206,8 @@ def trimmed_mean(values: np.ndarray, trim_fraction: float) -> float:
     return float(v[cut:len(v) - cut].mean())
 
 
-def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray, skin_sd_c: np.ndarray,
-              quality: np.ndarray, best_n: int, percentile: float) -> tuple[float, float, float, float]:
+def aggregate(core_c: _Floats, skin_c: _Floats, uncertainty_c: _Floats, skin_sd_c: _Floats,
+              quality: _Floats, best_n: int, percentile: float) -> tuple[float, float, float, float]:
     """Valid frames of one person -> (core, skin, uncertainty, skin_sd) degC: the percentile of
     core and skin over the best_n frames by quality (ties: later frames first) and the median
     sigmas of those frames (not divided by sqrt(n): the small-target part is systematic).
@@ -215,17 +219,21 @@ def aggregate(core_c: np.ndarray, skin_c: np.ndarray, uncertainty_c: np.ndarray,
             faststats.median(u), faststats.median(sd))
 
 
-def _best_first(quality: list) -> list[int]:
+def _best_first(quality: list[float]) -> list[int]:
     """Frame indices by descending quality, the later frame first among equals (NaN last)."""
     q = quality
     if all(map(math.isfinite, q)):
         return sorted(range(len(q)), key=lambda i: (-q[i], -i))
-    return np.lexsort((-np.arange(len(q)), -np.asarray(q))).tolist()  # NaN: lexsort puts it last
+    order: list[int] = np.lexsort((-np.arange(len(q)), -np.asarray(q))).tolist()  # NaN: lexsort puts it last
+    return order
 
 
-def _floats(a) -> list:
+def _floats(a: _Floats) -> list[float]:
     """A list of Python floats (lists of floats are passed through)."""
-    return a if isinstance(a, list) else np.asarray(a, np.float64).tolist()
+    if isinstance(a, list):
+        return a
+    floats: list[float] = np.asarray(a, np.float64).tolist()
+    return floats
 
 
 class RelativeBaseline:
@@ -254,7 +262,7 @@ class RelativeBaseline:
         self._entries.clear()
 
 
-def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
+def _crop(img: np.ndarray | None, box: np.ndarray | None, margin: float) -> np.ndarray | None:
     if img is None or box is None:
         return None
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -271,7 +279,7 @@ def _crop(img: np.ndarray | None, box, margin: float) -> np.ndarray | None:
 POSITION_GATES = (GateReason.TOO_FAR, GateReason.OUTSIDE_THERMAL_VIEW)
 
 
-def _reason(gates: Counter, min_frames: int) -> str:
+def _reason(gates: Counter[str], min_frames: int) -> str:
     """Reason of an indeterminate verdict from a person's gate counts: the most common gate
     among the frames where the subject was near and in view, if there were enough of those
     frames for a verdict (glasses worn all along, not the 'too_far' of the approach), else the
@@ -290,14 +298,14 @@ def _resets_baseline(blackbody_state: str | None) -> bool:
 class _Person:
     track_id: int
     last_t_ns: int = 0
-    core: list = field(default_factory=list)
-    skin: list = field(default_factory=list)
-    unc: list = field(default_factory=list)
-    sd: list = field(default_factory=list)
-    quality: list = field(default_factory=list)
-    gates: Counter = field(default_factory=Counter)
-    best_rank: tuple = (-1.0, -1.0)
-    best: dict = field(default_factory=dict)
+    core: list[float] = field(default_factory=list)
+    skin: list[float] = field(default_factory=list)
+    unc: list[float] = field(default_factory=list)
+    sd: list[float] = field(default_factory=list)
+    quality: list[float] = field(default_factory=list)
+    gates: Counter[str] = field(default_factory=Counter)
+    best_rank: tuple[float, float] = (-1.0, -1.0)
+    best: dict[str, Any] = field(default_factory=dict)  # the best frame: time, boxes, mask, crops
     n_valid: int = 0  # valid frames seen (the lists keep only the best of them)
     alert: Verdict | None = None
     alert_quality: float = 0.0
@@ -331,7 +339,7 @@ class Screener:
         # does not keep every person it ever screened.
         self._verdicts: dict[int, Verdict] = {}
         self.max_kept_verdicts = 10_000
-        self.counts: Counter = Counter()  # final statuses, 'alerts', 'indeterminate:<reason>'
+        self.counts: Counter[str] = Counter()  # final statuses, 'alerts', 'indeterminate:<reason>'
 
     def verdicts(self) -> dict[int, Verdict]:
         """Final verdict per ended track id."""
@@ -381,7 +389,8 @@ class Screener:
         return events
 
     # -- internals -------------------------------------------------------------------------
-    def _record(self, p: _Person, dets: Detections, i: int, t_ns: int, rgb, thermal) -> bool:
+    def _record(self, p: _Person, dets: Detections, i: int, t_ns: int, rgb: np.ndarray | None,
+                thermal: np.ndarray | None) -> bool:
         """Add one frame of person p; True if it was a valid measurement."""
         d = dets.data
         p.last_t_ns = t_ns
@@ -457,7 +466,7 @@ class Screener:
             # otherwise only a veto against elevated cores.
             rel_ok = r.status == VerdictStatus.NORMAL or (r.reason == GateReason.RELATIVE_WARMUP and a.status == VerdictStatus.NORMAL)
             abs_ok = a.status == VerdictStatus.NORMAL or (cfg.method == "relative" and a.status != VerdictStatus.ELEVATED)
-            if p.alert is None and v.status != VerdictStatus.ELEVATED and rel_ok and abs_ok:
+            if p.alert is None and v.status != VerdictStatus.ELEVATED and rel_ok and abs_ok and a.skin_temp_c is not None:
                 self.baseline.add(a.skin_temp_c, p.last_t_ns)
             if p.alert is not None and v.status != VerdictStatus.ELEVATED:
                 v = p.alert  # once alerted, never pulled back toward normal

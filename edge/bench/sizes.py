@@ -72,7 +72,7 @@ def run_sizes(stream: Path, faces_dir: Path | None, sizes=SIZES_DEFAULT, n_frame
     model = model_file(DetectorConfig())
     dets = {s: CenterFaceDetector(load_session(model, 1), DetectorConfig(input_width_px=s[0], input_height_px=s[1]))
             for s in sizes}
-    timing = {s: [] for s in sizes}
+    timing: dict[tuple[int, int], list[float]] = {s: [] for s in sizes}  # (w, h) -> inference ms
     timed = pairs[:n_frames]
     for d in dets.values():  # warm-up
         d.detect(timed[0].rgb.image)
@@ -82,11 +82,11 @@ def run_sizes(stream: Path, faces_dir: Path | None, sizes=SIZES_DEFAULT, n_frame
                 d.detect(pair.rgb.image)
                 timing[s].append(d.last_timing_ms["inference"])
     rows = []
-    base = None
+    base: float | None = None
     for s, d in dets.items():
         inf = ps.median(timing[s])
         base = base or inf
-        row = {"size": f"{s[0]}x{s[1]}", "inference_ms_p50": ps.rnd(inf), "inference_ratio": ps.rnd(inf / base, 3),
+        row = {"size": f"{s[0]}x{s[1]}", "inference_ms_p50": ps.rnd(inf), "inference_ratio": ps.rnd(inf / base, 3) if inf is not None and base else None,
                "stream": stream_recall(pairs, truth, [d.detect(p.rgb.image) for p in pairs]) if truth else None}
         if faces_dir is not None and Path(faces_dir).is_dir():
             from edge.eval.faces import evaluate_faces_dir

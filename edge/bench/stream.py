@@ -131,7 +131,5 @@ def replay_sources(stream: Path, loops: float, pairing_cfg) -> tuple[list[TimedS
             for cam in ("rgb", "thermal")]
     wait = []
     for w in work:
-        pre = _Prefetch(w)
-        pre.name = w.name
-        wait.append(TimedSource(pre))
+        wait.append(TimedSource(_Prefetch(w)))
     return wait, work

@@ -140,7 +140,7 @@ def _worker_main(argv: list[str]) -> int:
     ap.add_argument("--detector-size", help="WxH network input, e.g. 320x256")
     ap.add_argument("--detector-precision", choices=("int8", "float32"), help="default: the config default")
     a = ap.parse_args(argv)
-    det = {}
+    det: dict[str, Any] = {}
     if a.detector_size:
         w, h = (int(x) for x in a.detector_size.lower().split("x"))
         det.update(input_width_px=w, input_height_px=h)
@@ -383,7 +383,7 @@ def judge_targets(res: dict) -> dict:
         v = res.get(key)
         met = None if v is None else (v >= target if op == ">=" else v <= target)
         miss = None
-        if met is False:  # how far off, as a factor (None when the value is 0)
+        if met is False and v is not None:  # how far off, as a factor (None when the value is 0)
             miss = (round(target / v, 2) if v else None) if op == ">=" else round(v / target, 2)
         out[key] = {"value": v, "target": f"{op} {target}", "met": met, "factor_off": miss, "what": desc}
     return out
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_and_report(a.quick, a.json_out)
 
 
-def run_and_report(quick: bool, json_path: Path | None, log: Callable[[str], None] = None) -> int:
+def run_and_report(quick: bool, json_path: Path | None, log: Callable[[str], None] | None = None) -> int:
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     res = run_bench(quick=quick, log=log)
     if json_path is not None:

@@ -192,11 +192,11 @@ def _blackbody(args: argparse.Namespace) -> int:
     cal = load_calibration(cal_path)
     cfg = cal.blackbody
     src = rec.source("thermal")
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         while len(frames) < max(1, args.frames) and (f := src.read()) is not None:
             if f.ffc_state not in FFC_ACTIVE:  # the shutter image is not the scene
-                frames.append(to_celsius(f.image, rec.meta.thermal.units))
+                frames.append(to_celsius(f.image, rec.thermal_units))
     finally:
         src.close()
     if not frames:

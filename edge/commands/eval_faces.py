@@ -55,7 +55,7 @@ def _configs(args: argparse.Namespace):
         if station is None:
             return None
         det_cfg, mask_cfg = station.detector, station.mask
-    overrides = {}
+    overrides: dict[str, float] = {}
     if args.input_size is not None:
         overrides.update(input_width_px=args.input_size[0], input_height_px=args.input_size[1])
     if args.score_threshold is not None:

@@ -133,10 +133,11 @@ def write_import_calibration(images: list[tuple[str, Any]], summaries: list[dict
                         "import such files into separate recordings")
     if summaries[0]["rgb_source"].startswith("embedded"):
         homs = [pip_homography(im) for _, im in images]
-        if any(h is None for h in homs) or any(not np.allclose(h, homs[0]) for h in homs):
+        pips = [h for h in homs if h is not None]
+        if len(pips) < len(homs) or any(not np.allclose(h, pips[0]) for h in pips):
             raise UserError("--calibration-out: the files carry no PiP record, or different ones; "
                             "fit the mapping with `thermal-edge calibrate registration --points`")
-        h, how = homs[0], "FLIR PiP record (Real2IR, OffsetX/Y) of the imported files"
+        h, how = pips[0], "FLIR PiP record (Real2IR, OffsetX/Y) of the imported files"
     else:  # false colour drawn from the thermal image itself, upscaled by RGB_SCALE
         k = RGB_SCALE
         h = np.array([[1 / k, 0, 0.5 / k - 0.5], [0, 1 / k, 0.5 / k - 0.5], [0, 0, 1.0]])

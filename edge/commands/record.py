@@ -101,6 +101,7 @@ def record(cfg: Any, out: Path, seconds: float, stop: threading.Event | None = N
                 pending.append(f)
             if writer is None and {p.camera for p in pending} == set(CAMERAS):
                 firsts = {c: next(p for p in pending if p.camera == c) for c in CAMERAS}
+                assert first_t is not None  # set with the first pending frame
                 start_utc, t0_ns = _clock(cfg, first_t)
                 units = cfg.sources.thermal.units
                 meta = StreamMeta(cfg.station.id, start_utc, t0_ns,

@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: {cal.name} does not exist in calibration/: replaying needs one; its [registration] "
               f"numbers are truth.json 'registration'")
     for p in truth["persons"]:
-        e = p["expected"]
-        verdict = e["status"] + (f" ({e['reason']})" if e["reason"] else "")
+        exp = p["expected"]
+        verdict = exp["status"] + (f" ({exp['reason']})" if exp["reason"] else "")
         print(f"  person {p['id']}: core {p['core_c']:.2f} C, canthus {p['canthus_c']:.2f} C, mask {p['mask']}, "
-              f"expected {verdict}, {e['valid_frames']} measurable thermal frames")
+              f"expected {verdict}, {exp['valid_frames']} measurable thermal frames")
     return 0

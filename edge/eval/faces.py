@@ -217,23 +217,23 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
             for d in range(len(dets)):
                 if det_h[d] < min_h:
                     continue
-                g = det_to_gt.get(d)
+                gt = det_to_gt.get(d)
                 c = counters[("all", size)]
                 c["detections"] += 1
-                c["true_positives"] += g is not None
+                c["true_positives"] += gt is not None
                 pred_label = status_to_label.get(str(status[d]))
                 if pred_label is not None and pred_label in labels:
                     c = counters[(pred_label, size)]
                     c["detections"] += 1
-                    c["true_positives"] += g is not None and im.labels[g] == pred_label
+                    c["true_positives"] += gt is not None and im.labels[gt] == pred_label
         if progress is not None:
             progress(k + 1, len(images))
     rows = []
-    for g in groups:
+    for grp in groups:
         for size, min_h in SIZE_BUCKETS_PX.items():
-            c = counters[(g, size)]
+            c = counters[(grp, size)]
             decided = c["mask_scored"] - c["mask_unknown"]
-            rows.append({"label": g, "size": size, "min_height_px": min_h, **c,
+            rows.append({"label": grp, "size": size, "min_height_px": min_h, **c,
                          "recall": ratio(c["detected"], c["faces"]),
                          "precision": ratio(c["true_positives"], c["detections"]),
                          "mask_accuracy": ratio(c["mask_correct"], c["mask_scored"]) if classify_mask else None,
@@ -246,7 +246,7 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
         "iou_threshold": iou_threshold,
         "frame_wh": list(frame_wh) if frame_wh is not None else None,
         "detector": {"name": type(detector).__name__,
-                     "config": cfg.model_dump() if hasattr(cfg, "model_dump") else None},
+                     "config": cfg.model_dump() if cfg is not None and hasattr(cfg, "model_dump") else None},
         "dataset": manifest.dataset,
         "mask_classified": bool(classify_mask),
         "mask_model": mask_model,

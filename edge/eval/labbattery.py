@@ -212,7 +212,7 @@ def render_checkerboard_recording(out_dir: str | Path, geometry: StationGeometry
     th, tw = tex.shape
     n_sq = (size[0] + 3, size[1] + 3)  # squares across incl. margins
     board_w, board_h = n_sq[0] * square_m, n_sq[1] * square_m
-    src = np.float32([[0, 0], [tw, 0], [tw, th], [0, th]])
+    src = np.array([[0, 0], [tw, 0], [tw, th], [0, th]], np.float32)
     rw, rh = geo.rgb.width, geo.rgb.height
     meta = StreamMeta("sample-gate-1", "2026-11-26T09:00:00.000000Z", 0,
                       CameraMeta("rgb0", rw, rh, 30.0, "bgr24", "rgb.avi"),
@@ -281,14 +281,14 @@ def registration_error(geometry: StationGeometry | None = None, distances_m=(0.5
         canthi = [mid + np.c_[s * 0.3 * iod / 2, np.zeros(n_subjects), np.zeros(n_subjects)] for s in (-1, 1)]
         e_rgb = [geo.project_rgb(e) for e in eyes]
         iod_px = np.linalg.norm(e_rgb[1] - e_rgb[0], axis=1)
-        errs = {"parallax": [], "homography_only": []}
+        errs: dict[str, list[np.ndarray]] = {"parallax": [], "homography_only": []}
         for c in canthi:
             c_rgb, c_th = geo.project_rgb(c), geo.project_thermal(c)
             errs["parallax"].append(np.linalg.norm(reg.map_points(c_rgb, iod_px) - c_th, axis=1))
             errs["homography_only"].append(np.linalg.norm(reg.map_points(c_rgb, None) - c_th, axis=1))
         row = {"distance_m": d, "iod_thermal_px": round(float(np.mean(iod)) * geo.thermal.focal_px / d, 1)}
-        for k, v in errs.items():
-            v = np.concatenate(v)
+        for k, parts in errs.items():
+            v = np.concatenate(parts)
             row[f"{k}_mean_px"] = round(float(v.mean()), 3)
             row[f"{k}_p95_px"] = round(float(np.percentile(v, 95)), 3)
         rows.append(row)

@@ -185,7 +185,7 @@ def real_data_sections(data: Path) -> list[str]:
     ]
 
 
-def markdown_report(rows: list[dict], total: dict, commands: str, failures: list[str] = ()) -> str:
+def markdown_report(rows: list[dict], total: dict, commands: str, failures: list[str] | tuple[str, ...] = ()) -> str:
     data = shared_data_dir()
     lines = [
         "# Evaluation report",

@@ -95,7 +95,7 @@ class CatchupServer:
                 if self.heartbeat is not None and now >= next_beat:
                     next_beat = now + self.heartbeat_s
                     self._guard("heartbeat", self.heartbeat)
-                timeout_ms = max(0.0, min(0.1, next_beat - now)) * 1000
+                timeout_ms = int(max(0.0, min(0.1, next_beat - now)) * 1000)
                 if dict(poller.poll(timeout_ms)).get(self.router):
                     frames = self.router.recv_multipart()
                     self._guard("catch-up request", self._handle, journal, frames)

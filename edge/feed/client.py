@@ -172,7 +172,7 @@ class Listener:
     since_utc: with start="all", deliver from journals only messages with ``time_utc`` >= it.
     """
 
-    def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] = (),
+    def __init__(self, ctx: zmq.Context, endpoints: list[str], *, catchup: list[str] | tuple[str, ...] = (),
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
                  rcv_buf: int = 0, poll_ms: int = 50,
@@ -481,6 +481,7 @@ class Listener:
                 self.stats.caught_up += 1
             return
         del self._requests[req]
+        assert reply is not None  # END/ERR: the JSON object parsed above
         if tag == b"ERR":
             log.warning("catch-up %s refused a request: %s", endpoint, reply.get("error"))
             return

@@ -104,13 +104,13 @@ class Journal:
     def append(self, publisher_id: str, epoch: int, kind: str, seq: int, frames: list[bytes]) -> None:
         """Store one message (committed and fsynced on return)."""
         topic, body, *images = frames
-        images = images + [None] * (2 - len(images))
+        image_cols: list[bytes | None] = [*images, None, None][:2]  # image1, image2 (NULL when absent)
         nbytes = sum(len(f) for f in frames)
         try:
             self._db.execute(
                 "INSERT INTO messages (publisher_id, epoch, kind, seq, stored_unix_s, nbytes, topic, body,"
                 " image1, image2) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (publisher_id, epoch, kind, seq, time.time(), nbytes, topic, body, images[0], images[1]),
+                (publisher_id, epoch, kind, seq, time.time(), nbytes, topic, body, *image_cols),
             )
         except sqlite3.Error as e:
             raise JournalError(f"{self.path}: cannot append: {e}") from None
@@ -174,7 +174,8 @@ class Journal:
         return (row[0], row[1]) if row else (0, 0)
 
     def count(self, publisher_id: str | None = None, kind: str | None = None) -> int:
-        q, args = "SELECT COUNT(*) FROM messages WHERE 1=1", []
+        args: list[str] = []
+        q = "SELECT COUNT(*) FROM messages WHERE 1=1"
         if publisher_id is not None:
             q, args = q + " AND publisher_id=?", args + [publisher_id]
         if kind is not None:

@@ -246,11 +246,11 @@ class Message:
 
     @property
     def kind(self) -> str:
-        return self.body["kind"]
+        return str(self.body["kind"])  # a str: validated on receipt
 
     @property
     def publisher_id(self) -> str:
-        return self.body["publisher_id"]
+        return str(self.body["publisher_id"])  # a str: validated on receipt
 
     @property
     def position(self) -> tuple[int, int]:
@@ -259,7 +259,7 @@ class Message:
 
     @property
     def msg_id(self) -> str:
-        return self.body["msg_id"]
+        return str(self.body["msg_id"])  # a str: validated on receipt
 
 
 def decode(frames: list[bytes]) -> Message:

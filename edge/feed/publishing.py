@@ -113,7 +113,7 @@ class FeedConfig(StrictModel):
 
     @property
     def server_keys(self) -> ServerKeys | None:
-        if self.server_secret_key is None:
+        if self.server_secret_key is None or self.authorized_clients_dir is None:  # both or neither
             return None
         return ServerKeys(Path(self.server_secret_key), Path(self.authorized_clients_dir))
 
@@ -129,7 +129,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)):
-        return clean_float(value, 4)
+        return clean_float(float(value), 4)
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, (str, int, bool)) or value is None:
@@ -184,7 +184,7 @@ class Publisher:
                 "station_id": self.station_id, "time_utc": time_utc, "catchup": self.catchup_endpoint}
 
     def _images(self, event: ScreeningEvent) -> dict[str, bytes]:
-        images = {}
+        images: dict[str, bytes] = {}
         if not self.include_images:
             return images
         try:
@@ -321,7 +321,7 @@ class Feed:
     @property
     def endpoint(self) -> str:
         """The PUB endpoint actually bound (resolves a ``tcp://127.0.0.1:*`` port)."""
-        return self.publisher.socket.last_endpoint.decode()
+        return self.publisher.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     @property
     def catchup_endpoint(self) -> str | None:

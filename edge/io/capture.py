@@ -324,6 +324,8 @@ class CameraWorker:
         now = time.monotonic_ns()
         if not self.lazy_decode and not self.decode_or_count(frame):
             return False
+        dtype: object
+        shape: tuple[int, ...] | None
         if isinstance(frame, JpegFrame):  # uint8 BGR of the size its header says: checked undecoded
             dtype, shape = np.dtype(np.uint8), frame.shape
         else:
@@ -344,11 +346,12 @@ class CameraWorker:
             # kept in meta for diagnosis. A source time running backwards (device clock reset,
             # injected jump) is counted; the frame goes on with its arrival time.
             src_t = frame.t_ns
-            went_back = self._last_src_t_ns is not None and src_t < self._last_src_t_ns
-            if went_back:
+            last_src_t_ns = self._last_src_t_ns
+            went_back = last_src_t_ns is not None and src_t < last_src_t_ns
+            if went_back and last_src_t_ns is not None:
                 st.ts_jumps += 1
                 log.warning("camera %s: source timestamp went back; using arrival time", self.camera,
-                            extra={"camera": self.camera, "back_s": round((self._last_src_t_ns - src_t) / 1e9, 3)})
+                            extra={"camera": self.camera, "back_s": round((last_src_t_ns - src_t) / 1e9, 3)})
             self._last_src_t_ns = src_t
             frame.meta["source_t_ns"] = src_t
             keep = frame.meta.get("clock") == "monotonic" and not went_back

@@ -92,6 +92,7 @@ def extract_fff(data: bytes, name: str = "<bytes>") -> bytes:
         i += 2 + seg_len
     if not chunks:
         raise FlirError(f"{name}: no FLIR APP1 segments (not a FLIR radiometric JPEG)")
+    assert last is not None  # set with the first chunk
     missing = [k for k in range(last + 1) if k not in chunks]
     if missing:
         raise FlirError(f"{name}: FLIR APP1 chunk(s) {missing} of 0..{last} missing (truncated file?)")
@@ -328,10 +329,10 @@ def encode_flir_jpeg(raw: np.ndarray, params: PlanckParams, visible_bgr: np.ndar
         return fff
     chunks = [fff[i:i + chunk_size] for i in range(0, len(fff), chunk_size)]
     ok, thumb = cv2.imencode(".jpg", to_u8(raw, percentiles=(0, 100)))
-    jpg = thumb.tobytes()
+    thumb_jpg = thumb.tobytes()
     segs = b"".join(b"\xff\xe1" + struct.pack(">H", len(c) + 10) + FLIR_SIG + bytes([1, i, len(chunks) - 1]) + c
                     for i, c in enumerate(chunks))
-    return jpg[:2] + segs + jpg[2:]
+    return thumb_jpg[:2] + segs + thumb_jpg[2:]
 
 
 def _assemble_fff(records: list[tuple[int, bytes]], bo: str) -> bytes:
@@ -351,7 +352,8 @@ def _assemble_fff(records: list[tuple[int, bytes]], bo: str) -> bytes:
 def split_seq(data: bytes, name: str = "<seq>") -> list[bytes]:
     """A FLIR SEQ file is FFF containers back to back. Each frame ends where its last record
     ends; the next frame is the next FFF header at or after that point."""
-    frames, pos = [], 0
+    frames: list[bytes] = []
+    pos = 0
     while True:
         start = data.find(b"FFF\x00", pos)
         if start < 0:

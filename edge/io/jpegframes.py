@@ -44,7 +44,7 @@ def jpeg_shape(buf: np.ndarray) -> tuple[int, int, int]:
     frame header, or no end-of-image marker after the compressed data (a frame cut short, as
     USB packet loss leaves it). Damage inside the compressed data only shows when decoding.
     """
-    mv = memoryview(buf)
+    mv = buf.data  # memoryview(buf): the array's bytes, not copied
     n = len(mv)
     if n < 4 or mv[0] != 0xFF or mv[1] != 0xD8:
         raise CorruptFrame(f"not a JPEG image ({n} bytes, no start-of-image marker)")
@@ -112,7 +112,7 @@ class JpegFrame(Frame):
             raise CorruptFrame(f"{camera} frame {index}: {e}") from None
         super().__init__(camera, index, t_ns, None, "none", {} if meta is None else meta)  # type: ignore[arg-type]
 
-    @property  # type: ignore[override]
+    @property
     def image(self) -> np.ndarray:
         return self._image if self._image is not None else self.decode()
 

@@ -418,9 +418,16 @@ class Recording:
         return RecordingSource(self.path, camera, cam_meta, self.rows[camera], decode, tolerate_loss)
 
     @property
+    def thermal_units(self) -> str:
+        """The thermal camera's raw units, a key of THERMAL_UNITS ('centikelvin', ...)."""
+        units = self.meta.thermal.units
+        assert units is not None  # _load_meta rejects a thermal camera without units
+        return units
+
+    @property
     def thermal_scale_k(self) -> float:
         """Kelvin per raw thermal count (0.01 for centi-kelvin)."""
-        return THERMAL_UNITS[self.meta.thermal.units]
+        return THERMAL_UNITS[self.thermal_units]
 
     def truth(self) -> dict[str, Any] | None:
         f = self.path / "truth.json"
@@ -508,7 +515,7 @@ class RecordingWriter:
             self._rgb_mkv = MjpegMkvWriter(self.path / r.file, r.width, r.height, r.fps, app_name=app)
         else:
             self._rgb = cv2.VideoWriter(
-                str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), r.fps, (r.width, r.height))
+                str(self.path / r.file), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"MJPG"), r.fps, (r.width, r.height))
             if not self._rgb.isOpened():
                 raise RecordingError(f"{self.path / r.file}: OpenCV could not open the video writer (FFmpeg backend missing?)")
         self._thermal = Gray16MkvWriter(self.path / t.file, t.width, t.height, t.fps, app_name=app)

@@ -430,6 +430,7 @@ class RecordingCameraSource:
     def read(self) -> Frame | None:
         if not self._synced:  # (re)opened late: skip to the frame playing now
             self._synced = True
+            assert self._epoch_ns is not None  # _synced starts False only when an epoch was given
             elapsed = time.monotonic_ns() - self._epoch_ns
             if self._loop and elapsed > 0:
                 self._t_offset_ns = (elapsed // self._loop_ns) * self._loop_ns
@@ -583,6 +584,7 @@ def source_opener(camera: str, cfg: CameraConfig, *, live: bool = True, epoch_ns
             raise SourceError(f"{camera}: device unavailable (injected disconnect)")
         if cfg.kind == "recording":
             realtime = cfg.realtime and live
+            assert path is not None  # CameraConfig requires a path for kind=recording
             src = RecordingCameraSource(path, camera, realtime=realtime, loop=cfg.loop,
                                         epoch_ns=epoch_ns if realtime else None)
         elif camera == "thermal":

@@ -134,7 +134,7 @@ class StationGeometry:
         }
 
 
-def apply_homography(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
+def apply_homography(H: np.ndarray, xy: np.ndarray | list[np.ndarray]) -> np.ndarray:
     """(N,2) -> (N,2) through the 3x3 homography H."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     h = np.c_[xy, np.ones(len(xy))] @ np.asarray(H, dtype=np.float64).T
@@ -160,7 +160,7 @@ def make_station(
     return StationGeometry(
         rgb=PinholeCamera(rgb_size[0], rgb_size[1], rgb_hfov_deg, rgb_fps),
         thermal=PinholeCamera(w, h, hfov, thermal_fps or fps),
-        thermal_center_m=tuple(thermal_center_m),
-        thermal_rot_deg=tuple(thermal_rot_deg),
+        thermal_center_m=(*thermal_center_m,),  # a tuple even when a list is passed
+        thermal_rot_deg=(*thermal_rot_deg,),
         reference_distance_m=reference_distance_m,
     )

@@ -102,7 +102,7 @@ def _not_backdrop(photo_bgr: np.ndarray) -> np.ndarray:
     """1 where the photo is not its pale studio backdrop (hair, skin, suit), 0 on the backdrop."""
     hsv = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2HSV).astype(np.float32)
     backdrop = (hsv[:, :, 1] < 40) & (hsv[:, :, 2] > 150)
-    keep = (~backdrop).astype(np.uint8)
+    keep: np.ndarray = (~backdrop).astype(np.uint8)
     keep = cv2.morphologyEx(keep, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
     return keep.astype(np.float32)

@@ -188,7 +188,8 @@ class Renderer:
         """What is in view at t_s, farthest first (painter's order): ('bb', None), ('p', (spec, state)).
         With ``ref_s``: the people in view at ref_s, placed where they were at t_s (clamped to their
         waypoints) -- the sensor's recent past for its time constant."""
-        layers = [(self.blackbody_center(t_s)[2], "bb", None)]
+        layers: list[tuple[float, str, tuple[PersonSpec, PersonState] | None]] = [
+            (self.blackbody_center(t_s)[2], "bb", None)]
         for p in self.persons:
             if ref_s is None:
                 st = person_state(p, t_s)
@@ -209,6 +210,7 @@ class Renderer:
                 corners = g.project_rgb(self.blackbody_corners(t_s))
                 R.draw_blackbody(img, corners, self._event_active("blackbody_occluded", t_s))
                 continue
+            assert obj is not None  # a person layer
             p, st = obj
             A = source_to_rgb_matrix(g, p, st)
             exp_s = 0.012  # exposure: indoor lighting, 12 ms
@@ -249,7 +251,8 @@ class Renderer:
 
     def _thermal_motion_px(self, t_s: float, dt_s: float) -> float:
         """Largest image motion of any face in view at t_s over the last dt_s, thermal px."""
-        return max((self.face_motion_px(obj[0], t_s, dt_s) for kind, obj in self._layers(t_s) if kind == "p"),
+        return max((self.face_motion_px(obj[0], t_s, dt_s) for kind, obj in self._layers(t_s)
+                    if kind == "p" and obj is not None),
                    default=0.0)
 
     def thermal_scene(self, t_s: float, ref_s: float | None = None) -> tuple[np.ndarray, list[dict], float]:
@@ -273,6 +276,7 @@ class Renderer:
                     card = np.round((c + (bb_poly - c) * 2.2) * 16).astype(np.int32)
                     cv2.fillConvexPoly(T, card, amb + 0.8, cv2.LINE_AA, 4)
                 continue
+            assert obj is not None  # a person layer
             p, st = obj
             A = source_to_rgb_matrix(g, p, st)
             H = g.homography_at(st.pos_m[2])
@@ -313,7 +317,8 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
                            g.thermal.fps, "gray16le", "thermal.mkv", sc.sensor.units),
         extra={"scenario": sc.name, "seed": sc.seed, "generator": GENERATOR_VERSION},
     )
-    rgb_truth, th_truth, gates = [], [], {p.id: [] for p in rd.persons}
+    rgb_truth, th_truth = [], []
+    gates: dict[int, list[str]] = {p.id: [] for p in rd.persons}
     writer = RecordingWriter(out_dir, meta)
     try:
         # Interleave the two cameras in time order, as a station would record them.
@@ -337,6 +342,7 @@ def render_scenario(scenario_file: str | Path, out_dir: str | Path, photo_bgr: n
             for f in faces:
                 p = next(q for q in rd.persons if q.id == f["id"])
                 st = person_state(p, t_s)
+                assert st is not None  # the frame's faces are persons in view
                 box_rgb = _box_of(face_geometry(source_to_rgb_matrix(g, p, st))["box"])
                 if not _overlaps(box_rgb, g.rgb.width, g.rgb.height):
                     f["gate"] = "not_in_rgb"

@@ -191,7 +191,8 @@ class BlackbodyMonitor:
     def __init__(self, cfg: BlackbodyConfig | None = None):
         self.cfg = cfg or BlackbodyConfig()
         self.expected_c = self.cfg.expected_c()
-        self.roi: tuple[int, int, int, int] | None = tuple(self.cfg.roi_xywh) if self.cfg.roi_xywh else None
+        roi = self.cfg.roi_xywh  # four ints (validated)
+        self.roi: tuple[int, int, int, int] | None = (roi[0], roi[1], roi[2], roi[3]) if roi else None
         self._good: deque[float] = deque(maxlen=self.cfg.average_frames)
         self._ref_c: float | None = None  # last good ROI reading (tracks drift)
         self._offset_c = 0.0
@@ -298,6 +299,7 @@ class BlackbodyMonitor:
         frame the ROI's neighbourhood is copied and the contrast computed on demand -- when that
         copy is all finite and a strip is inside the frame, the contrast is certain to be finite
         and is the one the reference must hold; otherwise it is computed now, as always."""
+        assert self.roi is not None  # called with the ROI known
         x, y, w, h = self.roi
         x0, y0 = max(0, x - 4), max(0, y - 4)
         win = thermal_c[y0:y + h + 4, x0:x + w + 4]
@@ -322,6 +324,7 @@ class BlackbodyMonitor:
         """A window of the ROI's size, not overlapping the ROI much, that reads like the blackbody:
         as uniform, as warm, and standing out from its surroundings the way the blackbody did
         (a patch of forehead is uniform and warm too, but its surroundings are skin)."""
+        assert self.roi is not None  # called with the ROI known
         x, y, w, h = self.roi
         if thermal_c.shape[0] < h or thermal_c.shape[1] < w:
             return None

@@ -124,9 +124,10 @@ class SkinToCore(StrictModel):
             out = skin + self.offset_c
         else:
             if ambient_c is None:
-                amb_term = 0.0
+                amb_term: float | np.ndarray = 0.0
             else:
-                amb = np.clip(np.asarray(ambient_c, dtype=np.float64), *self.ambient_range_c)
+                lo_c, hi_c = self.ambient_range_c
+                amb = np.clip(np.asarray(ambient_c, dtype=np.float64), lo_c, hi_c)
                 amb_term = self.ambient_coef * (amb - self.ambient_ref_c)
             out = self.intercept_c + self.skin_coef * skin + amb_term
         return float(out) if np.ndim(out) == 0 else out.astype(np.float32)

@@ -244,7 +244,7 @@ def _patch_medians(img: np.ndarray, xy: np.ndarray, half: float) -> np.ndarray:
     size = 2 * math.ceil(half) + 1
     out = np.full(len(xy), np.nan, np.float32)
     buf = np.empty((len(xy), size, size), img.dtype)
-    rows = []
+    rows: list[int] = []
     for j, (x, y) in enumerate(xy.tolist()):
         if not (math.isfinite(x) and math.isfinite(y)):
             continue
@@ -265,7 +265,8 @@ def _box_inside_frac(box: np.ndarray, w: int, h: int) -> np.ndarray:
     area = np.maximum(box[:, 2] - box[:, 0], 1e-6) * np.maximum(box[:, 3] - box[:, 1], 1e-6)
     iw = np.maximum(np.minimum(box[:, 2], w) - np.maximum(box[:, 0], 0), 0)  # np.clip is slow on
     ih = np.maximum(np.minimum(box[:, 3], h) - np.maximum(box[:, 1], 0), 0)  # tiny arrays
-    return (iw * ih / area).astype(np.float32)
+    frac: np.ndarray = (iw * ih / area).astype(np.float32)
+    return frac
 
 
 @dataclass
@@ -284,8 +285,8 @@ def _measure_one(thermal_c: np.ndarray, lm: np.ndarray, canthi: np.ndarray, iod:
     r = max(1.0, cfg.search_radius_frac * iod)
     (c0x, c0y), (c1x, c1y) = canthi.tolist()
     f = canthi.dtype.type  # bounds in the landmarks' precision, as array arithmetic gives them
-    xa = math.floor(f(min(c0x, c1x)) - r); xb = math.ceil(f(max(c0x, c1x)) + r) + 1
-    ya = math.floor(f(min(c0y, c1y)) - r); yb = math.ceil(f(max(c0y, c1y)) + r) + 1
+    xa, xb = math.floor(f(min(c0x, c1x)) - r), math.ceil(f(max(c0x, c1x)) + r) + 1
+    ya, yb = math.floor(f(min(c0y, c1y)) - r), math.ceil(f(max(c0y, c1y)) + r) + 1
     if xa < 0 or ya < 0 or xb > w or yb > h:
         return None
     crop = thermal_c[ya:yb, xa:xb]

@@ -46,7 +46,7 @@ def to_celsius(raw: np.ndarray, units: str) -> np.ndarray:
     scale = _unit_scale_k(units)
     raw = np.asarray(raw)
     # counts -> float32 inside the multiply (exact for uint16), then in place: no temporaries
-    out = np.multiply(raw, np.float32(scale), dtype=np.float32)
+    out: np.ndarray = np.multiply(raw, np.float32(scale), dtype=np.float32)
     np.subtract(out, np.float32(KELVIN_OFFSET), out=out)
     if raw.dtype.kind in "ui":
         dead = raw == 0

@@ -149,6 +149,7 @@ def fit_registration(rgb_xy: np.ndarray, thermal_xy: np.ndarray, distance_m: np.
             resid = dst[inliers] - proj
             a = inv[inliers]
             k = (a @ resid) / max(a @ a, 1e-12)
+    assert h is not None  # the loop runs at least once and raises when it finds none
     reg = Registration(h, reference_distance_m, k, rgb_focal_px, iod_m)
     pred = _project(h, src[inliers]) + inv[inliers, None] * k[None, :]
     rms = float(np.sqrt(np.mean(np.sum((pred - dst[inliers]) ** 2, axis=1))))

@@ -248,9 +248,9 @@ class CenterFaceDetector:
             if len(boxes) == 0:
                 return Detections.empty()
         xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
-        keep = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), cfg.score_threshold,
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.astype(float).tolist(), cfg.score_threshold,
                                 cfg.nms_iou_threshold, top_k=cfg.max_faces)
-        keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+        keep = np.asarray(kept, dtype=np.int64).reshape(-1)
         keep = keep[np.argsort(-scores[keep], kind="stable")][: cfg.max_faces]
         return Detections(boxes[keep], scores[keep], land[keep])
 
@@ -273,7 +273,7 @@ def _latency_main(argv: list[str] | None = None) -> int:
 
     from edge.assets import ASTRONAUT, require
 
-    ap = argparse.ArgumentParser(prog="python -m edge.vision.detection", description=_latency_main.__doc__.split(":")[0])
+    ap = argparse.ArgumentParser(prog="python -m edge.vision.detection", description=(_latency_main.__doc__ or "").split(":")[0])
     ap.add_argument("image", nargs="?", type=Path, help="BGR photo to time on (default: astronaut in a VGA frame)")
     ap.add_argument("--sizes", default="224x160,256x192,288x224,320x256,416x320,640x480")
     ap.add_argument("--runs", type=int, default=50)
@@ -287,6 +287,9 @@ def _latency_main(argv: list[str] | None = None) -> int:
             return 2
     else:
         face = cv2.imread(str(require(ASTRONAUT.target)), cv2.IMREAD_COLOR)
+        if face is None:
+            print(f"error: {ASTRONAUT.target}: not a readable image (run `python -m edge.assets` again)")
+            return 2
         frame = np.full((480, 640, 3), 100, np.uint8)
         frame[:, 64:576] = cv2.resize(face, (512, 480))
     session = load_session(model_file(DetectorConfig(precision=a.precision)), a.threads)

@@ -299,7 +299,7 @@ class TrackMaskCache:
                 if ids[k] >= 0:
                     self._by_track[ids[k]] = (s, c, 0)
         for k, cache in enumerate(cached):
-            if k not in need:
+            if k not in need and cache is not None:  # not needed: cached, and still fresh
                 s, c, age = cache
                 status[k], conf[k] = s, c
                 self._by_track[ids[k]] = (s, c, age + 1)

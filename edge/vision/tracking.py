@@ -90,7 +90,8 @@ def _to_states(box_xyxy: np.ndarray) -> list[list[float]]:
     """(N,4) boxes -> per box [cx, cy, w, h], computed in the boxes' precision (float32 from
     Detections) and then held as Python floats (float64)."""
     b = np.asarray(box_xyxy).reshape(-1, 4)
-    return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1).tolist()
+    states: list[list[float]] = np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1).tolist()
+    return states
 
 
 @dataclass
@@ -183,7 +184,8 @@ class Tracker:
                     self._tracks[ti].track_id = self._next_id
                     self._next_id += 1
                 ids[di] = self._tracks[ti].track_id
-                speed[di] = np.hypot(*self._tracks[ti].v[:2])
+                vx, vy = self._tracks[ti].v[:2]
+                speed[di] = np.hypot(vx, vy)
             return [t for t in track_idx if t not in used_t], [d for d in det_idx if d not in used_d]
 
         confirmed, high = associate(confirmed, high, cfg.iou_threshold)
