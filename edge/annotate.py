@@ -212,10 +212,11 @@ class Annotator:
         """The first codec of CODECS[extension] this OpenCV build opens; sets codec/codec_note."""
         from edge.errors import UserError
 
-        tried = []
+        tried: list[str] = []
         for fourcc, what, browsers in CODECS[self.path.suffix.lower()]:
             with quiet_stderr():
-                writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*fourcc),
+                assert self._size is not None  # set by the first frame, before the writer opens
+                writer = cv2.VideoWriter(str(self.path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*fourcc),
                                          self.fps, self._size)
             if writer.isOpened():
                 self.codec = what

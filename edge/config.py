@@ -15,7 +15,6 @@ before validation, and errors in them name the variable.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 

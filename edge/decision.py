@@ -94,7 +94,7 @@ class DecisionConfig(StrictModel):
         return round(v, 1)
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> "DecisionConfig":
+    def _warmup_fits(self) -> DecisionConfig:
         if self.warmup_subjects > self.baseline_window:
             raise ValueError(f"warmup_subjects={self.warmup_subjects} exceeds baseline_window="
                              f"{self.baseline_window} (allowed: 2..baseline_window)")

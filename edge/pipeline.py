@@ -15,10 +15,11 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge.decision import Screener
 from edge.paths import CALIBRATION_DIR
@@ -95,11 +96,11 @@ class WallClock:
         self.t0_ns = t0_ns
 
     @classmethod
-    def now(cls) -> "WallClock":
-        return cls(datetime.now(timezone.utc), time.monotonic_ns())
+    def now(cls) -> WallClock:
+        return cls(datetime.now(UTC), time.monotonic_ns())
 
     @classmethod
-    def from_iso(cls, start_utc: str, t0_ns: int) -> "WallClock":
+    def from_iso(cls, start_utc: str, t0_ns: int) -> WallClock:
         return cls(parse_utc(start_utc), t0_ns)
 
     def iso(self, t_ns: int) -> str:

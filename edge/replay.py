@@ -10,14 +10,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from edge.decision import DecisionConfig
 from edge.io.pairing import Pairer, PairingConfig, PairingStats, pair_frames, paired
-from edge.io.recording import LOSS_CUT_ROW, Recording, RecordingSource, open_recording
+from edge.io.recording import LOSS_CUT_ROW, Recording, open_recording
+from edge.io.sources import FrameSource
 from edge.pipeline import (
     STAGES,
     EventPublisher,
@@ -29,6 +32,7 @@ from edge.pipeline import (
 )
 from edge.types import Detections, Frame, ScreeningEvent, Verdict
 from edge.vision.detection import FaceDetector
+from edge.vision.tracking import TrackingConfig
 
 if TYPE_CHECKING:
     from edge.config import StationConfig
@@ -40,8 +44,9 @@ class _Prefetch:
 
     _END = object()
 
-    def __init__(self, source: RecordingSource, depth: int = 8):
+    def __init__(self, source: FrameSource, depth: int = 8):
         self.source = source
+        self.name = source.name
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"prefetch-{source.name}", daemon=True)
@@ -138,7 +143,14 @@ class ReplayResult:
         return {k: float(np.median(v)) for k, v in self.stage_ms.items() if v}
 
 
-def why_nobody_screened(n_pairs: int, n_pairs_with_faces: int, cfg: StationConfig) -> str | None:
+class ScreeningNeeds(Protocol):
+    """The config sections ``why_nobody_screened`` reads (a StationConfig has them)."""
+
+    tracking: TrackingConfig
+    decision: DecisionConfig
+
+
+def why_nobody_screened(n_pairs: int, n_pairs_with_faces: int, cfg: ScreeningNeeds) -> str | None:
     """One line saying why faces were seen but no subject was screened (None when that is not
     the case): a face becomes a person only after ``tracking.min_hits`` matched paired frames, and
     a verdict needs ``decision.min_valid_frames`` measurable ones -- a one-frame import has neither."""
@@ -163,7 +175,7 @@ def replay(stream_dir: str | Path, config: StationConfig | None = None, *, publi
     cfg = config if config is not None else default_config(rec.meta.station_id, stream_dir=stream_dir)
     pipe = build_pipeline(cfg, detector=detector, publisher=publisher,
                           wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),
-                          thermal_units=rec.meta.thermal.units, keep_published=True, observers=observers)
+                          thermal_units=rec.thermal_units, keep_published=True, observers=observers)
     pairer = Pairer(cfg.pairing)
     # tolerate_loss: a capture cut short (full disk, power cut) or with a damaged frame replays
     # every frame that can be read; what cannot is counted in the result, never dropped silently.
@@ -195,8 +207,8 @@ def replay(stream_dir: str | Path, config: StationConfig | None = None, *, publi
             s.close()
     events.extend(pipe.finish())
     elapsed = time.perf_counter() - t0
-    lost = {s.source.name: dict(s.source.lost) for s in sources if s.source.lost}
-    detail = {s.source.name: dict(s.source.loss_detail) for s in sources if s.source.lost}
+    lost = {s.name: dict(s.lost) for s in (rgb_src, thermal_src) if s.lost}
+    detail = {s.name: dict(s.loss_detail) for s in (rgb_src, thermal_src) if s.lost}
     for cam, n in rec.cut_rows.items():  # a row the killed writer left half-written
         lost.setdefault(cam, {})[LOSS_CUT_ROW] = n
         detail.setdefault(cam, {})[LOSS_CUT_ROW] = f"{rec.path / 'timestamps.csv'}: last row has no line end (dropped)"

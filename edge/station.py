@@ -92,6 +92,8 @@ class StationPublisher(Protocol):
 
     def publish_status(self, status: dict[str, Any], time_utc: str) -> dict[str, Any]: ...
 
+    def publish_guidance(self, guidance: dict[str, Any], time_utc: str) -> dict[str, Any]: ...
+
 
 @dataclass
 class StationResult:
@@ -179,6 +181,7 @@ class Station:
             # replayed timestamps are the recording's: wall time comes from its start_utc
             from edge.io.recording import open_recording
 
+            assert th.path is not None  # a recording source names its folder (SourcesConfig checks)
             meta = open_recording(th.path).meta
             clock = WallClock.from_iso(meta.start_utc, meta.t0_ns)
         return build_pipeline(self.cfg, publisher=self.publisher, metrics=self.metrics, wall_clock=clock,

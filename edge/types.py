@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # station and publisher ids: no dots (they prefix feed topics)
+
 # Per-face arrays stages add to Detections.data. Shape after N (faces) and meaning:
 DATA_KEYS = {
     "mask": "(N,) object: 'yes' | 'no' | 'unknown' -- mask status from the RGB crop",
@@ -62,13 +64,13 @@ class Detections:
                 raise ValueError(f"Detections.data[{key!r}] has {len(arr)} rows, expected {n}")
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
 
     def __len__(self) -> int:
         return len(self.box_xyxy)
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         """Select faces by boolean mask, index array, slice or single int (kept as N=1)."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -79,7 +81,7 @@ class Detections:
             {k: v[index] for k, v in self.data.items()},
         )
 
-    def with_data(self, **arrays: np.ndarray) -> "Detections":
+    def with_data(self, **arrays: np.ndarray) -> Detections:
         """Return a copy sharing arrays, with ``arrays`` added to ``data`` (checked for length)."""
         return Detections(self.box_xyxy, self.score, self.landmarks_xy, {**self.data, **arrays})
 

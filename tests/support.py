@@ -10,7 +10,8 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -69,7 +70,7 @@ class Subscriber:
             n += 1
         return n
 
-    def receive(self, until: Callable[["Subscriber"], bool] | int, *, ping: Callable[[], Any] | None = None,
+    def receive(self, until: Callable[[Subscriber], bool] | int, *, ping: Callable[[], Any] | None = None,
                 timeout_s: float = TIMEOUT_S, what: str | None = None) -> list[list[bytes]]:
         """Collect until ``until(self)`` holds (an int n: until n messages); ``ping()`` is called
         before each round. Returns ``frames``."""
@@ -86,7 +87,7 @@ class Subscriber:
         wait_until(step, timeout_s, what or "the expected messages")
         return self.frames
 
-    def collecting(self) -> "_Collecting":
+    def collecting(self) -> _Collecting:
         """Context manager: a thread drains the socket until the block ends, then everything
         still in flight (poll pause 200 ms) is taken too."""
         return _Collecting(self)
@@ -94,7 +95,7 @@ class Subscriber:
     def close(self) -> None:
         self.socket.close(linger=0)
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Subscriber:
         return self
 
     def __exit__(self, *exc: object) -> None:

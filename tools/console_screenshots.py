@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.bench.console import CHROMIUM, CHROMIUM_ARGS, _free_port
+from edge.bench.console import CHROMIUM, CHROMIUM_ARGS, _free_port  # noqa: E402 (after the sys.path line)
 
 OUTCOMES = [("confirmed", "38.6", "oral", "sent to the clinic"), ("not_confirmed", "37.0", "oral", ""),
             ("confirmed", "38.2", "oral", ""), ("not_found", "", "", "walked off before the check")]

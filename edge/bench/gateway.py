@@ -11,7 +11,7 @@ one frame in 3.5 pairs; a dropped RGB frame that mattered shows up as a missing 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 MAX_DROP_FRAC = 0.005
 MIN_PAIR_FRAC = 0.95

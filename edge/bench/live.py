@@ -114,7 +114,7 @@ def run_live(stream: Path, *, seconds: float = 30.0, threads: int = 1, detector:
     # tipped the decision.)
     deciding = DecidingPair()
     pipe = build_pipeline(cfg, publisher=feed.publisher, wall_clock=WallClock.now(),
-                          thermal_units=rec.meta.thermal.units, observers=[deciding])
+                          thermal_units=rec.thermal_units, observers=[deciding])
     sent = deciding.sent
     lat_ms = np.full(int(seconds * 12) + 64, np.nan)
     proc_ms = np.full_like(lat_ms, np.nan)  # the pipeline's own time for that pair

@@ -26,8 +26,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edge.bench import procstat as ps
 from edge.bench.stream import BENCH_SCENARIO, REPO_ROOT, ensure_stream, stream_info

@@ -128,6 +128,7 @@ def client_keys(args) -> ClientKeys | None:
             return None
     except ValueError as e:
         raise UserError(str(e)) from None
+    assert secret is not None and server is not None  # curve_pair: both or neither
     keys = ClientKeys(secret, server)
     try:  # read (and checked) here, kept for every socket the listener makes
         keys.own()
@@ -278,7 +279,7 @@ def run_demo(args: argparse.Namespace) -> int:
         pub.close(linger=0)
         ctx.term()
         raise UserError(f"--endpoint {args.endpoint}: cannot bind: {e}") from None
-    endpoint = pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+    endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
     topics = [f"alert.{station}".encode()] + ([f"screening.{station}".encode()] if args.all else [])
     received: list[dict] = []
     ready, stop = threading.Event(), threading.Event()
@@ -294,7 +295,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ctx.term()
         raise
     tmp = tempfile.TemporaryDirectory(prefix="thermal-edge-replay-") if args.journal is None else None
-    journal_path = args.journal or Path(tmp.name) / "journal.sqlite"
+    journal_path = args.journal if tmp is None else Path(tmp.name) / "journal.sqlite"
     router = ctx.socket(zmq.ROUTER)
     try:
         journal = Journal(journal_path)
@@ -307,7 +308,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ctx.term()
         raise UserError(f"--journal {journal_path} / --catchup-endpoint {args.catchup_endpoint}: {e}") from None
     publisher = Publisher(pub, station, journal, include_images=False, heartbeat_s=1.0,
-                          catchup_endpoint=router.last_endpoint.decode())
+                          catchup_endpoint=router.getsockopt_string(zmq.LAST_ENDPOINT))
     publisher.close_open_events(utc_iso())  # a kept journal: events a killed earlier run left open
     # Heartbeats and catch-up from their own thread (the subscriptions above were read first:
     # one thread at a time on the XPUB socket, the Publisher's lock serialises the sends).

@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import zmq
@@ -41,7 +41,7 @@ def parse_since(text: str) -> datetime:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UserError(f"--since {text!r}: not an ISO 8601 time (e.g. 2026-11-26T08:00 or 2026-11-26)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def register(sub) -> None:

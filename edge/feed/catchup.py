@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 
@@ -71,7 +71,7 @@ class CatchupServer:
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.sndhwm = 4 * MAX_BATCH
 
-    def start(self) -> "CatchupServer":
+    def start(self) -> CatchupServer:
         self._thread = threading.Thread(target=self._run, name="feed-catchup", daemon=True)
         self._thread.start()
         return self

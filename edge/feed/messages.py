@@ -23,11 +23,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from edge.guidance import MESSAGE_KEYS
+from edge.types import ID_PATTERN
 
 SCHEMA_VERSION = 1
 KINDS = ("alert", "screening", "status", "heartbeat", "guidance")
@@ -36,7 +37,6 @@ IMAGE_NAMES = ("rgb_jpeg", "thermal_jpeg")
 MAX_TOPIC_BYTES = 128
 MAX_BODY_BYTES = 64 * 1024
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # station and publisher ids: no dots (topic prefixes)
 _ID_RE = re.compile(ID_PATTERN)
 
 
@@ -159,7 +159,7 @@ class GuidanceBody(_Envelope):
     since_t_ns: int = Field(description="capture time this message was first chosen (unchanged since), ns")
 
 
-Body = Annotated[Union[EventBody, StatusBody, HeartbeatBody, GuidanceBody], Field(discriminator="kind")]
+Body = Annotated[EventBody | StatusBody | HeartbeatBody | GuidanceBody, Field(discriminator="kind")]
 _BODY = TypeAdapter(Body)
 
 
@@ -177,7 +177,7 @@ def _strict_2020_12(node: Any) -> Any:
 def json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a feed message body; committed as docs/schema/. Only
     2020-12 vocabulary: it compiles in strict validators (tests/feed/test_schema_strict.py)."""
-    schema = _strict_2020_12(_BODY.json_schema(by_alias=True))
+    schema: dict[str, Any] = _strict_2020_12(_BODY.json_schema(by_alias=True))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"thermal-edge feed message body, schema {SCHEMA_VERSION}"
     return schema

@@ -97,7 +97,7 @@ class FeedConfig(StrictModel):
         return None if v is None else str(resolve_path(v, info))
 
     @model_validator(mode="after")
-    def _check_security(self) -> "FeedConfig":
+    def _check_security(self) -> FeedConfig:
         if not curve_pair(("feed.server_secret_key", self.server_secret_key),
                           ("feed.authorized_clients_dir", self.authorized_clients_dir),
                           "both the server key and the allowlist"):
@@ -335,7 +335,7 @@ class Feed:
             self.auth.stop()
             self.auth = None
 
-    def __enter__(self) -> "Feed":
+    def __enter__(self) -> Feed:
         return self
 
     def __exit__(self, *exc) -> None:

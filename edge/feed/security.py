@@ -32,11 +32,10 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
+from edge.errors import UserError
 from edge.feed.liveness import DENIAL_REPEAT_S
 
 log = logging.getLogger(__name__)
-
-from edge.errors import UserError
 
 ZAP_DOMAIN = "thermal-edge"  # every server socket of ours authenticates in this ZAP domain
 

@@ -156,7 +156,7 @@ class JpegPacketReader:
         self._cap = cap
 
     @classmethod
-    def open(cls, video: Any) -> "JpegPacketReader | None":
+    def open(cls, video: Any) -> JpegPacketReader | None:
         """None when the file is not MJPEG (JPEG_FOURCCS) or cannot be opened."""
         cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
         if cap.isOpened() and fourcc_of(cap) in JPEG_FOURCCS and cap.set(cv2.CAP_PROP_FORMAT, -1):

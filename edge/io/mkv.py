@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ class MjpegMkvWriter(_MkvTrackWriter):
 
     def write(self, jpeg: bytes | np.ndarray, t_ns: int) -> None:
         """jpeg: one whole JPEG image (bytes or (N,) uint8); t_ns: capture time."""
-        self._write_block(memoryview(np.ascontiguousarray(jpeg, np.uint8).reshape(-1)) if isinstance(jpeg, np.ndarray)
+        self._write_block(np.ascontiguousarray(jpeg, np.uint8).reshape(-1).data if isinstance(jpeg, np.ndarray)
                           else jpeg, t_ns)
 
 
@@ -149,7 +150,7 @@ class Gray16MkvReader:
         self.frame_bytes = width * height * 2
 
     @classmethod
-    def open(cls, path: str | Path) -> "Gray16MkvReader | None":
+    def open(cls, path: str | Path) -> Gray16MkvReader | None:
         f = open(path, "rb")
         try:
             reader = cls._header(f)
@@ -161,7 +162,7 @@ class Gray16MkvReader:
         return reader
 
     @classmethod
-    def _header(cls, f: Any) -> "Gray16MkvReader | None":
+    def _header(cls, f: Any) -> Gray16MkvReader | None:
         if f.read(4) != _EBML.to_bytes(4, "big"):
             return None  # not Matroska (e.g. an AVI): FFmpeg's business
         f.seek(0)

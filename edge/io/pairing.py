@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Protocol
 
 from pydantic import Field
 
@@ -46,7 +47,7 @@ class PairingStats:
     rgb_unused: int = 0  # RGB frames no thermal frame chose (normal: RGB runs faster)
     out_of_order: int = 0  # frames whose t_ns went backwards within their camera; dropped
     duplicate_time: int = 0  # frames whose t_ns equals the previous one of their camera; dropped
-    unpaired: Counter = field(default_factory=Counter)  # (camera, reason in UNPAIRED_REASONS) -> frames
+    unpaired: Counter[tuple[str, str]] = field(default_factory=Counter)  # (camera, reason in UNPAIRED_REASONS) -> frames
 
     def unpaired_by_camera(self) -> dict[str, dict[str, int]]:
         """{camera: {reason: frames}} for the status message (every reason listed, zeros too)."""

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,14 +37,13 @@ from pydantic import (
 
 from edge.configbase import format_error
 from edge.errors import UserError
-from edge.feed.messages import ID_PATTERN
 from edge.io.jpegframes import JpegPacketReader, decode_jpeg
 from edge.io.mkv import Gray16MkvReader, Gray16MkvWriter, MjpegMkvWriter, MkvError
 from edge.io.pairing import PairingConfig, paired
 from edge.thermal.radiometry import (
     UNIT_SCALE_K as THERMAL_UNITS,  # kelvin per count, by unit name
 )
-from edge.types import FFC_STATES, Frame, FramePair
+from edge.types import FFC_STATES, ID_PATTERN, Frame, FramePair
 
 FORMAT_NAME = "thermal-edge-recording"
 FORMAT_VERSION = 2  # what the writer writes
@@ -585,7 +585,7 @@ class RecordingWriter:
             (self.path / "truth.json").write_text(json.dumps(truth, indent=1))
         self._write_meta()  # again: extra may have grown (record's capture counters)
 
-    def __enter__(self) -> "RecordingWriter":
+    def __enter__(self) -> RecordingWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

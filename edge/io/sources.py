@@ -28,10 +28,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -122,7 +123,7 @@ class CameraConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _needs(self) -> "CameraConfig":
+    def _needs(self) -> CameraConfig:
         need = {"v4l2": "device", "url": "url", "file": "path", "recording": "path"}[self.kind]
         if getattr(self, need) is None:
             raise ValueError(f"kind={self.kind!r} needs '{need}'")
@@ -147,7 +148,7 @@ class SourcesConfig(StrictModel):
     reconnect_max_s: float = Field(30.0, ge=0.1, le=3600, description="Cap of the reconnect delay, s")
 
     @model_validator(mode="after")
-    def _order(self) -> "SourcesConfig":
+    def _order(self) -> SourcesConfig:
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ValueError(f"reconnect_max_s={self.reconnect_max_s} is below reconnect_initial_s={self.reconnect_initial_s}")
         if self.watchdog_period_s > self.watchdog_timeout_s:
@@ -467,7 +468,7 @@ class RecordingJpegSource:
         self._next = 0
 
     @classmethod
-    def open(cls, rec: Any) -> "RecordingJpegSource | None":
+    def open(cls, rec: Any) -> RecordingJpegSource | None:
         """None when the video is not MJPEG (or cannot be opened: RecordingSource says why)."""
         video = rec.path / rec.meta.rgb.file
         packets = JpegPacketReader.open(video)
@@ -508,7 +509,7 @@ class FaultPlan:
     unavailable_until_s: float = 0.0  # monotonic s until which opening fails (disconnect@N:S)
 
     @classmethod
-    def parse(cls, specs: list[str]) -> "FaultPlan":
+    def parse(cls, specs: list[str]) -> FaultPlan:
         plan = cls()
         for spec in specs:
             m = FAULT_RE.match(spec)

@@ -35,7 +35,7 @@ class StationSpec(StrictModel):
     reference_distance_m: float = Field(1.5, gt=0.3, le=5, description="distance the calibration homography is exact at, m")
 
     @model_validator(mode="after")
-    def _preset_known(self) -> "StationSpec":
+    def _preset_known(self) -> StationSpec:
         if self.thermal_preset not in THERMAL_PRESETS:
             raise ValueError(f"thermal_preset {self.thermal_preset!r}; allowed: {sorted(THERMAL_PRESETS)}")
         return self
@@ -100,7 +100,7 @@ class PersonSpec(StrictModel):
     brightness: float = Field(1.0, gt=0.3, le=2.0, description="RGB lighting gain on this person")
 
     @model_validator(mode="after")
-    def _check(self) -> "PersonSpec":
+    def _check(self) -> PersonSpec:
         if self.mask not in MASK_STYLES:
             raise ValueError(f"mask {self.mask!r}; allowed: {MASK_STYLES}")
         ts = [w[0] for w in self.waypoints]
@@ -118,7 +118,7 @@ class EventSpec(StrictModel):
     to_m: tuple[float, float, float] | None = Field(None, description="blackbody_moved: new aperture centre, m")
 
     @model_validator(mode="after")
-    def _check(self) -> "EventSpec":
+    def _check(self) -> EventSpec:
         if self.t1_s <= self.t0_s:
             raise ValueError(f"t1_s={self.t1_s} must be after t0_s={self.t0_s}")
         if self.kind == "blackbody_moved" and self.to_m is None:
@@ -156,7 +156,7 @@ class Scenario(StrictModel):
     event: list[EventSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "Scenario":
+    def _unique_ids(self) -> Scenario:
         ids = [p.id for p in self.person]
         if len(ids) != len(set(ids)):
             raise ValueError(f"person ids must be unique, got {ids}")

@@ -86,7 +86,7 @@ def expected_verdict(core_c: float, gates: list[str], threshold_c: float, min_va
     near = Counter({g: n for g, n in counts.items() if g not in (GateReason.TOO_FAR, GateReason.OUTSIDE_THERMAL_VIEW)})
     if near:
         top = max(near.values())
-        reason = next(g for g in GATE_ORDER if near.get(g) == top)
+        reason: GateReason = next(g for g in GATE_ORDER if near.get(g) == top)
     elif counts.get(GateReason.TOO_FAR):
         reason = GateReason.TOO_FAR
     elif counts.get(GateReason.OUTSIDE_THERMAL_VIEW):

@@ -73,7 +73,7 @@ class RegistrationSection(StrictModel):
                             self.rgb_focal_px, self.iod_m)
 
     @classmethod
-    def from_registration(cls, reg: Registration, **extra: Any) -> "RegistrationSection":
+    def from_registration(cls, reg: Registration, **extra: Any) -> RegistrationSection:
         return cls(homography=[[float(x) for x in row] for row in reg.homography],
                    reference_distance_m=reg.reference_distance_m,
                    parallax_px_m=[float(x) for x in reg.parallax_px_m], rgb_focal_px=reg.rgb_focal_px,
@@ -170,7 +170,7 @@ class Calibration:
     path: Path | None = None
 
     @classmethod
-    def from_file_model(cls, f: CalibrationFile, path: Path | None = None) -> "Calibration":
+    def from_file_model(cls, f: CalibrationFile, path: Path | None = None) -> Calibration:
         return cls(f.schema_version, f.station_id, f.date, f.cameras, f.registration.to_registration(),
                    f.blackbody, f.skin_to_core, f, path)
 

@@ -28,8 +28,9 @@ pair (docs/benchmark.md, stages ``measurement`` and ``registration``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np

@@ -46,7 +46,7 @@ class Registration:
             raise ValueError(f"Registration: rgb_focal_px={self.rgb_focal_px} and iod_m={self.iod_m} must be > 0")
 
     @classmethod
-    def identity_scaled(cls, rgb_wh: tuple[int, int], thermal_wh: tuple[int, int], **kw) -> "Registration":
+    def identity_scaled(cls, rgb_wh: tuple[int, int], thermal_wh: tuple[int, int], **kw) -> Registration:
         """Plain scaling from the RGB to the thermal resolution (co-located optics, same FOV)."""
         sx, sy = thermal_wh[0] / rgb_wh[0], thermal_wh[1] / rgb_wh[1]
         return cls(np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1.0]]), **kw)

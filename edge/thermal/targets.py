@@ -5,7 +5,7 @@ fed with paired frames by the caller, so it needs no recording or command module
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

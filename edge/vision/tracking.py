@@ -68,7 +68,7 @@ class TrackingConfig(StrictModel):
     beta: float = Field(0.3, ge=0, le=2, description="Alpha-beta filter velocity gain, unitless")
 
     @model_validator(mode="after")
-    def _scores_ordered(self) -> "TrackingConfig":
+    def _scores_ordered(self) -> TrackingConfig:
         if not self.low_score < self.high_score:
             raise ValueError(f"low_score={self.low_score} must be below high_score={self.high_score} "
                              "(allowed: 0 <= low_score < high_score <= 1)")

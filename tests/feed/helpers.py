@@ -45,7 +45,7 @@ class ListenerThread:
         self.thread = threading.Thread(target=self.listener.run, args=(self.stop, self.messages.append),
                                        daemon=True)
 
-    def __enter__(self) -> "ListenerThread":
+    def __enter__(self) -> ListenerThread:
         self.thread.start()
         return self
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import zmq
@@ -77,7 +77,7 @@ def test_now_still_fills_gaps_after_first_contact(feeds, ctx, tmp_path):
 def test_since_delivers_history_measured_since_then(feeds, ctx):
     feed = feeds.open()
     publish(feed, range(6), time_utc=lambda i: f"2026-11-26T09:00:0{i}.000000Z")
-    since = datetime(2026, 11, 26, 9, 0, 3, tzinfo=timezone.utc)
+    since = datetime(2026, 11, 26, 9, 0, 3, tzinfo=UTC)
     with ListenerThread(ctx, [feed.endpoint], catchup=[feed.catchup_endpoint], since_utc=since) as lt:
         wait_until(lambda: len(lt.messages) >= 3, what="history since 09:00:03")
         time.sleep(0.5)

@@ -75,7 +75,10 @@ def test_operator_flow_two_browsers_and_console_restart(setup):
     page_b.wait_for_selector("#live.ok", timeout=WAIT_MS)
 
     epoch = feed.publisher.epoch
-    eid = lambda track: f"gate-1-{epoch}-alert-{track}"
+
+    def eid(track: int) -> str:
+        return f"gate-1-{epoch}-alert-{track}"
+
     # 1. each alert appears in both pages, without a reload
     for track in range(1, 6):
         feed.publisher.publish_event(alert_event(track, images=track % 2 == 1), TIME)

@@ -38,31 +38,34 @@ feed_positions = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
-_event_columns = lambda: [
-    sa.Column("event_id", sa.String(200), primary_key=True),
-    sa.Column("person_key", sa.String(200), nullable=False),  # publisher-epoch-track: joins alert and screening
-    sa.Column("station_id", sa.String(64), nullable=False),
-    sa.Column("publisher_id", sa.String(64), nullable=False),
-    sa.Column("track_id", sa.Integer, nullable=False),
-    sa.Column("first_time_utc", sa.String(40), nullable=False),
-    sa.Column("time_unix_s", sa.Float, nullable=False),  # measurement time of the first message
-    sa.Column("last_time_utc", sa.String(40), nullable=False),
-    sa.Column("received_unix_s", sa.Float, nullable=False),  # when the console first had it
-    sa.Column("last_type", sa.String(8), nullable=False),
-    sa.Column("last_seq", sa.BigInteger, nullable=False),
-    sa.Column("n_messages", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64), nullable=False),
-    sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("core_temp_c", sa.Float),
-    sa.Column("skin_temp_c", sa.Float),
-    sa.Column("uncertainty_c", sa.Float),
-    sa.Column("threshold_c", sa.Float),
-    sa.Column("mask", sa.String(8), nullable=False),
-    sa.Column("mask_conf", sa.Float, nullable=False),
-    sa.Column("score", sa.Float, nullable=False),
-    sa.Column("n_frames", sa.Integer, nullable=False),
-]
+
+def _event_columns() -> list[sa.Column]:
+    return [
+        sa.Column("event_id", sa.String(200), primary_key=True),
+        sa.Column("person_key", sa.String(200), nullable=False),  # publisher-epoch-track: joins alert and screening
+        sa.Column("station_id", sa.String(64), nullable=False),
+        sa.Column("publisher_id", sa.String(64), nullable=False),
+        sa.Column("track_id", sa.Integer, nullable=False),
+        sa.Column("first_time_utc", sa.String(40), nullable=False),
+        sa.Column("time_unix_s", sa.Float, nullable=False),  # measurement time of the first message
+        sa.Column("last_time_utc", sa.String(40), nullable=False),
+        sa.Column("received_unix_s", sa.Float, nullable=False),  # when the console first had it
+        sa.Column("last_type", sa.String(8), nullable=False),
+        sa.Column("last_seq", sa.BigInteger, nullable=False),
+        sa.Column("n_messages", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False),
+        sa.Column("method", sa.String(16), nullable=False),
+        sa.Column("core_temp_c", sa.Float),
+        sa.Column("skin_temp_c", sa.Float),
+        sa.Column("uncertainty_c", sa.Float),
+        sa.Column("threshold_c", sa.Float),
+        sa.Column("mask", sa.String(8), nullable=False),
+        sa.Column("mask_conf", sa.Float, nullable=False),
+        sa.Column("score", sa.Float, nullable=False),
+        sa.Column("n_frames", sa.Integer, nullable=False),
+    ]
+
 
 alerts = sa.Table(
     "alerts", metadata, *_event_columns(),
