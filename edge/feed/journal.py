@@ -5,7 +5,9 @@ so a message that reached the socket survives SIGKILL or power loss of the gatew
 catch-up server reads the same file through its own connection (WAL lets readers run beside
 the single writer). Retention drops the oldest rows by age and by total stored bytes.
 
-One Journal object per thread: sqlite3 connections are not shared across threads here.
+A Journal may be called from any thread, one call at a time: the Publisher that owns it holds
+its lock around every append (a gateway's pipeline, a replay's loop or a test can publish from a
+thread other than the one that opened the feed). Readers (the catch-up server) open their own.
 """
 from __future__ import annotations
 
@@ -75,7 +77,9 @@ class Journal:
         try:
             if not readonly:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
+            # check_same_thread=False: the owner serialises calls (Publisher._lock); with the default an
+            # append from another thread raised and the alert left without its journal copy
+            self._db = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             if not readonly:

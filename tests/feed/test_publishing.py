@@ -275,3 +275,25 @@ def test_event_body_is_built_as_the_model_and_its_bytes_are_unchanged(ctx):
         assert {frames[1].decode() for frames in got} == {GOLDEN_ALERT}
         assert dump_body(EventBody.model_validate(bodies[-1]))[1].decode() == GOLDEN_ALERT
     p.close()
+
+
+def test_an_alert_published_from_another_thread_is_journaled(feeds):
+    """The pipeline may run in a thread other than the one that opened the feed (a replay loop,
+    the console demo): its alerts must still be journaled before they are sent, so catch-up can
+    serve them -- not sent 'without a journal copy'."""
+    import threading
+
+    from edge.feed.journal import Journal
+
+    feed = feeds.open()
+    bodies = []
+    th = threading.Thread(target=lambda: bodies.append(feed.publisher.publish_event(alert_event(1), utc_iso())))
+    th.start()
+    th.join(10)
+    assert bodies and feed.publisher.journal_errors == 0
+    reader = Journal(feed.publisher.journal.path, readonly=True)
+    try:
+        stored = reader.read_after(feed.publisher.publisher_id, "alert", 0, 0, 10)
+    finally:
+        reader.close()
+    assert [json.loads(e.frames[1])["msg_id"] for e in stored] == [bodies[0]["msg_id"]]
