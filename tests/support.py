@@ -11,11 +11,24 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import zmq
 
 TIMEOUT_S = 30.0
+
+
+def sample_stream(name: str) -> Path:
+    """sample_streams/<name>, rendered: `make test` renders every sample at set-up, so a missing
+    one is a broken set-up (a failure naming the fix), never a silent skip."""
+    from edge.paths import STREAMS_DIR
+
+    path = STREAMS_DIR / name
+    if not (path / "stream.json").is_file():
+        pytest.fail(f"{path} is not rendered; `make test` renders it (python -m edge.sim.render_all)")
+    return path
 
 
 def free_port() -> int:

@@ -229,12 +229,10 @@ def _guidance_over(stream_name: str) -> tuple[list[tuple[str, int]], dict[int, V
     """Replay a sample through the real pipeline (ONNX detector) with a Guide reading its
     Screener: (message changes as (key, track), final verdicts, keys shown per track)."""
     from edge.io.recording import open_recording, recording_pairs
-    from edge.paths import REPO_ROOT
     from edge.pipeline import WallClock, build_pipeline, default_config
+    from tests.support import sample_stream
 
-    path = REPO_ROOT / "sample_streams" / stream_name
-    if not (path / "stream.json").is_file():
-        pytest.skip(f"{path} is not rendered (make setup renders the sample streams)")
+    path = sample_stream(stream_name)
     rec = open_recording(path)
     cfg = default_config(rec.meta.station_id)
     pipe = build_pipeline(cfg, wall_clock=WallClock.from_iso(rec.meta.start_utc, rec.meta.t0_ns),

@@ -21,23 +21,16 @@ from edge.thermal.calibration import load_calibration
 from edge.types import Verdict
 from edge.web.station.hub import StationHub, person_labels
 from edge.web.station.render import HEADER_PX, colour_bar, thermal_to_rgb_matrix
-from tests.support import free_port
+from tests.support import free_port, sample_stream
 
 CALIBRATION = REPO_ROOT / "calibration" / "sample-gate-1.toml"
-
-
-def _stream(name: str):
-    path = REPO_ROOT / "sample_streams" / name
-    if not (path / "stream.json").is_file():
-        pytest.skip(f"{path} is not rendered (make setup renders the sample streams)")
-    return path
 
 
 @pytest.fixture(scope="module")
 def results():
     """PairResults of the glasses sample (a face in most of them)."""
     got = []
-    replay(_stream("glasses"), on_pair=got.append)
+    replay(sample_stream("glasses"), on_pair=got.append)
     return got
 
 
@@ -146,7 +139,7 @@ def test_station_publishes_guidance_on_the_feed(tmp_path):
     a SUB socket, follow the schema, and tell the person to remove their glasses."""
     from edge.feed.publishing import open_feed
 
-    stream = _stream("glasses")
+    stream = sample_stream("glasses")
     cam = {"kind": "recording", "path": str(stream)}
     cfg = validate_data({
         "station": {"id": "gate-g"}, "calibration": {"path": str(CALIBRATION)},

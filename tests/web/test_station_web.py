@@ -18,7 +18,7 @@ import pytest
 
 from edge.paths import REPO_ROOT
 from edge.web.auth import Users
-from tests.support import free_port
+from tests.support import free_port, sample_stream
 from tests.web.conftest import CHROMIUM
 from tests.web.conftest import CHROMIUM_ARGS as ARGS
 
@@ -26,13 +26,6 @@ USER, PASSWORD = "viewer1", "station view test"
 SHOTS = REPO_ROOT / "docs" / "station-web"
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _require(stream: str) -> Path:
-    path = REPO_ROOT / "sample_streams" / stream
-    if not (path / "stream.json").is_file():
-        pytest.skip(f"{path} is not rendered (make setup renders the sample streams)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +43,7 @@ class StationProc:
     """`thermal-edge run` on a looping recording with [web] on, in its own process."""
 
     def __init__(self, tmp: Path, stream: str, **web: object):
-        rec = _require(stream)
+        rec = sample_stream(stream)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         users = tmp / "users.txt"
