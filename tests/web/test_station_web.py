@@ -19,8 +19,6 @@ import pytest
 from edge.paths import REPO_ROOT
 from edge.web.auth import Users
 from tests.support import free_port, sample_stream
-from tests.web.conftest import CHROMIUM
-from tests.web.conftest import CHROMIUM_ARGS as ARGS
 
 USER, PASSWORD = "viewer1", "station view test"
 SHOTS = REPO_ROOT / "docs" / "station-web"
@@ -29,14 +27,10 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not installed (Debian package 'chromium'); .ci/run installs it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield b
-        b.close()
+def browser(chromium):
+    """The session's one headless Chromium (tests/web/conftest.py): a second sync_playwright in
+    the same process would find the first one's event loop running and refuse."""
+    return chromium
 
 
 class StationProc:
