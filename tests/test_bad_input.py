@@ -122,6 +122,7 @@ def _as_nobody() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
+@pytest.mark.slow  # 13 CLI subprocesses
 @pytest.mark.parametrize("case, setup, nobody, words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2(case, setup, nobody, words, tmp_path):
     prefix: list[str] = []

@@ -82,6 +82,7 @@ def test_every_description_is_a_whole_sentence():
             assert "\n" not in d.strip() or d.count("`") % 2 == 0, name
 
 
+@pytest.mark.slow
 def test_progress_bar_on_stderr_only_when_asked_or_on_a_terminal(tmp_path, capsys):
     """Long commands draw a tqdm bar on stderr: with `--progress on`, or on a terminal (auto);
     never on stdout, and nothing when stderr is not a terminal (pytest's capture is not)."""

@@ -108,6 +108,7 @@ def _listener(endpoint: str, keys: ClientKeys | None):
     return ctx, lt, notices
 
 
+@pytest.mark.slow
 def test_listener_reports_each_silent_endpoint_and_gateway_logs_refused_key(tmp_path, keys, caplog):
     gw_ctx = zmq.Context()
     feed = open_test_feed(gw_ctx, tmp_path, server_secret_key=str(keys / "gateway" / "server.key_secret"),
@@ -153,6 +154,7 @@ def test_listener_reports_each_silent_endpoint_and_gateway_logs_refused_key(tmp_
         gw_ctx.destroy(linger=0)
 
 
+@pytest.mark.slow
 def test_listener_says_when_the_gateway_is_back(tmp_path):
     port = free_port()
     gw_ctx = zmq.Context()
@@ -174,6 +176,7 @@ def test_listener_says_when_the_gateway_is_back(tmp_path):
         gw_ctx.destroy(linger=0)
 
 
+@pytest.mark.slow
 def test_proxy_reports_silent_upstreams_and_logs_refused_clients(tmp_path, keys, caplog):
     gw_ctx, proxy_ctx, room_ctx = zmq.Context(), zmq.Context(), zmq.Context()
     feed = open_test_feed(gw_ctx, tmp_path, server_secret_key=str(keys / "gateway" / "server.key_secret"),
@@ -215,6 +218,7 @@ def test_proxy_reports_silent_upstreams_and_logs_refused_clients(tmp_path, keys,
             c.destroy(linger=0)
 
 
+@pytest.mark.slow
 def test_listen_json_prints_the_silence_notice(tmp_path):
     """The console reads `listen --json`: the notice arrives there as a JSON line within seconds."""
     ep = f"tcp://127.0.0.1:{free_port()}"

@@ -27,6 +27,7 @@ def demo_proc(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_replay_through_a_proxy_started_first_loses_nothing():
     """The proxy is up first, the control room joins it late: on the old code the replay was over
     (and everything lost) by then, while its summary said "received" for its own subscriber."""
@@ -67,6 +68,7 @@ def test_replay_through_a_proxy_started_first_loses_nothing():
         ctx.destroy(linger=0)
 
 
+@pytest.mark.slow
 def test_expected_subscriber_that_never_comes_is_a_one_line_error():
     port = free_port()
     proc = demo_proc("--endpoint", f"tcp://127.0.0.1:{port}", "--wait-s", "1")
@@ -92,6 +94,7 @@ def _journal_alerts(path):
         j.close()
 
 
+@pytest.mark.slow
 def test_replay_journal_and_loop(tmp_path):
     journal = tmp_path / "replay.sqlite"
     proc = subprocess.run([sys.executable, "-m", "edge.cli", "replay", str(SAMPLE), "--journal", str(journal),
@@ -114,6 +117,7 @@ def test_replay_journal_and_loop(tmp_path):
     assert len({b["epoch"] for b in _journal_alerts(journal)}) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (FEBRILE / "thermal.mkv").exists(), reason="sample stream not rendered (make run)")
 def test_realtime_replay_lets_a_late_listener_catch_up(tmp_path):
     """A tester's catch-up drill: the control room joins after the first alert went out; it gets

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
 import zmq
 
 from edge.feed.journal import Journal
@@ -25,6 +26,7 @@ def journal_bodies(path) -> list[dict]:
         j.close()
 
 
+@pytest.mark.slow
 def test_sigkilled_gateway_closes_open_events_on_restart(procs, tmp_path):  # noqa: F811
     journal = tmp_path / "gw.sqlite"
     pub_port, catchup_port = free_port(), free_port()

@@ -32,6 +32,7 @@ def ids_of(feed, seqs):
     return [f"gate-1/{feed.publisher.epoch}/alert/{s}" for s in seqs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("catchup_given", [True, False], ids=["--catchup given", "catch-up learned"])
 def test_now_skips_the_journal_but_catches_up_after_first_contact(feeds, ctx, catchup_given):
     feed = feeds.open()
@@ -48,6 +49,7 @@ def test_now_skips_the_journal_but_catches_up_after_first_contact(feeds, ctx, ca
         assert lt.listener.stats.history_skipped == N_HISTORY
 
 
+@pytest.mark.slow
 def test_now_still_fills_gaps_after_first_contact(feeds, ctx, tmp_path):
     """A slow consumer past its high-water mark: what it drops after first contact comes from the
     journal (marked caught up); what was there before it came is not delivered."""
@@ -112,6 +114,7 @@ def _stop(proc: subprocess.Popen) -> tuple[str, str]:
     return proc.communicate(timeout=10)
 
 
+@pytest.mark.slow
 def test_cli_listen_starts_now_and_marks_caught_up_lines(feeds):
     feed = feeds.open()
     publish(feed, range(N_HISTORY), time_utc=lambda i: f"2026-11-26T09:00:0{i}.123456Z")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 
+import pytest
 import zmq
 
 from edge.cli import main as cli_main
@@ -31,6 +32,7 @@ def _read_lines(proc, n, out, timeout_s=30.0):
     t.join(timeout_s)
 
 
+@pytest.mark.slow
 def test_two_control_rooms_recipe(tmp_path, capsys):
     keys = tmp_path / "keys"
     assert cli_main(["keygen", str(keys / "gateway"), "--name", "server"]) == 0

@@ -37,6 +37,7 @@ def cut(f: Path, fraction: float) -> None:
     f.write_bytes(data[:int(len(data) * fraction)])
 
 
+@pytest.mark.slow
 def test_truncated_thermal_and_rgb_replay_every_readable_frame(tmp_path, intact):
     s = copy_sample(tmp_path / "s")
     cut(s / "thermal.mkv", 0.6)
@@ -57,6 +58,7 @@ def test_truncated_thermal_and_rgb_replay_every_readable_frame(tmp_path, intact)
     assert any(line.startswith(f"rgb: {240 - n_rgb} of 240 frames lost") and "rgb.avi" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_corrupt_thermal_frame_is_skipped_and_counted(tmp_path, intact):
     s = copy_sample(tmp_path / "s")
     f = s / "thermal.mkv"
@@ -76,6 +78,7 @@ def test_corrupt_thermal_frame_is_skipped_and_counted(tmp_path, intact):
     assert [p.thermal_index for p in got.frames] == [p.thermal_index for p in intact.frames if p.thermal_index != 9]
 
 
+@pytest.mark.slow
 def test_cli_reports_loss_and_exits_nonzero_only_with_strict(tmp_path, capsys, intact):
     s = copy_sample(tmp_path / "s")
     cut(s / "thermal.mkv", 0.6)

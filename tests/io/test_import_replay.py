@@ -24,6 +24,7 @@ def flir_with_photo(path, astronaut_bgr) -> None:
     path.write_bytes(encode_flir_jpeg(raw, PARAMS, visible, pip={"real2ir": 1.0, "offset_x": 0, "offset_y": 0}))
 
 
+@pytest.mark.slow
 def test_import_then_demo_uses_the_calibration_written_next_to_it(tmp_path, capsys, astronaut_bgr, centerface_path):
     files = []
     for i in range(4):
@@ -59,6 +60,7 @@ def test_missing_calibration_is_one_line_naming_the_places_searched(tmp_path, ca
         assert "thermal-edge import" in err and "calibrate registration" in err
 
 
+@pytest.mark.slow
 def test_thermal_edge_calibration_env_is_used_everywhere(tmp_path, capsys, monkeypatch):
     s = make_recording(tmp_path / "s", seconds=0.5)
     cal = tmp_path / "elsewhere.toml"

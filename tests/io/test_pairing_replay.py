@@ -13,6 +13,7 @@ from edge.paths import REPO_ROOT
 SAMPLE = REPO_ROOT / "sample_streams" / "walkthrough"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SAMPLE / "thermal.mkv").exists(), reason="sample stream not rendered (make run)")
 def test_replay_summary_counts_out_of_order_frames(tmp_path):
     stream = tmp_path / "s"

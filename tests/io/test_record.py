@@ -130,6 +130,7 @@ log_format = "text"
             assert got.verdicts[k].core_temp_c == pytest.approx(v.core_temp_c, abs=0.05)
 
 
+@pytest.mark.slow
 def test_sigkilled_record_replays_every_frame_written_before_the_kill(tmp_path, cal):
     """Item 7: a `record` killed with SIGKILL (no clean-up at all) leaves a readable recording:
     stream.json came first, each frame was flushed with its timestamps.csv row, so a replay gets
@@ -192,6 +193,7 @@ metrics_port = 0
     assert got.pairs + got.stats.unpaired_thermal == listed["thermal"]
 
 
+@pytest.mark.slow
 def test_recording_repair_rebuilds_a_killed_older_capture(tmp_path, cal, capsys):
     """Item 7 for captures made before the crash-safe writer: a SIGKILL left thermal.mkv (cut in
     its last cluster) and an unindexed rgb.avi, but no stream.json or timestamps.csv.

@@ -115,7 +115,7 @@ def pg_cluster():
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])  # a server start per test: slow
 def store_url(request, tmp_path) -> str:
     """A fresh, empty console database: SQLite file, then a database on the PostgreSQL cluster."""
     if request.param == "sqlite":

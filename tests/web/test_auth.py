@@ -142,6 +142,7 @@ def test_security_headers_and_no_store(app):
     assert TestClient(app).get("/static/web.js").status_code == 200
 
 
+@pytest.mark.slow
 def test_login_throttled_after_repeated_failures(app):
     client = TestClient(app)
     codes = [login(client, "ann", f"guess {i}").status_code for i in range(auth.MAX_FAILS_PER_MINUTE + 1)]

@@ -43,6 +43,7 @@ def test_relative_paths_follow_the_config_file(tmp_path):
     assert cfg.store.database_url == f"sqlite:///{tmp_path / 'sub' / 'db' / 'c.sqlite'}"
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_public_bind_without_tls(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text("[web]\nhost = '0.0.0.0'\n")
@@ -54,6 +55,7 @@ def test_cli_refuses_a_public_bind_without_tls(tmp_path):
     assert "reverse proxy" in line and "tls_cert" in line
 
 
+@pytest.mark.slow
 def test_cli_adduser(tmp_path):
     users = tmp_path / "users.txt"
     r = subprocess.run([sys.executable, "-m", "edge.cli", "console", "adduser", "ann", "--users", str(users),

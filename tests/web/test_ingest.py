@@ -45,6 +45,7 @@ def start_ingest(ctx, store, feed, notify=lambda: None) -> Ingest:
                   notify=notify).start()
 
 
+@pytest.mark.slow
 def test_alerts_images_status_and_heartbeats_arrive(ctx, tmp_path, store):
     notified = []
     with open_test_feed(ctx, tmp_path, include_images=True) as feed:
@@ -71,6 +72,7 @@ def test_alerts_images_status_and_heartbeats_arrive(ctx, tmp_path, store):
     assert notified and ingest.diagnostics()["unparseable total"] == 0
 
 
+@pytest.mark.slow
 def test_console_restart_catches_up_exactly_once(ctx, tmp_path, store):
     with open_test_feed(ctx, tmp_path) as feed:
         ingest = start_ingest(ctx, store, feed)
@@ -114,6 +116,7 @@ def test_unparseable_messages_are_counted_not_fatal(ctx, tmp_path, store):
     assert d["subscriber"] == "stopped"
 
 
+@pytest.mark.slow
 def test_locked_database_loses_nothing(ctx, tmp_path):
     path = tmp_path / "console.sqlite"
     store = ConsoleStore(make_engine(f"sqlite:///{path}", busy_timeout_s=0.1))
@@ -150,6 +153,7 @@ def test_notify_is_called_from_the_ingest_thread(ctx, tmp_path, store):
     assert threads == {"console-ingest"}
 
 
+@pytest.mark.slow
 def test_two_console_instances_share_postgresql(ctx, tmp_path, pg_cluster):
     """Several consoles on one PostgreSQL: each subscribes, every alert is stored once, and an
     acknowledgement made through one is refused to an operator of the other."""

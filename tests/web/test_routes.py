@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -27,14 +28,22 @@ from tests.web.feedmsgs import event_msg
 PASSWORD = "long enough"
 
 
+@pytest.fixture(scope="module")
+def users_file(tmp_path_factory):
+    """The four users, hashed once per module (argon2id is slow on purpose: ~0.1 s a hash)."""
+    path = tmp_path_factory.mktemp("users") / "users.txt"
+    users = auth.Users(path)
+    for name, role in (("ann", "operator"), ("bob", "operator"), ("vic", "viewer"), ("ada", "admin")):
+        users.set(name, role, PASSWORD)
+    return path
+
+
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, users_file):
     cfg = validate_console({"web": {"users_file": str(tmp_path / "users.txt"),
                                     "session_secret_file": str(tmp_path / "secret")},
                             "store": {"sqlite_path": str(tmp_path / "console.sqlite"), "busy_timeout_s": 0.2}})
-    users = auth.Users(cfg.web.users_file)
-    for name, role in (("ann", "operator"), ("bob", "operator"), ("vic", "viewer"), ("ada", "admin")):
-        users.set(name, role, PASSWORD)
+    shutil.copy2(users_file, cfg.web.users_file)  # each test may change its own copy
     auth._FAILS.clear()
     store = ConsoleStore(make_engine(cfg.store.database_url, 0.2))
     app = build_console_app(cfg, store, None, Notifier())
@@ -176,6 +185,7 @@ def test_history_csv(app):
     assert r.status_code == 400 and "not a date" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_field_calibration_csv_round_trip(app, tmp_path):
     """The export is read as is by `thermal-edge calibrate clinical` (edge/eval/clinical.py)."""
     c = client(app, "ann")

@@ -42,6 +42,7 @@ def _hub():
     return StationHub(load_calibration(CALIBRATION).registration, max_fps=10).start()
 
 
+@pytest.mark.slow
 def test_nothing_is_kept_or_drawn_without_a_viewer(results):
     hub = _hub()
     try:
@@ -134,6 +135,7 @@ def test_colour_bar_is_hot_at_the_top():
     assert top.sum() > bottom.sum() + 200  # inferno: pale yellow at 40 degC, near black at 25
 
 
+@pytest.mark.slow
 def test_station_publishes_guidance_on_the_feed(tmp_path):
     """A replayed glasses scenario through a real Station and feed: guidance messages arrive on
     a SUB socket, follow the schema, and tell the person to remove their glasses."""

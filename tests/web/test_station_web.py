@@ -125,6 +125,7 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(SHOTS / name), full_page=False)
 
 
+@pytest.mark.slow
 def test_live_view_shows_changing_frames_and_stops_rendering_without_viewer(browser, station):
     st = station("walkthrough")
     ctx, page = login(browser, st, "/")
@@ -165,6 +166,7 @@ def kiosk_until(page, key: str, timeout_s: float, reason: str | None = None) -> 
         timeout_s, f"the kiosk to show {key!r} ({reason})")
 
 
+@pytest.mark.slow
 def test_kiosk_glasses(browser, station):
     st = station("glasses")
     ctx, page = login(browser, st, "/kiosk", viewport=(1280, 720))
@@ -176,6 +178,7 @@ def test_kiosk_glasses(browser, station):
     ctx.close()
 
 
+@pytest.mark.slow
 def test_kiosk_febrile_sends_to_staff(browser, station):
     st = station("febrile")
     ctx, page = login(browser, st, "/kiosk")
@@ -184,6 +187,7 @@ def test_kiosk_febrile_sends_to_staff(browser, station):
     ctx.close()
 
 
+@pytest.mark.slow
 def test_kiosk_blackbody_occluded_pauses(browser, station):
     st = station("blackbody_occluded")
     ctx, page = login(browser, st, "/kiosk")
@@ -194,6 +198,7 @@ def test_kiosk_blackbody_occluded_pauses(browser, station):
     ctx.close()
 
 
+@pytest.mark.slow
 def test_align_renders(browser, station):
     st = station("walkthrough")
     ctx, page = login(browser, st, "/align")
@@ -209,6 +214,7 @@ def test_align_renders(browser, station):
     ctx.close()
 
 
+@pytest.mark.slow
 def test_pages_need_login_and_frames_are_not_cached(station):
     st = station("walkthrough")
     for path in ("/", "/kiosk", "/align", "/stream/live.mjpg", "/guidance", "/view/stats"):
