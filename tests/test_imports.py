@@ -130,3 +130,16 @@ def test_no_import_cycles():
         if v not in index:
             visit(v)
     assert cycles == []
+
+
+def test_a_station_without_pages_does_not_load_the_web_stack():
+    """The station config and runner import only the [web] settings (edge/web/config.py): a
+    gateway with its pages off must not carry Starlette, Jinja2, argon2 or SQLAlchemy (~70 MB of
+    RSS, measured when edge.config imported them through the web server module)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edge.config, edge.station, edge.replay; "
+            "print(sorted(m for m in ('starlette', 'uvicorn', 'jinja2', 'argon2', 'sqlalchemy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

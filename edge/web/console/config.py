@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from edge.config import ConfigError, format_error
 from edge.configbase import StrictModel, read_toml, resolve_path
-from edge.web.server import WebConfig
+from edge.web.config import WebConfig
 
 
 class FeedSubscription(StrictModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from edge.web.server import WebConfig
+from edge.web.config import WebConfig
 
 
 class StationWebConfig(WebConfig):
