@@ -2,7 +2,7 @@
 real recording-backed station process (`thermal-edge run`, live mode, looping sample streams):
 frames that change on /, the kiosk's message in the glasses, febrile and blackbody-occluded
 scenarios, /align, and rendering that stops when the viewer leaves. Screenshots of the three
-pages go to docs/station-web/ when THERMAL_EDGE_SCREENSHOTS=1."""
+pages go to the folder THERMAL_EDGE_SCREENSHOTS names (=1: docs/station-web/)."""
 from __future__ import annotations
 
 import json
@@ -120,9 +120,11 @@ def wait_for(fn, timeout_s: float, what: str):
 
 
 def shot(page, name: str) -> None:
-    if os.environ.get("THERMAL_EDGE_SCREENSHOTS") == "1":
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / name), full_page=False)
+    folder = os.environ.get("THERMAL_EDGE_SCREENSHOTS")  # a folder, as the console's tests take it
+    if folder:
+        target = SHOTS if folder == "1" else Path(folder)  # "1": straight into docs/station-web
+        target.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target / name), full_page=False)
 
 
 @pytest.mark.slow
