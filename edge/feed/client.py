@@ -168,6 +168,8 @@ class Listener:
     rcv_hwm / rcv_buf: SUB queue in messages / kernel receive buffer in bytes (0 = OS default).
     on_notice: called with each liveness Notice (an endpoint silent, or back), which is also
         logged as a warning; ``listen --json`` prints them.
+    on_heard: called with the body of every valid message heard from a publisher, heartbeats and
+        status included (the console's stations table: online / silent / degraded).
     start: "all" or "now", for publishers without a stored position (module docstring).
     since_utc: with start="all", deliver from journals only messages with ``time_utc`` >= it.
     """
@@ -176,7 +178,8 @@ class Listener:
                  kinds: tuple[str, ...] = ("alert",), store: Store | None = None,
                  keys: ClientKeys | None = None, request_timeout_s: float = 2.0, rcv_hwm: int = 10000,
                  rcv_buf: int = 0, poll_ms: int = 50,
-                 on_notice: Callable[[Notice], object] | None = None, start: str = "all",
+                 on_notice: Callable[[Notice], object] | None = None,
+                 on_heard: Callable[[dict], object] | None = None, start: str = "all",
                  since_utc: datetime | None = None) -> None:
         if not endpoints:
             raise ValueError("Listener needs at least one endpoint")
@@ -205,6 +208,7 @@ class Listener:
         self._req_ids = itertools.count(1)
         self._on_message: Callable[[Message], object] = lambda m: None
         self.on_notice = on_notice
+        self.on_heard = on_heard
         self._watches: dict[str, SilenceWatch] = {}  # per feed endpoint
 
     # --- sockets ------------------------------------------------------------------------------
@@ -354,6 +358,8 @@ class Listener:
         self._note_exists(pub, msg.kind, msg.position)
 
     def _heard(self, pub: str, body: dict) -> None:
+        if self.on_heard is not None:
+            self.on_heard(body)
         peer = self._peers.get(pub)
         now = time.monotonic()
         if peer is None:

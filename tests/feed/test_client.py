@@ -199,6 +199,16 @@ def test_silent_gateway_is_reported(feeds, ctx, tmp_path, caplog):
         wait_until(lambda: "silent" in caplog.text, what="silence noticed")
 
 
+def test_on_heard_sees_every_publisher_message_heartbeats_included(feeds, ctx):
+    """The public hook the console's stations table uses (online / silent): each body heard,
+    heartbeats too, before any delivery logic."""
+    feed = feeds.open(heartbeat_s=0.1)
+    heard: list[dict] = []
+    with ListenerThread(ctx, [feed.endpoint], on_heard=heard.append):
+        wait_until(lambda: any(b["kind"] == "heartbeat" for b in heard), what="a heartbeat heard")
+    assert {b["publisher_id"] for b in heard} == {feed.publisher.publisher_id}
+
+
 @pytest.mark.parametrize("body, expected", [
     ({"kind": "alert", "type": "new", "time_utc": "T", "station_id": "g1", "track_id": 7, "core_temp_c": 38.44,
       "skin_temp_c": 35.9, "uncertainty_c": 0.25, "threshold_c": 37.5, "mask": "no",

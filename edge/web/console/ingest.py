@@ -44,17 +44,6 @@ class IngestStats:
     by_kind: Counter = field(default_factory=Counter)
 
 
-class _HeardListener(Listener):
-    """The client library's Listener, also telling us whenever a publisher is heard (heartbeats
-    included), which the stations table needs for online/silent. Nothing of the protocol changes."""
-
-    on_heard: Callable[[dict[str, Any]], None] = staticmethod(lambda body: None)
-
-    def _heard(self, pub: str, body: dict) -> None:
-        super()._heard(pub, body)
-        self.on_heard(body)
-
-
 class _RetryingStore:
     """The Listener's Store interface over ConsoleStore, retrying database errors until ``stop``."""
 
@@ -77,11 +66,10 @@ class Ingest:
         self.notify = notify
         self.stats = IngestStats()
         self.stop_event = threading.Event()
-        self.listener = _HeardListener(ctx, endpoints, catchup=list(catchup), kinds=KINDS,
-                                       store=_RetryingStore(store, self),  # type: ignore[arg-type]  # duck-typed Store
-                                       keys=keys,
-                                       request_timeout_s=request_timeout_s)
-        self.listener.on_heard = self._on_heard
+        # on_heard: every publisher heard (heartbeats included) for the stations table's online/silent
+        self.listener = Listener(ctx, endpoints, catchup=list(catchup), kinds=KINDS,
+                                 store=_RetryingStore(store, self),  # type: ignore[arg-type]  # duck-typed Store
+                                 keys=keys, request_timeout_s=request_timeout_s, on_heard=self._on_heard)
         self._heard_at: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
