@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edge.io.stderr import quiet_stderr
+from edge.thermal.colour import colour_bar as thermal_colour_bar
 from edge.thermal.colour import false_colour
 from edge.thermal.radiometry import to_celsius
 from edge.types import FramePair
@@ -64,21 +65,9 @@ def label_scale(height_px: int) -> float:
 
 
 def colour_bar(height_px: int, range_c: tuple[float, float], scale: float) -> np.ndarray:
-    """(height_px, W, 3) uint8 BGR: the false-colour scale, hot at the top, ticks every 5 degC."""
-    lo, hi = range_c
-    width = round(70 * scale / 0.6)
-    bar = np.zeros((height_px, width, 3), np.uint8)
-    top, bottom = round(44 * scale), height_px - round(16 * scale)
-    temps = np.linspace(hi, lo, max(bottom - top, 2))[:, None]
-    strip = false_colour(temps, range_c)  # (n,1,3)
-    bw = max(8, width // 4)
-    bar[top:top + len(temps), 4:4 + bw] = strip
-    for t in np.arange(np.ceil(lo / 5) * 5, hi + 1e-6, 5.0):
-        y = round(top + (hi - t) / (hi - lo) * (len(temps) - 1))
-        cv2.line(bar, (4 + bw, y), (8 + bw, y), (255, 255, 255), 1)
-        _text(bar, f"{t:.0f}", (10 + bw, y + round(6 * scale)), (255, 255, 255), scale * 0.8)
-    _text(bar, "degC", (2, round(22 * scale)), (255, 255, 255), scale * 0.8)
-    return bar
+    """(height_px, W, 3) uint8 BGR: edge.thermal.colour's bar, sized for label ``scale``,
+    a tick every 5 degC."""
+    return thermal_colour_bar(height_px, range_c, round(70 * scale / 0.6), font_scale=scale * 0.8, tick_step_c=5.0)
 
 
 def _val(data: dict[str, np.ndarray], key: str, i: int) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.thermal.colour import colour_bar as thermal_colour_bar
 from edge.thermal.colour import false_colour, to_u8
 from edge.thermal.registration import Registration
 
@@ -104,21 +105,8 @@ def label_text(tid: int, lab: PersonLabel) -> str:
 
 
 def colour_bar(height_px: int, range_c: tuple[float, float] = RANGE_C, width_px: int = BAR_PX) -> np.ndarray:
-    """(height,width,3) BGR: the false-colour scale, hot at the top, ticks every 2.5 degC."""
-    lo, hi = range_c
-    bar = np.zeros((height_px, width_px, 3), np.uint8)
-    top, bottom = 14, height_px - 24
-    ramp = np.linspace(hi, lo, bottom - top, dtype=np.float32)[:, None].repeat(22, axis=1)
-    bar[top:bottom, 6:28] = false_colour(ramp, range_c)
-    step = 2.5
-    t = math.ceil(lo / step) * step
-    while t <= hi + 1e-6:
-        y = round(top + (hi - t) / (hi - lo) * (bottom - top - 1))
-        cv2.line(bar, (28, y), (34, y), (255, 255, 255), 1)
-        _text(bar, f"{t:.1f}", (36, y + 5), (255, 255, 255), 0.5, outline=False)
-        t += step
-    _text(bar, "degC", (36, height_px - 2), (220, 220, 220), 0.45, outline=False)
-    return bar
+    """(height,width,3) BGR: edge.thermal.colour's bar, a tick every 2.5 degC."""
+    return thermal_colour_bar(height_px, range_c, width_px, font_scale=0.5, tick_step_c=2.5)
 
 
 def _thermal_image(thermal_c: np.ndarray, height_px: int) -> tuple[np.ndarray, float]:
