@@ -72,3 +72,25 @@ def assert_exactly_once(received: list[str], sent: list[str], label: str) -> Non
     assert not missing, f"{label}: {len(missing)} of {len(sent)} alerts never arrived, e.g. {sorted(missing)[:3]}"
     assert not extra, f"{label}: received alerts that were never sent: {sorted(extra)[:3]}"
     assert dups == 0, f"{label}: {dups} alerts delivered more than once"
+
+
+def small_queue_feed(ctx: zmq.Context, feeds, tmp_path: Path):
+    """A journaled gate-1 feed built by hand (sockets are passed in) with small queues and kernel
+    buffers, set before bind, so a slow consumer really overflows the high-water mark instead of
+    resting in TCP buffers; closed with the test's other feeds."""
+    from edge.feed.catchup import CatchupServer
+    from edge.feed.journal import Journal
+    from edge.feed.publishing import Feed, Publisher
+
+    pub = ctx.socket(zmq.PUB)
+    pub.sndhwm, pub.sndbuf = 5, 4096
+    pub.bind("tcp://127.0.0.1:*")
+    router = ctx.socket(zmq.ROUTER)
+    router.bind("tcp://127.0.0.1:*")
+    journal = tmp_path / "gate-1.sqlite"
+    publisher = Publisher(pub, "gate-1", Journal(journal), catchup_endpoint=router.last_endpoint.decode(),
+                          heartbeat_s=0.2)
+    feed = Feed(publisher, CatchupServer(router, journal, "gate-1", heartbeat=publisher.heartbeat,
+                                         heartbeat_s=0.2).start())
+    feeds.opened.append(feed)
+    return feed

@@ -11,14 +11,13 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.feed.catchup import CatchupServer
 from edge.feed.client import Listener, Store, format_alert_line
 from edge.feed.journal import Journal
 from edge.feed.proxy import Proxy
-from edge.feed.publishing import Feed, Publisher, utc_iso
+from edge.feed.publishing import utc_iso
 from tests.support import wait_until
 
-from .helpers import ListenerThread, alert_event, assert_exactly_once
+from .helpers import ListenerThread, alert_event, assert_exactly_once, small_queue_feed
 
 
 def journal_ids(tmp_path, station="gate-1", kind="alert") -> list[str]:
@@ -93,17 +92,7 @@ def test_two_paths_to_one_gateway_deliver_once(feeds, ctx, tmp_path):
 def test_slow_subscriber_beyond_high_water_mark_loses_nothing(feeds, ctx, tmp_path):
     # Built by hand (sockets are passed in): small queues and kernel buffers, set before bind, so a
     # slow consumer really overflows the high-water mark instead of resting in TCP buffers.
-    pub = ctx.socket(zmq.PUB)
-    pub.sndhwm, pub.sndbuf = 5, 4096
-    pub.bind("tcp://127.0.0.1:*")
-    router = ctx.socket(zmq.ROUTER)
-    router.bind("tcp://127.0.0.1:*")
-    journal = tmp_path / "gate-1.sqlite"
-    publisher = Publisher(pub, "gate-1", Journal(journal), catchup_endpoint=router.last_endpoint.decode(),
-                          heartbeat_s=0.2)
-    feed = Feed(publisher, CatchupServer(router, journal, "gate-1", heartbeat=publisher.heartbeat,
-                                         heartbeat_s=0.2).start())
-    feeds.opened.append(feed)
+    feed = small_queue_feed(ctx, feeds, tmp_path)
     with ListenerThread(ctx, [feed.endpoint], rcv_hwm=5, rcv_buf=4096) as lt:
         lt.listener.slow_down_s = 0.01  # consumer far slower than the publisher
         wait_until(lambda: lt.listener.stats.received > 0, what="connected")

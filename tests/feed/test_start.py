@@ -10,15 +10,12 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-import zmq
 
-from edge.feed.catchup import CatchupServer
-from edge.feed.journal import Journal
-from edge.feed.publishing import Feed, Publisher, utc_iso
+from edge.feed.publishing import utc_iso
 from edge.paths import REPO_ROOT
 from tests.support import wait_until
 
-from .helpers import ListenerThread, alert_event, assert_exactly_once
+from .helpers import ListenerThread, alert_event, assert_exactly_once, small_queue_feed
 
 N_HISTORY = 5
 
@@ -53,17 +50,7 @@ def test_now_skips_the_journal_but_catches_up_after_first_contact(feeds, ctx, ca
 def test_now_still_fills_gaps_after_first_contact(feeds, ctx, tmp_path):
     """A slow consumer past its high-water mark: what it drops after first contact comes from the
     journal (marked caught up); what was there before it came is not delivered."""
-    pub = ctx.socket(zmq.PUB)
-    pub.sndhwm, pub.sndbuf = 5, 4096
-    pub.bind("tcp://127.0.0.1:*")
-    router = ctx.socket(zmq.ROUTER)
-    router.bind("tcp://127.0.0.1:*")
-    journal = tmp_path / "gate-1.sqlite"
-    publisher = Publisher(pub, "gate-1", Journal(journal), catchup_endpoint=router.last_endpoint.decode(),
-                          heartbeat_s=0.2)
-    feed = Feed(publisher, CatchupServer(router, journal, "gate-1", heartbeat=publisher.heartbeat,
-                                         heartbeat_s=0.2).start())
-    feeds.opened.append(feed)
+    feed = small_queue_feed(ctx, feeds, tmp_path)
     publish(feed, range(N_HISTORY))
     with ListenerThread(ctx, [feed.endpoint], rcv_hwm=5, rcv_buf=4096, start="now") as lt:
         wait_until(lambda: lt.listener.stats.heartbeats > 0, what="first contact")
