@@ -50,8 +50,18 @@ ASTRONAUT = WheelAsset(
     target=ASSETS_DIR / "astronaut.png",
 )
 CENTERFACE_MODEL = MODELS_DIR / "centerface_dyn.onnx"
-# Opt-in (detector.precision = "int8"): derived from CENTERFACE_MODEL by `python -m edge.vision.quantize`.
+# Our fine-tune on real masked faces (tools/detector/train.py): a committed float16 delta on
+# CENTERFACE_MODEL, applied here at set-up; both hashes pinned (models/README.md).
+CENTERFACE_MASKED_DELTA = MODELS_DIR / "centerface_masked.delta.npz"
+CENTERFACE_MASKED_DELTA_SHA256 = "cced561578fd21ef90371e4b415f87175a3440a0bd36ad32a81f564207b4d05b"
+CENTERFACE_MASKED_MODEL = MODELS_DIR / "centerface_masked.onnx"
+CENTERFACE_MASKED_MODEL_SHA256 = "18535d38499a77beb9fea0cf43cd9ac8820d1d4dda7494168cfa4020f7d5a8de"
+# Opt-in (detector.precision = "int8"): derived from each float model by `python -m edge.vision.quantize`.
 CENTERFACE_INT8_MODEL = MODELS_DIR / "centerface_int8.onnx"
+CENTERFACE_MASKED_INT8_MODEL = MODELS_DIR / "centerface_masked_int8.onnx"
+# detector.model -> (float32 file, int8 file)
+DETECTOR_MODELS = {"centerface": (CENTERFACE_MODEL, CENTERFACE_INT8_MODEL),
+                   "centerface-masked": (CENTERFACE_MASKED_MODEL, CENTERFACE_MASKED_INT8_MODEL)}
 WHEEL_CACHE = MODELS_DIR / "cache"
 
 
@@ -149,18 +159,55 @@ def make_dynamic_centerface(raw: Path, out: Path) -> Path:
     return out
 
 
+def make_masked_centerface(base: Path, delta_path: Path, out: Path, *, delta_sha256: str,
+                           model_sha256: str) -> Path:
+    """Apply our committed delta to the pinned CenterFace graph; check both pinned hashes.
+
+    The delta is verified before it is read and the resulting file after it is written (then
+    moved into place), so a wrong or damaged delta never leaves a model behind.
+    """
+    import onnx  # set-up dependency only
+
+    from edge.modeldelta import DeltaError, apply_delta, load_delta
+
+    if not delta_path.is_file():
+        raise AssetError(f"{delta_path}: missing (it is committed with the repository; restore it with git)")
+    got = sha256_file(delta_path)
+    if got != delta_sha256:
+        raise AssetError(f"{delta_path}: sha256 {got} != pinned {delta_sha256} (edge/assets.py)")
+    model = onnx.load(str(base))
+    try:
+        apply_delta(model, load_delta(delta_path), where=str(delta_path))
+    except DeltaError as e:
+        raise AssetError(str(e)) from None
+    tmp = out.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    got = sha256_file(tmp)
+    if got != model_sha256:
+        tmp.unlink()
+        raise AssetError(f"{out}: the model built from {delta_path.name} has sha256 {got}, not the pinned "
+                         f"{model_sha256} (a different onnx version may serialise differently; see models/README.md)")
+    tmp.replace(out)
+    return out
+
+
 def ensure_all(verbose: bool = True) -> dict[str, Path]:
     raw = fetch(CENTERFACE_RAW)
     stamp = CENTERFACE_MODEL.with_suffix(".source-sha256")
     if not (CENTERFACE_MODEL.exists() and stamp.exists() and stamp.read_text().strip() == CENTERFACE_RAW.member_sha256 + ":v3"):
         make_dynamic_centerface(raw, CENTERFACE_MODEL)
         stamp.write_text(CENTERFACE_RAW.member_sha256 + ":v3\n")
+    if not (CENTERFACE_MASKED_MODEL.exists() and sha256_file(CENTERFACE_MASKED_MODEL) == CENTERFACE_MASKED_MODEL_SHA256):
+        make_masked_centerface(CENTERFACE_MODEL, CENTERFACE_MASKED_DELTA, CENTERFACE_MASKED_MODEL,
+                               delta_sha256=CENTERFACE_MASKED_DELTA_SHA256, model_sha256=CENTERFACE_MASKED_MODEL_SHA256)
     face = fetch(ASTRONAUT)
     if verbose:
         print(f"model: {CENTERFACE_MODEL.relative_to(REPO_ROOT)} (from {CENTERFACE_RAW.requirement}, "
               f"sha256 {CENTERFACE_RAW.member_sha256[:12]}...)")
+        print(f"model: {CENTERFACE_MASKED_MODEL.relative_to(REPO_ROOT)} (that graph + "
+              f"{CENTERFACE_MASKED_DELTA.name}, sha256 {CENTERFACE_MASKED_MODEL_SHA256[:12]}...)")
         print(f"face photo: {face.relative_to(REPO_ROOT)} (from {ASTRONAUT.requirement})")
-    return {"model": CENTERFACE_MODEL, "astronaut": face}
+    return {"model": CENTERFACE_MODEL, "masked_model": CENTERFACE_MASKED_MODEL, "astronaut": face}
 
 
 def require(path: Path) -> Path:

@@ -393,3 +393,50 @@ def test_simulate_refuses_a_non_empty_out_unless_force(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "site notes"  # --force replaces the recording, nothing else
     assert len(_read_all(out, "thermal")) > 0
     capsys.readouterr()
+
+
+QUEUE = """
+name = "queue"
+description = "one person walks past behind another, 0.6 s"
+seed = 3
+duration_s = 0.6
+[sensor]
+netd_mk = 0.0
+[[person]]
+id = 1
+core_c = 36.8
+waypoints = [[0.0, 0.0, 0.0, 0.7], [0.6, 0.0, 0.0, 0.7]]
+[[person]]
+id = 2
+core_c = 36.8
+waypoints = [[0.0, -0.9, 0.0, 2.5], [0.6, 0.9, 0.0, 2.5]]
+"""
+
+
+@pytest.mark.slow
+def test_truth_says_how_much_of_a_face_a_nearer_person_hides(tmp_path, astronaut_bgr):
+    """The far person walks behind the near one: their face's visible_frac drops to ~0 while
+    hidden and is 1 in the open; the near face is never hidden. Evaluation counts a face only
+    when at least half of it can be seen."""
+    truth = render_scenario(_write(tmp_path, QUEUE), tmp_path / "out", astronaut_bgr)
+    near = [f for fr in truth["frames"]["rgb"] for f in fr["faces"] if f["id"] == 1]
+    far = [f for fr in truth["frames"]["rgb"] for f in fr["faces"] if f["id"] == 2]
+    assert near and all(f["visible_frac"] == 1.0 for f in near)
+    fracs = [f["visible_frac"] for f in far]
+    assert max(fracs) == 1.0 and min(fracs) < 0.05, fracs
+    # hidden exactly while the far face box lies inside the near person's head box
+    for f in far:
+        inside = f["box_xyxy"][0] > near[0]["box_xyxy"][0] and f["box_xyxy"][2] < near[0]["box_xyxy"][2]
+        if inside:
+            assert f["visible_frac"] < 0.1
+
+
+def test_hidden_fraction_takes_the_largest_alpha_over_the_box():
+    from edge.sim.rgb import hidden_fraction
+
+    a = np.ones((10, 10), np.float32)
+    assert hidden_fraction([0, 0, 10, 10], []) == 0.0
+    assert hidden_fraction([0, 0, 10, 10], [(0, 0, a)]) == 1.0
+    assert hidden_fraction([0, 0, 10, 10], [(5, 0, a)]) == 0.5  # covers the right half
+    assert hidden_fraction([0, 0, 10, 10], [(5, 0, a), (5, 0, a * 0.5)]) == 0.5  # overlap counts once
+    assert hidden_fraction([0, 0, 10, 10], [(20, 20, a)]) == 0.0

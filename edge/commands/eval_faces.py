@@ -23,6 +23,15 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def detector_models() -> tuple[str, ...]:
+    """The values detector.model allows (read from the config model, not repeated here)."""
+    from typing import get_args
+
+    from edge.vision.detection import DetectorConfig
+
+    return get_args(DetectorConfig.model_fields["model"].annotation)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-faces", help="detection recall/precision and mask accuracy on labelled photos",
                        description=__doc__)
@@ -37,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="scale each photo into a camera frame of this size first (e.g. 640x480), so face "
                         "sizes and the detector's downscaling are those of that camera")
     p.add_argument("--score-threshold", type=float, help="override the detector score threshold")
+    p.add_argument("--model", choices=detector_models(),
+                   help="override detector.model: the published weights or our masked-face fine-tune")
     p.add_argument("--no-mask", action="store_true", help="skip the mask classifier")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
@@ -55,7 +66,9 @@ def _configs(args: argparse.Namespace):
         if station is None:
             return None
         det_cfg, mask_cfg = station.detector, station.mask
-    overrides: dict[str, float] = {}
+    overrides: dict[str, float | str] = {}
+    if args.model is not None:
+        overrides["model"] = args.model
     if args.input_size is not None:
         overrides.update(input_width_px=args.input_size[0], input_height_px=args.input_size[1])
     if args.score_threshold is not None:

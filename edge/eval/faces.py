@@ -137,9 +137,11 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
       detector: {name, config (the detector's cfg as a dict, if it has one)},
       dataset: the manifest's "dataset" name or None,
       mask_classified: whether the mask classifier ran,
-      mask_model: None, or {trained_on, cv_accuracy: {size: held-out accuracy from
-        tools/mask/train.py}, in_sample: True when DIR is the classifier's own training set --
-        then the mask accuracy below is in-sample and cv_accuracy is the honest figure},
+      mask_model: None, or {trained_on (dataset name), trained_on_dirs (the folders it was fitted
+        on), cv_accuracy: {size: cross-validated accuracy over those folders}, dev_dir,
+        dev_accuracy: {size: accuracy on dev_dir of a model fitted without it}, from
+        tools/mask/train.py; in_sample: True when DIR is one of the classifier's training folders
+        -- then the mask accuracy below is in-sample and cv_accuracy is the honest figure},
       mean_detect_ms: mean wall time of detector.detect per photo, ms (machine-load dependent),
       rows: one per (label, size) with label in [*labels, 'all'] and size in SIZE_BUCKETS_PX:
         {label, size, min_height_px,
@@ -170,9 +172,11 @@ def evaluate_faces_dir(directory: str | Path, detector: FaceDetector, *, mask_cf
         from edge.vision.mask import MODEL_INFO, MaskConfig, classify_masks
 
         mask_cfg = mask_cfg or MaskConfig()
-        # the classifier was fitted on one dataset: on that one, accuracy here is in-sample
+        # the classifier was fitted on named folders of one dataset: on those, accuracy here is
+        # in-sample (other photos of the same dataset are held out)
         mask_model = {**MODEL_INFO, "in_sample": manifest.dataset is not None
-                      and manifest.dataset == MODEL_INFO.get("trained_on")}
+                      and manifest.dataset == MODEL_INFO.get("trained_on")
+                      and Path(directory).resolve().name in MODEL_INFO.get("trained_on_dirs", ())}
     groups = labels + ["all"]
     counters: dict[tuple[str, str], dict[str, Any]] = {
         (g, s): {"faces": 0, "detected": 0, "detections": 0, "true_positives": 0, "mask_scored": 0,
@@ -266,7 +270,7 @@ def format_table(result: dict) -> str:
     cfg = (result.get("detector") or {}).get("config") or {}
     framed = f" (each scaled into a {result['frame_wh'][0]}x{result['frame_wh'][1]} frame)" if result.get("frame_wh") else ""
     head = (f"{result['dir']}{framed}: {result['n_images']} images, {result['n_faces']} labelled faces, "
-            f"IoU >= {result['iou_threshold']}; detector {result['detector']['name']} "
+            f"IoU >= {result['iou_threshold']}; detector {result['detector']['name']} {cfg.get('model', '')} "
             f"{cfg.get('input_width_px', '?')}x{cfg.get('input_height_px', '?')} "
             f"score >= {cfg.get('score_threshold', '?')}, {result['mean_detect_ms']} ms/image")
     cols = ["label", "size", "faces", "detected", "recall", "precision"]

@@ -97,6 +97,9 @@ def _tally_frames(truth: dict, result: Any) -> _FrameTally:
         gt, gt_ids, gt_keys, ignored = [], [], [], []
         for f in rgb_truth.get(rec.rgb_index, []):
             box, frac = _clip_box(f["box_xyxy"], w, h)
+            # a face mostly outside the image or mostly behind a nearer person is not findable:
+            # neither a miss nor, if found, a false detection (truth without visible_frac: visible)
+            frac *= f.get("visible_frac", 1.0)
             if frac >= 0.5:
                 gt.append(box)
                 gt_ids.append(f["id"])
@@ -104,7 +107,7 @@ def _tally_frames(truth: dict, result: Any) -> _FrameTally:
                 big = f["box_xyxy"][3] - f["box_xyxy"][1] >= 64  # face height, RGB px
                 gt_keys.append((key, key + "_h64") if big else (key,))
             elif frac > 0:
-                ignored.append(box)  # mostly outside: a detection there is neither right nor wrong
+                ignored.append(box)  # mostly unseen: a detection there is neither right nor wrong
         d: Detections = rec.detections
         boxes = np.clip(d.box_xyxy, 0, [w - 1, h - 1, w - 1, h - 1])  # compare what lies in the image
         pairs = match(boxes, np.asarray(gt).reshape(-1, 4))

@@ -34,7 +34,7 @@ from edge.sim.truth import (
     frame_gate,
 )
 
-GENERATOR_VERSION = "sim-9"
+GENERATOR_VERSION = "sim-10"
 # Motion is judged over two bolometer time constants (24 ms): what smears one thermal frame.
 MOTION_WINDOW_S = 0.024
 # camera ids in stream.json, as the station calibration files name them
@@ -205,6 +205,7 @@ class Renderer:
         g = self.geo
         img = self.bg_rgb.copy()
         truth = []
+        covers: list[list[tuple[int, int, np.ndarray]]] = []  # per truth face: the people drawn over it
         for kind, obj in self._layers(t_s):
             if kind == "bb":
                 corners = g.project_rgb(self.blackbody_corners(t_s))
@@ -217,12 +218,19 @@ class Renderer:
             st2 = person_state(p, min(t_s + exp_s, p.waypoints[-1][0]))
             A2 = source_to_rgb_matrix(g, p, st2) if st2 is not None else A
             d = apply_homography(A2, [F.SRC_EYE_MID])[0] - apply_homography(A, [F.SRC_EYE_MID])[0]
-            R.composite_person(img, self.rgb_levels[p.id], A, p.brightness, R.motion_kernel(d[0], d[1]))
+            landed = R.composite_person(img, self.rgb_levels[p.id], A, p.brightness, R.motion_kernel(d[0], d[1]))
+            if landed is not None:  # painter's order: this person hides part of every face drawn before
+                for c in covers:
+                    c.append(landed)
             geo = face_geometry(A)
             box = _box_of(geo["box"])
             if not _overlaps(box, g.rgb.width, g.rgb.height):
                 continue
             truth.append(_face_truth(p.id, geo, box, st, g.rgb.width, g.rgb.height, masked=p.mask != "none"))
+            covers.append([])
+        for face, c in zip(truth, covers):
+            # after in_view (docs/truth.md): the share of the face box no nearer person hides
+            face["visible_frac"] = round(1.0 - R.hidden_fraction(face["box_xyxy"], c), 3)
         return R.finish(img, self.noise_bank, idx), truth
 
     def thermal_exposure(self, t_s: float) -> tuple[np.ndarray, list[dict], float]:

@@ -61,9 +61,12 @@ def pyramid(cutout: np.ndarray, alpha: np.ndarray, levels: int = 4) -> list[tupl
 
 
 def composite_person(frame: np.ndarray, levels: list[tuple[np.ndarray, np.ndarray]], A: np.ndarray, gain: float,
-                     blur: np.ndarray | None) -> None:
+                     blur: np.ndarray | None) -> tuple[int, int, np.ndarray] | None:
     """Warp one person (source px, BGR + alpha pyramid) by the 2x3 affine ``A`` into ``frame``
     (uint8 BGR, in place), scaled by the lighting gain and smeared by the motion-blur kernel.
+    Returns where the person landed, ``(x0, y0, alpha)`` (alpha float32 0..1 from frame px
+    (x0, y0)), so the caller can tell how much of a farther face this person hides; None if the
+    person lands outside the frame.
     Everything stays uint8 except the blur (premultiplied, float32): OpenCV's saturating
     uint8 kernels are 2-3x faster than float on full frames."""
     h, w = frame.shape[:2]
@@ -79,7 +82,7 @@ def composite_person(frame: np.ndarray, levels: list[tuple[np.ndarray, np.ndarra
     x0, y0 = max(0, int(corners[:, 0].min()) - pad), max(0, int(corners[:, 1].min()) - pad)
     x1, y1 = min(w, int(corners[:, 0].max()) + pad + 1), min(h, int(corners[:, 1].max()) + pad + 1)
     if x1 <= x0 or y1 <= y0:
-        return
+        return None
     Ac = A[:2].copy()
     Ac[0, 2] -= x0
     Ac[1, 2] -= y0
@@ -94,6 +97,25 @@ def composite_person(frame: np.ndarray, levels: list[tuple[np.ndarray, np.ndarra
         layer = cv2.convertScaleAbs(premult / np.maximum(a, 1e-3)[:, :, None])
     roi = frame[y0:y1, x0:x1]
     roi[:] = cv2.blendLinear(layer, roi, a, 1.0 - a)  # OpenCV: one pass, no temporaries
+    return x0, y0, a
+
+
+def hidden_fraction(box_xyxy: list[float], covers: list[tuple[int, int, np.ndarray]]) -> float:
+    """How much of a face box (frame px) the layers composited over it hide, 0..1: the mean over
+    the box's pixels of the largest alpha any of ``covers`` ((x0, y0, alpha) from
+    ``composite_person``) has there."""
+    bx0, by0 = int(np.floor(box_xyxy[0])), int(np.floor(box_xyxy[1]))
+    bx1, by1 = int(np.ceil(box_xyxy[2])), int(np.ceil(box_xyxy[3]))
+    if bx1 <= bx0 or by1 <= by0:
+        return 0.0
+    hidden = np.zeros((by1 - by0, bx1 - bx0), np.float32)
+    for x0, y0, a in covers:
+        ix0, iy0 = max(bx0, x0), max(by0, y0)
+        ix1, iy1 = min(bx1, x0 + a.shape[1]), min(by1, y0 + a.shape[0])
+        if ix1 > ix0 and iy1 > iy0:
+            sub = hidden[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0]
+            np.maximum(sub, a[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0], out=sub)
+    return float(hidden.mean())
 
 
 def noise_bank(rng: np.random.Generator, n: int, shape: tuple[int, ...], sigma: float) -> list[tuple[np.ndarray, np.ndarray]]:

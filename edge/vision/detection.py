@@ -50,9 +50,14 @@ class DetectorConfig(StrictModel):
     max_faces: int = Field(32, ge=1, le=1000, description="Keep at most this many faces per frame (best first)")
     intra_op_threads: int = Field(
         1, ge=1, le=64, description="onnxruntime intra-op threads for load_session (1 = one core)")
+    model: Literal["centerface", "centerface-masked"] = Field(
+        "centerface",
+        description="'centerface': the published weights (models/centerface_dyn.onnx). 'centerface-masked': our "
+                    "fine-tune on real masked faces (models/centerface_masked.onnx, the same graph with a "
+                    "committed weight delta applied at set-up; models/README.md has its measurements)")
     precision: Literal["float32", "int8"] = Field(
         "float32", description="'float32': the published weights (models/centerface_dyn.onnx). 'int8': "
-                               "models/centerface_int8.onnx, built by `python -m edge.vision.quantize`; same recall "
+                               "the model's int8 file, built by `python -m edge.vision.quantize`; for 'centerface' same recall "
                                "and mean canthus error, a little less sure mask status; its speed-up on real "
                                "frames was 0.74-1.0x between runs (models/README.md)")
 
@@ -69,15 +74,16 @@ class FaceDetector(Protocol):
 
 
 def model_file(cfg: DetectorConfig) -> Path:
-    """The model file ``cfg.precision`` names (an AssetError saying how to make it if missing)."""
-    from edge.assets import CENTERFACE_INT8_MODEL, CENTERFACE_MODEL, AssetError, require
+    """The model file ``cfg.model`` and ``cfg.precision`` name (an AssetError saying how to make it if missing)."""
+    from edge.assets import DETECTOR_MODELS, AssetError, require
 
+    float_path, int8_path = DETECTOR_MODELS[cfg.model]
     if cfg.precision == "int8":
-        if not CENTERFACE_INT8_MODEL.exists():
-            raise AssetError(f"{CENTERFACE_INT8_MODEL}: missing; detector.precision = 'int8' needs "
-                             "`python -m edge.vision.quantize` (after `make setup`) to build it")
-        return CENTERFACE_INT8_MODEL
-    return require(CENTERFACE_MODEL)
+        if not int8_path.exists():
+            raise AssetError(f"{int8_path}: missing; detector.precision = 'int8' needs "
+                             f"`python -m edge.vision.quantize --model {cfg.model}` (after `make setup`) to build it")
+        return int8_path
+    return require(float_path)
 
 
 def load_session(path: str | Path, intra_op_threads: int = 1) -> ort.InferenceSession:

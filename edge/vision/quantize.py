@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.assets import (
-    CENTERFACE_INT8_MODEL,
     CENTERFACE_MODEL,
+    DETECTOR_MODELS,
     REPO_ROOT,
     AssetError,
     require,
@@ -49,10 +49,10 @@ from edge.assets import (
 )
 
 RECIPE = "int8-qop-perchannel-pct-v2"  # v2: calibration frames decoded by the replay reader
-# What this recipe produced from the pinned model and the seeded sample streams with
-# onnxruntime 1.31.1 and 1.32.0 alike -- the file models/README.md's accuracy numbers are for.
-# Another result still runs, with a warning: re-run `make eval` before trusting it.
-EXPECTED_SHA256 = "dec62b36839b"
+# What this recipe produced from the pinned model ('centerface') and the seeded sample streams
+# with onnxruntime 1.31.1 and 1.32.0 alike -- the file models/README.md's accuracy numbers are
+# for. Another result still runs, with a warning: re-run `make eval` before trusting it.
+EXPECTED_SHA256 = {"centerface": "dec62b36839b"}
 SAMPLE_DIR = REPO_ROOT / "sample_streams"
 CALIBRATION_FRAMES = 96  # 6 per scenario
 INPUT_NAME = "input.1"
@@ -178,39 +178,52 @@ def quantize_centerface(src: Path, dst: Path, blobs: list[np.ndarray]) -> Path:
     return dst
 
 
-def ensure_int8(verbose: bool = True) -> Path:
-    """Build models/centerface_int8.onnx unless its stamp says it is up to date."""
+def ensure_int8(model: str | None = None, verbose: bool = True) -> Path:
+    """Build the int8 file of detector model ``model`` (default: the configured default model)
+    unless its stamp says it is up to date. The calibration frames are preprocessed by the
+    float model's detector either way (preprocessing does not depend on the weights)."""
     import onnxruntime as ort
 
     from edge.vision.detection import DetectorConfig
 
-    src = require(CENTERFACE_MODEL)
+    model = model or DetectorConfig().model
+    if model not in DETECTOR_MODELS:
+        raise ValueError(f"model={model!r}; allowed {', '.join(DETECTOR_MODELS)}")
+    src_path, int8_path = DETECTOR_MODELS[model]
+    src = require(src_path)
     cfg = DetectorConfig()
     picks = calibration_frames()
     blobs = _blobs(picks, cfg.input_width_px, cfg.input_height_px)
     stamp_text = (f"{RECIPE} src={sha256_file(src)} calib={fingerprint(blobs)} frames={len(blobs)} "
                   f"onnxruntime={ort.__version__}")
-    stamp = CENTERFACE_INT8_MODEL.with_suffix(".source")
-    if CENTERFACE_INT8_MODEL.exists() and stamp.exists() and stamp.read_text().strip() == stamp_text:
+    stamp = int8_path.with_suffix(".source")
+    if int8_path.exists() and stamp.exists() and stamp.read_text().strip() == stamp_text:
         if verbose:
-            print(f"model: {CENTERFACE_INT8_MODEL.relative_to(REPO_ROOT)} up to date")
-        return CENTERFACE_INT8_MODEL
-    quantize_centerface(src, CENTERFACE_INT8_MODEL, blobs)
+            print(f"model: {int8_path.relative_to(REPO_ROOT)} up to date")
+        return int8_path
+    quantize_centerface(src, int8_path, blobs)
     stamp.write_text(stamp_text + "\n")
-    digest = sha256_file(CENTERFACE_INT8_MODEL)
+    digest = sha256_file(int8_path)
     if verbose:
-        print(f"model: {CENTERFACE_INT8_MODEL.relative_to(REPO_ROOT)} quantized on {len(blobs)} sample frames "
+        print(f"model: {int8_path.relative_to(REPO_ROOT)} quantized on {len(blobs)} sample frames "
               f"(sha256 {digest[:12]}...)")
-    if not digest.startswith(EXPECTED_SHA256):
-        print(f"warning: {CENTERFACE_INT8_MODEL}: sha256 {digest[:12]}... differs from the evaluated "
-              f"{EXPECTED_SHA256}... (onnxruntime {ort.__version__}); check `make eval` with it before relying "
+    expected = EXPECTED_SHA256.get(model)
+    if expected is not None and not digest.startswith(expected):
+        print(f"warning: {int8_path}: sha256 {digest[:12]}... differs from the evaluated "
+              f"{expected}... (onnxruntime {ort.__version__}); check `make eval` with it before relying "
               "on it", file=sys.stderr)
-    return CENTERFACE_INT8_MODEL
+    return int8_path
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m edge.vision.quantize", description="build the int8 detector file")
+    ap.add_argument("--model", choices=sorted(DETECTOR_MODELS), help="detector.model to quantize (default: the "
+                                                                        "configured default)")
+    a = ap.parse_args(argv)
     try:
-        ensure_int8()
+        ensure_int8(a.model)
     except (AssetError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

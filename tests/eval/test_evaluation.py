@@ -238,3 +238,25 @@ def test_eval_of_a_damaged_stream_says_what_it_could_not_read(stream, tmp_path, 
     assert main(["eval", str(s)]) == 0
     err = capsys.readouterr().err
     assert f"warning: {s}: thermal: " in err and "frames lost (video ends early:" in err
+
+
+def test_a_face_hidden_behind_a_nearer_person_is_neither_missed_nor_false(truth):
+    """Truth marks how much of each face a nearer person hides (visible_frac): a face less than
+    half visible is not expected, and a detection on it is not counted against precision."""
+    base = score(truth, oracle_result(truth))["faces"]
+    hidden = copy.deepcopy(truth)
+    n_hidden = 0
+    for fr in hidden["frames"]["rgb"]:
+        for f in fr["faces"]:
+            if f["id"] == 1 and fr["index"] % 2 == 0:
+                f["visible_frac"] = 0.3
+                n_hidden += 1
+    r = score(hidden, oracle_result(truth))["faces"]  # the oracle still 'detects' the hidden face
+    assert n_hidden > 5
+    assert r["masked"]["expected"] < base["masked"]["expected"]
+    assert r["masked"]["recall"] == 1.0 and r["precision"] == 1.0
+    # without the field a face counts as fully visible (truth rendered before sim-10)
+    for fr in hidden["frames"]["rgb"]:
+        for f in fr["faces"]:
+            f.pop("visible_frac", None)
+    assert score(hidden, oracle_result(truth))["faces"]["masked"]["expected"] == base["masked"]["expected"]

@@ -85,6 +85,7 @@ def test_float32_is_the_default_and_int8_says_how_to_build_it(monkeypatch, tmp_p
     assert model_file(DetectorConfig()).name == "centerface_dyn.onnx"
     with pytest.raises(ValueError, match="precision"):
         DetectorConfig(precision="int4")
-    monkeypatch.setattr(edge.assets, "CENTERFACE_INT8_MODEL", tmp_path / "none.onnx")
-    with pytest.raises(AssetError, match="python -m edge.vision.quantize"):
-        model_file(DetectorConfig(precision="int8"))
+    for model, (float_path, _) in list(edge.assets.DETECTOR_MODELS.items()):
+        monkeypatch.setitem(edge.assets.DETECTOR_MODELS, model, (float_path, tmp_path / "none.onnx"))
+        with pytest.raises(AssetError, match=f"python -m edge.vision.quantize --model {model}"):
+            model_file(DetectorConfig(model=model, precision="int8"))

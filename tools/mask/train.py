@@ -1,6 +1,7 @@
 """Fit and honestly evaluate the mask classifier of edge/vision/mask.py (numpy only, deterministic).
 
-    .venv/bin/python tools/mask/train.py [--data ../shared/data/masked_faces] [--write]
+    .venv/bin/python tools/mask/train.py [--data ../shared/data/masked_faces_train]
+                                         [--dev ../shared/data/masked_faces] [--write]
 
 1. Runs the product's own detector (DetectorConfig() defaults) on every photo of the CC0
    "Face Mask Detection" set and keeps the detections that match a labelled face (IoU >= 0.5),
@@ -12,10 +13,12 @@
    the L2 strength and a confidence temperature chosen by an inner 4-fold CV on the training
    part only. The outer-fold predictions, passed through classify_masks' own rules (min face
    size, unreadable crops, min_confidence -> 'unknown'), give the accuracy we report.
-4. Fits the final model on all faces with the L2 strength and temperature chosen by CV on all
-   of them, folds the feature standardisation into the weights, and with --write replaces the
-   weights block in edge/vision/mask.py (same data -> same weights). Writes the CV numbers to
-   tools/mask/cv_report.json.
+4. Held out: a model fitted on the training split alone (``--data``) is scored on the dev
+   photos (``--dev``), which nothing was fitted or chosen on.
+5. The shipped model is fitted on both splits (the L2 strength and temperature chosen by CV on
+   all of them, standardisation folded into the weights); its estimate is the nested CV of
+   step 3 run over both splits together. With --write it replaces the weights block in
+   edge/vision/mask.py (same data -> same weights). Both reports go to tools/mask/cv_report.json.
 """
 from __future__ import annotations
 
@@ -141,20 +144,65 @@ def choose_l2(X, Xm, y, photo) -> tuple[float, float]:
     return l2, float(temps[int(np.argmin(nll))])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=shared_data_dir() / "masked_faces")
-    ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/vision/mask.py")
-    ap.add_argument("--report", type=Path, default=ROOT / "tools" / "mask" / "cv_report.json")
-    args = ap.parse_args()
-    cfg = MaskConfig()
-    d = collect(args.data, cfg)
-    readable = np.isfinite(d["X"]).all(axis=1)
-    scored = d["label"] != "mask_weared_incorrect"  # faces with an expected status
-    trainable = scored & readable
-    y_all = (d["label"] == "with_mask").astype(float)
+def statuses(p: np.ndarray, readable: np.ndarray, cfg: MaskConfig) -> np.ndarray:
+    """classify_masks' own rules on probabilities: low confidence or unreadable -> 'unknown'."""
+    conf = np.maximum(p, 1 - p)
+    status = np.where(conf < cfg.min_confidence, "unknown", np.where(p >= 0.5, "yes", "no"))
+    status[~readable] = "unknown"
+    return status
 
-    # outer CV over every face (incorrectly-worn ones only get predictions)
+
+def accuracy_rows(d: dict[str, np.ndarray], status: np.ndarray, title: str) -> tuple[list[dict], dict]:
+    """Per size bucket (eval-faces' buckets) and label: faces, correct, unknown, accuracy; printed."""
+    scored = d["label"] != "mask_weared_incorrect"
+    expected = np.where(d["label"] == "with_mask", "yes", "no")
+    rows: list[dict] = []
+    acc_summary: dict = {}
+    print(title)
+    print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
+    for size, min_h in SIZE_BUCKETS_PX.items():
+        sel = d["height_px"] >= min_h
+        for label in ("with_mask", "without_mask", "both"):
+            k = sel & scored & ((d["label"] == label) if label != "both" else True)
+            n = int(k.sum())
+            correct = int((status[k] == expected[k]).sum())
+            unknown = int((status[k] == "unknown").sum())
+            acc = correct / n if n else None
+            rows.append({"size": size, "label": label, "faces": n, "correct": correct, "unknown": unknown,
+                         "accuracy": acc})
+            if label == "both":
+                acc_summary[size] = round(acc, 4) if acc is not None else None
+            print(f"{size:>8} {label:>22} {n:>5} {correct:>7} {unknown:>7} {acc if acc is None else f'{acc:.3f}':>8}")
+        k = sel & ~scored
+        counts = {s: int((status[k] == s).sum()) for s in ("yes", "no", "unknown")}
+        rows.append({"size": size, "label": "mask_weared_incorrect", "faces": int(k.sum()), "status_counts": counts})
+        print(f"{size:>8} {'mask_weared_incorrect':>22} {int(k.sum()):>5} -> {counts}")
+    return rows, acc_summary
+
+
+def merge(d: dict[str, np.ndarray], e: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Two collected folders as one (photo numbers of the second shifted past the first's)."""
+    out = {k: np.concatenate([d[k], e[k]]) for k in ("X", "Xm", "label", "height_px")}
+    out["photo"] = np.concatenate([d["photo"], e["photo"] + d["photo"].max() + 1])
+    return out
+
+
+def fit(d: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float, float, int]:
+    """The model on every readable with/without-mask face of ``d``: (w, b) with the temperature
+    folded in, the chosen L2 and temperature, and how many faces it learnt from."""
+    ok = (d["label"] != "mask_weared_incorrect") & np.isfinite(d["X"]).all(axis=1)
+    y = (d["label"] == "with_mask").astype(float)
+    l2, temp = choose_l2(d["X"][ok], d["Xm"][ok], y[ok], d["photo"][ok])
+    w, b = train(d["X"][ok], d["Xm"][ok], y[ok], l2)
+    return w / temp, b / temp, l2, temp, int(ok.sum())
+
+
+def cross_validate(d: dict[str, np.ndarray], cfg: MaskConfig, title: str) -> tuple[list[dict], dict, list[dict]]:
+    """Nested CV grouped by photo (incorrectly-worn faces only get predictions): rows, summary,
+    the L2 and temperature each outer fold chose."""
+    readable = np.isfinite(d["X"]).all(axis=1)
+    trainable = (d["label"] != "mask_weared_incorrect") & readable
+    y_all = (d["label"] == "with_mask").astype(float)
     outer = folds_by_photo(d["photo"], 5, SEED)
     p_cv = np.full(len(y_all), 0.5)
     chosen = []
@@ -165,46 +213,47 @@ def main() -> int:
         chosen.append({"l2": l2, "temperature": round(temp, 3)})
         w, b = train(d["X"][tr], d["Xm"][tr], y_all[tr], l2)
         p_cv[te] = predict(w / temp, b / temp, d["X"][te])
-    conf = np.maximum(p_cv, 1 - p_cv)
-    status = np.where(conf < cfg.min_confidence, "unknown", np.where(p_cv >= 0.5, "yes", "no"))
-    status[~readable] = "unknown"
-    expected = np.where(d["label"] == "with_mask", "yes", "no")
+    rows, summary = accuracy_rows(d, statuses(p_cv, readable, cfg), title)
+    return rows, summary, chosen
 
-    acc_summary: dict = {}
-    report: dict = {"data": os.path.relpath(args.data, ROOT), "dataset": d["dataset"],
-                    "cv": "5-fold outer by photo, inner 4-fold choice of L2 and temperature",
-                    "chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": []}
-    print(f"{'size':>8} {'label':>22} {'faces':>5} {'correct':>7} {'unknown':>7} {'accuracy':>8}")
-    for size, min_h in SIZE_BUCKETS_PX.items():  # the same buckets as `eval-faces`
-        sel = d["height_px"] >= min_h
-        for label in ("with_mask", "without_mask", "both"):
-            k = sel & scored & ((d["label"] == label) if label != "both" else True)
-            n = int(k.sum())
-            correct = int((status[k] == expected[k]).sum())
-            unknown = int((status[k] == "unknown").sum())
-            acc = correct / n if n else None
-            report["rows"].append({"size": size, "label": label, "faces": n, "correct": correct,
-                                   "unknown": unknown, "accuracy": acc})
-            if label == "both":
-                acc_summary[size] = round(acc, 4) if acc is not None else None
-            print(f"{size:>8} {label:>22} {n:>5} {correct:>7} {unknown:>7} {acc if acc is None else f'{acc:.3f}':>8}")
-        k = sel & ~scored
-        counts = {s: int((status[k] == s).sum()) for s in ("yes", "no", "unknown")}
-        report["rows"].append({"size": size, "label": "mask_weared_incorrect", "faces": int(k.sum()),
-                               "status_counts": counts})
-        print(f"{size:>8} {'mask_weared_incorrect':>22} {int(k.sum()):>5} -> {counts}")
 
-    l2, temp = choose_l2(d["X"][trainable], d["Xm"][trainable], y_all[trainable], d["photo"][trainable])
-    w, b = train(d["X"][trainable], d["Xm"][trainable], y_all[trainable], l2)
-    w, b = w / temp, b / temp
-    report["final_l2"] = l2
-    report["final_temperature"] = round(temp, 3)
-    report["n_train_faces"] = int(trainable.sum())
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=shared_data_dir() / "masked_faces_train",
+                    help="labelled photos to fit on (the training split)")
+    ap.add_argument("--dev", type=Path, default=shared_data_dir() / "masked_faces",
+                    help="labelled photos to report held-out accuracy on (never fitted on)")
+    ap.add_argument("--write", action="store_true", help="write the fitted weights into edge/vision/mask.py")
+    ap.add_argument("--report", type=Path, default=ROOT / "tools" / "mask" / "cv_report.json")
+    args = ap.parse_args()
+    cfg = MaskConfig()
+    d, e = collect(args.data, cfg), collect(args.dev, cfg)
+
+    # 1. held out: fitted on the training split only, scored on the dev photos it never saw
+    w, b, l2, temp, _ = fit(d)
+    e_readable = np.isfinite(e["X"]).all(axis=1)
+    p_dev = np.full(len(e["label"]), 0.5)
+    p_dev[e_readable] = predict(w, b, e["X"][e_readable])
+    dev_rows, dev_summary = accuracy_rows(e, statuses(p_dev, e_readable, cfg),
+                                          f"held out: fitted on {args.data.name}, scored on {args.dev.name}:")
+    # 2. the shipped model learns from both splits; its estimate is the nested CV over both
+    both = merge(d, e)
+    cv_rows, cv_summary, chosen = cross_validate(both, cfg, f"cross-validated on {args.data.name} + {args.dev.name} "
+                                                           "(5 folds by photo):")
+    w, b, l2, temp, n_train = fit(both)
+    report: dict = {"data": [os.path.relpath(args.data, ROOT), os.path.relpath(args.dev, ROOT)],
+                    "dataset": d["dataset"], "detector": DetectorConfig().model,
+                    "cv": "5-fold outer by photo over both splits, inner 4-fold choice of L2 and temperature",
+                    "chosen_per_fold": chosen, "min_confidence": cfg.min_confidence, "rows": cv_rows,
+                    "dev_held_out": f"fitted on {args.data.name} only, scored on {args.dev.name}",
+                    "dev_rows": dev_rows, "final_l2": l2, "final_temperature": round(temp, 3),
+                    "n_train_faces": n_train}
     args.report.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"final model: L2={l2}, temperature {temp:.2f}, {int(trainable.sum())} faces (+ mirrored); report -> {args.report}")
+    print(f"final model: L2={l2}, temperature {temp:.2f}, {n_train} faces (+ mirrored); report -> {args.report}")
     if args.write:
-        write_weights(ROOT / "edge" / "vision" / "mask.py", w, b, f"L2={l2}, temperature {temp:.3g}", int(trainable.sum()),
-                      info={"trained_on": d["dataset"], "cv_accuracy": acc_summary})
+        write_weights(ROOT / "edge" / "vision" / "mask.py", w, b, f"L2={l2}, temperature {temp:.3g}", n_train,
+                      info={"trained_on": d["dataset"], "trained_on_dirs": [args.data.name, args.dev.name],
+                            "cv_accuracy": cv_summary, "dev_dir": args.dev.name, "dev_accuracy": dev_summary})
     return 0
 
 
