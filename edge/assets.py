@@ -53,9 +53,9 @@ CENTERFACE_MODEL = MODELS_DIR / "centerface_dyn.onnx"
 # Our fine-tune on real masked faces (tools/detector/train.py): a committed float16 delta on
 # CENTERFACE_MODEL, applied here at set-up; both hashes pinned (models/README.md).
 CENTERFACE_MASKED_DELTA = MODELS_DIR / "centerface_masked.delta.npz"
-CENTERFACE_MASKED_DELTA_SHA256 = "cced561578fd21ef90371e4b415f87175a3440a0bd36ad32a81f564207b4d05b"
+CENTERFACE_MASKED_DELTA_SHA256 = "d319ddca5210ff0a2dc217b3a69a00ef1cdd3df3d4eafddc7e9e0cd619df0b1c"
 CENTERFACE_MASKED_MODEL = MODELS_DIR / "centerface_masked.onnx"
-CENTERFACE_MASKED_MODEL_SHA256 = "18535d38499a77beb9fea0cf43cd9ac8820d1d4dda7494168cfa4020f7d5a8de"
+CENTERFACE_MASKED_MODEL_SHA256 = "0e8673ca6d4210f52e6e9fe8cacd8c65f9b4a3d5ef7997dd860a6a57f87a7dee"
 # Opt-in (detector.precision = "int8"): derived from each float model by `python -m edge.vision.quantize`.
 CENTERFACE_INT8_MODEL = MODELS_DIR / "centerface_int8.onnx"
 CENTERFACE_MASKED_INT8_MODEL = MODELS_DIR / "centerface_masked_int8.onnx"

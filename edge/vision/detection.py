@@ -51,7 +51,7 @@ class DetectorConfig(StrictModel):
     intra_op_threads: int = Field(
         1, ge=1, le=64, description="onnxruntime intra-op threads for load_session (1 = one core)")
     model: Literal["centerface", "centerface-masked"] = Field(
-        "centerface",
+        "centerface-masked",
         description="'centerface': the published weights (models/centerface_dyn.onnx). 'centerface-masked': our "
                     "fine-tune on real masked faces (models/centerface_masked.onnx, the same graph with a "
                     "committed weight delta applied at set-up; models/README.md has its measurements)")

@@ -183,7 +183,10 @@ def test_real_face_canthus(shared_data, centerface_path, tmp_path):
                  "--faces", "--json-out", str(js)]) == 0
     aud = json.loads(js.read_text())[0]["faces"]
     assert len(aud) >= 5
-    assert all(30.0 <= f["hot_region_c"] <= 36.5 for f in aud)
+    # every box is a person, not the 18-25 degC hall: the fine-tuned detector also finds the head of
+    # someone at the back, half turned away, whose warmest upper-face spot is 29.6 degC
+    assert all(28.0 <= f["hot_region_c"] <= 36.5 for f in aud)
+    assert sorted(f["hot_region_c"] for f in aud)[len(aud) // 2] >= 33.0
 
 
 def test_import_refuses_a_non_empty_out_unless_force(tmp_path, capsys):

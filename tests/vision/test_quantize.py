@@ -82,7 +82,8 @@ def test_calibration_frames_are_fixed_and_spread(tmp_path):
 def test_float32_is_the_default_and_int8_says_how_to_build_it(monkeypatch, tmp_path):
     import edge.assets
 
-    assert model_file(DetectorConfig()).name == "centerface_dyn.onnx"
+    assert model_file(DetectorConfig()).name == "centerface_masked.onnx"
+    assert model_file(DetectorConfig(model="centerface")).name == "centerface_dyn.onnx"
     with pytest.raises(ValueError, match="precision"):
         DetectorConfig(precision="int4")
     for model, (float_path, _) in list(edge.assets.DETECTOR_MODELS.items()):
