@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -200,10 +200,16 @@ def blackbody_summary(bb: Any) -> dict[str, Any]:
 
 
 class FpsMeter:
-    """Frames per second per camera from counter deltas between two status ticks."""
+    """Frames per second per camera from counter deltas between two status ticks. ``start``
+    marks when the counters were zero, so the first tick already has a rate (without it the
+    first status and the live view said 'online 0.0/s' for the first interval)."""
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, int]] = {}
+
+    def start(self, cams: Iterable[str], now_s: float) -> None:
+        for cam in cams:
+            self._last[cam] = (now_s, 0)
 
     def update(self, cam: str, frames: int, now_s: float) -> float:
         prev = self._last.get(cam)

@@ -307,6 +307,7 @@ class Station:
         self.start_metrics_server()
         for w in self.workers.values():
             w.start()
+        self._fps.start(self.workers, time.monotonic())
         if self.live:
             self.watchdog.start()
         sd_notify("READY=1")

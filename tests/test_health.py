@@ -75,6 +75,12 @@ def test_fps_from_counter_deltas():
     assert f.update("rgb", 60, 12.0) == 30.0
 
 
+def test_fps_has_a_rate_at_the_first_tick_after_start():
+    f = FpsMeter()
+    f.start(["rgb", "thermal"], 5.0)
+    assert f.update("rgb", 30, 6.0) == 30.0 and f.update("thermal", 9, 6.0) == 9.0
+
+
 def test_metrics_in_own_registries_do_not_collide():
     a, b = StationMetrics("a", CollectorRegistry()), StationMetrics("b", CollectorRegistry())
     a.observe_pair({"detect": 12.0})
