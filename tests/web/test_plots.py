@@ -33,3 +33,15 @@ def test_grouped_stacks_and_legend():
     ET.fromstring(svg)
     assert svg.count("<rect") == 3 + 2  # three segments, two legend swatches
     assert ">3</text>" in svg and ">4</text>" in svg  # row totals
+
+
+def test_a_long_title_widens_a_narrow_chart_instead_of_being_cut():
+    import re
+
+    title = "confirmation rate (PPV) per station, % (last 24 h)"
+    # (chart, where its title starts): 13 px system-ui is about 7 px per character
+    for svg, title_x in ((plots.bars(["gate-1"], [50], title=title, width=320), 36),
+                         (plots.grouped({"g": {"a": 1}}, title=title, width=200), 0)):
+        width = int(re.search(r'<svg[^>]* width="(\d+)"', str(svg)).group(1))
+        assert width >= title_x + 7 * len(title), width
+    assert 'width="640"' in str(plots.bars(["a"], [1], title="short"))  # short titles keep the asked width

@@ -11,6 +11,15 @@ _TITLE = 'font-family="system-ui, sans-serif" font-size="13" fill="#e6e8eb"'
 _VALUE = 'font-family="system-ui, sans-serif" font-size="11" fill="#e6e8eb"'  # values on bars
 
 
+_TITLE_CHAR_PX = 7.4  # a generous average advance of the 13 px title font (system-ui), px per character
+
+
+def _fit_title(width: int, title_x: int, title: str) -> int:
+    """``width`` widened so the title, drawn from ``title_x``, is never cut at the svg's edge
+    (a narrow chart had cut 'confirmation rate (PPV) per station, % (last 24 h)')."""
+    return max(width, title_x + int(len(title) * _TITLE_CHAR_PX + 0.5) + 8)
+
+
 def _nice_max(v: float) -> float:
     if v <= 0:
         return 1.0
@@ -24,6 +33,7 @@ def bars(labels: list[str], values: list[float], *, title: str, width: int = 640
          colours: list[str] | None = None, label_every: int = 1, value_fmt: str = "{:g}") -> Markup:
     """Vertical bars, one per label; y axis from 0 to a round maximum; empty data says so."""
     left, bottom, top = 36, 22, 36  # top: room for the title above the highest value label
+    width = _fit_title(width, left, title)
     plot_w, plot_h = width - left - 8, height - bottom - top
     vmax = _nice_max(max(values, default=0))
     n = max(len(values), 1)
@@ -62,6 +72,7 @@ def grouped(groups: dict[str, dict[str, float]], *, title: str, width: int = 640
     palette = ["#ffb020", "#4da3ff", "#c77dff", "#3ecf6e", "#ff7a45", "#9aa3ad", "#36cfc9", "#f759ab"]
     colour = {k: COLOURS.get(k) or palette[i % len(palette)] for i, k in enumerate(keys)}
     left, top = 120, 28
+    width = _fit_title(width, 0, title)
     legend_h = 18 * ((len(keys) + 3) // 4)
     height = top + row_h * max(len(groups), 1) + legend_h + 12
     plot_w = width - left - 40
